@@ -1,0 +1,156 @@
+"""The meter actor: an asyncio Protocol that carries bytes between a socket and a MeterConnection.
+
+It holds no protocol logic (aioquic ``asyncio/protocol.py`` style): bytes in, bytes out, one timer
+armed from ``next_deadline()``, events turned into metrics and database rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from meter_core._util import NEED_DATA
+from meter_core.connection import MeterConnection
+from meter_core.events import (
+    AssociationEstablished,
+    AssociationRejected,
+    AssociationReleased,
+    ConnectionTerminated,
+    InternalError,
+    ProtocolViolation,
+)
+
+log = logging.getLogger("fleet.actor")
+
+_monotonic = time.monotonic
+
+
+class MeterProtocol(asyncio.Protocol):
+    """One TCP connection to one meter."""
+
+    __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing")
+
+    def __init__(self, worker, meter_id: int) -> None:
+        self.worker = worker
+        self.meter_id = meter_id
+        self.transport: asyncio.Transport | None = None
+        self.conn: MeterConnection | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.connection_id: uuid.UUID | None = None
+        self.peer = ""
+        self._seq = 0
+        self._closing = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        w = self.worker
+        if not w.admit(self.meter_id):
+            # TCP-UDP setup maximum_simultaneous_connections reached: refuse this one cleanly.
+            w.metrics.refused["max-connections"] = w.metrics.refused.get("max-connections", 0) + 1
+            transport.close()
+            return
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
+        now = _monotonic()
+        meter = w.meter(self.meter_id)
+        self.conn = MeterConnection(meter, w.transport_kind, now=now, stats=w.stats)
+        self.connection_id = uuid.uuid4()
+        w.connection_opened(self)
+        self._arm(now)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        now = _monotonic()
+        conn.receive_data(data, now)
+        out = conn.data_to_send()
+        if out:
+            self.transport.write(out)
+        m = self.worker.metrics
+        m.bytes_in += len(data)
+        m.bytes_out += len(out)
+        m.observe_latency(_monotonic() - now)
+        if (ev := conn.next_event()) is not NEED_DATA:
+            self._handle_events(ev)
+        if conn.closed and not self._closing:
+            self._closing = True
+            self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        conn.connection_lost()
+        if (ev := conn.next_event()) is not NEED_DATA:
+            self._handle_events(ev)
+        self.worker.connection_closed(self)
+        self.conn = None
+
+    # -- timer ------------------------------------------------------------------------------------
+
+    def _arm(self, now: float) -> None:
+        deadline = self.conn.next_deadline()
+        if deadline is not None:
+            self.timer = self.worker.loop.call_later(max(0.0, deadline - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        conn = self.conn
+        if conn is None:
+            return
+        now = _monotonic()
+        conn.handle_timer(now)
+        out = conn.data_to_send()
+        if out:
+            self.transport.write(out)
+        if (ev := conn.next_event()) is not NEED_DATA:
+            self._handle_events(ev)
+        if conn.closed:
+            if not self._closing:
+                self._closing = True
+                self.transport.close()
+            return
+        self._arm(now)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _handle_events(self, ev) -> None:
+        w = self.worker
+        conn = self.conn
+        while ev is not NEED_DATA:
+            t = type(ev)
+            if t is AssociationEstablished:
+                w.association_established(self, ev)
+            elif t is AssociationReleased:
+                w.association_released(self, ev)
+            elif t is AssociationRejected:
+                w.association_rejected(self, ev)
+            elif t is ProtocolViolation:
+                v = w.metrics.violations
+                v[ev.layer] = v.get(ev.layer, 0) + 1
+            elif t is InternalError:
+                w.metrics.internal_errors += 1
+                log.error("meter %d: %s", self.meter_id, ev.detail)
+            elif t is ConnectionTerminated:
+                w.connection_terminated(self, ev)
+            ev = conn.next_event()
+
+    def abort(self) -> None:
+        """Drop the connection now (worker shutdown)."""
+        if self.transport is not None and self.conn is not None:
+            self.transport.abort()

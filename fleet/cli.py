@@ -1,0 +1,274 @@
+"""The `fleet` command: run a fleet of simulated IS 15959 meters, manage its database, export it.
+
+A user's mistake gets one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from fleet.errors import FleetError
+from fleet.settings import FleetOptions, RunSettings, parse_shard
+from meter_core.connection import Transport
+from meter_core.identity import DEFAULT_FLEET_SECRET, MeterKind
+
+# Meters are installed in the 60 days before this instant (IST); cumulative registers start from
+# there, so a fleet shows the same energies whenever and however often it is restarted.
+FLEET_EPOCH = _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone(_dt.timedelta(hours=5, minutes=30))).timestamp()
+
+log = logging.getLogger("fleet")
+
+
+def _fleet_options(f):
+    """Options that identify a fleet and place its meters (shared by `run` and `meters export`)."""
+    decorators = [
+        click.option("--meters", default=1000, show_default=True, type=click.IntRange(min=1),
+                     help="Number of meters in the fleet."),
+        click.option("--seed", default=1, show_default=True, type=click.IntRange(0, 2**63 - 1),
+                     help="Fleet seed: identities and measurements derive from it."),
+        click.option("--fleet-secret", envvar="FLEET_SECRET", default=None,
+                     help="Secret the meters' passwords and keys derive from (env FLEET_SECRET)."),
+        click.option("--kind", type=click.Choice([k.value for k in MeterKind]), default="3ph", show_default=True,
+                     help="Meter kind: 1ph, 3ph whole current, or ctpt (CT/PT operated)."),
+        click.option("--transport", type=click.Choice(["wrapper", "hdlc"]), default="wrapper", show_default=True,
+                     help="Framing on each meter's TCP port: IEC 62056-47 wrapper or HDLC."),
+        click.option("--mode", type=click.Choice(["listen", "gateway", "dial"]), default="listen",
+                     show_default=True, help="How a head-end reaches the meters (only listen so far)."),
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address(es) the meters listen on, comma separated; more addresses give more ports."),
+        click.option("--port-base", default=4059, show_default=True, type=click.IntRange(1, 65535),
+                     help="Meter i listens on port-base + i."),
+        click.option("--shard", default="0/1", show_default=True,
+                     help="K/M: serve the K-th of M equal parts of the fleet (one Kubernetes pod each)."),
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard) -> FleetOptions:
+    if mode != "listen":
+        raise FleetError(f"--mode {mode} is not available yet; use --mode listen")
+    hosts = tuple(h.strip() for h in host.split(",") if h.strip())
+    if not hosts:
+        raise FleetError("--host needs at least one address")
+    for h in hosts:
+        try:
+            socket.inet_aton(h)
+        except OSError:
+            raise FleetError(f"--host {h!r} is not an IPv4 address") from None
+    return FleetOptions(
+        meters=meters,
+        seed=seed,
+        fleet_secret=fleet_secret.encode() if fleet_secret else DEFAULT_FLEET_SECRET,
+        kind=MeterKind(kind),
+        transport=Transport(transport),
+        mode=mode,
+        hosts=hosts,
+        port_base=port_base,
+        shard=parse_shard(shard),
+    )
+
+
+def _database_option(f):
+    f = click.option("--data-dir", envvar="FLEET_DATA_DIR", type=click.Path(file_okay=False, path_type=Path),
+                     default=None, help="Folder of the embedded PostgreSQL (env FLEET_DATA_DIR).")(f)
+    return click.option("--database-url", envvar="FLEET_DATABASE_URL", default=None,
+                        help="PostgreSQL to use instead of the embedded one (env FLEET_DATABASE_URL).")(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cosem-fleet", prog_name="fleet")
+def cli() -> None:
+    """Simulate a fleet of DLMS/COSEM (IS 15959) smart meters for head-end and MDM testing."""
+
+
+@cli.command()
+@_fleet_options
+@click.option("--workers", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes; meters are split between them.")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True),
+              help="Simulated seconds per real second (900 plays a 15-minute interval in one second).")
+@click.option("--start", "start", default=None,
+              help="Simulated time at start, ISO 8601 (default: now), e.g. 2026-06-01T00:00:00+05:30.")
+@click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the Prometheus /metrics endpoint (0 turns it off).")
+@click.option("--hes", default=None, help="HOST:PORT of the head-end, for dial mode and pushes (later).")
+@_database_option
+def run(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard, workers, speed, start,
+        metrics_port, hes, database_url, data_dir) -> None:
+    """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
+    from fleet import pg
+
+    options = _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard)
+    if hes is not None:
+        raise FleetError("--hes is used by dial mode and pushes, which are not available yet")
+    sim_start = _parse_start(start)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s fleet: %(message)s", stream=sys.stderr)
+    if metrics_port:
+        _check_port_free(metrics_port)
+    data_dir = data_dir or pg.default_data_dir()
+    url, server = pg.resolve_database(database_url, data_dir)
+    try:
+        applied = asyncio.run(_migrate(url))
+        if applied:
+            log.info("database migrated: %s", ", ".join(applied))
+        multiproc = Path(tempfile.mkdtemp(prefix="fleet-metrics-"))
+        from fleet import metrics
+
+        metrics.prepare_multiproc_dir(multiproc)
+        settings = RunSettings(
+            options=options,
+            workers=workers,
+            speed=speed,
+            sim_start=sim_start,
+            sim_t0=time.monotonic(),
+            epoch_start=FLEET_EPOCH,
+            database_url=url,
+            metrics_port=metrics_port or None,
+        )
+        if metrics_port:
+            metrics.serve(metrics_port)
+        from fleet.supervisor import Supervisor
+
+        pod = options.pod_range()
+
+        def ready(sup) -> None:
+            first, last = options.address(pod.start), options.address(pod.stop - 1)
+            log.info(
+                "%d meters ready (%s, ids %d-%d) on %s:%d .. %s:%d with %d worker(s); metrics %s; database %s",
+                len(pod), options.transport.value, pod.start, pod.stop - 1, *first, *last, len(sup.slots),
+                f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "off",
+                "embedded" if server is not None else pg.redact(url),
+            )
+
+        Supervisor(settings, on_ready=ready).run()
+        log.info("stopped")
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _parse_start(text: str | None) -> float:
+    if text is None:
+        return time.time()
+    try:
+        t = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise FleetError(f"--start {text!r} is not an ISO 8601 date-time") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone(_dt.timedelta(hours=5, minutes=30)))
+    return t.timestamp()
+
+
+def _check_port_free(port: int) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+    except OSError as e:
+        raise FleetError(f"metrics port {port} is not free: {e.strerror}") from None
+    finally:
+        s.close()
+
+
+async def _migrate(url: str) -> list[str]:
+    from fleet import db, pg
+
+    conn = await pg.connect(url)
+    try:
+        return await db.migrate(conn)
+    finally:
+        await conn.close()
+
+
+@cli.group()
+def db() -> None:
+    """Manage the fleet's PostgreSQL schema."""
+
+
+@db.command("migrate")
+@_database_option
+def db_migrate(database_url, data_dir) -> None:
+    """Apply the migrations the database does not have yet."""
+    from fleet import pg
+
+    url, server = pg.resolve_database(database_url, data_dir or pg.default_data_dir())
+    try:
+        applied = asyncio.run(_migrate(url))
+    finally:
+        if server is not None:
+            server.stop()
+    if applied:
+        for name in applied:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("database is up to date")
+
+
+@cli.group()
+def meters() -> None:
+    """Information about the fleet's meters."""
+
+
+@meters.command("export")
+@_fleet_options
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json: one array of meter objects; csv: one row per meter and client.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (default: standard output).")
+def meters_export(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard, fmt, output) -> None:
+    """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter."""
+    from fleet import export
+
+    options = _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard)
+    write = export.write_json if fmt == "json" else export.write_csv
+    if output is None:
+        write(options, sys.stdout)
+        return
+    step = max(1, options.meters // 100)
+    show = sys.stderr.isatty() or options.meters >= 10_000
+
+    def progress(n: int) -> None:
+        if show and (n % step == 0 or n == options.meters):
+            click.echo(f"\rexported {n}/{options.meters} meters", err=True, nl=n == options.meters)
+
+    try:
+        with open(output, "w", encoding="utf-8", newline="") as f:
+            write(options, f, progress)
+    except OSError as e:
+        raise FleetError(f"cannot write {output}: {e.strerror}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: click without its tracebacks, one line per error."""
+    try:
+        rv = cli.main(args=argv, prog_name="fleet", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("fleet: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"fleet: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except FleetError as e:
+        click.echo(f"fleet: error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

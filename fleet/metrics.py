@@ -1,0 +1,125 @@
+"""Prometheus metrics of the fleet (prometheus-client, multiprocess mode).
+
+Import this module only after ``PROMETHEUS_MULTIPROC_DIR`` is set (the supervisor sets it before it
+spawns workers): prometheus-client picks its value store at import time. Workers do not touch the
+metric files per request: `WorkerMetrics` counts in plain ints and flushes once a second.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                   1.0)
+
+METERS_ONLINE = Gauge("fleet_meters_online", "Meters listening for a head-end", multiprocess_mode="livesum")
+CONNECTIONS_OPEN = Gauge("fleet_connections_open", "TCP connections open to meters", multiprocess_mode="livesum")
+ASSOCIATIONS_OPEN = Gauge("fleet_associations_open", "Application associations open", ["client"],
+                          multiprocess_mode="livesum")
+ASSOCIATIONS = Counter("fleet_associations", "AARQs answered, by client SAP and result", ["client", "result"])
+RELEASES = Counter("fleet_association_releases", "Associations ended, by client SAP and reason",
+                   ["client", "reason"])
+REQUESTS = Counter("fleet_requests", "xDLMS requests served, by service and result", ["service", "result"])
+LATENCY = Histogram("fleet_request_latency_seconds", "Time a meter takes to answer one chunk of requests",
+                    buckets=LATENCY_BUCKETS)
+BYTES_IN = Counter("fleet_bytes_received", "Bytes received from head-ends")
+BYTES_OUT = Counter("fleet_bytes_sent", "Bytes sent to head-ends")
+CONNECTIONS_REFUSED = Counter("fleet_connections_refused", "Connections refused, by reason", ["reason"])
+PROTOCOL_VIOLATIONS = Counter("fleet_protocol_violations", "Bad input answered or dropped, by layer", ["layer"])
+INTERNAL_ERRORS = Counter("fleet_internal_errors", "Faults inside a meter while serving a request")
+DB_ROWS = Counter("fleet_db_rows_written", "Rows written to PostgreSQL, by table", ["table"])
+DB_QUEUE = Gauge("fleet_db_writer_queue_depth", "Rows waiting in the writers' queues", multiprocess_mode="livesum")
+DB_LAG = Gauge("fleet_db_writer_lag_seconds", "Age of the oldest row not yet written", multiprocess_mode="max")
+DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Rows that found the writer queue full")
+DB_ERRORS = Counter("fleet_db_writer_errors", "Failed flushes of the writers (retried)")
+WORKER_RESTARTS = Counter("fleet_worker_restarts", "Workers restarted by the supervisor")
+WORKERS_UP = Gauge("fleet_workers_up", "Worker processes running", multiprocess_mode="livesum")
+
+
+def prepare_multiproc_dir(path: Path) -> None:
+    """Create or empty the directory prometheus-client keeps its per-process files in."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def serve(port: int, host: str = "0.0.0.0"):
+    """Serve /metrics for all processes on ``port`` (a thread in the supervisor)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return start_http_server(port, addr=host, registry=registry)
+
+
+def process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (gunicorn users do this in ``child_exit``)."""
+    mark_process_dead(pid)
+
+
+class WorkerMetrics:
+    """Per-worker tallies, pushed to the prometheus files by `flush` (once a second)."""
+
+    __slots__ = ("latency_counts", "latency_sum", "bytes_in", "bytes_out", "_last_requests", "refused",
+                 "violations", "internal_errors", "associations", "releases")
+
+    def __init__(self) -> None:
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._last_requests: dict[tuple[str, str], int] = {}
+        self.refused: dict[str, int] = {}
+        self.violations: dict[str, int] = {}
+        self.internal_errors = 0
+        self.associations: dict[tuple[int, str], int] = {}
+        self.releases: dict[tuple[int, str], int] = {}
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def flush(self, request_counts) -> None:
+        """Add what happened since the last flush; ``request_counts`` is the worker's ServiceStats."""
+        last = self._last_requests
+        for key, n in list(request_counts.items()):
+            delta = n - last.get(key, 0)
+            if delta:
+                REQUESTS.labels(*key).inc(delta)
+                last[key] = n
+        counts = self.latency_counts
+        if any(counts):
+            # Histogram.observe per request would touch the mmap files per request; add each
+            # bucket's count directly (prometheus-client keeps per-bucket counts and sums them on export).
+            for i, n in enumerate(counts):
+                if n:
+                    LATENCY._buckets[i].inc(n)
+            LATENCY._sum.inc(self.latency_sum)
+            self.latency_counts = [0] * len(counts)
+            self.latency_sum = 0.0
+        if self.bytes_in:
+            BYTES_IN.inc(self.bytes_in)
+            self.bytes_in = 0
+        if self.bytes_out:
+            BYTES_OUT.inc(self.bytes_out)
+            self.bytes_out = 0
+        for reason, n in self.refused.items():
+            CONNECTIONS_REFUSED.labels(reason).inc(n)
+        self.refused.clear()
+        for layer, n in self.violations.items():
+            PROTOCOL_VIOLATIONS.labels(layer).inc(n)
+        self.violations.clear()
+        if self.internal_errors:
+            INTERNAL_ERRORS.inc(self.internal_errors)
+            self.internal_errors = 0
+        for (client, result), n in self.associations.items():
+            ASSOCIATIONS.labels(str(client), result).inc(n)
+        self.associations.clear()
+        for (client, reason), n in self.releases.items():
+            RELEASES.labels(str(client), reason).inc(n)
+        self.releases.clear()

@@ -1,0 +1,104 @@
+"""Settings of a fleet run, and the pure functions that place meters: shards, hosts and ports.
+
+Everything here is computed from the command line, so the supervisor, each worker, `fleet meters
+export` and a test all agree on which process serves a meter and where a head-end reaches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleet.errors import FleetError
+from meter_core.connection import Transport
+from meter_core.identity import DEFAULT_FLEET_SECRET, FleetConfig, MeterKind
+
+MAX_PORT = 65535
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetOptions:
+    """What identifies a fleet and where its meters listen (shared by `run` and `meters export`)."""
+
+    meters: int = 1000
+    seed: int = 1
+    fleet_secret: bytes = DEFAULT_FLEET_SECRET
+    kind: MeterKind = MeterKind.THREE_PHASE
+    transport: Transport = Transport.WRAPPER
+    mode: str = "listen"
+    hosts: tuple[str, ...] = ("127.0.0.1",)
+    port_base: int = 4059
+    shard: tuple[int, int] = (0, 1)
+
+    def __post_init__(self) -> None:
+        if self.meters < 1:
+            raise FleetError("--meters must be at least 1")
+        if not 1 <= self.port_base <= MAX_PORT:
+            raise FleetError(f"--port-base {self.port_base} is not a TCP port")
+        k, m = self.shard
+        if not (m >= 1 and 0 <= k < m):
+            raise FleetError(f"--shard {k}/{m}: need 0 <= K < M")
+        capacity = (MAX_PORT + 1 - self.port_base) * len(self.hosts)
+        if self.meters > capacity:
+            raise FleetError(
+                f"{self.meters} meters need {self.meters} ports but --port-base {self.port_base} leaves "
+                f"{capacity} on {len(self.hosts)} host(s); give more addresses with --host A,B,..."
+            )
+
+    @property
+    def fleet(self) -> FleetConfig:
+        return FleetConfig(seed=self.seed, secret=self.fleet_secret, kind=self.kind)
+
+    def address(self, meter_id: int) -> tuple[str, int]:
+        """Where meter ``meter_id`` listens: meter i on port-base + i, then the next host."""
+        per_host = MAX_PORT + 1 - self.port_base
+        return self.hosts[meter_id // per_host], self.port_base + meter_id % per_host
+
+    def pod_range(self) -> range:
+        """The meter ids this process group serves (``--shard K/M`` of the whole fleet)."""
+        k, m = self.shard
+        return split_range(range(self.meters), m)[k]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSettings:
+    """Everything `fleet run` hands to its workers."""
+
+    options: FleetOptions
+    workers: int = 1
+    speed: float = 1.0
+    sim_start: float = 0.0
+    # time.monotonic() when simulated time was sim_start; shared by all workers so their clocks agree
+    sim_t0: float = 0.0
+    epoch_start: float = 0.0
+    database_url: str | None = None
+    metrics_port: int | None = None
+    multiproc_dir: str | None = None
+    shutdown_timeout: float = 10.0
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 10.0
+
+    def plan(self) -> list[range]:
+        """The shard of each worker slot: the pod's range split into contiguous pieces."""
+        pod = self.options.pod_range()
+        return [r for r in split_range(pod, min(self.workers, len(pod)))]
+
+
+def split_range(ids: range, parts: int) -> list[range]:
+    """Split ``ids`` into ``parts`` contiguous ranges whose sizes differ by at most one."""
+    n = len(ids)
+    base, extra = divmod(n, parts)
+    out = []
+    start = ids.start
+    for i in range(parts):
+        size = base + (1 if i < extra else 0)
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, m = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise FleetError(f"--shard {text!r}: expected K/M, e.g. 0/4") from None
+    return k, m

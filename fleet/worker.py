@@ -1,0 +1,265 @@
+"""A worker process: one uvloop event loop serving a contiguous shard of meters.
+
+Started by the supervisor with the ``spawn`` method. It opens its database writer, metrics and
+listeners only once its loop runs (uvicorn habit), reports ``ready`` over its pipe, sends a
+heartbeat every second, and stops on SIGTERM: listeners closed, connections dropped (their
+associations recorded as ended), rows flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+from collections import OrderedDict
+from dataclasses import asdict
+
+from fleet.errors import FleetError
+from fleet.settings import RunSettings
+
+log = logging.getLogger("fleet.worker")
+
+# Exit code of a worker that could not boot (port in use, database unreachable): the supervisor
+# halts instead of restarting it in a loop (gunicorn's WORKER_BOOT_ERROR).
+WORKER_BOOT_ERROR = 3
+# Meters whose objects stay cached after their last connection closed.
+METER_CACHE_SIZE = 2048
+
+
+def worker_main(slot: int, shard: range, settings: RunSettings, pipe) -> None:
+    """Entry point of a worker process (spawned: imports happen here, after the env is set)."""
+    import uvloop
+
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fleet worker {slot}: %(message)s",
+                        stream=sys.stderr)
+    # Ctrl-C reaches the whole process group; only the supervisor acts on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _raise_fd_limit(len(shard))
+    worker = Worker(slot, shard, settings, pipe)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        code = runner.run(worker.main())
+    sys.exit(code)
+
+
+def _raise_fd_limit(meters: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Worker:
+    """The state of one worker: its meters, connections, stats, writer."""
+
+    def __init__(self, slot: int, shard: range, settings: RunSettings, pipe) -> None:
+        from fleet.metrics import WorkerMetrics
+        from meter_core.association import ServiceStats
+
+        self.slot = slot
+        self.shard = shard
+        self.settings = settings
+        self.options = settings.options
+        self.fleet = settings.options.fleet
+        self.transport_kind = settings.options.transport
+        self.pipe = pipe
+        self.stats = ServiceStats()
+        self.metrics = WorkerMetrics()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clock = None
+        self.servers: list[asyncio.AbstractServer] = []
+        self.connections: dict[int, list] = {}
+        self.protocols: set = set()
+        self._cache: OrderedDict = OrderedDict()
+        self._active_meters: dict[int, object] = {}
+        self.states: dict[int, object] = {}
+        self.recorder = None
+        self._stop = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def main(self, *, install_signals: bool = True) -> int:
+        """Boot, serve until SIGTERM (or `stop`), shut down; returns the process exit code."""
+        from fleet import metrics
+        from fleet.recorder import NullRecorder, Recorder
+        from meter_core.meter import SimClock
+
+        self.loop = asyncio.get_running_loop()
+        if install_signals:
+            self.loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        s = self.settings
+        self.clock = SimClock(start=s.sim_start, t0=s.sim_t0, speed=s.speed)
+        try:
+            if s.database_url:
+                self.recorder = await Recorder.open(s.database_url, self)
+            else:
+                self.recorder = NullRecorder()
+            await self._listen()
+        except FleetError as e:
+            self._send(("boot-error", self.slot, str(e)))
+            await self._close_recorder(1.0)
+            return WORKER_BOOT_ERROR
+        metrics.METERS_ONLINE.inc(len(self.servers))
+        metrics.WORKERS_UP.inc()
+        self._send(("ready", self.slot, os.getpid(), len(self.servers)))
+        tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._flush_metrics())]
+        await self._stop.wait()
+        await self._shutdown(tasks)
+        return 0
+
+    def stop(self) -> None:
+        """Ask the worker to shut down (thread-safe through ``loop.call_soon_threadsafe``)."""
+        self._stop.set()
+
+    async def _listen(self) -> None:
+        loop = self.loop
+        from fleet.actor import MeterProtocol
+
+        for meter_id in self.shard:
+            host, port = self.options.address(meter_id)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                sock.listen(16)
+            except OSError as e:
+                sock.close()
+                reason = "already in use" if e.errno == errno.EADDRINUSE else e.strerror
+                raise FleetError(f"cannot listen on {host}:{port} for meter {meter_id}: {reason}") from None
+            sock.setblocking(False)
+            server = await loop.create_server(functools.partial(MeterProtocol, self, meter_id), sock=sock)
+            self.servers.append(server)
+
+    async def _shutdown(self, tasks) -> None:
+        from fleet import metrics
+
+        for server in self.servers:
+            server.close()
+        for proto in list(self.protocols):
+            proto.abort()
+        await asyncio.sleep(0)  # let connection_lost callbacks run
+        for t in tasks:
+            t.cancel()
+        self._flush_metrics_once()
+        metrics.METERS_ONLINE.dec(len(self.servers))
+        metrics.WORKERS_UP.dec()
+        await self._close_recorder(self.settings.shutdown_timeout / 2)
+
+    async def _close_recorder(self, timeout: float) -> None:
+        if self.recorder is not None:
+            await self.recorder.close(timeout)
+
+    def _send(self, msg) -> None:
+        try:
+            self.pipe.send(msg)
+        except (BrokenPipeError, OSError):
+            # The supervisor is gone: stop serving rather than run orphaned.
+            self._stop.set()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._send(("hb", self.slot))
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._flush_metrics_once()
+
+    def _flush_metrics_once(self) -> None:
+        from fleet import metrics
+
+        self.metrics.flush(self.stats.counts)
+        if self.recorder is not None:
+            self.recorder.flush_metrics(metrics)
+
+    # -- meters -------------------------------------------------------------------------------------
+
+    def admit(self, meter_id: int) -> bool:
+        """Take a connection slot of ``meter_id`` if its TCP-UDP setup allows one more."""
+        meter = self.meter(meter_id)
+        open_now = self.connections.get(meter_id)
+        if open_now is not None and len(open_now) >= meter.state.max_connections:
+            return False
+        return True
+
+    def meter(self, meter_id: int):
+        """The Meter object of ``meter_id`` (cached while in use and for a while after)."""
+        m = self._active_meters.get(meter_id)
+        if m is not None:
+            return m
+        m = self._cache.pop(meter_id, None)
+        if m is None:
+            from meter_core.meter import Meter, MeterState
+
+            state = self.states.get(meter_id) or MeterState()
+            m = Meter(self.fleet, meter_id, epoch_start=self.settings.epoch_start, clock=self.clock,
+                      state=state, port=self.options.address(meter_id)[1])
+        self._active_meters[meter_id] = m
+        return m
+
+    def _release_meter(self, meter_id: int) -> None:
+        from meter_core.meter import MeterState
+
+        m = self._active_meters.pop(meter_id, None)
+        if m is None:
+            return
+        self._cache[meter_id] = m
+        if len(self._cache) > METER_CACHE_SIZE:
+            old_id, old = self._cache.popitem(last=False)
+            if asdict(old.state) != asdict(MeterState()):
+                self.states[old_id] = old.state  # keep what a head-end changed
+
+    # -- callbacks from actors ----------------------------------------------------------------------
+
+    def connection_opened(self, proto) -> None:
+        from fleet import metrics
+
+        self.connections.setdefault(proto.meter_id, []).append(proto)
+        self.protocols.add(proto)
+        metrics.CONNECTIONS_OPEN.inc()
+        self.recorder.connection_opened(proto)
+
+    def connection_closed(self, proto) -> None:
+        from fleet import metrics
+
+        conns = self.connections.get(proto.meter_id)
+        if conns is not None:
+            try:
+                conns.remove(proto)
+            except ValueError:
+                pass
+            if not conns:
+                del self.connections[proto.meter_id]
+                self._release_meter(proto.meter_id)
+        self.protocols.discard(proto)
+        metrics.CONNECTIONS_OPEN.dec()
+        self.recorder.connection_closed(proto)
+
+    def association_established(self, proto, ev) -> None:
+        from fleet import metrics
+
+        key = (ev.client_sap, "accepted")
+        self.metrics.associations[key] = self.metrics.associations.get(key, 0) + 1
+        metrics.ASSOCIATIONS_OPEN.labels(str(ev.client_sap)).inc()
+        self.recorder.association_established(proto, ev)
+
+    def association_rejected(self, proto, ev) -> None:
+        key = (ev.client_sap, "rejected")
+        self.metrics.associations[key] = self.metrics.associations.get(key, 0) + 1
+        self.recorder.association_rejected(proto, ev)
+
+    def association_released(self, proto, ev) -> None:
+        from fleet import metrics
+
+        key = (ev.client_sap, ev.reason.value)
+        self.metrics.releases[key] = self.metrics.releases.get(key, 0) + 1
+        metrics.ASSOCIATIONS_OPEN.labels(str(ev.client_sap)).dec()
+        self.recorder.association_released(proto, ev)
+
+    def connection_terminated(self, proto, ev) -> None:
+        self.recorder.connection_terminated(proto, ev)

@@ -1,0 +1,628 @@
+"""The meter's side of an application association: state table, AARQ checks, GET/SET/ACTION.
+
+IEC 62056-5-3 clauses 6 (services) and 7.3 (ACSE). One `Association` exists per client SAP on a
+connection. Transitions live in `TRANSITIONS`; the side effects (building answers) are in the
+methods, so the table stays the single statement of what may follow what (h11 ``_state`` style).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import Enum
+
+from meter_core.apdu import (
+    AARE,
+    AARQ,
+    RLRE,
+    RLRQ,
+    ActionOutcome,
+    ActionRequestNormal,
+    ActionRequestWithFirstPblock,
+    ActionRequestWithList,
+    ActionRequestWithPblock,
+    ActionResponseNormal,
+    ActionResponseWithList,
+    ConfirmedServiceError,
+    ExceptionResponse,
+    GetRequestNext,
+    GetRequestNormal,
+    GetRequestWithList,
+    GetResponseNormal,
+    GetResponseWithDatablock,
+    GetResponseWithList,
+    InitiateRequest,
+    InitiateResponse,
+    ResultSourceDiagnostic,
+    SetRequestNormal,
+    SetRequestWithDatablock,
+    SetRequestWithFirstDatablock,
+    SetRequestWithList,
+    SetRequestWithListAndFirstDatablock,
+    SetResponseDatablock,
+    SetResponseLastDatablock,
+    SetResponseLastDatablockWithList,
+    SetResponseNormal,
+    SetResponseWithList,
+    decode_apdu,
+    encode_apdu,
+)
+from meter_core.apdu.acse import context_oid, release_reason
+from meter_core.apdu.codes import (
+    AcseServiceUser,
+    ApplicationContextName,
+    ActionResult,
+    AssociationResult,
+    AuthenticationMechanism,
+    Conformance,
+    ConfirmedServiceErrorChoice,
+    DataAccessResult,
+    InitiateError,
+    ServiceErrorType,
+)
+from meter_core.axdr import Reader, data_from_bytes, encode_length, skip_data
+from meter_core.cosem.model import AssociationView
+from meter_core.errors import DecodeError, ExceptionServiceError, ExceptionStateError
+from meter_core.events import AssociationEstablished, AssociationRejected, AssociationReleased, ReleaseReason
+
+DLMS_VERSION = 6
+# Smallest client-max-receive-pdu-size we can answer in: an AARE-sized GET block needs this much.
+MIN_CLIENT_PDU_SIZE = 16
+
+
+class AssociationState(Enum):
+    """Server-side states of an application association (IEC 62056-5-3 clause 7.3)."""
+
+    IDLE = "idle"  # no association: only AARQ (and RLRQ) make sense
+    ASSOCIATED = "associated"
+
+
+class Input(Enum):
+    """What happened to an association."""
+
+    AARQ_ACCEPTED = "aarq-accepted"
+    AARQ_REJECTED = "aarq-rejected"
+    RLRQ = "rlrq"
+    REQUEST = "request"  # GET / SET / ACTION
+    ABORT = "abort"  # the link or connection went away
+
+
+TRANSITIONS: dict[tuple[AssociationState, Input], AssociationState] = {
+    (AssociationState.IDLE, Input.AARQ_ACCEPTED): AssociationState.ASSOCIATED,
+    (AssociationState.IDLE, Input.AARQ_REJECTED): AssociationState.IDLE,
+    (AssociationState.IDLE, Input.RLRQ): AssociationState.IDLE,
+    (AssociationState.IDLE, Input.REQUEST): AssociationState.IDLE,  # answered by exception-response
+    (AssociationState.IDLE, Input.ABORT): AssociationState.IDLE,
+    # A second AARQ on an open association is refused; the association stays as it was.
+    (AssociationState.ASSOCIATED, Input.AARQ_REJECTED): AssociationState.ASSOCIATED,
+    (AssociationState.ASSOCIATED, Input.RLRQ): AssociationState.IDLE,
+    (AssociationState.ASSOCIATED, Input.REQUEST): AssociationState.ASSOCIATED,
+    (AssociationState.ASSOCIATED, Input.ABORT): AssociationState.IDLE,
+}
+
+
+class ServiceStats:
+    """Requests served, by (service, result); shared by the connections of a worker and read by metrics."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+
+_OK = "ok"
+_EXCEPTION_NOT_ASSOCIATED = encode_apdu(
+    ExceptionResponse(
+        state_error=ExceptionStateError.SERVICE_NOT_ALLOWED,
+        service_error=ExceptionServiceError.OPERATION_NOT_POSSIBLE,
+    )
+)
+_EXCEPTION_NOT_NEGOTIATED = encode_apdu(
+    ExceptionResponse(
+        state_error=ExceptionStateError.SERVICE_NOT_ALLOWED,
+        service_error=ExceptionServiceError.SERVICE_NOT_SUPPORTED,
+    )
+)
+_EXCEPTION_PDU_TOO_LONG = encode_apdu(
+    ExceptionResponse(
+        state_error=ExceptionStateError.SERVICE_NOT_ALLOWED, service_error=ExceptionServiceError.PDU_TOO_LONG
+    )
+)
+_RLRE_NORMAL = encode_apdu(RLRE(reason=release_reason(0)))
+_GET_NORMAL_OK = b"\xc4\x01"
+
+
+def exception_response(state: ExceptionStateError, service: ExceptionServiceError) -> bytes:
+    return encode_apdu(ExceptionResponse(state_error=state, service_error=service))
+
+
+def _datablock_overhead(limit: int) -> int:
+    # C4 02 iip last(1) block-number(4) choice(1) length(1..3): everything but the raw data
+    return 9 + len(encode_length(limit))
+
+
+class Association:
+    """One client's association with the meter over one connection."""
+
+    __slots__ = (
+        "meter", "view", "spec", "stats", "state", "context", "conformance", "max_send_pdu_size",
+        "max_receive_pdu_size", "_long_get", "_long_set", "events",
+    )
+
+    def __init__(self, meter, view: AssociationView, stats: ServiceStats | None = None) -> None:
+        self.meter = meter
+        self.view = view
+        self.spec = view.spec
+        self.stats = stats if stats is not None else ServiceStats()
+        self.state = AssociationState.IDLE
+        self.context: int | None = None
+        self.conformance = Conformance(0)
+        self.max_send_pdu_size = view.spec.server_max_receive_pdu_size
+        self.max_receive_pdu_size = view.spec.server_max_receive_pdu_size
+        # long GET in progress: [invoke id, raw bytes, offset, last block number]
+        self._long_get: list | None = None
+        # long SET in progress: [request, collected raw bytes, last block number]
+        self._long_set: list | None = None
+        self.events: list = []
+
+    # -- state table ---------------------------------------------------------------------------------
+
+    def _transition(self, event: Input) -> None:
+        # Every (state, input) pair is in the table; a missing pair is a bug in the table.
+        self.state = TRANSITIONS[(self.state, event)]
+
+    @property
+    def associated(self) -> bool:
+        return self.state is AssociationState.ASSOCIATED
+
+    @property
+    def status_code(self) -> int:
+        """association_status of Association LN attribute 8: 0 non-associated, 2 associated."""
+        return 2 if self.state is AssociationState.ASSOCIATED else 0
+
+    def abort(self, reason: ReleaseReason) -> None:
+        """The link under the association is gone."""
+        if self.state is AssociationState.ASSOCIATED:
+            self.events.append(AssociationReleased(self.spec.client_sap, reason))
+        self._long_get = self._long_set = None
+        self._transition(Input.ABORT)
+
+    # -- entry point -------------------------------------------------------------------------------
+
+    def handle_apdu(self, apdu: bytes, now: float) -> bytes | None:
+        """The response APDU to ``apdu`` (None when the standard gives no answer)."""
+        if self.state is AssociationState.ASSOCIATED:
+            if len(apdu) > self.max_receive_pdu_size:
+                self.stats.counts[("other", "pdu-too-long")] += 1
+                return _EXCEPTION_PDU_TOO_LONG
+            # Fast path: GET-Request-Normal without selective access, the bulk of all traffic.
+            if len(apdu) == 13 and apdu[0] == 0xC0 and apdu[1] == 1 and apdu[12] == 0:
+                attr = self.view.readable.get(apdu[3:12])
+                if attr is not None and self.conformance & Conformance.GET:
+                    get = attr.get
+                    value = get if type(get) is bytes else get(self.meter, self, now)
+                    if len(value) + 4 <= self.max_send_pdu_size:
+                        self._long_get = None
+                        self.stats.counts[("get", _OK)] += 1
+                        return _GET_NORMAL_OK + apdu[2:3] + b"\x00" + value
+        try:
+            request = decode_apdu(apdu)
+        except DecodeError as e:
+            if apdu[:1] == b"\x60":
+                return self._reject(AcseServiceUser.NO_REASON_GIVEN, f"AARQ does not decode: {e}")
+            self.stats.counts[("other", "undecodable")] += 1
+            state, service = e.exception_response
+            return exception_response(state, service)
+        handler = _HANDLERS.get(type(request))
+        if handler is None:
+            self.stats.counts[("other", "unexpected-apdu")] += 1
+            return _EXCEPTION_NOT_NEGOTIATED
+        return handler(self, request, now)
+
+    # -- ACSE -------------------------------------------------------------------------------------
+
+    def _on_aarq(self, aarq: AARQ, now: float) -> bytes:
+        spec = self.spec
+        if self.state is AssociationState.ASSOCIATED:
+            return self._reject(AcseServiceUser.NO_REASON_GIVEN, "already associated", transient=True)
+        context = aarq.context
+        if context is None or context not in spec.contexts:
+            return self._reject(AcseServiceUser.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED,
+                                "application context not supported")
+        mechanism = aarq.mechanism
+        if spec.mechanism is AuthenticationMechanism.NONE:
+            if aarq.mechanism_name is not None and mechanism is not AuthenticationMechanism.NONE:
+                return self._reject(AcseServiceUser.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED,
+                                    "this association takes no authentication")
+        elif spec.mechanism is AuthenticationMechanism.LOW:
+            if aarq.mechanism_name is None:
+                return self._reject(AcseServiceUser.AUTHENTICATION_MECHANISM_NAME_REQUIRED,
+                                    "mechanism name required")
+            if mechanism is not AuthenticationMechanism.LOW:
+                return self._reject(AcseServiceUser.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED,
+                                    "mechanism not offered by this association")
+            password = self.meter.identity.lls_password.encode("ascii")
+            if aarq.calling_authentication_value != password:
+                return self._reject(AcseServiceUser.AUTHENTICATION_FAILURE, "wrong LLS password")
+        if aarq.user_information is None:
+            return self._reject(AcseServiceUser.NO_REASON_GIVEN, "no InitiateRequest in user-information")
+        try:
+            initiate = InitiateRequest.decode(Reader(aarq.user_information))
+        except DecodeError:
+            return self._reject_initiate(InitiateError.OTHER, "InitiateRequest does not decode")
+        if initiate.proposed_dlms_version_number < DLMS_VERSION:
+            return self._reject_initiate(InitiateError.DLMS_VERSION_TOO_LOW, "DLMS version too low")
+        conformance = initiate.proposed_conformance & spec.conformance
+        if not conformance:
+            return self._reject_initiate(InitiateError.INCOMPATIBLE_CONFORMANCE, "no common service")
+        client_max = initiate.client_max_receive_pdu_size or 0xFFFF
+        if client_max < MIN_CLIENT_PDU_SIZE:
+            return self._reject_initiate(InitiateError.PDU_SIZE_TOO_SHORT, "client PDU size too small")
+
+        self.context = int(context)
+        self.conformance = Conformance(conformance)
+        self.max_send_pdu_size = min(client_max, spec.server_max_receive_pdu_size)
+        self.max_receive_pdu_size = spec.server_max_receive_pdu_size
+        self._long_get = self._long_set = None
+        self._transition(Input.AARQ_ACCEPTED)
+        self.events.append(AssociationEstablished(spec.client_sap, spec.name, spec.mechanism, self.context))
+        self.stats.counts[("aarq", _OK)] += 1
+        response = InitiateResponse(
+            negotiated_conformance=self.conformance,
+            server_max_receive_pdu_size=spec.server_max_receive_pdu_size,
+            negotiated_dlms_version_number=DLMS_VERSION,
+        )
+        return encode_apdu(
+            AARE(
+                application_context_name=context_oid(context),
+                result=AssociationResult.ACCEPTED,
+                result_source_diagnostic=ResultSourceDiagnostic.user(AcseServiceUser.NULL),
+                user_information=encode_apdu(response),
+            )
+        )
+
+    def _reject(self, diagnostic: AcseServiceUser, reason: str, *, transient: bool = False,
+                user_information: bytes | None = None) -> bytes:
+        result = AssociationResult.REJECTED_TRANSIENT if transient else AssociationResult.REJECTED_PERMANENT
+        self.events.append(AssociationRejected(self.spec.client_sap, result, 1, diagnostic, reason))
+        self.stats.counts[("aarq", "rejected")] += 1
+        self._transition(Input.AARQ_REJECTED)
+        return reject_aarq(self.spec.contexts, diagnostic, result=result, user_information=user_information)
+
+    def _reject_initiate(self, error: InitiateError, reason: str) -> bytes:
+        cse = ConfirmedServiceError(
+            service=ConfirmedServiceErrorChoice.INITIATE_ERROR, error_type=ServiceErrorType.INITIATE, value=error
+        )
+        return self._reject(AcseServiceUser.NO_REASON_GIVEN, reason, user_information=encode_apdu(cse))
+
+    def _on_rlrq(self, rlrq: RLRQ, now: float) -> bytes:
+        if self.state is AssociationState.ASSOCIATED:
+            self.events.append(AssociationReleased(self.spec.client_sap, ReleaseReason.RELEASED))
+        self._long_get = self._long_set = None
+        self._transition(Input.RLRQ)
+        self.stats.counts[("rlrq", _OK)] += 1
+        return _RLRE_NORMAL
+
+    # -- GET ----------------------------------------------------------------------------------------
+
+    def _check_service(self, needed: Conformance, service: str) -> bytes | None:
+        """The exception-response when the association is not up or ``needed`` was not negotiated."""
+        if self.state is not AssociationState.ASSOCIATED:
+            self._transition(Input.REQUEST)
+            self.stats.counts[(service, "not-associated")] += 1
+            return _EXCEPTION_NOT_ASSOCIATED
+        if self.conformance & needed != needed:
+            self.stats.counts[(service, "not-negotiated")] += 1
+            return _EXCEPTION_NOT_NEGOTIATED
+        return None
+
+    def _read(self, class_id: int, instance: bytes, attribute_id: int, selection, now: float):
+        """Encoded value of one attribute, or the DataAccessResult that says why not."""
+        found = self.view.lookup(class_id, instance)
+        if isinstance(found, DataAccessResult):
+            return found
+        obj, rights = found
+        if not 1 <= attribute_id <= obj.ic.attribute_count:
+            return DataAccessResult.OBJECT_UNDEFINED
+        if not rights.attributes[attribute_id - 1].readable:
+            return DataAccessResult.READ_WRITE_DENIED
+        attr = obj.attributes[attribute_id - 1]
+        if selection is not None:
+            if attr.select is None or selection.selector not in (attr.selectors or ()):
+                return DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
+            try:
+                parameters = data_from_bytes(selection.parameters)
+            except DecodeError:
+                return DataAccessResult.TYPE_UNMATCHED
+            return attr.select(self.meter, self, now, selection.selector, parameters)
+        get = attr.get
+        return get if type(get) is bytes else get(self.meter, self, now)
+
+    def _on_get_normal(self, req: GetRequestNormal, now: float) -> bytes:
+        needed = Conformance.GET
+        if req.access_selection is not None:
+            needed |= Conformance.SELECTIVE_ACCESS
+        refused = self._check_service(needed, "get")
+        if refused is not None:
+            return refused
+        self._long_get = None
+        a = req.attribute
+        value = self._read(a.class_id, a.instance, a.attribute_id, req.access_selection, now)
+        iip = req.invoke_id_and_priority
+        if isinstance(value, DataAccessResult):
+            self.stats.counts[("get", value.name.lower())] += 1
+            return encode_apdu(GetResponseNormal(invoke_id_and_priority=iip, error=value))
+        self.stats.counts[("get", _OK)] += 1
+        if len(value) + 4 <= self.max_send_pdu_size:
+            return _GET_NORMAL_OK + bytes((iip, 0)) + value
+        return self._start_long_get(iip, value)
+
+    def _on_get_with_list(self, req: GetRequestWithList, now: float) -> bytes:
+        refused = self._check_service(Conformance.GET | Conformance.MULTIPLE_REFERENCES, "get-list")
+        if refused is not None:
+            return refused
+        self._long_get = None
+        results = []
+        for item in req.attributes:
+            if item.access_selection is not None and not self.conformance & Conformance.SELECTIVE_ACCESS:
+                results.append(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED)
+                continue
+            a = item.attribute
+            results.append(self._read(a.class_id, a.instance, a.attribute_id, item.access_selection, now))
+        self.stats.counts[("get-list", _OK)] += 1
+        response = encode_apdu(
+            GetResponseWithList(invoke_id_and_priority=req.invoke_id_and_priority, results=tuple(results))
+        )
+        if len(response) <= self.max_send_pdu_size:
+            return response
+        # Long response: the blocks carry the list part (count and results) as raw data.
+        return self._start_long_get(req.invoke_id_and_priority, response[3:])
+
+    def _start_long_get(self, iip: int, raw: bytes) -> bytes:
+        if not self.conformance & Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ:
+            self.stats.counts[("get", "too-long")] += 1
+            return encode_apdu(GetResponseNormal(invoke_id_and_priority=iip, error=DataAccessResult.OTHER_REASON))
+        self._long_get = [iip, raw, 0, 0]
+        return self._next_block()
+
+    def _next_block(self) -> bytes:
+        lg = self._long_get
+        iip, raw, offset, number = lg
+        size = self.max_send_pdu_size - _datablock_overhead(self.max_send_pdu_size)
+        chunk = raw[offset : offset + size]
+        offset += len(chunk)
+        number += 1
+        last = offset >= len(raw)
+        if last:
+            self._long_get = None
+        else:
+            lg[2], lg[3] = offset, number
+        return encode_apdu(
+            GetResponseWithDatablock(invoke_id_and_priority=iip, last_block=last, block_number=number, raw_data=chunk)
+        )
+
+    def _on_get_next(self, req: GetRequestNext, now: float) -> bytes:
+        refused = self._check_service(Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ, "get-next")
+        if refused is not None:
+            return refused
+        lg = self._long_get
+        iip = req.invoke_id_and_priority
+        if lg is None:
+            self.stats.counts[("get-next", "no-long-get-in-progress")] += 1
+            return encode_apdu(GetResponseWithDatablock(
+                invoke_id_and_priority=iip, last_block=True, block_number=req.block_number,
+                error=DataAccessResult.NO_LONG_GET_IN_PROGRESS))
+        if req.block_number != lg[3]:
+            self._long_get = None
+            self.stats.counts[("get-next", "data-block-number-invalid")] += 1
+            return encode_apdu(GetResponseWithDatablock(
+                invoke_id_and_priority=iip, last_block=True, block_number=req.block_number,
+                error=DataAccessResult.DATA_BLOCK_NUMBER_INVALID))
+        self.stats.counts[("get-next", _OK)] += 1
+        return self._next_block()
+
+    # -- SET ----------------------------------------------------------------------------------------
+
+    def _write(self, class_id: int, instance: bytes, attribute_id: int, selection, raw: bytes,
+               now: float) -> DataAccessResult:
+        found = self.view.lookup(class_id, instance)
+        if isinstance(found, DataAccessResult):
+            return found
+        obj, rights = found
+        if not 1 <= attribute_id <= obj.ic.attribute_count:
+            return DataAccessResult.OBJECT_UNDEFINED
+        attr = obj.attributes[attribute_id - 1]
+        if not rights.attributes[attribute_id - 1].writable or attr.set is None:
+            return DataAccessResult.READ_WRITE_DENIED
+        if selection is not None:
+            return DataAccessResult.SCOPE_OF_ACCESS_VIOLATED
+        try:
+            value = data_from_bytes(raw)
+        except DecodeError:
+            return DataAccessResult.TYPE_UNMATCHED
+        return attr.set(self.meter, self, value, now)
+
+    def _on_set_normal(self, req: SetRequestNormal, now: float) -> bytes:
+        refused = self._check_service(Conformance.SET, "set")
+        if refused is not None:
+            return refused
+        a = req.attribute
+        result = self._write(a.class_id, a.instance, a.attribute_id, req.access_selection, req.value, now)
+        self.stats.counts[("set", result.name.lower() if result else _OK)] += 1
+        return encode_apdu(SetResponseNormal(invoke_id_and_priority=req.invoke_id_and_priority, result=result))
+
+    def _on_set_with_list(self, req: SetRequestWithList, now: float) -> bytes:
+        refused = self._check_service(Conformance.SET | Conformance.MULTIPLE_REFERENCES, "set-list")
+        if refused is not None:
+            return refused
+        if len(req.values) != len(req.attributes):
+            results = (DataAccessResult.TYPE_UNMATCHED,) * len(req.attributes)
+        else:
+            results = tuple(
+                self._write(i.attribute.class_id, i.attribute.instance, i.attribute.attribute_id,
+                            i.access_selection, v, now)
+                for i, v in zip(req.attributes, req.values)
+            )
+        self.stats.counts[("set-list", _OK)] += 1
+        return encode_apdu(SetResponseWithList(invoke_id_and_priority=req.invoke_id_and_priority, results=results))
+
+    def _on_set_first_block(self, req, now: float) -> bytes:
+        refused = self._check_service(Conformance.SET | Conformance.BLOCK_TRANSFER_WITH_SET_OR_WRITE, "set")
+        if refused is not None:
+            return refused
+        if req.block.block_number != 1:
+            self._long_set = None
+            return self._set_block_error(req, DataAccessResult.DATA_BLOCK_NUMBER_INVALID)
+        self._long_set = [req, bytearray(req.block.raw_data), 1]
+        return self._set_block_progress(req.invoke_id_and_priority, req.block, now)
+
+    def _on_set_next_block(self, req: SetRequestWithDatablock, now: float) -> bytes:
+        refused = self._check_service(Conformance.BLOCK_TRANSFER_WITH_SET_OR_WRITE, "set")
+        if refused is not None:
+            return refused
+        ls = self._long_set
+        if ls is None:
+            return self._set_block_error(req, DataAccessResult.NO_LONG_SET_IN_PROGRESS)
+        if req.block.block_number != ls[2] + 1:
+            self._long_set = None
+            return self._set_block_error(req, DataAccessResult.DATA_BLOCK_NUMBER_INVALID)
+        ls[1] += req.block.raw_data
+        ls[2] += 1
+        if len(ls[1]) > 0xFFFF:
+            self._long_set = None
+            return self._set_block_error(req, DataAccessResult.LONG_SET_ABORTED)
+        return self._set_block_progress(req.invoke_id_and_priority, req.block, now)
+
+    def _set_block_progress(self, iip: int, block, now: float) -> bytes:
+        if not block.last_block:
+            return encode_apdu(SetResponseDatablock(invoke_id_and_priority=iip, block_number=block.block_number))
+        first, raw, number = self._long_set
+        self._long_set = None
+        if isinstance(first, SetRequestWithFirstDatablock):
+            a = first.attribute
+            result = self._write(a.class_id, a.instance, a.attribute_id, first.access_selection, bytes(raw), now)
+            self.stats.counts[("set", result.name.lower() if result else _OK)] += 1
+            return encode_apdu(SetResponseLastDatablock(invoke_id_and_priority=iip, result=result, block_number=number))
+        # with-list: the raw data is the values array
+        r = Reader(bytes(raw))
+        try:
+            count = r.pull_length()
+            values = []
+            for _ in range(count):
+                start = r.tell()
+                skip_data(r)
+                values.append(r.slice_since(start))
+        except DecodeError:
+            values = []
+        if len(values) != len(first.attributes):
+            results = (DataAccessResult.TYPE_UNMATCHED,) * len(first.attributes)
+        else:
+            results = tuple(
+                self._write(i.attribute.class_id, i.attribute.instance, i.attribute.attribute_id,
+                            i.access_selection, v, now)
+                for i, v in zip(first.attributes, values)
+            )
+        return encode_apdu(
+            SetResponseLastDatablockWithList(invoke_id_and_priority=iip, results=results, block_number=number)
+        )
+
+    def _set_block_error(self, req, result: DataAccessResult) -> bytes:
+        self.stats.counts[("set", result.name.lower())] += 1
+        number = req.block.block_number
+        return encode_apdu(
+            SetResponseLastDatablock(invoke_id_and_priority=req.invoke_id_and_priority, result=result,
+                                     block_number=number)
+        )
+
+    # -- ACTION -------------------------------------------------------------------------------------
+
+    def _invoke(self, class_id: int, instance: bytes, method_id: int, raw: bytes | None,
+                now: float) -> ActionOutcome:
+        found = self.view.lookup(class_id, instance)
+        if isinstance(found, DataAccessResult):
+            return ActionOutcome(ActionResult(found))
+        obj, rights = found
+        if not 1 <= method_id <= obj.ic.method_count:
+            return ActionOutcome(ActionResult.OBJECT_UNDEFINED)
+        method = obj.methods[method_id - 1] if obj.methods else None
+        if not rights.methods[method_id - 1] or method is None:
+            return ActionOutcome(ActionResult.READ_WRITE_DENIED)
+        params = None
+        if raw is not None:
+            try:
+                params = data_from_bytes(raw)
+            except DecodeError:
+                return ActionOutcome(ActionResult.TYPE_UNMATCHED)
+        result, data = method(self.meter, self, params, now)
+        return ActionOutcome(result, data)
+
+    def _on_action_normal(self, req: ActionRequestNormal, now: float) -> bytes:
+        refused = self._check_service(Conformance.ACTION, "action")
+        if refused is not None:
+            return refused
+        m = req.method
+        outcome = self._invoke(m.class_id, m.instance, m.method_id, req.parameters, now)
+        self.stats.counts[("action", outcome.result.name.lower() if outcome.result else _OK)] += 1
+        response = encode_apdu(ActionResponseNormal(invoke_id_and_priority=req.invoke_id_and_priority,
+                                                    outcome=outcome))
+        if len(response) > self.max_send_pdu_size:
+            return encode_apdu(ActionResponseNormal(invoke_id_and_priority=req.invoke_id_and_priority,
+                                                    outcome=ActionOutcome(ActionResult.OTHER_REASON)))
+        return response
+
+    def _on_action_with_list(self, req: ActionRequestWithList, now: float) -> bytes:
+        refused = self._check_service(Conformance.ACTION | Conformance.MULTIPLE_REFERENCES, "action-list")
+        if refused is not None:
+            return refused
+        if len(req.parameters) != len(req.methods):
+            outcomes = tuple(ActionOutcome(ActionResult.TYPE_UNMATCHED) for _ in req.methods)
+        else:
+            outcomes = tuple(
+                self._invoke(m.class_id, m.instance, m.method_id, p, now) for m, p in zip(req.methods, req.parameters)
+            )
+        self.stats.counts[("action-list", _OK)] += 1
+        return encode_apdu(ActionResponseWithList(invoke_id_and_priority=req.invoke_id_and_priority,
+                                                  outcomes=outcomes))
+
+    def _on_action_pblock(self, req, now: float) -> bytes:
+        # Long ACTION parameters: no method of this meter takes parameters that need blocks yet.
+        refused = self._check_service(Conformance.BLOCK_TRANSFER_WITH_ACTION, "action")
+        if refused is not None:
+            return refused
+        self.stats.counts[("action", "long-action-not-supported")] += 1
+        return encode_apdu(ActionResponseNormal(invoke_id_and_priority=req.invoke_id_and_priority,
+                                                outcome=ActionOutcome(ActionResult.OTHER_REASON)))
+
+
+_HANDLERS = {
+    AARQ: Association._on_aarq,
+    RLRQ: Association._on_rlrq,
+    GetRequestNormal: Association._on_get_normal,
+    GetRequestWithList: Association._on_get_with_list,
+    GetRequestNext: Association._on_get_next,
+    SetRequestNormal: Association._on_set_normal,
+    SetRequestWithList: Association._on_set_with_list,
+    SetRequestWithFirstDatablock: Association._on_set_first_block,
+    SetRequestWithListAndFirstDatablock: Association._on_set_first_block,
+    SetRequestWithDatablock: Association._on_set_next_block,
+    ActionRequestNormal: Association._on_action_normal,
+    ActionRequestWithList: Association._on_action_with_list,
+    ActionRequestWithFirstPblock: Association._on_action_pblock,
+    ActionRequestWithPblock: Association._on_action_pblock,
+}
+
+
+def reject_aarq(contexts, diagnostic: AcseServiceUser, *, result: AssociationResult = AssociationResult.REJECTED_PERMANENT,
+                user_information: bytes | None = None) -> bytes:
+    """An AARE refusing an association (also used for client SAPs the meter does not know)."""
+    context = min(contexts) if contexts else ApplicationContextName.LOGICAL_NAME
+    return encode_apdu(
+        AARE(
+            application_context_name=context_oid(context),
+            result=result,
+            result_source_diagnostic=ResultSourceDiagnostic.user(diagnostic),
+            user_information=user_information,
+        )
+    )
+
+
+__all__ = ["Association", "AssociationState", "Input", "ServiceStats", "TRANSITIONS", "reject_aarq"]

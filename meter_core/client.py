@@ -1,0 +1,366 @@
+"""A sans-I/O DLMS client for our own tests, benchmarks and load tests.
+
+    client = DlmsClient(ClientSettings(client_sap=32, password=b"..."))
+    client.associate()
+    sock.sendall(client.data_to_send())
+    client.receive_data(sock.recv(4096), now)
+    while (ev := client.next_event()) is not NEED_DATA: ...
+
+It assembles GET block transfers itself (asking for each next block), so a `GetResult` always carries
+the whole value. Interop tests use independent clients (gurux-dlms, dlms-cosem) instead of this one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from meter_core._util import NEED_DATA
+from meter_core.apdu import (
+    AARE,
+    AARQ,
+    RLRE,
+    RLRQ,
+    ActionRequestNormal,
+    ActionResponseNormal,
+    AttributeWithSelection,
+    CosemAttributeDescriptor,
+    CosemMethodDescriptor,
+    ExceptionResponse,
+    GetRequestNext,
+    GetRequestNormal,
+    GetRequestWithList,
+    GetResponseNormal,
+    GetResponseWithDatablock,
+    GetResponseWithList,
+    InitiateRequest,
+    InitiateResponse,
+    SelectiveAccess,
+    SetRequestNormal,
+    SetResponseNormal,
+    decode_apdu,
+    encode_apdu,
+)
+from meter_core.apdu.acse import context_oid, mechanism_oid, release_reason
+from meter_core.apdu.codes import (
+    ActionResult,
+    ApplicationContextName,
+    AssociationResult,
+    AuthenticationMechanism,
+    Conformance,
+    DataAccessResult,
+)
+from meter_core.axdr import Data, Reader, data_from_bytes, data_to_bytes
+from meter_core.connection import MANAGEMENT_LOGICAL_DEVICE, Transport
+from meter_core.errors import LocalProtocolError, RemoteProtocolError
+from meter_core.hdlc import (
+    ApduReceived,
+    HdlcAddress,
+    HdlcClientStation,
+    HdlcParameters,
+    LinkConnected,
+    LinkDisconnected,
+)
+from meter_core.obis import Obis
+from meter_core.wrapper import WrapperDeframer, wrap
+
+DEFAULT_CONFORMANCE = (
+    Conformance.GET | Conformance.SET | Conformance.ACTION | Conformance.SELECTIVE_ACCESS
+    | Conformance.MULTIPLE_REFERENCES | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
+    | Conformance.BLOCK_TRANSFER_WITH_SET_OR_WRITE | Conformance.BLOCK_TRANSFER_WITH_ACTION
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientSettings:
+    """Who the client is and what it proposes."""
+
+    client_sap: int = 16
+    server_sap: int = MANAGEMENT_LOGICAL_DEVICE
+    transport: Transport = Transport.WRAPPER
+    password: bytes | None = None
+    max_receive_pdu_size: int = 0xFFFF
+    conformance: Conformance = DEFAULT_CONFORMANCE
+    hdlc_server_address: HdlcAddress | None = None
+    hdlc_parameters: HdlcParameters = HdlcParameters()
+
+
+@dataclass(frozen=True, slots=True)
+class Associated:
+    """The meter accepted the association."""
+
+    response: AARE
+    initiate: InitiateResponse
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationFailed:
+    """The meter refused the association."""
+
+    response: AARE
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    """The value of one GET (all blocks assembled), or why it failed."""
+
+    invoke_id: int
+    value: Data | None
+    error: DataAccessResult | None
+    blocks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GetListResult:
+    invoke_id: int
+    results: tuple[Data | DataAccessResult, ...]
+    blocks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    invoke_id: int
+    result: DataAccessResult
+
+
+@dataclass(frozen=True, slots=True)
+class ActionDone:
+    invoke_id: int
+    result: ActionResult
+    value: Data | None
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    response: RLRE
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionReceived:
+    response: ExceptionResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Unexpected:
+    """An APDU the client did not expect (kept for the test to look at)."""
+
+    apdu: object
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    """HDLC: the meter answered SNRM with UA."""
+
+    parameters: HdlcParameters
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    """HDLC: the link is gone (UA to DISC, or DM)."""
+
+
+class DlmsClient:
+    """A sans-I/O client: requests in, bytes out; bytes in, events out."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self._invoke = 0
+        self._events: deque = deque()
+        self._out: list[bytes] = []
+        self._blocks: dict[int, tuple[bytearray, int]] = {}
+        self._list_requests: set[int] = set()
+        self.negotiated: InitiateResponse | None = None
+        if settings.transport is Transport.WRAPPER:
+            self._wrapper = WrapperDeframer()
+            self._hdlc = None
+        else:
+            self._wrapper = None
+            address = settings.hdlc_server_address or HdlcAddress(upper=settings.server_sap, lower=None, size=1)
+            self._hdlc = HdlcClientStation(client_address=settings.client_sap, server_address=address)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """HDLC: send SNRM (nothing to do over the wrapper)."""
+        if self._hdlc is not None:
+            self._hdlc.connect(self.settings.hdlc_parameters)
+
+    def disconnect(self) -> None:
+        if self._hdlc is not None:
+            self._hdlc.disconnect()
+
+    def aarq(self) -> AARQ:
+        s = self.settings
+        initiate = encode_apdu(
+            InitiateRequest(proposed_conformance=s.conformance, client_max_receive_pdu_size=s.max_receive_pdu_size)
+        )
+        if s.password is None:
+            return AARQ(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME),
+                        user_information=initiate)
+        return AARQ(
+            application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME),
+            sender_acse_requirements=b"\x07\x80",
+            mechanism_name=mechanism_oid(AuthenticationMechanism.LOW),
+            calling_authentication_value=s.password,
+            user_information=initiate,
+        )
+
+    def associate(self, aarq: AARQ | None = None) -> None:
+        self._send(encode_apdu(aarq or self.aarq()))
+
+    def release(self) -> None:
+        self._send(encode_apdu(RLRQ(reason=release_reason(0))))
+
+    def _next_iip(self) -> int:
+        self._invoke = (self._invoke + 1) & 0x0F
+        return 0xC0 | self._invoke
+
+    def get(self, class_id: int, obis: str | Obis, attribute: int, selection: SelectiveAccess | None = None) -> int:
+        """Queue a GET; returns the invoke id its result will carry."""
+        iip = self._next_iip()
+        o = obis if isinstance(obis, Obis) else Obis.parse(obis)
+        self._send(encode_apdu(GetRequestNormal(
+            invoke_id_and_priority=iip,
+            attribute=CosemAttributeDescriptor(class_id, o.to_bytes(), attribute),
+            access_selection=selection,
+        )))
+        return iip & 0x0F
+
+    def get_with_list(self, items: list[tuple[int, str, int]]) -> int:
+        iip = self._next_iip()
+        self._list_requests.add(iip & 0x0F)
+        self._send(encode_apdu(GetRequestWithList(
+            invoke_id_and_priority=iip,
+            attributes=tuple(
+                AttributeWithSelection(CosemAttributeDescriptor(c, Obis.parse(o).to_bytes(), a)) for c, o, a in items
+            ),
+        )))
+        return iip & 0x0F
+
+    def set(self, class_id: int, obis: str, attribute: int, value: Data) -> int:
+        iip = self._next_iip()
+        self._send(encode_apdu(SetRequestNormal(
+            invoke_id_and_priority=iip,
+            attribute=CosemAttributeDescriptor(class_id, Obis.parse(obis).to_bytes(), attribute),
+            value=data_to_bytes(value),
+        )))
+        return iip & 0x0F
+
+    def action(self, class_id: int, obis: str, method: int, parameters: Data | None = None) -> int:
+        iip = self._next_iip()
+        self._send(encode_apdu(ActionRequestNormal(
+            invoke_id_and_priority=iip,
+            method=CosemMethodDescriptor(class_id, Obis.parse(obis).to_bytes(), method),
+            parameters=None if parameters is None else data_to_bytes(parameters),
+        )))
+        return iip & 0x0F
+
+    def send_raw_apdu(self, apdu: bytes) -> None:
+        """Send any APDU bytes as they are (for tests of bad input)."""
+        self._send(apdu)
+
+    def _send(self, apdu: bytes) -> None:
+        if self._hdlc is not None:
+            self._hdlc.send_apdu(apdu)
+        else:
+            self._out.append(wrap(self.settings.client_sap, self.settings.server_sap, apdu))
+
+    # -- bytes ------------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        if self._hdlc is not None:
+            return self._hdlc.data_to_send()
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def receive_data(self, data: bytes, now: float = 0.0) -> None:
+        if self._hdlc is not None:
+            self._hdlc.receive_data(data, now)
+            while (ev := self._hdlc.next_event()) is not NEED_DATA:
+                if type(ev) is ApduReceived:
+                    self._on_apdu(ev.apdu)
+                elif type(ev) is LinkConnected:
+                    self._events.append(LinkUp(ev.parameters))
+                elif type(ev) is LinkDisconnected:
+                    self._events.append(LinkDown())
+            return
+        self._wrapper.feed(data)
+        while (got := self._wrapper.next_payload()) is not NEED_DATA:
+            source, destination, payload = got
+            if destination != self.settings.client_sap:
+                raise RemoteProtocolError(f"wrapper frame for wPort {destination}, we are {self.settings.client_sap}")
+            self._on_apdu(payload)
+
+    def next_event(self):
+        if self._events:
+            return self._events.popleft()
+        return NEED_DATA
+
+    # -- responses --------------------------------------------------------------------------------
+
+    def _on_apdu(self, raw: bytes) -> None:
+        apdu = decode_apdu(raw)
+        t = type(apdu)
+        ev: object
+        if t is GetResponseNormal:
+            value = None if apdu.data is None else data_from_bytes(apdu.data)
+            ev = GetResult(apdu.invoke_id_and_priority & 0x0F, value, apdu.error)
+        elif t is GetResponseWithDatablock:
+            ev = self._on_block(apdu)
+            if ev is None:
+                return
+        elif t is GetResponseWithList:
+            self._list_requests.discard(apdu.invoke_id_and_priority & 0x0F)
+            ev = GetListResult(apdu.invoke_id_and_priority & 0x0F, tuple(
+                r if isinstance(r, DataAccessResult) else data_from_bytes(r) for r in apdu.results))
+        elif t is SetResponseNormal:
+            ev = SetResult(apdu.invoke_id_and_priority & 0x0F, apdu.result)
+        elif t is ActionResponseNormal:
+            o = apdu.outcome
+            ev = ActionDone(apdu.invoke_id_and_priority & 0x0F, o.result,
+                            None if o.return_data is None else data_from_bytes(o.return_data))
+        elif t is AARE:
+            if apdu.result == AssociationResult.ACCEPTED and apdu.user_information:
+                self.negotiated = InitiateResponse.decode(Reader(apdu.user_information))
+                ev = Associated(apdu, self.negotiated)
+            else:
+                ev = AssociationFailed(apdu)
+        elif t is RLRE:
+            ev = Released(apdu)
+        elif t is ExceptionResponse:
+            ev = ExceptionReceived(apdu)
+        else:
+            ev = Unexpected(apdu)
+        self._events.append(ev)
+
+    def _on_block(self, apdu: GetResponseWithDatablock):
+        invoke = apdu.invoke_id_and_priority & 0x0F
+        if apdu.error is not None:
+            self._blocks.pop(invoke, None)
+            self._list_requests.discard(invoke)
+            return GetResult(invoke, None, apdu.error, apdu.block_number)
+        buf, count = self._blocks.get(invoke, (bytearray(), 0))
+        buf += apdu.raw_data
+        count += 1
+        if not apdu.last_block:
+            self._blocks[invoke] = (buf, count)
+            self._send(encode_apdu(GetRequestNext(invoke_id_and_priority=apdu.invoke_id_and_priority,
+                                                  block_number=apdu.block_number)))
+            return None
+        self._blocks.pop(invoke, None)
+        raw = bytes(buf)
+        # The raw data of a long GET is one value; of a long GET-with-list, the list of results.
+        if invoke not in self._list_requests:
+            return GetResult(invoke, data_from_bytes(raw), None, count)
+        self._list_requests.discard(invoke)
+        results = GetResponseWithList.decode_body(Reader(raw), apdu.invoke_id_and_priority).results
+        return GetListResult(invoke, tuple(
+            r if isinstance(r, DataAccessResult) else data_from_bytes(r) for r in results), count)
+
+
+def require(ev, cls):
+    """``ev`` if it is a ``cls``, else raise (for scripted conversations in tests)."""
+    if not isinstance(ev, cls):
+        raise LocalProtocolError(f"expected {cls.__name__}, got {ev!r}")
+    return ev

@@ -1,0 +1,276 @@
+"""A meter's end of one connection, sans-I/O: bytes in, bytes and events out.
+
+    conn = MeterConnection(meter, Transport.WRAPPER, now=t)
+    conn.receive_data(chunk, now=t)         # b"" = the peer closed
+    while (ev := conn.next_event()) is not NEED_DATA:
+        handle(ev)
+    out = conn.data_to_send()
+    wake_at = conn.next_deadline()
+
+Under the associations is either the TCP wrapper (IEC 62056-47) or HDLC (IEC 62056-46); an
+association per client SAP handles the APDUs. Whatever bytes arrive, the connection answers as the
+standard says or asks to be closed; a fault in serving one request is answered and reported, never
+raised to the owner.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+
+from meter_core._util import NEED_DATA, Sentinel
+from meter_core.association import Association, ServiceStats, exception_response, reject_aarq
+from meter_core.apdu.codes import AcseServiceUser, ApduTag
+from meter_core.errors import DecodeError, ExceptionServiceError, ExceptionStateError, RemoteProtocolError
+from meter_core.events import (
+    AssociationRejected,
+    AssociationReleased,
+    ConnectionTerminated,
+    InternalError,
+    ProtocolViolation,
+    ReleaseReason,
+)
+from meter_core.hdlc import (
+    ApduReceived,
+    FrameRejected,
+    HdlcServerConnection,
+    HdlcServerSettings,
+    LinkConnected,
+    LinkDisconnected,
+)
+from meter_core.wrapper import WrapperDeframer, wrap
+
+# The management logical device: the only server SAP an IS 15959 meter has (facts section 7).
+MANAGEMENT_LOGICAL_DEVICE = 1
+_RLRE = bytes.fromhex("6303800100")
+_NOT_ASSOCIATED = exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                     ExceptionServiceError.OPERATION_NOT_POSSIBLE)
+_INTERNAL_FAULT = exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED, ExceptionServiceError.OTHER_REASON)
+
+
+class Transport(Enum):
+    """How APDUs are framed on the connection."""
+
+    WRAPPER = "wrapper"
+    HDLC = "hdlc"
+
+
+class MeterConnection:
+    """The meter's side of one TCP connection (listen mode)."""
+
+    __slots__ = (
+        "meter", "transport", "stats", "_assocs", "_events", "_out", "_wrapper", "_hdlc", "_last_activity",
+        "_closed", "_timeout",
+    )
+
+    def __init__(
+        self,
+        meter,
+        transport: Transport,
+        *,
+        now: float,
+        stats: ServiceStats | None = None,
+        hdlc_settings: HdlcServerSettings | None = None,
+    ) -> None:
+        self.meter = meter
+        self.transport = transport
+        self.stats = stats if stats is not None else ServiceStats()
+        self._assocs: dict[int, Association] = {}
+        self._events: deque = deque()
+        self._out: list[bytes] = []
+        self._last_activity = now
+        self._closed = False
+        self._timeout = float(meter.state.inactivity_timeout)
+        if transport is Transport.WRAPPER:
+            self._wrapper = WrapperDeframer()
+            self._hdlc = None
+        else:
+            self._wrapper = None
+            if hdlc_settings is None:
+                hdlc_settings = HdlcServerSettings(
+                    physical_address=meter.identity.hdlc_physical_address, accept_any_physical=True
+                )
+            self._hdlc = HdlcServerConnection(hdlc_settings)
+
+    # -- the sans-I/O surface -------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the meter wants the transport closed (it has said why in an event)."""
+        return self._closed
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes from the peer; ``b""`` means the peer closed the connection."""
+        if self._closed:
+            return
+        if not data:
+            self._release_all(ReleaseReason.CONNECTION_CLOSED)
+            self._closed = True
+            return
+        self._last_activity = now
+        if self._wrapper is not None:
+            self._receive_wrapper(data, now)
+        else:
+            self._receive_hdlc(data, now)
+
+    def next_event(self):
+        """The next event, or NEED_DATA."""
+        if self._events:
+            return self._events.popleft()
+        return NEED_DATA
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the peer now."""
+        if self._hdlc is not None:
+            return self._hdlc.data_to_send()
+        out = self._out
+        if not out:
+            return b""
+        if len(out) == 1:
+            data = out[0]
+        else:
+            data = b"".join(out)
+        out.clear()
+        return data
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timer` must be called (inactivity time-out, HDLC timers)."""
+        if self._closed:
+            return None
+        deadline = self._last_activity + self._timeout if self._timeout > 0 else None
+        if self._hdlc is not None:
+            hd = self._hdlc.next_deadline()
+            if hd is not None and (deadline is None or hd < deadline):
+                deadline = hd
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        if self._closed:
+            return
+        if self._hdlc is not None:
+            self._hdlc.handle_timer(now)
+            self._drain_hdlc(now)
+        if self._timeout > 0 and now >= self._last_activity + self._timeout:
+            self._release_all(ReleaseReason.TIMEOUT)
+            self._events.append(ConnectionTerminated("inactivity time-out"))
+            self._closed = True
+
+    def connection_lost(self) -> None:
+        """The transport is gone (reset, or closed by the owner)."""
+        if not self._closed:
+            self._release_all(ReleaseReason.CONNECTION_CLOSED)
+            self._closed = True
+
+    @property
+    def associations(self) -> dict[int, Association]:
+        return self._assocs
+
+    # -- wrapper ----------------------------------------------------------------------------------
+
+    def _receive_wrapper(self, data: bytes, now: float) -> None:
+        deframer = self._wrapper
+        deframer.feed(data)
+        out = self._out
+        while True:
+            try:
+                got = deframer.next_payload()
+            except DecodeError as e:
+                self._events.append(ProtocolViolation("wrapper", str(e)))
+                self._release_all(ReleaseReason.CONNECTION_CLOSED)
+                self._events.append(ConnectionTerminated("wrapper framing lost"))
+                self._closed = True
+                return
+            if got is NEED_DATA:
+                return
+            source, destination, payload = got
+            if destination != MANAGEMENT_LOGICAL_DEVICE:
+                # Not addressed to a logical device of this meter: nobody here to answer.
+                self._events.append(ProtocolViolation("wrapper", f"no logical device at wPort {destination}"))
+                continue
+            response = self._serve(source, payload, now)
+            if response is not None:
+                out.append(wrap(MANAGEMENT_LOGICAL_DEVICE, source, response))
+
+    # -- HDLC -------------------------------------------------------------------------------------
+
+    def _receive_hdlc(self, data: bytes, now: float) -> None:
+        try:
+            self._hdlc.receive_data(data, now)
+        except RemoteProtocolError as e:
+            self._events.append(ProtocolViolation("hdlc", str(e)))
+        self._drain_hdlc(now)
+
+    def _drain_hdlc(self, now: float) -> None:
+        hdlc = self._hdlc
+        while True:
+            ev = hdlc.next_event()
+            if ev is NEED_DATA:
+                return
+            if type(ev) is ApduReceived:
+                response = self._serve(ev.client_address, ev.apdu, now)
+                if response is not None:
+                    hdlc.send_apdu(response)
+            elif type(ev) is LinkDisconnected:
+                assoc = self._assocs.get(ev.client_address)
+                if assoc is not None:
+                    assoc.abort(ReleaseReason.LINK_DISCONNECTED)
+                    self._events.extend(assoc.events)
+                    assoc.events.clear()
+            elif type(ev) is FrameRejected:
+                self._events.append(ProtocolViolation("hdlc", f"FRMR: {ev.reason}"))
+            elif type(ev) is LinkConnected:
+                # A new link (or SNRM reset) starts without an association.
+                assoc = self._assocs.get(ev.client_address)
+                if assoc is not None and assoc.associated:
+                    assoc.abort(ReleaseReason.LINK_DISCONNECTED)
+                    self._events.extend(assoc.events)
+                    assoc.events.clear()
+
+    # -- APDUs ------------------------------------------------------------------------------------
+
+    def _serve(self, client_sap: int, apdu: bytes, now: float) -> bytes | None:
+        assoc = self._assocs.get(client_sap)
+        if assoc is None:
+            view = self.meter.model.associations.get(client_sap)
+            if view is None:
+                return self._unknown_client(client_sap, apdu)
+            assoc = self._assocs[client_sap] = Association(self.meter, view, self.stats)
+        if not apdu:
+            self._events.append(ProtocolViolation("apdu", "empty APDU"))
+            return None
+        try:
+            response = assoc.handle_apdu(apdu, now)
+        except Exception as e:  # a fault of ours must cost one answer, never the connection or worker
+            self._events.append(InternalError(f"{type(e).__name__}: {e} serving {apdu[:16].hex()}"))
+            response = _INTERNAL_FAULT
+        if assoc.events:
+            self._events.extend(assoc.events)
+            assoc.events.clear()
+        return response
+
+    def _unknown_client(self, client_sap: int, apdu: bytes) -> bytes | None:
+        """A client SAP without an association in this meter: refuse the AARQ, answer the rest."""
+        tag = apdu[0] if apdu else None
+        self.stats.counts[("aarq" if tag == ApduTag.AARQ else "other", "unknown-client")] += 1
+        if tag == ApduTag.AARQ:
+            self._events.append(AssociationRejected(client_sap, 1, 1, AcseServiceUser.NO_REASON_GIVEN,
+                                                    "unknown client SAP"))
+            return reject_aarq((), AcseServiceUser.NO_REASON_GIVEN)
+        if tag == ApduTag.RLRQ:
+            return _RLRE
+        return _NOT_ASSOCIATED
+
+    def _release_all(self, reason: ReleaseReason) -> None:
+        for assoc in self._assocs.values():
+            assoc.abort(reason)
+            if assoc.events:
+                self._events.extend(assoc.events)
+                assoc.events.clear()
+
+
+def release_events_only(events) -> list[AssociationReleased]:
+    """The association releases among ``events`` (a helper for owners that only track those)."""
+    return [e for e in events if type(e) is AssociationReleased]
+
+
+__all__ = ["MANAGEMENT_LOGICAL_DEVICE", "MeterConnection", "Sentinel", "Transport"]

@@ -1,0 +1,1 @@
+"""COSEM interface classes, the object model, and the IS 15959 catalogue."""

@@ -1,0 +1,192 @@
+"""The IS 15959 object catalogue, as data.
+
+OBIS codes, classes and meanings are from IS 15959 Parts 1-3 as published in the Gurux India object
+list and cross-checked in shared/reference/dlms-is15959-facts.md section 8; data types, scalers and
+units are this simulator's choice where the public sources give none (they are what a typical IS 15959
+meter sends, and every one is announced by the scaler_unit attribute a head-end reads anyway).
+
+``source`` names the value a meter computes for the object (see `meter_core.meter`); ``kinds``
+limits an object to some meter kinds; ``public`` objects are visible to the public client (16).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meter_core.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
+from meter_core.axdr import DataType
+from meter_core.cosem.ic import Unit
+from meter_core.identity import MeterKind
+
+ALL_KINDS = frozenset(MeterKind)
+WHOLE_CURRENT = frozenset({MeterKind.SINGLE_PHASE, MeterKind.THREE_PHASE})
+POLYPHASE = frozenset({MeterKind.THREE_PHASE, MeterKind.CT_PT})
+SINGLE = frozenset({MeterKind.SINGLE_PHASE})
+CT_PT = frozenset({MeterKind.CT_PT})
+
+
+@dataclass(frozen=True, slots=True)
+class DataSpec:
+    """A Data (class 1) object: ``source`` gives its value, encoded as ``type``."""
+
+    obis: str
+    name: str
+    source: str
+    type: DataType
+    kinds: frozenset[MeterKind] = ALL_KINDS
+    public: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterSpec:
+    """A Register (3), Extended (4) or Demand (5) register: value type, scaler and unit."""
+
+    class_id: int
+    obis: str
+    name: str
+    source: str
+    type: DataType
+    scaler: int
+    unit: Unit
+    kinds: frozenset[MeterKind] = ALL_KINDS
+
+
+# -- identification and configuration (class 1), facts section 8.1 / 8.2 ---------------------------
+
+DATA_OBJECTS: tuple[DataSpec, ...] = (
+    DataSpec("0.0.42.0.0.255", "COSEM logical device name", "logical_device_name", DataType.OCTET_STRING,
+             public=True),
+    DataSpec("0.0.96.1.0.255", "Meter serial number", "serial", DataType.OCTET_STRING, public=True),
+    DataSpec("0.0.96.1.1.255", "Manufacturer name", "manufacturer", DataType.OCTET_STRING, public=True),
+    DataSpec("0.0.96.1.2.255", "Device ID", "device_id", DataType.OCTET_STRING),
+    DataSpec("0.0.96.1.4.255", "Year of manufacture", "year_of_manufacture", DataType.LONG_UNSIGNED),
+    DataSpec("1.0.0.2.0.255", "Firmware version for meter", "firmware_version", DataType.OCTET_STRING,
+             public=True),
+    DataSpec("0.0.94.91.9.255", "Meter type", "meter_type", DataType.UNSIGNED),
+    DataSpec("0.0.94.91.11.255", "Meter category", "category", DataType.OCTET_STRING),
+    DataSpec("0.0.94.91.12.255", "Current rating", "current_rating", DataType.OCTET_STRING),
+    DataSpec("1.0.0.4.2.255", "Internal CT ratio", "ct_ratio", DataType.LONG_UNSIGNED, CT_PT),
+    DataSpec("1.0.0.4.3.255", "Internal PT ratio", "pt_ratio", DataType.LONG_UNSIGNED, CT_PT),
+    DataSpec("1.0.0.8.0.255", "Demand integration period", "demand_integration_period",
+             DataType.LONG_UNSIGNED),
+    DataSpec("1.0.0.8.4.255", "Profile capture period", "profile_capture_period", DataType.LONG_UNSIGNED),
+    DataSpec("0.0.0.1.0.255", "Cumulative billing count", "billing_count", DataType.DOUBLE_LONG_UNSIGNED),
+)
+
+# Meter type codes of 0.0.94.91.9.255. The public sources give the object but not its code list;
+# these follow the common head-end reading (0 = 3P-3W HT, 1 = 3P-4W, 2 = 1P-2W): UNCONFIRMED.
+METER_TYPE_CODE = {MeterKind.CT_PT: 0, MeterKind.THREE_PHASE: 1, MeterKind.SINGLE_PHASE: 2}
+METER_CATEGORY = {MeterKind.SINGLE_PHASE: "C1", MeterKind.THREE_PHASE: "C1", MeterKind.CT_PT: "C3"}
+CURRENT_RATING = {MeterKind.SINGLE_PHASE: "5-30A", MeterKind.THREE_PHASE: "10-60A", MeterKind.CT_PT: "-/5A"}
+
+_V, _A, _W, _VA, _VAR = Unit.VOLT, Unit.AMPERE, Unit.WATT, Unit.VOLT_AMPERE, Unit.VAR
+_WH, _VAH, _VARH = Unit.WATT_HOUR, Unit.VOLT_AMPERE_HOUR, Unit.VAR_HOUR
+_U16, _U32, _I16, _I32 = (DataType.LONG_UNSIGNED, DataType.DOUBLE_LONG_UNSIGNED, DataType.LONG,
+                          DataType.DOUBLE_LONG)
+
+# -- instantaneous quantities (class 3), facts section 8.3 -----------------------------------------
+
+INSTANT_REGISTERS: tuple[RegisterSpec, ...] = (
+    RegisterSpec(3, "1.0.31.7.0.255", "Current L1", "current_l1", _U32, -3, _A, POLYPHASE),
+    RegisterSpec(3, "1.0.51.7.0.255", "Current L2", "current_l2", _U32, -3, _A, POLYPHASE),
+    RegisterSpec(3, "1.0.71.7.0.255", "Current L3", "current_l3", _U32, -3, _A, POLYPHASE),
+    RegisterSpec(3, "1.0.32.7.0.255", "Voltage L1", "voltage_l1", _U16, -2, _V, POLYPHASE),
+    RegisterSpec(3, "1.0.52.7.0.255", "Voltage L2", "voltage_l2", _U16, -2, _V, POLYPHASE),
+    RegisterSpec(3, "1.0.72.7.0.255", "Voltage L3", "voltage_l3", _U16, -2, _V, POLYPHASE),
+    RegisterSpec(3, "1.0.33.7.0.255", "Power factor L1", "pf_l1", _I16, -3, Unit.COUNT, POLYPHASE),
+    RegisterSpec(3, "1.0.53.7.0.255", "Power factor L2", "pf_l2", _I16, -3, Unit.COUNT, POLYPHASE),
+    RegisterSpec(3, "1.0.73.7.0.255", "Power factor L3", "pf_l3", _I16, -3, Unit.COUNT, POLYPHASE),
+    RegisterSpec(3, "1.0.11.7.0.255", "Phase current", "current_l1", _U32, -3, _A, SINGLE),
+    RegisterSpec(3, "1.0.12.7.0.255", "Voltage", "voltage_l1", _U16, -2, _V, SINGLE),
+    RegisterSpec(3, "1.0.91.7.0.255", "Neutral current", "current_neutral", _U32, -3, _A, SINGLE),
+    RegisterSpec(3, "1.0.13.7.0.255", "Signed power factor", "pf_total", _I16, -3, Unit.COUNT),
+    RegisterSpec(3, "1.0.14.7.0.255", "Frequency", "frequency", _U16, -2, Unit.HERTZ),
+    RegisterSpec(3, "1.0.1.7.0.255", "Signed active power", "active_power", _I32, 0, _W),
+    RegisterSpec(3, "1.0.3.7.0.255", "Signed reactive power", "reactive_power", _I32, 0, _VAR),
+    RegisterSpec(3, "1.0.9.7.0.255", "Apparent power", "apparent_power", _U32, 0, _VA),
+)
+
+# -- cumulative energies (class 3), facts section 8.4 ----------------------------------------------
+# Whole-current meters count in Wh; CT/PT meters (tens of MWh a day) in kWh (scaler 3) so a
+# double-long-unsigned lasts decades.
+
+
+def _energy(obis: str, name: str, source: str, unit: Unit) -> tuple[RegisterSpec, RegisterSpec]:
+    return (
+        RegisterSpec(3, obis, name, source, _U32, 0, unit, WHOLE_CURRENT),
+        RegisterSpec(3, obis, name, source, _U32, 3, unit, CT_PT),
+    )
+
+
+ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
+    *_energy("1.0.1.8.0.255", "Cumulative energy kWh import", "active_import", _WH),
+    *_energy("1.0.2.8.0.255", "Cumulative energy kWh export", "active_export", _WH),
+    *_energy("1.0.9.8.0.255", "Cumulative energy kVAh import", "apparent_import", _VAH),
+    *_energy("1.0.10.8.0.255", "Cumulative energy kVAh export", "apparent_export", _VAH),
+    *_energy("1.0.5.8.0.255", "Cumulative energy kvarh Q1 (lag, import)", "reactive_q1", _VARH),
+    *_energy("1.0.6.8.0.255", "Cumulative energy kvarh Q2 (lead, export)", "reactive_q2", _VARH),
+    *_energy("1.0.7.8.0.255", "Cumulative energy kvarh Q3 (lag, export)", "reactive_q3", _VARH),
+    *_energy("1.0.8.8.0.255", "Cumulative energy kvarh Q4 (lead, import)", "reactive_q4", _VARH),
+)
+
+# -- demand (class 4 maximum demand with its time, class 5 current average) ------------------------
+
+DEMAND_REGISTERS: tuple[RegisterSpec, ...] = (
+    RegisterSpec(4, "1.0.1.6.0.255", "Maximum demand kW import", "md_active_import", _U32, 0, _W),
+    RegisterSpec(4, "1.0.9.6.0.255", "Maximum demand kVA import", "md_apparent_import", _U32, 0, _VA),
+    RegisterSpec(5, "1.0.1.4.0.255", "Active power import, current average demand", "demand_active_import",
+                 _U32, 0, _W),
+    RegisterSpec(5, "1.0.9.4.0.255", "Apparent power import, current average demand",
+                 "demand_apparent_import", _U32, 0, _VA),
+)
+
+# -- communication and management objects ----------------------------------------------------------
+
+CLOCK = "0.0.1.0.0.255"
+CURRENT_ASSOCIATION = "0.0.40.0.0.255"
+SAP_ASSIGNMENT = "0.0.41.0.0.255"
+HDLC_SETUP = "0.0.22.0.0.255"
+TCP_UDP_SETUP = "0.0.25.0.0.255"
+IPV4_SETUP = "0.0.25.1.0.255"
+MR_SECURITY_SETUP = "0.0.43.0.2.255"
+
+# India Standard Time: +05:30, no daylight saving (facts section 13).
+IST_OFFSET_MINUTES = 330
+
+# -- associations (facts section 7) ---------------------------------------------------------------
+
+_PC_CONFORMANCE = (
+    Conformance.GET | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ | Conformance.SELECTIVE_ACCESS
+    | Conformance.MULTIPLE_REFERENCES
+)
+_MR_CONFORMANCE = (
+    _PC_CONFORMANCE | Conformance.SET | Conformance.ACTION | Conformance.BLOCK_TRANSFER_WITH_SET_OR_WRITE
+    | Conformance.BLOCK_TRANSFER_WITH_ACTION
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationData:
+    """An IS 15959 association: client SAP, its Association LN, mechanism and services."""
+
+    client_sap: int
+    obis: str
+    name: str
+    mechanism: AuthenticationMechanism
+    conformance: Conformance
+    security_setup: str | None
+
+
+ASSOCIATIONS: tuple[AssociationData, ...] = (
+    AssociationData(16, "0.0.40.0.1.255", "Public client", AuthenticationMechanism.NONE, _PC_CONFORMANCE, None),
+    AssociationData(32, "0.0.40.0.2.255", "Meter reader", AuthenticationMechanism.LOW, _MR_CONFORMANCE,
+                    MR_SECURITY_SETUP),
+)
+
+PLAIN_LN_CONTEXT = frozenset({ApplicationContextName.LOGICAL_NAME})
+
+# What the meter reader may change or invoke, beyond reading everything: the clock (time sync, the
+# adjust_to_* and shift_time methods). The standard's per-association access tables are not public
+# (facts section 7, UNCONFIRMED); these are the rights head-ends use the meter-reader association for.
+MR_WRITABLE: dict[str, frozenset[int]] = {CLOCK: frozenset({2})}
+MR_METHODS: dict[str, frozenset[int]] = {CLOCK: frozenset({1, 2, 3, 6})}

@@ -1,0 +1,242 @@
+"""COSEM objects bound to values, and what each association sees of them.
+
+A `CosemObject` is shared by every meter of a kind: its attributes are either encoded bytes (the
+same for all meters, encoded once) or a getter ``get(meter, assoc, now) -> bytes`` that encodes the
+value of one meter at ``now``. An `AssociationView` is, per association, the object_list with its
+access rights and the dispatch tables the server uses; it too is built once and shared, so an idle
+meter costs nothing and a busy one only its own values.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from meter_core.apdu.codes import (
+    ActionResult,
+    ApplicationContextName,
+    AuthenticationMechanism,
+    Conformance,
+    DataAccessResult,
+)
+from meter_core.axdr import Data, DataType, Writer, encode_data, encode_length
+from meter_core.cosem.ic import AccessMode, InterfaceClass, MethodAccessMode
+
+if TYPE_CHECKING:
+    from meter_core.association import Association
+    from meter_core.meter import Meter
+
+Getter = Callable[["Meter", "Association", float], bytes]
+SelectiveGetter = Callable[["Meter", "Association", float, int, Data], "bytes | DataAccessResult"]
+Setter = Callable[["Meter", "Association", Data, float], DataAccessResult]
+Method = Callable[["Meter", "Association", "Data | None", float], "tuple[ActionResult, bytes | None]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    """How one attribute is read and written: static bytes or a getter; an optional setter."""
+
+    get: bytes | Getter
+    set: Setter | None = None
+    # Getter used when the request carries selective access (selector, parameters).
+    select: SelectiveGetter | None = None
+    # Access selectors offered in the object_list (None = no selective access).
+    selectors: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CosemObject:
+    """One object of the meter's object model: class, logical name and its bound attributes."""
+
+    ic: InterfaceClass
+    ln: bytes
+    name: str
+    attributes: tuple[Attribute, ...]
+    methods: tuple[Method | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.ln) != 6:
+            raise ValueError(f"{self.name}: logical name must be 6 bytes")
+        if len(self.attributes) != self.ic.attribute_count:
+            raise ValueError(
+                f"{self.name}: class {self.ic.class_id} has {self.ic.attribute_count} attributes, "
+                f"{len(self.attributes)} bound"
+            )
+        if self.methods and len(self.methods) != self.ic.method_count:
+            raise ValueError(f"{self.name}: class {self.ic.class_id} has {self.ic.method_count} methods")
+
+    @property
+    def key(self) -> tuple[int, bytes]:
+        return self.ic.class_id, self.ln
+
+
+@dataclass(frozen=True, slots=True)
+class Rights:
+    """Access rights of one association to one object (an object_list access_rights entry)."""
+
+    attributes: tuple[AccessMode, ...]
+    methods: tuple[MethodAccessMode, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssociationSpec:
+    """An association the meter offers: who may open it, how, and what it may do."""
+
+    client_sap: int
+    ln: bytes
+    name: str
+    mechanism: AuthenticationMechanism
+    contexts: frozenset[ApplicationContextName]
+    conformance: Conformance
+    server_max_receive_pdu_size: int = 1024
+    security_setup: bytes = bytes(6)
+
+
+@dataclass(slots=True)
+class AssociationView:
+    """What one association sees: object_list, access rights, and the server's dispatch tables."""
+
+    spec: AssociationSpec
+    entries: tuple[tuple[CosemObject, Rights], ...]
+    by_key: dict[tuple[int, bytes], tuple[CosemObject, Rights]] = field(default_factory=dict)
+    # GET fast path: class_id (2) + logical name (6) + attribute id (1) -> attribute, when readable.
+    readable: dict[bytes, Attribute] = field(default_factory=dict)
+    object_list: bytes = b""
+
+    def __post_init__(self) -> None:
+        w = Writer()
+        w.push_u8(DataType.ARRAY)
+        w.push_length(len(self.entries))
+        for obj, rights in self.entries:
+            self.by_key[obj.key] = (obj, rights)
+            prefix = struct.pack(">H", obj.ic.class_id) + obj.ln
+            for index, (attr, mode) in enumerate(zip(obj.attributes, rights.attributes), start=1):
+                if mode.readable:
+                    self.readable[prefix + bytes((index,))] = attr
+            _encode_object_list_entry(w, obj, rights)
+        self.object_list = w.getvalue()
+
+    def lookup(self, class_id: int, ln: bytes) -> tuple[CosemObject, Rights] | DataAccessResult:
+        """The object and rights, or the result a request for an unknown object gets."""
+        found = self.by_key.get((class_id, ln))
+        if found is not None:
+            return found
+        for obj, _ in self.entries:
+            if obj.ln == ln:
+                return DataAccessResult.OBJECT_CLASS_INCONSISTENT
+        return DataAccessResult.OBJECT_UNDEFINED
+
+
+def _encode_object_list_entry(w: Writer, obj: CosemObject, rights: Rights) -> None:
+    # object_list_element ::= structure { class_id long-unsigned, version unsigned,
+    #   logical_name octet-string, access_rights } (IEC 62056-6-2 4.4.3, Association LN attribute 2)
+    attr_items = []
+    for index, (attr, mode) in enumerate(zip(obj.attributes, rights.attributes), start=1):
+        selectors = (
+            Data(DataType.NULL_DATA, None)
+            if attr.selectors is None or not mode.readable
+            else Data(DataType.ARRAY, tuple(Data(DataType.INTEGER, s) for s in attr.selectors))
+        )
+        attr_items.append(
+            Data(DataType.STRUCTURE, (Data(DataType.INTEGER, index), Data(DataType.ENUM, mode), selectors))
+        )
+    method_items = [
+        Data(DataType.STRUCTURE, (Data(DataType.INTEGER, index), Data(DataType.ENUM, mode)))
+        for index, mode in enumerate(rights.methods, start=1)
+    ]
+    encode_data(
+        w,
+        Data(
+            DataType.STRUCTURE,
+            (
+                Data(DataType.LONG_UNSIGNED, obj.ic.class_id),
+                Data(DataType.UNSIGNED, obj.ic.version),
+                Data(DataType.OCTET_STRING, obj.ln),
+                Data(
+                    DataType.STRUCTURE,
+                    (Data(DataType.ARRAY, tuple(attr_items)), Data(DataType.ARRAY, tuple(method_items))),
+                ),
+            ),
+        ),
+    )
+
+
+# -- encoders for attribute values -----------------------------------------------------------------
+
+_PACK = {
+    DataType.DOUBLE_LONG: (struct.Struct(">bi"), -(2**31), 2**31 - 1),
+    DataType.DOUBLE_LONG_UNSIGNED: (struct.Struct(">BI"), 0, 2**32 - 1),
+    DataType.INTEGER: (struct.Struct(">Bb"), -128, 127),
+    DataType.LONG: (struct.Struct(">Bh"), -(2**15), 2**15 - 1),
+    DataType.UNSIGNED: (struct.Struct(">BB"), 0, 255),
+    DataType.LONG_UNSIGNED: (struct.Struct(">BH"), 0, 0xFFFF),
+    DataType.LONG64: (struct.Struct(">Bq"), -(2**63), 2**63 - 1),
+    DataType.LONG64_UNSIGNED: (struct.Struct(">BQ"), 0, 2**64 - 1),
+    DataType.ENUM: (struct.Struct(">BB"), 0, 255),
+}
+
+
+def int_encoder(dtype: DataType) -> Callable[[int], bytes]:
+    """A fast encoder of an int as ``dtype``, clamping to the type's range (a meter saturates)."""
+    st, lo, hi = _PACK[dtype]
+    tag = int(dtype)
+    pack = st.pack
+
+    def encode(v: int) -> bytes:
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        return pack(tag, v)
+
+    return encode
+
+
+def encode_octets(b: bytes) -> bytes:
+    return bytes((DataType.OCTET_STRING,)) + encode_length(len(b)) + b
+
+
+def encode_value(d: Data) -> bytes:
+    w = Writer()
+    encode_data(w, d)
+    return w.getvalue()
+
+
+def scaler_unit(scaler: int, unit: int) -> bytes:
+    """scaler_unit ::= structure { scaler integer, unit enum } (IEC 62056-6-2 4.3.2)."""
+    return encode_value(Data(DataType.STRUCTURE, (Data(DataType.INTEGER, scaler), Data(DataType.ENUM, unit))))
+
+
+def static(value: Any, dtype: DataType | None = None) -> Attribute:
+    """An attribute whose value is the same in every meter of the model."""
+    if isinstance(value, Data):
+        return Attribute(encode_value(value))
+    return Attribute(encode_value(Data(dtype, value)))
+
+
+def ln_attribute(ln: bytes) -> Attribute:
+    return Attribute(encode_octets(ln))
+
+
+def rights_for(obj: CosemObject, readable: bool, writable: frozenset[int] = frozenset(),
+               methods: frozenset[int] = frozenset(), hidden: frozenset[int] = frozenset()) -> Rights:
+    """Rights with every attribute readable (or none), some writable, some methods allowed."""
+    modes = []
+    for index in range(1, obj.ic.attribute_count + 1):
+        can_read = readable and index not in hidden
+        can_write = index in writable
+        if can_read and can_write:
+            modes.append(AccessMode.READ_AND_WRITE)
+        elif can_read:
+            modes.append(AccessMode.READ_ONLY)
+        elif can_write:
+            modes.append(AccessMode.WRITE_ONLY)
+        else:
+            modes.append(AccessMode.NO_ACCESS)
+    method_modes = tuple(
+        MethodAccessMode.ACCESS if index in methods else MethodAccessMode.NO_ACCESS
+        for index in range(1, obj.ic.method_count + 1)
+    )
+    return Rights(tuple(modes), method_modes)

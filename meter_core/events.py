@@ -1,0 +1,69 @@
+"""Events a meter connection reports to its owner (the fleet actor, a test, a benchmark).
+
+Each event is complete when emitted and none subclasses another (h11 ``_events`` rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ReleaseReason(Enum):
+    """Why an association ended."""
+
+    RELEASED = "released"  # RLRQ/RLRE
+    LINK_DISCONNECTED = "link-disconnected"  # HDLC DISC, SNRM reset or link time-out
+    CONNECTION_CLOSED = "connection-closed"  # the TCP connection went away
+    TIMEOUT = "timeout"  # inactivity time-out of the meter
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationEstablished:
+    """An AARQ was accepted: ``client_sap`` is now associated through association ``name``."""
+
+    client_sap: int
+    name: str
+    mechanism: int
+    context: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRejected:
+    """An AARQ was refused with ``result`` and diagnostic (``source`` 1 user / 2 provider)."""
+
+    client_sap: int
+    result: int
+    source: int
+    diagnostic: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationReleased:
+    """An association ended."""
+
+    client_sap: int
+    reason: ReleaseReason
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """The peer sent something the meter refused (answered or dropped as the standard says)."""
+
+    layer: str  # "wrapper", "hdlc", "apdu"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTerminated:
+    """The meter wants the transport closed (lost framing, inactivity time-out)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InternalError:
+    """A fault inside the meter while serving a request; the request got a failure answer."""
+
+    detail: str

@@ -1,0 +1,683 @@
+"""An IS 15959 meter: its object model per kind, and one meter's values as pure functions of time.
+
+`model_for(kind)` builds, once per meter kind, the COSEM objects and the association views (object
+lists, access rights, dispatch tables) that every meter of that kind shares. A `Meter` is one meter:
+its identity, its load model and the little state a head-end can change (clock offset). Values are
+computed from (fleet seed, meter_id, time), never stored, so a meter costs memory only while in use.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import math
+from dataclasses import dataclass, field
+
+from meter_core.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
+from meter_core.axdr import (
+    DEVIATION_NOT_SPECIFIED,
+    BitString,
+    CosemDateTime,
+    Data,
+    DataType,
+    encode_datetime_at,
+)
+from meter_core.cosem import is15959 as cat
+from meter_core.cosem.ic import (
+    ASSOCIATION_LN,
+    CLOCK,
+    DATA,
+    DEMAND_REGISTER,
+    EXTENDED_REGISTER,
+    IEC_HDLC_SETUP,
+    REGISTER,
+    SAP_ASSIGNMENT,
+    SECURITY_SETUP,
+    TCP_UDP_SETUP,
+)
+from meter_core.cosem.model import (
+    AssociationSpec,
+    AssociationView,
+    Attribute,
+    CosemObject,
+    encode_octets,
+    encode_value,
+    int_encoder,
+    ln_attribute,
+    rights_for,
+    scaler_unit,
+    static,
+)
+from meter_core.datagen import LoadModel, meter_params
+from meter_core.errors import DecodeError
+from meter_core.identity import FleetConfig, MeterIdentity, MeterKind, meter_identity
+from meter_core.obis import ln
+
+IST = cat.IST_OFFSET_MINUTES
+_OCTET12 = b"\x09\x0c"
+_UNSPECIFIED_DATETIME = encode_octets(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff")
+_enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
+_enc_u32 = int_encoder(DataType.DOUBLE_LONG_UNSIGNED)
+_enc_u8 = int_encoder(DataType.UNSIGNED)
+_enc_enum = int_encoder(DataType.ENUM)
+
+
+@dataclass(frozen=True, slots=True)
+class SimClock:
+    """Simulated time: ``start + (now - t0) * speed`` (DESIGN.md, "Time and determinism").
+
+    ``now`` is the connection's clock (a worker passes its event loop's monotonic time); protocol
+    time-outs run on it, while a meter's measurements and its COSEM clock run on simulated time.
+    """
+
+    start: float
+    t0: float = 0.0
+    speed: float = 1.0
+
+    def sim(self, now: float) -> float:
+        return self.start + (now - self.t0) * self.speed
+
+    @classmethod
+    def real_time(cls) -> SimClock:
+        """Simulated time equal to ``now`` (for ``now`` = Unix time, as in tests)."""
+        return cls(start=0.0, t0=0.0, speed=1.0)
+
+
+@dataclass(slots=True)
+class MeterState:
+    """What a head-end can change on a meter (kept only for meters whose state differs)."""
+
+    clock_offset: float = 0.0
+    max_connections: int = 2
+    inactivity_timeout: int = 180
+    demand_integration_period: int = 1800
+    profile_capture_period: int = 1800
+
+
+@dataclass(slots=True)
+class _DemandCache:
+    """Running maximum of block demands in the current billing period (incremental)."""
+
+    period_start: float = math.nan
+    last_block_end: float = math.nan
+    max_active: float = 0.0
+    max_active_time: float = math.nan
+    max_apparent: float = 0.0
+    max_apparent_time: float = math.nan
+
+
+class Meter:
+    """One meter: identity, load model, state; values computed on demand and cached per second."""
+
+    __slots__ = (
+        "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
+        "_demand", "_install_time",
+    )
+
+    def __init__(
+        self,
+        fleet: FleetConfig,
+        meter_id: int,
+        *,
+        epoch_start: float,
+        clock: SimClock | None = None,
+        state: MeterState | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.sim = (clock or SimClock.real_time()).sim
+        self.identity: MeterIdentity = meter_identity(fleet, meter_id)
+        self.model: MeterModel = model_for(self.identity.kind)
+        params = meter_params(fleet.seed, meter_id, self.identity.kind, epoch_start)
+        self.load = LoadModel(params)
+        self._install_time: float = params.install_time
+        self.state = state if state is not None else MeterState()
+        self.port = port
+        self._inst_key = -1
+        self._inst = None
+        self._energy_key = -1
+        self._energy = None
+        self._demand = _DemandCache()
+
+    # -- time ---------------------------------------------------------------------------------------
+
+    def clock(self, now: float) -> float:
+        """The meter's own clock (UTC seconds): simulated time plus the offset a head-end set."""
+        return self.sim(now) + self.state.clock_offset
+
+    def clock_bytes(self, now: float) -> bytes:
+        """The 12-byte date-time of the meter clock, IST wall time, deviation not specified."""
+        return encode_datetime_at(self.clock(now), IST, None, 0)
+
+    # -- measurements -------------------------------------------------------------------------------
+
+    def instant(self, now: float):
+        """Instantaneous quantities at ``now`` (cached for the simulated second)."""
+        t = self.sim(now)
+        key = int(t)
+        if key != self._inst_key:
+            self._inst = self.load.instant(t)
+            self._inst_key = key
+        return self._inst
+
+    def energy(self, now: float):
+        """Cumulative energies at ``now`` (cached for the simulated second)."""
+        t = self.sim(now)
+        key = int(t)
+        if key != self._energy_key:
+            self._energy = self.load.energy(t)
+            self._energy_key = key
+        return self._energy
+
+    def billing_period_start(self, t: float) -> float:
+        """Start of the billing period holding simulated time ``t``: 00:00 IST on the 1st."""
+        local = _dt.datetime.fromtimestamp(t + IST * 60, _dt.UTC)
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return start.timestamp() - IST * 60
+
+    def billing_count(self, now: float) -> int:
+        """Billing dates passed since installation (one per month)."""
+        inst = _dt.datetime.fromtimestamp(self._install_time + IST * 60, _dt.UTC)
+        cur = _dt.datetime.fromtimestamp(self.sim(now) + IST * 60, _dt.UTC)
+        return max(0, (cur.year - inst.year) * 12 + cur.month - inst.month)
+
+    def max_demand(self, now: float) -> _DemandCache:
+        """Maximum block demand (W and VA) since the billing period began, and when it occurred.
+
+        Times in the cache are simulated time.
+        """
+        now = self.sim(now)
+        period = self.state.demand_integration_period
+        start = max(self.billing_period_start(now), self._install_time)
+        d = self._demand
+        if d.period_start != start:
+            self._demand = d = _DemandCache(period_start=start, last_block_end=start)
+        t = d.last_block_end
+        load = self.load
+        if t + period <= now:
+            prev = load.energy(t)
+            while t + period <= now:
+                nxt = load.energy(t + period)
+                active = (nxt.active_import_wh - prev.active_import_wh) * 3600.0 / period
+                apparent = (nxt.apparent_import_vah - prev.apparent_import_vah) * 3600.0 / period
+                t += period
+                if active > d.max_active:
+                    d.max_active, d.max_active_time = active, t
+                if apparent > d.max_apparent:
+                    d.max_apparent, d.max_apparent_time = apparent, t
+                prev = nxt
+            d.last_block_end = t
+        return d
+
+    def demand_window(self, now: float) -> tuple[float, float]:
+        """(start of the current demand integration period, its length), simulated time."""
+        t = self.sim(now)
+        period = self.state.demand_integration_period
+        start = t - (t + IST * 60) % period
+        return start, float(period)
+
+
+# -- value getters -------------------------------------------------------------------------------------
+# Each returns the encoded value of one attribute for (meter, association, now).
+
+
+def _instant_getter(source: str, dtype: DataType, scaler: int):
+    factor = 10.0 ** -scaler
+    encode = int_encoder(dtype)
+    phase = {"l1": 0, "l2": 1, "l3": 2}
+    if source.startswith(("current_l", "voltage_l", "pf_l")):
+        name, _, idx = source.rpartition("_")
+        field_name = {"current": "current", "voltage": "voltage", "pf": "pf"}[name]
+        i = phase[idx]
+
+        def get(meter, assoc, now):
+            return encode(round(getattr(meter.instant(now), field_name)[i] * factor))
+    else:
+        attr = {
+            "pf_total": "pf_total", "frequency": "frequency", "active_power": "active_power",
+            "reactive_power": "reactive_power", "apparent_power": "apparent_power",
+            "current_neutral": "current_neutral",
+        }[source]
+
+        def get(meter, assoc, now):
+            return encode(round(getattr(meter.instant(now), attr) * factor))
+
+    return get
+
+
+_ENERGY_FIELDS = {
+    "active_import": "active_import_wh",
+    "active_export": "active_export_wh",
+    "apparent_import": "apparent_import_vah",
+    "apparent_export": "apparent_export_vah",
+    "reactive_q1": "reactive_q1_varh",
+    "reactive_q2": "reactive_q2_varh",
+    "reactive_q3": "reactive_q3_varh",
+    "reactive_q4": "reactive_q4_varh",
+}
+
+
+def _energy_getter(source: str, dtype: DataType, scaler: int):
+    divisor = 10.0 ** scaler
+    encode = int_encoder(dtype)
+    attr = _ENERGY_FIELDS[source]
+
+    def get(meter, assoc, now):
+        # floor keeps a register monotonic: it never shows more than the meter has counted
+        return encode(int(getattr(meter.energy(now), attr) // divisor))
+
+    return get
+
+
+def _datetime_at(meter: Meter, t: float) -> bytes:
+    """Date-time of simulated time ``t`` as the meter's clock shows it (octet-string 12)."""
+    if math.isnan(t):
+        return _UNSPECIFIED_DATETIME
+    return _OCTET12 + encode_datetime_at(t + meter.state.clock_offset, IST, None, 0)
+
+
+def _identity_value(source: str, kind: MeterKind):
+    if source == "meter_type":
+        return Attribute(_enc_u8(cat.METER_TYPE_CODE[kind]))
+    if source == "category":
+        return Attribute(encode_octets(cat.METER_CATEGORY[kind].encode()))
+    if source == "current_rating":
+        return Attribute(encode_octets(cat.CURRENT_RATING[kind].encode()))
+    if source in ("ct_ratio", "pt_ratio"):
+        return Attribute(_enc_u16(1))
+    if source == "year_of_manufacture":
+        return Attribute(lambda m, a, now: _enc_u16(m.identity.year_of_manufacture))
+    if source == "demand_integration_period":
+        return Attribute(lambda m, a, now: _enc_u16(m.state.demand_integration_period))
+    if source == "profile_capture_period":
+        return Attribute(lambda m, a, now: _enc_u16(m.state.profile_capture_period))
+    if source == "billing_count":
+        return Attribute(lambda m, a, now: _enc_u32(m.billing_count(now)))
+    text = {
+        "logical_device_name": "logical_device_name", "serial": "serial", "manufacturer": "manufacturer",
+        "device_id": "device_id", "firmware_version": "firmware_version",
+    }[source]
+    return Attribute(lambda m, a, now: encode_octets(getattr(m.identity, text).encode("ascii")))
+
+
+# -- clock --------------------------------------------------------------------------------------------
+
+
+def _clock_time(meter: Meter, assoc, now: float) -> bytes:
+    return _OCTET12 + meter.clock_bytes(now)
+
+
+def local_to_utc(dt: CosemDateTime) -> float:
+    """UTC seconds of a date-time a head-end sent for the meter's wall clock.
+
+    IS 15959 meters keep IST. A deviation of +330 or -330 (companion practice and Blue Book sign
+    conventions disagree, facts section 3.3) or "not specified" both mean IST; any other deviation is
+    read the Blue Book way (local time = UTC - deviation).
+    """
+    local = dt.to_datetime().replace(tzinfo=_dt.UTC).timestamp()
+    if dt.deviation in (DEVIATION_NOT_SPECIFIED, IST, -IST):
+        return local - IST * 60
+    return local + dt.deviation * 60
+
+
+def _set_clock_time(meter: Meter, assoc, value: Data, now: float) -> DataAccessResult:
+    if value.tag is DataType.OCTET_STRING and len(value.value) == 12:
+        raw = value.value
+    elif value.tag is DataType.DATE_TIME:
+        raw = value.value.to_bytes()
+    else:
+        return DataAccessResult.TYPE_UNMATCHED
+    try:
+        target = local_to_utc(CosemDateTime.from_bytes(raw))
+    except DecodeError:
+        return DataAccessResult.OTHER_REASON
+    meter.state.clock_offset = target - meter.sim(now)
+    return DataAccessResult.SUCCESS
+
+
+def _adjust_clock(step_of):
+    """Clock methods adjust_to_quarter/measuring_period/minute: round the clock to a step."""
+
+    def method(meter: Meter, assoc, params: Data | None, now: float):
+        if params is not None and params.tag is not DataType.INTEGER:
+            return ActionResult.TYPE_UNMATCHED, None
+        step = step_of(meter)
+        local = meter.clock(now) + IST * 60
+        rounded = math.floor(local / step + 0.5) * step
+        meter.state.clock_offset += rounded - local
+        return ActionResult.SUCCESS, None
+
+    return method
+
+
+def _shift_time(meter: Meter, assoc, params: Data | None, now: float):
+    # shift_time (data) data ::= long, -900..900 seconds (IEC 62056-6-2 4.5.1, Clock method 6)
+    if params is None or params.tag is not DataType.LONG:
+        return ActionResult.TYPE_UNMATCHED, None
+    if not -900 <= params.value <= 900:
+        return ActionResult.OTHER_REASON, None
+    meter.state.clock_offset += params.value
+    return ActionResult.SUCCESS, None
+
+
+def _clock_object() -> CosemObject:
+    no_dst = encode_octets(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff")
+    return CosemObject(
+        CLOCK, ln(cat.CLOCK), "Clock",
+        (
+            ln_attribute(ln(cat.CLOCK)),
+            Attribute(_clock_time, _set_clock_time),
+            static(IST, DataType.LONG),  # time_zone, minutes (Gurux India model: 330)
+            Attribute(lambda m, a, now: _enc_u8(0)),  # status: valid, no DST
+            Attribute(no_dst),
+            Attribute(no_dst),
+            static(0, DataType.INTEGER),
+            static(False, DataType.BOOLEAN),
+            static(1, DataType.ENUM),  # clock_base: internal crystal
+        ),
+        (
+            _adjust_clock(lambda m: 900),
+            _adjust_clock(lambda m: m.state.profile_capture_period),
+            _adjust_clock(lambda m: 60),
+            None,
+            None,
+            _shift_time,
+        ),
+    )
+
+
+# -- registers ------------------------------------------------------------------------------------
+
+
+def _register(spec: cat.RegisterSpec) -> CosemObject:
+    name = spec.name
+    if spec.source in _ENERGY_FIELDS:
+        value = Attribute(_energy_getter(spec.source, spec.type, spec.scaler))
+    else:
+        value = Attribute(_instant_getter(spec.source, spec.type, spec.scaler))
+    return CosemObject(
+        REGISTER, ln(spec.obis), name,
+        (ln_attribute(ln(spec.obis)), value, Attribute(scaler_unit(spec.scaler, spec.unit))),
+        (None,),
+    )
+
+
+def _max_demand_register(spec: cat.RegisterSpec) -> CosemObject:
+    encode = int_encoder(spec.type)
+    apparent = spec.source == "md_apparent_import"
+    factor = 10.0 ** -spec.scaler
+
+    def value(m: Meter, a, now):
+        d = m.max_demand(now)
+        return encode(round((d.max_apparent if apparent else d.max_active) * factor))
+
+    def capture_time(m: Meter, a, now):
+        d = m.max_demand(now)
+        return _datetime_at(m, d.max_apparent_time if apparent else d.max_active_time)
+
+    return CosemObject(
+        EXTENDED_REGISTER, ln(spec.obis), spec.name,
+        (
+            ln_attribute(ln(spec.obis)),
+            Attribute(value),
+            Attribute(scaler_unit(spec.scaler, spec.unit)),
+            Attribute(_enc_u8(0)),  # status
+            Attribute(capture_time),
+        ),
+        (None,),
+    )
+
+
+def _demand_register(spec: cat.RegisterSpec) -> CosemObject:
+    encode = int_encoder(spec.type)
+    field_name = "apparent_import_vah" if spec.source == "demand_apparent_import" else "active_import_wh"
+
+    def average(m: Meter, t0: float, t1: float) -> float:
+        # t0, t1: simulated time
+        if t1 <= t0:
+            return 0.0
+        e0, e1 = getattr(m.load.energy(t0), field_name), getattr(m.load.energy(t1), field_name)
+        return (e1 - e0) * 3600.0 / (t1 - t0)
+
+    def current(m: Meter, a, now):
+        start, _ = m.demand_window(now)
+        return encode(round(average(m, start, m.sim(now))))
+
+    def last(m: Meter, a, now):
+        start, period = m.demand_window(now)
+        return encode(round(average(m, start - period, start)))
+
+    def start_time(m: Meter, a, now):
+        return _datetime_at(m, m.demand_window(now)[0])
+
+    return CosemObject(
+        DEMAND_REGISTER, ln(spec.obis), spec.name,
+        (
+            ln_attribute(ln(spec.obis)),
+            Attribute(current),
+            Attribute(last),
+            Attribute(scaler_unit(spec.scaler, spec.unit)),
+            Attribute(_enc_u8(0)),  # status
+            Attribute(start_time),  # capture_time: end of the last period = start of this one
+            Attribute(start_time),  # start_time_current
+            Attribute(lambda m, a, now: _enc_u32(m.state.demand_integration_period)),
+            Attribute(_enc_u16(1)),  # number_of_periods
+        ),
+        (None, None),
+    )
+
+
+# -- association, SAP assignment, setup objects ------------------------------------------------------
+
+
+def _oid_structure(arcs: tuple[int, ...]) -> bytes:
+    # context_name / mechanism_name as structure of 7 elements (Association LN v0/v1 attributes 4, 6)
+    types = (DataType.UNSIGNED, DataType.UNSIGNED, DataType.LONG_UNSIGNED, DataType.UNSIGNED,
+             DataType.UNSIGNED, DataType.UNSIGNED, DataType.UNSIGNED)
+    return encode_value(Data(DataType.STRUCTURE, tuple(Data(t, v) for t, v in zip(types, arcs))))
+
+
+def _association_object(obis: str, owner_sap: int | None) -> CosemObject:
+    """Association LN ``obis``; ``owner_sap`` None means the current association (0.0.40.0.0.255)."""
+
+    def view_of(m: Meter, a):
+        if owner_sap is None or owner_sap == a.spec.client_sap:
+            return a.view, True
+        return m.model.associations[owner_sap], False
+
+    def object_list(m, a, now):
+        return view_of(m, a)[0].object_list
+
+    def partners(m, a, now):
+        view, _ = view_of(m, a)
+        return encode_value(Data(DataType.STRUCTURE, (
+            Data(DataType.INTEGER, view.spec.client_sap), Data(DataType.LONG_UNSIGNED, 1))))
+
+    def context(m, a, now):
+        view, current = view_of(m, a)
+        ctx = a.context if current and a.context is not None else min(view.spec.contexts)
+        return _oid_structure((2, 16, 756, 5, 8, 1, ctx))
+
+    def xdlms_info(m, a, now):
+        view, current = view_of(m, a)
+        spec = view.spec
+        send = a.max_send_pdu_size if current else spec.server_max_receive_pdu_size
+        return encode_value(Data(DataType.STRUCTURE, (
+            Data(DataType.BIT_STRING, _bits24(spec.conformance)),
+            Data(DataType.LONG_UNSIGNED, spec.server_max_receive_pdu_size),
+            Data(DataType.LONG_UNSIGNED, send),
+            Data(DataType.UNSIGNED, 6),
+            Data(DataType.INTEGER, 0),
+            Data(DataType.OCTET_STRING, b""),
+        )))
+
+    def mechanism(m, a, now):
+        return _oid_structure((2, 16, 756, 5, 8, 2, view_of(m, a)[0].spec.mechanism))
+
+    def status(m, a, now):
+        _, current = view_of(m, a)
+        return _enc_enum(a.status_code if current else 0)
+
+    def security_setup(m, a, now):
+        return encode_octets(view_of(m, a)[0].spec.security_setup)
+
+    return CosemObject(
+        ASSOCIATION_LN, ln(obis), "Current association" if owner_sap is None else f"Association {obis}",
+        (
+            ln_attribute(ln(obis)),
+            Attribute(object_list),
+            Attribute(partners),
+            Attribute(context),
+            Attribute(xdlms_info),
+            Attribute(mechanism),
+            Attribute(encode_octets(b"")),  # secret: never readable (no access in every association)
+            Attribute(status),
+            Attribute(security_setup),
+        ),
+        (None, None, None, None),
+    )
+
+
+def _bits24(value: int) -> BitString:
+    return BitString(24, value.to_bytes(3, "big"))
+
+
+def _sap_assignment() -> CosemObject:
+    def assignment_list(m: Meter, a, now):
+        # SAP_assignment_list ::= array { structure { SAP long-unsigned, logical_device_name octet-string } }
+        return encode_value(Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
+            Data(DataType.LONG_UNSIGNED, 1),
+            Data(DataType.OCTET_STRING, m.identity.logical_device_name.encode("ascii")),
+        )),)))
+
+    return CosemObject(
+        SAP_ASSIGNMENT, ln(cat.SAP_ASSIGNMENT), "SAP assignment",
+        (ln_attribute(ln(cat.SAP_ASSIGNMENT)), Attribute(assignment_list)),
+        (None,),
+    )
+
+
+def _hdlc_setup() -> CosemObject:
+    o = ln(cat.HDLC_SETUP)
+    return CosemObject(
+        IEC_HDLC_SETUP, o, "IEC HDLC setup",
+        (
+            ln_attribute(o),
+            static(5, DataType.ENUM),  # comm_speed 9600 baud
+            static(1, DataType.UNSIGNED),  # window_size_transmit
+            static(1, DataType.UNSIGNED),  # window_size_receive
+            static(128, DataType.LONG_UNSIGNED),  # max_info_field_length_transmit
+            static(128, DataType.LONG_UNSIGNED),  # max_info_field_length_receive
+            static(25, DataType.LONG_UNSIGNED),  # inter_octet_time_out, ms
+            static(120, DataType.LONG_UNSIGNED),  # inactivity_time_out, s
+            Attribute(lambda m, a, now: _enc_u16(m.identity.hdlc_physical_address)),
+        ),
+    )
+
+
+def _tcp_udp_setup() -> CosemObject:
+    o = ln(cat.TCP_UDP_SETUP)
+    return CosemObject(
+        TCP_UDP_SETUP, o, "TCP-UDP setup",
+        (
+            ln_attribute(o),
+            Attribute(lambda m, a, now: _enc_u16(m.port if m.port is not None else 4059)),
+            Attribute(encode_octets(ln(cat.IPV4_SETUP))),
+            static(1460, DataType.LONG_UNSIGNED),  # maximum_segment_size
+            Attribute(lambda m, a, now: _enc_u8(m.state.max_connections)),
+            Attribute(lambda m, a, now: _enc_u16(m.state.inactivity_timeout)),
+        ),
+    )
+
+
+def _security_setup(obis: str) -> CosemObject:
+    o = ln(obis)
+    return CosemObject(
+        SECURITY_SETUP, o, f"Security setup {obis}",
+        (
+            ln_attribute(o),
+            static(0, DataType.ENUM),  # security_policy: nothing (v0)
+            static(0, DataType.ENUM),  # security_suite 0
+            Attribute(encode_octets(b"")),  # client_system_title: none yet
+            Attribute(lambda m, a, now: encode_octets(m.identity.system_title)),
+        ),
+        (None, None),
+    )
+
+
+# -- the model ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class MeterModel:
+    """The objects and association views of one meter kind, shared by all its meters."""
+
+    kind: MeterKind
+    objects: tuple[CosemObject, ...]
+    associations: dict[int, AssociationView] = field(default_factory=dict)
+
+
+@functools.cache
+def model_for(kind: MeterKind) -> MeterModel:
+    """The IS 15959 object model of ``kind`` (built once per process)."""
+    objects: list[CosemObject] = [_clock_object()]
+    objects += [
+        CosemObject(DATA, ln(s.obis), s.name, (ln_attribute(ln(s.obis)), _identity_value(s.source, kind)))
+        for s in cat.DATA_OBJECTS
+        if kind in s.kinds
+    ]
+    for spec in cat.INSTANT_REGISTERS + cat.ENERGY_REGISTERS:
+        if kind in spec.kinds:
+            objects.append(_register(spec))
+    for spec in cat.DEMAND_REGISTERS:
+        if kind in spec.kinds:
+            objects.append(_max_demand_register(spec) if spec.class_id == 4 else _demand_register(spec))
+    objects.append(_association_object(cat.CURRENT_ASSOCIATION, None))
+    for a in cat.ASSOCIATIONS:
+        objects.append(_association_object(a.obis, a.client_sap))
+    objects += [_sap_assignment(), _hdlc_setup(), _tcp_udp_setup(), _security_setup(cat.MR_SECURITY_SETUP)]
+
+    model = MeterModel(kind, tuple(objects))
+    public = {ln(s.obis) for s in cat.DATA_OBJECTS if s.public}
+    public |= {ln(cat.CLOCK), ln(cat.CURRENT_ASSOCIATION), ln(cat.SAP_ASSIGNMENT)}
+    for a in cat.ASSOCIATIONS:
+        spec = AssociationSpec(
+            client_sap=a.client_sap,
+            ln=ln(a.obis),
+            name=a.name,
+            mechanism=a.mechanism,
+            contexts=cat.PLAIN_LN_CONTEXT,
+            conformance=a.conformance,
+            security_setup=ln(a.security_setup) if a.security_setup else bytes(6),
+        )
+        entries = []
+        for obj in objects:
+            if obj.ic.class_id == ASSOCIATION_LN.class_id and obj.ln not in (ln(cat.CURRENT_ASSOCIATION),
+                                                                              ln(a.obis)):
+                # an association sees itself; the meter reader also sees the public one
+                if not (a.mechanism is AuthenticationMechanism.LOW and obj.ln == ln("0.0.40.0.1.255")):
+                    continue
+            if a.mechanism is AuthenticationMechanism.NONE:
+                if obj.ln not in public and obj.ln != ln(a.obis):
+                    continue
+                rights = rights_for(obj, True, hidden=_hidden(obj))
+            else:
+                obis = str_obis(obj.ln)
+                rights = rights_for(
+                    obj, True,
+                    writable=cat.MR_WRITABLE.get(obis, frozenset()),
+                    methods=cat.MR_METHODS.get(obis, frozenset()),
+                    hidden=_hidden(obj),
+                )
+            entries.append((obj, rights))
+        model.associations[a.client_sap] = AssociationView(spec, tuple(entries))
+    return model
+
+
+def _hidden(obj: CosemObject) -> frozenset[int]:
+    # Association LN attribute 7 (secret) is never readable.
+    return frozenset({7}) if obj.ic.class_id == ASSOCIATION_LN.class_id else frozenset()
+
+
+def str_obis(raw: bytes) -> str:
+    return ".".join(str(b) for b in raw)
+
