@@ -22,7 +22,7 @@ from fleet.settings import FleetOptions, RunSettings, parse_shard
 from meter_core.connection import Transport
 from meter_core.identity import DEFAULT_FLEET_SECRET, MeterKind
 
-# Meters are installed in the 60 days before this instant (IST); cumulative registers start from
+# Meters are installed in the three years before this instant (IST); cumulative registers start from
 # there, so a fleet shows the same energies whenever and however often it is restarted.
 FLEET_EPOCH = _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone(_dt.timedelta(hours=5, minutes=30))).timestamp()
 

@@ -283,7 +283,9 @@ def _identity_value(source: str, kind: MeterKind):
     if source == "current_rating":
         return Attribute(encode_octets(cat.CURRENT_RATING[kind].encode()))
     if source in ("ct_ratio", "pt_ratio"):
-        return Attribute(_enc_u16(1))
+        # Primary/secondary ratio of the instrument transformers the meter is programmed with; its
+        # registers show primary values.
+        return Attribute(lambda m, a, now: _enc_u16(getattr(m.load.params, source)))
     if source == "year_of_manufacture":
         return Attribute(lambda m, a, now: _enc_u16(m.identity.year_of_manufacture))
     if source == "demand_integration_period":

@@ -21,6 +21,7 @@ from meter_core.identity import MeterKind
 ALL_KINDS = frozenset(MeterKind)
 WHOLE_CURRENT = frozenset({MeterKind.SINGLE_PHASE, MeterKind.THREE_PHASE})
 POLYPHASE = frozenset({MeterKind.THREE_PHASE, MeterKind.CT_PT})
+THREE_PHASE = frozenset({MeterKind.THREE_PHASE})
 SINGLE = frozenset({MeterKind.SINGLE_PHASE})
 CT_PT = frozenset({MeterKind.CT_PT})
 
@@ -90,9 +91,14 @@ INSTANT_REGISTERS: tuple[RegisterSpec, ...] = (
     RegisterSpec(3, "1.0.31.7.0.255", "Current L1", "current_l1", _U32, -3, _A, POLYPHASE),
     RegisterSpec(3, "1.0.51.7.0.255", "Current L2", "current_l2", _U32, -3, _A, POLYPHASE),
     RegisterSpec(3, "1.0.71.7.0.255", "Current L3", "current_l3", _U32, -3, _A, POLYPHASE),
-    RegisterSpec(3, "1.0.32.7.0.255", "Voltage L1", "voltage_l1", _U16, -2, _V, POLYPHASE),
-    RegisterSpec(3, "1.0.52.7.0.255", "Voltage L2", "voltage_l2", _U16, -2, _V, POLYPHASE),
-    RegisterSpec(3, "1.0.72.7.0.255", "Voltage L3", "voltage_l3", _U16, -2, _V, POLYPHASE),
+    RegisterSpec(3, "1.0.32.7.0.255", "Voltage L1", "voltage_l1", _U16, -2, _V, THREE_PHASE),
+    RegisterSpec(3, "1.0.52.7.0.255", "Voltage L2", "voltage_l2", _U16, -2, _V, THREE_PHASE),
+    RegisterSpec(3, "1.0.72.7.0.255", "Voltage L3", "voltage_l3", _U16, -2, _V, THREE_PHASE),
+    # CT/PT meters report primary values: 11 kV / sqrt(3) = 6351 V does not fit a long-unsigned at
+    # scaler -2, so they use double-long-unsigned.
+    RegisterSpec(3, "1.0.32.7.0.255", "Voltage L1", "voltage_l1", _U32, -2, _V, CT_PT),
+    RegisterSpec(3, "1.0.52.7.0.255", "Voltage L2", "voltage_l2", _U32, -2, _V, CT_PT),
+    RegisterSpec(3, "1.0.72.7.0.255", "Voltage L3", "voltage_l3", _U32, -2, _V, CT_PT),
     RegisterSpec(3, "1.0.33.7.0.255", "Power factor L1", "pf_l1", _I16, -3, Unit.COUNT, POLYPHASE),
     RegisterSpec(3, "1.0.53.7.0.255", "Power factor L2", "pf_l2", _I16, -3, Unit.COUNT, POLYPHASE),
     RegisterSpec(3, "1.0.73.7.0.255", "Power factor L3", "pf_l3", _I16, -3, Unit.COUNT, POLYPHASE),

@@ -1,0 +1,58 @@
+"""Shared pieces of the benchmarks: process CPU and memory from /proc, spawning a fleet worker."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+from fleet.settings import FleetOptions, RunSettings
+
+EPOCH = 1767205800.0
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (from /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def spawn_worker(options: FleetOptions, shard: range, slot: int = 0):
+    """Start one real fleet worker process (as the supervisor does); returns (process, pipe) once ready."""
+    from fleet.worker import worker_main
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    settings = RunSettings(options=options, workers=1, sim_start=time.time(), sim_t0=time.monotonic(),
+                           epoch_start=EPOCH, heartbeat_interval=1.0)
+    proc = ctx.Process(target=worker_main, args=(slot, shard, settings, child), daemon=True)
+    proc.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if parent.poll(1.0):
+            msg = parent.recv()
+            if msg[0] == "ready":
+                return proc, parent
+            if msg[0] == "boot-error":
+                raise RuntimeError(msg[2])
+        if not proc.is_alive():
+            raise RuntimeError(f"worker exited with {proc.exitcode}")
+    raise RuntimeError("worker did not become ready")
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    proc.join(20)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()

@@ -1,0 +1,119 @@
+"""Independent DLMS clients driven over a real TCP socket: gurux-dlms and dlms-cosem.
+
+gurux-dlms only builds and parses frames, so the socket loop here is ours (the loop Gurux's own
+example client runs); dlms-cosem brings its own blocking TCP I/O.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from gurux_dlms import GXByteBuffer, GXDLMSClient, GXReplyData
+from gurux_dlms.enums import Authentication, InterfaceType
+
+from meter_core.connection import Transport
+
+
+class GuruxSession:
+    """One TCP connection to a meter, spoken to by a gurux-dlms GXDLMSClient."""
+
+    def __init__(self, port: int, transport: Transport, *, client_sap: int = 16, password: str | None = None,
+                 physical_address: int | None = None, max_pdu: int | None = None, host: str = "127.0.0.1"):
+        hdlc = transport is Transport.HDLC
+        if hdlc:
+            server = GXDLMSClient.getServerAddress(1, physical_address, 4) if physical_address else 1
+        else:
+            server = 1
+        auth = Authentication.LOW if password is not None else Authentication.NONE
+        self.client = GXDLMSClient(True, client_sap, server, auth, password,
+                                   InterfaceType.HDLC if hdlc else InterfaceType.WRAPPER)
+        if max_pdu is not None:
+            self.client.setMaxReceivePDUSize(max_pdu)
+        self.hdlc = hdlc
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.frames_received = 0
+
+    # -- the exchange loop (as in Gurux's example reader) ------------------------------------------
+
+    def _packet(self, data, reply: GXReplyData) -> None:
+        if data is None:
+            return
+        notify = GXReplyData()
+        self.sock.sendall(bytes(data))
+        rd = GXByteBuffer()
+        while not self.client.getData(rd, reply, notify):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("meter closed the connection")
+            rd.set(chunk)
+        self.frames_received += 1
+
+    def exchange(self, data, reply: GXReplyData | None = None) -> GXReplyData:
+        reply = reply if reply is not None else GXReplyData()
+        if isinstance(data, list):
+            for item in data:
+                reply.clear()
+                self.exchange(item, reply)
+            return reply
+        self._packet(data, reply)
+        while reply.isMoreData():
+            self._packet(None if reply.isStreaming() else self.client.receiverReady(reply), reply)
+        return reply
+
+    # -- what a head-end does -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self.hdlc:
+            reply = self.exchange(self.client.snrmRequest())
+            self.client.parseUAResponse(reply.data)
+        reply = self.exchange(self.client.aarqRequest())
+        self.client.parseAareResponse(reply.data)
+
+    def read(self, obj, attribute: int):
+        reply = self.exchange(self.client.read(obj, attribute)[0])
+        if reply.error:
+            raise GuruxError(reply.error)
+        return self.client.updateValue(obj, attribute, reply.value)
+
+    def object_list(self):
+        reply = self.exchange(self.client.getObjectsRequest())
+        return self.client.parseObjects(reply.data, True)
+
+    def close(self) -> None:
+        try:
+            self.exchange(self.client.releaseRequest())
+            if self.hdlc:
+                self.exchange(self.client.disconnectRequest())
+        finally:
+            self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+class GuruxError(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"gurux reply error {code}")
+        self.code = code
+
+
+def dlms_cosem_client(port: int, transport: Transport, *, client_sap: int = 16, password: str | None = None,
+                      physical_address: int | None = None, max_pdu: int = 65535):
+    """A dlms-cosem DlmsClient for one meter (connects when its session starts)."""
+    from dlms_cosem.client import DlmsClient
+    from dlms_cosem.io import BlockingTcpIO, HdlcTransport, TcpTransport
+    from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
+
+    io = BlockingTcpIO(host="127.0.0.1", port=port, timeout=10)
+    if transport is Transport.HDLC:
+        tr = HdlcTransport(client_logical_address=client_sap, server_logical_address=1, io=io,
+                           server_physical_address=physical_address, extended_addressing=physical_address is not None,
+                           timeout=10)
+    else:
+        tr = TcpTransport(client_logical_address=client_sap, server_logical_address=1, io=io, timeout=10)
+    auth = (LowLevelSecurityAuthentication(secret=password.encode()) if password is not None
+            else NoSecurityAuthentication())
+    return DlmsClient(transport=tr, authentication=auth, max_pdu_size=max_pdu, timeout=10)

@@ -1,0 +1,158 @@
+"""Bad input over real sockets: the meter answers as the standard says and no other meter notices."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+from gurux_dlms.objects import GXDLMSClock
+
+from meter_core import NEED_DATA
+from meter_core.apdu import decode_apdu
+from meter_core.apdu.xdlms import ExceptionResponse, GetResponseNormal
+from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
+from meter_core.connection import Transport
+from meter_core.errors import ExceptionServiceError, ExceptionStateError
+from meter_core.wrapper import wrap
+from tests.interop.clients import GuruxSession
+
+pytestmark = pytest.mark.interop
+
+
+def _garbage(port: int, stop: threading.Event, sent: list) -> None:
+    """Throw random bytes, truncated frames and half-valid headers at one meter until told to stop."""
+    rnd = random.Random(1234)
+    samples = [
+        lambda: rnd.randbytes(rnd.randrange(1, 300)),
+        lambda: b"\x00\x01\x00\x10\x00\x01" + rnd.randbytes(rnd.randrange(0, 40)),  # wrapper, torn length
+        lambda: b"\x7e\xa0" + rnd.randbytes(rnd.randrange(0, 60)) + b"\x7e",  # HDLC-looking junk
+        lambda: b"\x7e" * rnd.randrange(1, 20),
+        lambda: b"\x00\x01\x00\x10\x00\x01\x00\x05\xc0\x01\xc1\x00\x08",  # truncated GET in a whole frame
+    ]
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                for _ in range(rnd.randrange(1, 8)):
+                    s.sendall(rnd.choice(samples)())
+                    sent[0] += 1
+                if rnd.random() < 0.5:
+                    s.shutdown(socket.SHUT_WR)  # drop mid-frame
+                    s.settimeout(0.5)
+                    try:
+                        while s.recv(4096):
+                            pass
+                    except OSError:
+                        pass
+        except OSError:
+            time.sleep(0.01)
+
+
+def test_garbage_to_one_meter_does_not_disturb_another(meters):
+    stop = threading.Event()
+    sent = [0]
+    t = threading.Thread(target=_garbage, args=(meters.port(0), stop, sent), daemon=True)
+    t.start()
+    try:
+        ident = meters.identity(1)
+        for _ in range(3):
+            s = GuruxSession(meters.port(1), meters.options.transport,
+                             physical_address=ident.hdlc_physical_address)
+            s.open()
+            for _ in range(30):
+                clock = GXDLMSClock("0.0.1.0.0.255")
+                s.read(clock, 2)
+                assert clock.time is not None
+            s.close()
+    finally:
+        stop.set()
+        t.join(10)
+    assert sent[0] > 20
+    # The meter that got the garbage still serves a proper client.
+    ident0 = meters.identity(0)
+    s = GuruxSession(meters.port(0), meters.options.transport, physical_address=ident0.hdlc_physical_address)
+    s.open()
+    clock = GXDLMSClock("0.0.1.0.0.255")
+    s.read(clock, 2)
+    s.close()
+    assert meters.worker.metrics.internal_errors == 0
+
+
+class RawWrapper:
+    """Our sans-I/O client on a socket, for sending APDUs no proper client would send."""
+
+    def __init__(self, port: int, **kw) -> None:
+        self.client = DlmsClient(ClientSettings(transport=Transport.WRAPPER, **kw))
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+
+    def next(self):
+        while (ev := self.client.next_event()) is NEED_DATA:
+            out = self.client.data_to_send()
+            if out:
+                self.sock.sendall(out)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed")
+            self.client.receive_data(data)
+        return ev
+
+    def raw(self, apdu: bytes):
+        """Send one APDU as it is; return the decoded answer."""
+        self.sock.sendall(wrap(16, 1, apdu))
+        data = self.sock.recv(65536)
+        return decode_apdu(data[8:])
+
+
+@pytest.fixture(scope="module")
+def wrapper_meters():
+    from tests.servers import running_meters
+
+    with running_meters(2, Transport.WRAPPER) as running:
+        yield running
+
+
+def test_bad_apdus_get_the_standard_answers_and_the_association_stays(wrapper_meters):
+    c = RawWrapper(wrapper_meters.port(0), max_receive_pdu_size=512)
+    c.client.associate()
+    assert isinstance(c.next(), Associated)
+    # A GET-Request that stops in the middle of its attribute descriptor.
+    ans = c.raw(bytes.fromhex("c001c1000800000100"))
+    assert isinstance(ans, ExceptionResponse)
+    # An APDU tag no xDLMS service has.
+    ans = c.raw(bytes.fromhex("ff0102"))
+    assert isinstance(ans, ExceptionResponse)
+    assert ans.state_error in (ExceptionStateError.SERVICE_UNKNOWN, ExceptionStateError.SERVICE_NOT_ALLOWED)
+    # A request longer than the meter's negotiated max receive PDU size.
+    big = bytes.fromhex("c001c1000800000100ff0200") + b"\x00" * 3000
+    ans = c.raw(big)
+    assert isinstance(ans, ExceptionResponse) and ans.service_error == ExceptionServiceError.PDU_TOO_LONG
+    # An attribute the object does not have.
+    ans = c.raw(bytes.fromhex("c001c100080000010000ff6300"))
+    assert isinstance(ans, GetResponseNormal) and ans.error is not None and int(ans.error) in (3, 4, 9)
+    # Still associated and serving.
+    c.client.get(8, "0.0.1.0.0.255", 2)
+    ev = c.next()
+    assert isinstance(ev, GetResult) and ev.value is not None
+    c.sock.close()
+
+
+def test_a_meter_refuses_one_connection_more_than_its_tcp_udp_setup_allows(wrapper_meters):
+    port = wrapper_meters.port(1)
+    first = RawWrapper(port)
+    second = RawWrapper(port)
+    first.client.associate()
+    assert isinstance(first.next(), Associated)
+    second.client.associate()
+    assert isinstance(second.next(), Associated)
+    third = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert third.recv(100) == b""  # accepted by the kernel, then closed by the meter without a word
+    third.close()
+    first.sock.close()
+    time.sleep(0.2)
+    again = RawWrapper(port)
+    again.client.associate()
+    assert isinstance(again.next(), Associated)
+    again.sock.close()
+    second.sock.close()
