@@ -38,6 +38,7 @@ DB_QUEUE = Gauge("fleet_db_writer_queue_depth", "Rows waiting in the writers' qu
 DB_LAG = Gauge("fleet_db_writer_lag_seconds", "Age of the oldest row not yet written", multiprocess_mode="max")
 DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Rows that found the writer queue full")
 DB_ERRORS = Counter("fleet_db_writer_errors", "Failed flushes of the writers (retried)")
+DB_DISCARDED = Counter("fleet_db_writer_discarded", "Events of batches the database refused for good (logged)")
 WORKER_RESTARTS = Counter("fleet_worker_restarts", "Workers restarted by the supervisor")
 WORKERS_UP = Gauge("fleet_workers_up", "Worker processes running", multiprocess_mode="livesum")
 

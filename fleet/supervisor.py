@@ -134,6 +134,9 @@ class Supervisor:
             if slot.restarts:
                 log.info("worker %d (meters %d-%d) back, pid %d", slot.index, slot.shard.start,
                          slot.shard.stop - 1, msg[2])
+            else:
+                log.info("worker %d (meters %d-%d) ready, pid %d", slot.index, slot.shard.start,
+                         slot.shard.stop - 1, msg[2])
             if not self._announced and all(s.ready for s in self.slots):
                 self._announced = True
                 if self.on_ready is not None:

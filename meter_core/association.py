@@ -49,12 +49,12 @@ from meter_core.apdu import (
 from meter_core.apdu.acse import context_oid, release_reason
 from meter_core.apdu.codes import (
     AcseServiceUser,
-    ApplicationContextName,
     ActionResult,
+    ApplicationContextName,
     AssociationResult,
     AuthenticationMechanism,
-    Conformance,
     ConfirmedServiceErrorChoice,
+    Conformance,
     DataAccessResult,
     InitiateError,
     ServiceErrorType,

@@ -19,8 +19,8 @@ from collections import deque
 from enum import Enum
 
 from meter_core._util import NEED_DATA, Sentinel
-from meter_core.association import Association, ServiceStats, exception_response, reject_aarq
 from meter_core.apdu.codes import AcseServiceUser, ApduTag
+from meter_core.association import Association, ServiceStats, exception_response, reject_aarq
 from meter_core.errors import DecodeError, ExceptionServiceError, ExceptionStateError, RemoteProtocolError
 from meter_core.events import (
     AssociationRejected,

@@ -37,7 +37,7 @@ def test_public_client_reads_identity_and_clock(meters):
         meter_time, _status = datetime_from_bytes(parse_as_dlms_data(raw))
         if meter_time.tzinfo is None:  # deviation "not specified": IST wall time, as Indian meters send
             meter_time = meter_time.replace(tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         assert abs((meter_time - now).total_seconds()) < 5
         ldn = parse_as_dlms_data(c.get(attr(IC.DATA, "0.0.42.0.0.255", 2)))
         assert bytes(ldn).decode() == ident.logical_device_name

@@ -6,7 +6,13 @@ import datetime as dt
 
 import pytest
 from gurux_dlms import GXDLMSException
-from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSDemandRegister, GXDLMSExtendedRegister, GXDLMSRegister
+from gurux_dlms.objects import (
+    GXDLMSClock,
+    GXDLMSData,
+    GXDLMSDemandRegister,
+    GXDLMSExtendedRegister,
+    GXDLMSRegister,
+)
 
 from tests.interop.clients import GuruxError, GuruxSession
 

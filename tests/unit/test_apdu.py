@@ -141,10 +141,9 @@ def test_gurux_aarq_lls_and_release():
 
 
 def test_gurux_get_set_action_requests():
+    from gurux_dlms.enums import Conformance as GxConformance
     from gurux_dlms.enums import DataType
     from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSRegister
-
-    from gurux_dlms.enums import Conformance as GxConformance
 
     c = _gurux_client(32)
     c.setNegotiatedConformance(c.getProposedConformance() | GxConformance.MULTIPLE_REFERENCES)

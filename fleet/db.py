@@ -1,0 +1,241 @@
+"""The fleet's schema: forward-only migrations, and the tables, COPY column lists and queries the writers use.
+
+Migrations are ``migrations/NNNN_short_description.sql`` (installed as the package ``fleet.migrations``),
+applied in order, each in its own transaction, and recorded with a checksum in ``schema_migrations``
+(procrastinate ``procrastinate/sql/migrations/`` habit). A file changed after it was applied is an
+error: schema changes go in a new file.
+
+The SQL the application runs lives here as named queries, not as f-strings spread through ``fleet``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from fleet.errors import FleetError
+from fleet.pg import one_line
+
+log = logging.getLogger("fleet.db")
+
+MIGRATIONS_PACKAGE = "fleet.migrations"
+# A source checkout has no ``fleet/migrations``: the package maps to the top-level folder.
+SOURCE_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# pg_advisory_lock key serialising migrators of one database: "cosem-fleet migrate" as a bigint.
+MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"cosem-fleet migrate").digest()[:8], "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str  # file name without .sql, e.g. 0001_meters_and_associations
+    sql: str
+    checksum: str  # sha256 of the text with LF line ends, hex
+
+
+def migrations() -> list[Migration]:
+    """Every migration file, in version order."""
+    found: dict[int, Migration] = {}
+    for filename, text in _migration_texts():
+        m = _MIGRATION_NAME.match(filename)
+        if m is None:
+            raise FleetError(f"migration file {filename!r} is not named NNNN_short_description.sql")
+        version = int(m.group(1))
+        sql = text.replace("\r\n", "\n")
+        mig = Migration(version, filename[:-4], sql, hashlib.sha256(sql.encode()).hexdigest())
+        if version in found:
+            raise FleetError(f"two migrations have version {version:04d}: {found[version].name}, {mig.name}")
+        found[version] = mig
+    return [found[v] for v in sorted(found)]
+
+
+def _migration_texts() -> list[tuple[str, str]]:
+    try:
+        root = importlib.resources.files(MIGRATIONS_PACKAGE)
+        entries = [(p.name, p) for p in root.iterdir() if p.name.endswith(".sql")]
+    except ModuleNotFoundError:
+        entries = [(p.name, p) for p in SOURCE_MIGRATIONS_DIR.glob("*.sql")]
+    return [(name, p.read_text(encoding="utf-8")) for name, p in sorted(entries)]
+
+
+CREATE_SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE schema_migrations IS 'Migration files applied to this database (fleet db migrate)';
+"""
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply the migrations ``conn``'s database lacks; returns the names applied now.
+
+    Concurrent migrators (several pods starting at once) wait for each other on an advisory lock,
+    and the later ones find nothing left to do.
+    """
+    todo = migrations()
+    applied_now: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            await conn.execute(CREATE_SCHEMA_MIGRATIONS)
+            rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+            done = {r["version"]: r for r in rows}
+            known = {m.version for m in todo}
+            for m in todo:
+                row = done.get(m.version)
+                if row is None:
+                    continue
+                if row["checksum"] != m.checksum:
+                    raise FleetError(
+                        f"migration {m.name} was changed after it was applied to this database; "
+                        "restore it and put schema changes in a new migration file"
+                    )
+            for version in sorted(set(done) - known):
+                log.warning("database has migration %s that this cosem-fleet does not know (newer release?)",
+                            done[version]["name"])
+            for m in todo:
+                if m.version in done:
+                    continue
+                async with conn.transaction():
+                    try:
+                        await conn.execute(m.sql)
+                    except asyncpg.PostgresError as e:
+                        raise FleetError(f"migration {m.name} failed: {one_line(e)}") from None
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        m.version, m.name, m.checksum,
+                    )
+                applied_now.append(m.name)
+        finally:
+            if not conn.is_closed():
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        raise FleetError(f"database migration failed: {one_line(e)}") from None
+    return applied_now
+
+
+# -- tables and COPY column lists ----------------------------------------------------------------------
+
+METER_COLUMNS = (
+    "meter_id", "serial", "logical_device_name", "system_title", "kind", "transport", "host", "port",
+    "hdlc_physical_address",
+)
+
+# Staging rows of the recorder. A row with opened_at (requested_at) is a new connection (association),
+# possibly already closed within the same batch; a row without is only the close of an earlier one.
+CONNECTION_COLUMNS = (
+    "meter_id", "connection_id", "peer", "transport", "worker_slot", "opened_at", "sim_opened_at",
+    "closed_at", "close_reason", "sim_closed_at",
+)
+ASSOCIATION_COLUMNS = (
+    "meter_id", "association_id", "connection_id", "client_sap", "association_ln", "association_name",
+    "authentication", "application_context", "result", "result_code", "diagnostic_source", "diagnostic",
+    "reject_reason", "peer", "requested_at", "sim_requested_at", "released_at", "release_reason",
+    "sim_released_at",
+)
+
+STAGE_METERS = "fleet_stage_meters"
+STAGE_CONNECTIONS = "fleet_stage_connections"
+STAGE_ASSOCIATIONS = "fleet_stage_associations"
+
+# -- named queries -------------------------------------------------------------------------------------
+
+# Session-local staging tables (emptied at each commit) that COPY fills before a set-based write.
+CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_METERS} (
+    meter_id bigint, serial text, logical_device_name text, system_title bytea, kind text, transport text,
+    host text, port integer, hdlc_physical_address integer
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_CONNECTIONS} (
+    meter_id bigint, connection_id uuid, peer text, transport text, worker_slot integer,
+    opened_at timestamptz, sim_opened_at timestamptz,
+    closed_at timestamptz, close_reason text, sim_closed_at timestamptz
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_ASSOCIATIONS} (
+    meter_id bigint, association_id uuid, connection_id uuid, client_sap integer, association_ln text,
+    association_name text, authentication text, application_context smallint, result text,
+    result_code smallint, diagnostic_source smallint, diagnostic smallint, reject_reason text, peer text,
+    requested_at timestamptz, sim_requested_at timestamptz,
+    released_at timestamptz, release_reason text, sim_released_at timestamptz
+) ON COMMIT DELETE ROWS;
+"""
+
+# updated_at moves only when an identity really changed (a restart with the same options writes nothing).
+UPSERT_METERS = f"""
+INSERT INTO meters AS m ({", ".join(METER_COLUMNS)})
+SELECT {", ".join(METER_COLUMNS)} FROM {STAGE_METERS}
+ON CONFLICT (meter_id) DO UPDATE SET
+    serial = EXCLUDED.serial,
+    logical_device_name = EXCLUDED.logical_device_name,
+    system_title = EXCLUDED.system_title,
+    kind = EXCLUDED.kind,
+    transport = EXCLUDED.transport,
+    host = EXCLUDED.host,
+    port = EXCLUDED.port,
+    hdlc_physical_address = EXCLUDED.hdlc_physical_address,
+    updated_at = now()
+WHERE (m.serial, m.logical_device_name, m.system_title, m.kind, m.transport, m.host, m.port,
+       m.hdlc_physical_address)
+    IS DISTINCT FROM (EXCLUDED.serial, EXCLUDED.logical_device_name, EXCLUDED.system_title, EXCLUDED.kind,
+                      EXCLUDED.transport, EXCLUDED.host, EXCLUDED.port, EXCLUDED.hdlc_physical_address)
+"""
+
+# A worker killed with SIGKILL recorded no closes: its successor closes what it left open. $1..$2 is
+# the shard (start inclusive, stop exclusive), $3 the simulated time now.
+CLOSE_LOST_CONNECTIONS = """
+UPDATE active_connections
+SET closed_at = now(), close_reason = 'worker-lost', sim_closed_at = $3
+WHERE meter_id >= $1 AND meter_id < $2 AND closed_at IS NULL
+"""
+CLOSE_LOST_ASSOCIATIONS = """
+UPDATE client_associations
+SET released_at = now(), release_reason = 'worker-lost', sim_released_at = $3
+WHERE meter_id >= $1 AND meter_id < $2 AND result = 'accepted' AND released_at IS NULL
+"""
+
+# Both writes of a batch are idempotent, so a batch retried after a lost commit acknowledgement
+# changes nothing: inserts skip existing keys, closes only fill a NULL.
+INSERT_CONNECTIONS = f"""
+INSERT INTO active_connections ({", ".join(CONNECTION_COLUMNS)})
+SELECT {", ".join(CONNECTION_COLUMNS)} FROM {STAGE_CONNECTIONS} WHERE opened_at IS NOT NULL
+ON CONFLICT (meter_id, connection_id) DO NOTHING
+"""
+CLOSE_CONNECTIONS = f"""
+UPDATE active_connections AS a
+SET closed_at = s.closed_at, close_reason = s.close_reason, sim_closed_at = s.sim_closed_at
+FROM {STAGE_CONNECTIONS} AS s
+WHERE s.opened_at IS NULL AND a.meter_id = s.meter_id AND a.connection_id = s.connection_id
+    AND a.closed_at IS NULL
+"""
+INSERT_ASSOCIATIONS = f"""
+INSERT INTO client_associations ({", ".join(ASSOCIATION_COLUMNS)})
+SELECT {", ".join(ASSOCIATION_COLUMNS)} FROM {STAGE_ASSOCIATIONS} WHERE requested_at IS NOT NULL
+ON CONFLICT (meter_id, association_id) DO NOTHING
+"""
+RELEASE_ASSOCIATIONS = f"""
+UPDATE client_associations AS a
+SET released_at = s.released_at, release_reason = s.release_reason, sim_released_at = s.sim_released_at
+FROM {STAGE_ASSOCIATIONS} AS s
+WHERE s.requested_at IS NULL AND a.meter_id = s.meter_id AND a.association_id = s.association_id
+    AND a.released_at IS NULL
+"""
+
+
+def rowcount(status: str) -> int:
+    """Rows a command touched, from its status tag ("INSERT 0 5", "UPDATE 3")."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except ValueError:
+        return 0

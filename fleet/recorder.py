@@ -1,0 +1,428 @@
+"""The worker's database writer: connections and associations as rows, written by one COPY task.
+
+The worker's event loop calls the sync methods (``connection_opened``, ``association_established``,
+...); they only append a tuple to an in-memory queue and never block or await. One writer task per
+worker takes the queue in batches (every ``flush_interval`` or at ``batch_size`` events), COPYs them
+into session-local staging tables and applies them with set-based statements in one transaction
+(DESIGN.md, "Storage"; STYLE.md section 9).
+
+Guarantees:
+- No loss on a database outage: a failed batch is kept and retried with back-off on a new
+  connection, before anything newer is written.
+- No duplicates: rows have keys (meter_id plus a random id given when the event happened), inserts
+  skip existing keys and closes only fill a NULL, so replaying a batch whose commit was in fact done
+  changes nothing.
+- Bounded memory: when ``max_queue`` events wait, new connections and associations are dropped and
+  counted (``fleet_db_writer_backpressure``) instead of growing the queue; their closes are then
+  skipped too. Closes of recorded rows are always queued (there is at most one per open row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import time
+import uuid
+from collections import deque
+
+import asyncpg
+
+from fleet import db, pg
+from fleet.errors import FleetError
+from meter_core.apdu.codes import AuthenticationMechanism
+from meter_core.cosem.is15959 import ASSOCIATIONS
+from meter_core.identity import meter_identity
+
+log = logging.getLogger("fleet.recorder")
+
+BATCH_SIZE = 2000
+FLUSH_INTERVAL = 0.2
+MAX_QUEUE = 100_000
+RETRY_MIN, RETRY_MAX = 0.1, 5.0
+COMMAND_TIMEOUT = 30.0
+
+# Queue entries: (kind, wall-clock time, meter_id, ...) — see the methods that build them.
+_CONN_OPEN, _CONN_CLOSE, _ASSOC_OPEN, _ASSOC_CLOSE = range(4)
+
+_ASSOCIATION_BY_SAP = {a.client_sap: a for a in ASSOCIATIONS}
+_AUTHENTICATION = {m: m.name.lower().replace("_", "-") for m in AuthenticationMechanism}
+
+# Errors that the same batch would meet again on any connection: bad data, a broken constraint,
+# a missing table or privilege, or a bug of ours (a Python error building the rows). Such a batch is
+# logged and dropped; retrying it would stall the writer forever. Everything else (the link or the
+# server went away, is restarting, refuses connections, shed load, lost a serialisation race) keeps
+# the batch for a retry on a new connection.
+_POISON = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+    asyncpg.exceptions.SyntaxOrAccessError,
+)
+_RETRYABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+              asyncpg.exceptions.InternalClientError)
+
+
+def _is_poison(e: BaseException) -> bool:
+    return isinstance(e, _POISON) or not isinstance(e, _RETRYABLE)
+
+
+_UTC = _dt.UTC
+_from_ts = _dt.datetime.fromtimestamp
+
+
+def _ts(t: float | None) -> _dt.datetime | None:
+    return None if t is None else _from_ts(t, _UTC)
+
+
+class NullRecorder:
+    """A recorder that records nothing (a fleet run without a database)."""
+
+    def connection_opened(self, proto) -> None:
+        pass
+
+    def connection_closed(self, proto) -> None:
+        pass
+
+    def connection_terminated(self, proto, ev) -> None:
+        pass
+
+    def association_established(self, proto, ev) -> None:
+        pass
+
+    def association_rejected(self, proto, ev) -> None:
+        pass
+
+    def association_released(self, proto, ev) -> None:
+        pass
+
+    def flush_metrics(self, metrics) -> None:
+        pass
+
+    async def close(self, timeout: float) -> None:
+        pass
+
+
+class Recorder:
+    """Records a worker's connections and associations in PostgreSQL (one writer task)."""
+
+    def __init__(self, url: str, worker, conn: asyncpg.Connection, *, batch_size: int = BATCH_SIZE,
+                 flush_interval: float = FLUSH_INTERVAL, max_queue: int = MAX_QUEUE) -> None:
+        self.url = url
+        self.worker = worker
+        self._conn: asyncpg.Connection | None = conn
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._max_queue = max_queue
+        self._clock = getattr(worker, "clock", None)
+        self._transport = worker.options.transport.value
+        self._slot = getattr(worker, "slot", None)
+        self._queue: deque[tuple] = deque()
+        self._pending: tuple[list, list, int, float] | None = None  # folded batch being written
+        self._open_connections: set[uuid.UUID] = set()
+        self._associations: dict[uuid.UUID, dict[int, uuid.UUID]] = {}  # connection -> client SAP -> id
+        self._terminated: dict[uuid.UUID, str] = {}
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task | None = None
+        # tallies, pushed to prometheus by flush_metrics
+        self.rows_written: dict[str, int] = {"active_connections": 0, "client_associations": 0}
+        self.dropped = 0
+        self.errors = 0
+        self.discarded = 0
+        self._reported = {"rows": dict(self.rows_written), "dropped": 0, "errors": 0, "discarded": 0}
+
+    @classmethod
+    async def open(cls, url: str, worker, **kwargs) -> Recorder:
+        """Connect, record the shard's meters, close what a killed predecessor left open, start writing."""
+        conn = await pg.connect(url, command_timeout=COMMAND_TIMEOUT)
+        try:
+            await conn.execute(db.CREATE_STAGING)
+            await _upsert_meters(conn, worker)
+            sim = _sim_now(getattr(worker, "clock", None))
+            async with conn.transaction():
+                for query in (db.CLOSE_LOST_CONNECTIONS, db.CLOSE_LOST_ASSOCIATIONS):
+                    await conn.execute(query, worker.shard.start, worker.shard.stop, _ts(sim))
+        except asyncpg.UndefinedTableError:
+            await _close_quietly(conn)
+            raise FleetError(f"database at {pg.redact(url)} has no fleet schema: run `fleet db migrate`") from None
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            await _close_quietly(conn)
+            raise FleetError(f"database at {pg.redact(url)} refused the fleet's meters: {pg.one_line(e)}") from None
+        rec = cls(url, worker, conn, **kwargs)
+        rec._task = asyncio.get_running_loop().create_task(rec._run(), name="fleet-recorder")
+        return rec
+
+    # -- called from the event loop: append, never block --------------------------------------------
+
+    def _sim(self) -> float | None:
+        clock = self._clock
+        return None if clock is None else clock.sim(time.monotonic())
+
+    def _push(self, entry: tuple) -> None:
+        q = self._queue
+        q.append(entry)
+        if len(q) >= self._batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def _full(self) -> bool:
+        if len(self._queue) >= self._max_queue:
+            self.dropped += 1
+            return True
+        return False
+
+    def connection_opened(self, proto) -> None:
+        if self._closing or self._full():
+            return
+        cid = proto.connection_id
+        self._open_connections.add(cid)
+        self._push((_CONN_OPEN, time.time(), proto.meter_id, cid, proto.peer, self._sim()))
+
+    def connection_terminated(self, proto, ev) -> None:
+        """The meter dropped the link (its reason becomes the close reason)."""
+        if proto.connection_id in self._open_connections:
+            self._terminated[proto.connection_id] = ev.reason
+
+    def connection_closed(self, proto) -> None:
+        cid = proto.connection_id
+        t, sim = time.time(), self._sim()
+        leftover = self._associations.pop(cid, None)
+        if leftover:
+            # The meter releases its associations before the connection goes; this is a safety net.
+            for aid in leftover.values():
+                self._push((_ASSOC_CLOSE, t, proto.meter_id, aid, "connection-closed", sim))
+        reason = self._terminated.pop(cid, "closed")
+        if cid in self._open_connections:
+            self._open_connections.discard(cid)
+            self._push((_CONN_CLOSE, t, proto.meter_id, cid, reason, sim))
+
+    def association_established(self, proto, ev) -> None:
+        if self._closing or self._full():
+            return
+        t, sim = time.time(), self._sim()
+        cid = proto.connection_id
+        per_connection = self._associations.setdefault(cid, {})
+        previous = per_connection.get(ev.client_sap)
+        if previous is not None:
+            self._push((_ASSOC_CLOSE, t, proto.meter_id, previous, "superseded", sim))
+        aid = uuid.uuid4()
+        per_connection[ev.client_sap] = aid
+        spec = _ASSOCIATION_BY_SAP.get(ev.client_sap)
+        self._push((
+            _ASSOC_OPEN, t, proto.meter_id, aid, cid, ev.client_sap, spec.obis if spec else None, ev.name,
+            _AUTHENTICATION.get(ev.mechanism, str(ev.mechanism)), int(ev.context), "accepted", 0, None, None,
+            None, proto.peer, sim,
+        ))
+
+    def association_rejected(self, proto, ev) -> None:
+        if self._closing or self._full():
+            return
+        spec = _ASSOCIATION_BY_SAP.get(ev.client_sap)
+        self._push((
+            _ASSOC_OPEN, time.time(), proto.meter_id, uuid.uuid4(), proto.connection_id, ev.client_sap,
+            spec.obis if spec else None, spec.name if spec else None, None, None, "rejected", int(ev.result),
+            int(ev.source), int(ev.diagnostic), ev.reason, proto.peer, self._sim(),
+        ))
+
+    def association_released(self, proto, ev) -> None:
+        per_connection = self._associations.get(proto.connection_id)
+        if not per_connection:
+            return
+        aid = per_connection.pop(ev.client_sap, None)
+        if aid is None:
+            return  # its establishment was dropped (queue full) or came before the recorder
+        self._push((_ASSOC_CLOSE, time.time(), proto.meter_id, aid, ev.reason.value, self._sim()))
+
+    def depth(self) -> int:
+        """Events not yet written (queued plus the batch in flight)."""
+        return len(self._queue) + (self._pending[2] if self._pending else 0)
+
+    def lag(self) -> float:
+        """Age in seconds of the oldest event not yet written (0 when all are written)."""
+        if self._pending is not None:
+            oldest = self._pending[3]
+        elif self._queue:
+            oldest = self._queue[0][1]
+        else:
+            return 0.0
+        return max(0.0, time.time() - oldest)
+
+    def flush_metrics(self, metrics) -> None:
+        """Push queue depth, lag and the counts since the last call to prometheus (once a second)."""
+        metrics.DB_QUEUE.set(self.depth())
+        metrics.DB_LAG.set(self.lag())
+        rep = self._reported
+        for table, n in self.rows_written.items():
+            delta = n - rep["rows"].get(table, 0)
+            if delta:
+                metrics.DB_ROWS.labels(table).inc(delta)
+                rep["rows"][table] = n
+        for name, counter in (("dropped", metrics.DB_BACKPRESSURE), ("errors", metrics.DB_ERRORS),
+                              ("discarded", getattr(metrics, "DB_DISCARDED", None))):
+            delta = getattr(self, name) - rep[name]
+            if delta and counter is not None:
+                counter.inc(delta)
+                rep[name] += delta
+
+    # -- shutdown -----------------------------------------------------------------------------------
+
+    async def close(self, timeout: float) -> None:
+        """Write what is queued within ``timeout`` seconds, then close the connection."""
+        self._closing = True
+        self._wake.set()
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
+        if self.depth():
+            log.warning("database writer stopped with %d event(s) unwritten", self.depth())
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close_quietly(conn)
+
+    # -- the writer task ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = RETRY_MIN
+        failing = False
+        while True:
+            if self._pending is None:
+                if len(self._queue) < self._batch_size and not self._closing:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+                    except TimeoutError:
+                        pass
+                if not self._queue:
+                    if self._closing:
+                        return
+                    continue
+                self._pending = self._take()
+            conn = None
+            try:
+                conn = await self._connection()
+                await self._write(conn, self._pending)
+            except Exception as e:  # noqa: BLE001 - the writer must outlive any failure
+                self.errors += 1
+                self._drop_connection()
+                # Failing to connect is never the batch's fault: always retry that.
+                if conn is not None and _is_poison(e):
+                    self.discarded += self._pending[2]
+                    log.error("database refused a batch of %d event(s), dropped: %s", self._pending[2],
+                              pg.one_line(e))
+                    self._pending = None
+                    continue
+                if not failing:
+                    log.warning("database write failed, retrying: %s", pg.one_line(e))
+                    failing = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                continue
+            if failing:
+                log.info("database writes resumed")
+                failing = False
+            backoff = RETRY_MIN
+            self._pending = None
+
+    def _take(self) -> tuple[list, list, int, float]:
+        """Fold up to ``batch_size`` queued events into staging rows: (connections, associations, n, oldest)."""
+        q = self._queue
+        n = min(len(q), self._batch_size)
+        oldest = q[0][1]
+        connections: dict[uuid.UUID, list] = {}
+        associations: dict[uuid.UUID, list] = {}
+        transport, slot = self._transport, self._slot
+        for _ in range(n):
+            e = q.popleft()
+            kind = e[0]
+            if kind == _CONN_OPEN:
+                _, t, meter_id, cid, peer, sim = e
+                connections[cid] = [meter_id, cid, peer, transport, slot, _ts(t), _ts(sim), None, None, None]
+            elif kind == _CONN_CLOSE:
+                _, t, meter_id, cid, reason, sim = e
+                row = connections.get(cid)
+                if row is None or row[7] is not None:
+                    connections[cid] = [meter_id, cid, None, None, None, None, None, _ts(t), reason, _ts(sim)]
+                else:
+                    row[7:10] = [_ts(t), reason, _ts(sim)]
+            elif kind == _ASSOC_OPEN:
+                (_, t, meter_id, aid, cid, sap, ln, name, auth, ctx, result, code, src, diag, reason, peer,
+                 sim) = e
+                associations[aid] = [meter_id, aid, cid, sap, ln, name, auth, ctx, result, code, src, diag,
+                                     reason, peer, _ts(t), _ts(sim), None, None, None]
+            else:
+                _, t, meter_id, aid, reason, sim = e
+                row = associations.get(aid)
+                if row is None or row[16] is not None:
+                    associations[aid] = [meter_id, aid, None, None, None, None, None, None, None, None, None,
+                                         None, None, None, None, None, _ts(t), reason, _ts(sim)]
+                else:
+                    row[16:19] = [_ts(t), reason, _ts(sim)]
+        return list(connections.values()), list(associations.values()), n, oldest
+
+    async def _connection(self) -> asyncpg.Connection:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            conn = await asyncpg.connect(self.url, timeout=pg.CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
+            try:
+                await conn.execute(db.CREATE_STAGING)
+            except BaseException:
+                conn.terminate()
+                raise
+            self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    async def _write(self, conn: asyncpg.Connection, batch: tuple[list, list, int, float]) -> None:
+        connections, associations, _, _ = batch
+        written = {"active_connections": 0, "client_associations": 0}
+        async with conn.transaction():
+            if connections:
+                await conn.copy_records_to_table(db.STAGE_CONNECTIONS, records=connections,
+                                                 columns=db.CONNECTION_COLUMNS)
+                written["active_connections"] += db.rowcount(await conn.execute(db.INSERT_CONNECTIONS))
+                written["active_connections"] += db.rowcount(await conn.execute(db.CLOSE_CONNECTIONS))
+            if associations:
+                await conn.copy_records_to_table(db.STAGE_ASSOCIATIONS, records=associations,
+                                                 columns=db.ASSOCIATION_COLUMNS)
+                written["client_associations"] += db.rowcount(await conn.execute(db.INSERT_ASSOCIATIONS))
+                written["client_associations"] += db.rowcount(await conn.execute(db.RELEASE_ASSOCIATIONS))
+        for table, n in written.items():
+            self.rows_written[table] += n
+
+
+def _sim_now(clock) -> float | None:
+    return None if clock is None else clock.sim(time.monotonic())
+
+
+async def _upsert_meters(conn: asyncpg.Connection, worker) -> None:
+    """Insert or refresh the ``meters`` rows of the worker's shard (COPY to staging, then one upsert)."""
+    options, fleet = worker.options, worker.fleet
+    kind, transport = fleet.kind.value, options.transport.value
+
+    def records():
+        for meter_id in worker.shard:
+            ident = meter_identity(fleet, meter_id)
+            host, port = options.address(meter_id)
+            yield (meter_id, ident.serial, ident.logical_device_name, ident.system_title, kind, transport, host,
+                   port, ident.hdlc_physical_address)
+
+    async with conn.transaction():
+        await conn.copy_records_to_table(db.STAGE_METERS, records=records(), columns=db.METER_COLUMNS)
+        await conn.execute(db.UPSERT_METERS)
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 2.0)
+    except Exception:  # noqa: BLE001
+        conn.terminate()

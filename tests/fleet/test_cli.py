@@ -1,0 +1,95 @@
+"""The `fleet` command line: help everywhere, one-line errors, the onboarding file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from meter_core.identity import FleetConfig, meter_identity
+
+
+def fleet(*args: str, timeout: float = 60, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fleet", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["db"], ["db", "migrate"], ["meters"], ["meters", "export"]])
+def test_every_command_has_help(command):
+    proc = fleet(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--meters", "0"], ["--meters"]),
+    (["run", "--port-base", "70000"], ["--port-base"]),
+    (["run", "--transport", "serial"], ["--transport"]),
+    (["run", "--host", "not-an-ip"], ["not-an-ip"]),
+    (["run", "--meters", "70000", "--port-base", "60000"], ["ports"]),
+    (["run", "--shard", "3/2"], ["--shard"]),
+    (["run", "--start", "yesterday"], ["--start"]),
+    (["run", "--nonsense"], ["--nonsense"]),
+    (["meters", "export", "--format", "xml"], ["--format"]),
+    (["meters", "export", "-o", "/nonexistent-dir/x.json"], ["/nonexistent-dir/x.json"]),
+])
+def test_user_mistakes_get_one_line_and_a_nonzero_exit(args, words):
+    assert_one_line_error(fleet(*args), *words)
+
+
+def test_unreachable_database_is_one_line():
+    proc = fleet("db", "migrate", "--database-url", "postgresql://fleet@127.0.0.1:1/fleet")
+    assert_one_line_error(proc, "database")
+
+
+def test_metrics_port_in_use_is_one_line():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        proc = fleet("run", "--meters", "1", "--metrics-port", str(port),
+                     "--database-url", "postgresql://fleet@127.0.0.1:1/fleet")
+    finally:
+        s.close()
+    assert_one_line_error(proc, str(port))
+
+
+def test_export_json_and_csv_follow_the_contract():
+    proc = fleet("meters", "export", "--meters", "5", "--seed", "7", "--format", "json", "--port-base", "5000",
+                 "--transport", "hdlc")
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)
+    assert [r["meter_id"] for r in records] == list(range(5))
+    fleet_cfg = FleetConfig(seed=7)
+    for r in records:
+        ident = meter_identity(fleet_cfg, r["meter_id"])
+        assert r["serial"] == ident.serial
+        assert r["logical_device_name"] == ident.logical_device_name
+        assert bytes.fromhex(r["system_title"]) == ident.system_title
+        assert (r["host"], r["port"], r["transport"]) == ("127.0.0.1", 5000 + r["meter_id"], "hdlc")
+        assert r["server_logical_address"] == 1
+        assert r["server_physical_address"] == ident.hdlc_physical_address
+        clients = {c["client_sap"]: c for c in r["clients"]}
+        assert clients[16]["association"] == "0.0.40.0.1.255" and clients[16]["authentication"] == "none"
+        assert clients[32]["association"] == "0.0.40.0.2.255" and clients[32]["authentication"] == "low"
+        assert clients[32]["password"] == ident.lls_password
+    proc = fleet("meters", "export", "--meters", "5", "--seed", "7", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert len(rows) == 10  # one per meter and client
+    assert {(int(r["meter_id"]), int(r["client_sap"])) for r in rows} == {(m, c) for m in range(5) for c in (16, 32)}

@@ -1,0 +1,160 @@
+"""`fleet run` end to end: several workers, PostgreSQL, metrics, a killed worker, a clean stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+from gurux_dlms import GXDLMSException
+from gurux_dlms.objects import GXDLMSClock, GXDLMSData
+
+from meter_core.connection import Transport
+from meter_core.identity import FleetConfig, meter_identity
+from tests.interop.clients import GuruxSession
+from tests.servers import free_port_base
+
+pytestmark = [pytest.mark.fleet, pytest.mark.integration]
+
+METERS, WORKERS = 30, 3
+
+
+class FleetProcess:
+    def __init__(self, *args: str) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen([sys.executable, "-m", "fleet", *args], stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for line in self.lines[seen:]:
+                seen += 1
+                m = re.search(pattern, line)
+                if m:
+                    return m
+            if self.proc.poll() is not None and seen == len(self.lines):
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} in fleet output:\n" + "\n".join(self.lines))
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_serial(port: int, meter_id: int, fleet_cfg: FleetConfig, *, client_sap=16, password=None) -> str:
+    ident = meter_identity(fleet_cfg, meter_id)
+    s = GuruxSession(port, Transport.WRAPPER, client_sap=client_sap, password=password)
+    s.open()
+    serial = s.read(GXDLMSData("0.0.96.1.0.255"), 2)
+    s.read(GXDLMSClock("0.0.1.0.0.255"), 2)
+    s.close()
+    value = bytes(serial).decode()
+    assert value == ident.serial
+    return value
+
+
+async def _query(url: str, sql: str):
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+def query(url: str, sql: str):
+    import asyncio
+
+    return asyncio.run(_query(url, sql))
+
+
+def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
+    base, metrics_port = free_port_base(METERS), _free_port()
+    fleet_cfg = FleetConfig(seed=1)
+    f = FleetProcess("run", "--meters", str(METERS), "--workers", str(WORKERS), "--port-base", str(base),
+                     "--metrics-port", str(metrics_port), "--database-url", database_url)
+    try:
+        f.wait_for(r"30 meters ready")
+        pids = {int(m.group(1)): int(m.group(2)) for m in
+                (f.wait_for(rf"worker ({i}) \(meters [0-9-]+\) ready, pid (\d+)") for i in range(WORKERS))}
+
+        # Associations of both clients on meters of every worker, and one refused.
+        for meter_id in (0, 12, 25):
+            read_serial(base + meter_id, meter_id, fleet_cfg)
+            ident = meter_identity(fleet_cfg, meter_id)
+            read_serial(base + meter_id, meter_id, fleet_cfg, client_sap=32, password=ident.lls_password)
+        bad = GuruxSession(base + 5, Transport.WRAPPER, client_sap=32, password="WRONG")
+        with pytest.raises(GXDLMSException):
+            bad.open()
+        bad.sock.close()
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = query(database_url, "SELECT meter_id, client_sap, result, released_at FROM client_associations")
+            if len(rows) >= 7 and all(r["released_at"] is not None for r in rows if r["result"] == "accepted"):
+                break
+            time.sleep(0.3)
+        accepted = sorted((r["meter_id"], r["client_sap"]) for r in rows if r["result"] == "accepted")
+        assert accepted == [(0, 16), (0, 32), (12, 16), (12, 32), (25, 16), (25, 32)]
+        assert all(r["released_at"] is not None for r in rows if r["result"] == "accepted")
+        assert [(r["meter_id"], r["client_sap"]) for r in rows if r["result"] != "accepted"] == [(5, 32)]
+        assert len(query(database_url, "SELECT 1 FROM meters")) == METERS
+
+        # Workers flush their counters once a second; poll until this run's associations show.
+        deadline = time.monotonic() + 10
+        while True:
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+            if 'fleet_associations_total{client="16",result="accepted"} 3.0' in metrics or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert re.search(r"^fleet_meters_online(\{\})? 30\.0$", metrics, re.M), metrics
+        assert 'fleet_associations_total{client="16",result="accepted"} 3.0' in metrics, metrics
+        assert 'fleet_associations_total{client="32",result="accepted"} 3.0' in metrics, metrics
+
+        # Kill the worker of meters 10-19: the others keep serving, and it is back within seconds.
+        killed_at = time.monotonic()
+        os.kill(pids[1], signal.SIGKILL)
+        read_serial(base + 0, 0, fleet_cfg)
+        read_serial(base + 25, 25, fleet_cfg)
+        f.wait_for(r"worker 1 \(meters 10-19\) back", timeout=20)
+        while True:
+            try:
+                read_serial(base + 12, 12, fleet_cfg)
+                break
+            except OSError:
+                assert time.monotonic() - killed_at < 15, "killed shard did not come back"
+                time.sleep(0.1)
+        assert time.monotonic() - killed_at < 15
+    finally:
+        code = f.stop()
+    assert code == 0, "\n".join(f.lines)
+    assert any("stopped" in line for line in f.lines)
