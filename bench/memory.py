@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     procs = []
     try:
         for slot, shard in enumerate(split_range(range(n), w)):
-            procs.append((spawn_worker(options, shard, slot)[0], len(shard)))
+            procs.append(spawn_worker(options, shard, slot))  # keep the pipe: a worker stops when it closes
         rss = [rss_bytes(p.pid) for p, _ in procs]
     finally:
         for p, _ in procs:

@@ -145,7 +145,7 @@ class Association:
 
     __slots__ = (
         "meter", "view", "spec", "stats", "state", "context", "conformance", "max_send_pdu_size",
-        "max_receive_pdu_size", "_long_get", "_long_set", "events",
+        "max_receive_pdu_size", "_long_get", "_long_set", "events", "_get_ok",
     )
 
     def __init__(self, meter, view: AssociationView, stats: ServiceStats | None = None) -> None:
@@ -156,6 +156,7 @@ class Association:
         self.state = AssociationState.IDLE
         self.context: int | None = None
         self.conformance = Conformance(0)
+        self._get_ok = False  # GET negotiated (a plain bool for the fast path; IntFlag & is slow)
         self.max_send_pdu_size = view.spec.server_max_receive_pdu_size
         self.max_receive_pdu_size = view.spec.server_max_receive_pdu_size
         # long GET in progress: [invoke id, raw bytes, offset, last block number]
@@ -197,7 +198,7 @@ class Association:
             # Fast path: GET-Request-Normal without selective access, the bulk of all traffic.
             if len(apdu) == 13 and apdu[0] == 0xC0 and apdu[1] == 1 and apdu[12] == 0:
                 attr = self.view.readable.get(apdu[3:12])
-                if attr is not None and self.conformance & Conformance.GET:
+                if attr is not None and self._get_ok:
                     get = attr.get
                     value = get if type(get) is bytes else get(self.meter, self, now)
                     if len(value) + 4 <= self.max_send_pdu_size:
@@ -260,6 +261,7 @@ class Association:
 
         self.context = int(context)
         self.conformance = Conformance(conformance)
+        self._get_ok = bool(self.conformance & Conformance.GET)
         self.max_send_pdu_size = min(client_max, spec.server_max_receive_pdu_size)
         self.max_receive_pdu_size = spec.server_max_receive_pdu_size
         self._long_get = self._long_set = None

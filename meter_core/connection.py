@@ -169,6 +169,12 @@ class MeterConnection:
 
     def _receive_wrapper(self, data: bytes, now: float) -> None:
         deframer = self._wrapper
+        got = deframer.whole_frame(data)
+        if got is not None and got[1] == MANAGEMENT_LOGICAL_DEVICE:
+            response = self._serve(got[0], got[2], now)
+            if response is not None:
+                self._out.append(wrap(MANAGEMENT_LOGICAL_DEVICE, got[0], response))
+            return
         deframer.feed(data)
         out = self._out
         while True:

@@ -56,6 +56,8 @@ from meter_core.obis import ln
 IST = cat.IST_OFFSET_MINUTES
 _OCTET12 = b"\x09\x0c"
 _UNSPECIFIED_DATETIME = encode_octets(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff")
+# Hundredths of a second, deviation "not specified" (0x8000) and clock status 0: the last 4 bytes.
+_HUNDREDTHS_TAIL = tuple(bytes((h, 0x80, 0x00, 0x00)) for h in range(100))
 _enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
 _enc_u32 = int_encoder(DataType.DOUBLE_LONG_UNSIGNED)
 _enc_u8 = int_encoder(DataType.UNSIGNED)
@@ -111,7 +113,7 @@ class Meter:
 
     __slots__ = (
         "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
-        "_demand", "_install_time",
+        "_demand", "_install_time", "_clock_second", "_clock_head",
     )
 
     def __init__(
@@ -137,6 +139,8 @@ class Meter:
         self._energy_key = -1
         self._energy = None
         self._demand = _DemandCache()
+        self._clock_second = -1
+        self._clock_head = b""
 
     # -- time ---------------------------------------------------------------------------------------
 
@@ -147,6 +151,15 @@ class Meter:
     def clock_bytes(self, now: float) -> bytes:
         """The 12-byte date-time of the meter clock, IST wall time, deviation not specified."""
         return encode_datetime_at(self.clock(now), IST, None, 0)
+
+    def clock_value(self, now: float) -> bytes:
+        """The encoded clock attribute (octet-string of 12), its date and time cached per second."""
+        t = self.sim(now) + self.state.clock_offset
+        second = int(t // 1)
+        if second != self._clock_second:
+            self._clock_head = _OCTET12 + encode_datetime_at(second, IST, None, 0)[:8]
+            self._clock_second = second
+        return self._clock_head + _HUNDREDTHS_TAIL[int((t - second) * 100)]
 
     # -- measurements -------------------------------------------------------------------------------
 
@@ -305,7 +318,7 @@ def _identity_value(source: str, kind: MeterKind):
 
 
 def _clock_time(meter: Meter, assoc, now: float) -> bytes:
-    return _OCTET12 + meter.clock_bytes(now)
+    return meter.clock_value(now)
 
 
 def local_to_utc(dt: CosemDateTime) -> float:

@@ -72,6 +72,19 @@ class WrapperDeframer:
         """Bytes received but not yet returned as a frame (a partial frame, when not zero)."""
         return len(self._buf)
 
+    def whole_frame(self, data: bytes) -> tuple[int, int, bytes] | None:
+        """(source, destination, payload) if nothing is buffered and ``data`` is exactly one frame.
+
+        The common case on a request/response link; anything else returns None and the caller
+        falls back to `feed` and `next_payload`.
+        """
+        if self._buf or len(data) < HEADER_SIZE:
+            return None
+        version, source, destination, length = _HEADER.unpack_from(data, 0)
+        if version != WRAPPER_VERSION or HEADER_SIZE + length != len(data):
+            return None
+        return source, destination, data[HEADER_SIZE:]
+
     def next_payload(self) -> tuple[int, int, bytes] | Sentinel:
         """(source, destination, payload) of the next whole frame, or NEED_DATA."""
         buf = self._buf
