@@ -93,3 +93,22 @@ def test_export_json_and_csv_follow_the_contract():
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert len(rows) == 10  # one per meter and client
     assert {(int(r["meter_id"]), int(r["client_sap"])) for r in rows} == {(m, c) for m in range(5) for c in (16, 32)}
+
+
+@pytest.mark.integration
+def test_meter_port_in_use_stops_the_fleet_with_one_line(database_url):
+    from tests.servers import free_port_base
+
+    base = free_port_base(4)
+    s = socket.socket()
+    s.bind(("127.0.0.1", base + 2))
+    s.listen()
+    try:
+        proc = fleet("run", "--meters", "4", "--workers", "2", "--port-base", str(base), "--metrics-port", "0",
+                     "--database-url", database_url, timeout=60)
+    finally:
+        s.close()
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("fleet: error:") and f"127.0.0.1:{base + 2}" in last and "in use" in last, proc.stderr
