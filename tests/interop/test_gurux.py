@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from gurux_dlms import GXDLMSException
+from gurux_dlms.GXDLMSExceptionResponse import GXDLMSExceptionResponse
 from gurux_dlms.objects import (
     GXDLMSClock,
     GXDLMSData,
@@ -119,3 +120,67 @@ def test_missing_object_is_object_undefined_and_the_link_stays_up(meters):
     s.read(clock, 2)
     assert clock.time is not None
     s.close()
+
+
+@pytest.mark.parametrize("client_sap", [16, 32])
+def test_every_attribute_the_object_list_offers_reads(meters, client_sap):
+    """What a head-end's "read all" does: every attribute with read access reads, the others are denied."""
+    from gurux_dlms.enums import AccessMode
+
+    ident = meters.identity(0)
+    password = ident.lls_password if client_sap == 32 else None
+    s = session(meters, 0, client_sap=client_sap, password=password)
+    s.open()
+    problems, reads = [], 0
+    for obj in s.object_list():
+        for index in range(1, obj.getAttributeCount() + 1):
+            access = obj.getAccess(index)
+            try:
+                s.read(obj, index)
+                reads += 1
+                if access == AccessMode.NO_ACCESS:
+                    problems.append((obj.logicalName, index, "read although the list says no access"))
+            except GuruxError as e:
+                if access != AccessMode.NO_ACCESS:
+                    problems.append((obj.logicalName, index, f"error {e.code}"))
+                elif e.code != 3:  # read-write-denied
+                    problems.append((obj.logicalName, index, f"no access gives {e.code}, not 3"))
+    s.close()
+    assert problems == []
+    assert reads > (30 if client_sap == 16 else 150)
+
+
+def test_meter_reader_sets_the_clock_and_the_public_client_may_not(meters):
+    from gurux_dlms import GXDateTime
+
+    ident = meters.identity(1)
+    s = session(meters, 1, client_sap=32, password=ident.lls_password)
+    s.open()
+    clock = GXDLMSClock("0.0.1.0.0.255")
+    target = dt.datetime.now(IST).replace(microsecond=0) + dt.timedelta(hours=2)
+    clock.time = GXDateTime(target)
+    reply = s.exchange(s.client.write(clock, 2))
+    assert reply.error == 0
+    s.read(clock, 2)
+    got = clock.time.value
+    if got.tzinfo is None:
+        got = got.replace(tzinfo=IST)
+    assert abs((got - target).total_seconds()) < 5
+    # Put it back for the other tests.
+    clock.time = GXDateTime(dt.datetime.now(IST).replace(microsecond=0))
+    assert s.exchange(s.client.write(clock, 2)).error == 0
+    s.close()
+
+    pc = session(meters, 1)
+    pc.open()
+    clock.time = GXDateTime(target)
+    # SET is not in the public client's conformance: the meter answers with an exception-response
+    # (service-not-allowed, service-not-supported), which gurux raises.
+    with pytest.raises(GXDLMSExceptionResponse):
+        pc.exchange(pc.client.write(clock, 2))
+    pc.read(clock, 2)
+    got = clock.time.value
+    if got.tzinfo is None:
+        got = got.replace(tzinfo=IST)
+    assert abs((got - dt.datetime.now(IST)).total_seconds()) < 5
+    pc.close()
