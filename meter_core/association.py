@@ -61,6 +61,7 @@ from meter_core.apdu.codes import (
 )
 from meter_core.axdr import Reader, data_from_bytes, encode_length, skip_data
 from meter_core.cosem.model import AssociationView
+from meter_core.cosem.profile import Stream
 from meter_core.errors import DecodeError, ExceptionServiceError, ExceptionStateError
 from meter_core.events import AssociationEstablished, AssociationRejected, AssociationReleased, ReleaseReason
 
@@ -159,7 +160,7 @@ class Association:
         self._get_ok = False  # GET negotiated (a plain bool for the fast path; IntFlag & is slow)
         self.max_send_pdu_size = view.spec.server_max_receive_pdu_size
         self.max_receive_pdu_size = view.spec.server_max_receive_pdu_size
-        # long GET in progress: [invoke id, raw bytes, offset, last block number]
+        # long GET in progress: [invoke id, bytes not yet sent, chunks still to come or None, last block number]
         self._long_get: list | None = None
         # long SET in progress: [request, collected raw bytes, last block number]
         self._long_set: list | None = None
@@ -354,9 +355,22 @@ class Association:
             self.stats.counts[("get", value.name.lower())] += 1
             return encode_apdu(GetResponseNormal(invoke_id_and_priority=iip, error=value))
         self.stats.counts[("get", _OK)] += 1
+        if type(value) is Stream:
+            return self._send_stream(iip, value)
         if len(value) + 4 <= self.max_send_pdu_size:
             return _GET_NORMAL_OK + bytes((iip, 0)) + value
         return self._start_long_get(iip, value)
+
+    def _send_stream(self, iip: int, stream: Stream) -> bytes:
+        """A value produced in chunks: one normal response if it fits, else GET blocks, pulled lazily."""
+        limit = self.max_send_pdu_size - 4
+        buf = bytearray()
+        chunks = stream.chunks
+        for chunk in chunks:
+            buf += chunk
+            if len(buf) > limit:
+                return self._start_long_get(iip, buf, chunks)
+        return _GET_NORMAL_OK + bytes((iip, 0)) + buf
 
     def _on_get_with_list(self, req: GetRequestWithList, now: float) -> bytes:
         refused = self._check_service(Conformance.GET | Conformance.MULTIPLE_REFERENCES, "get-list")
@@ -369,7 +383,8 @@ class Association:
                 results.append(DataAccessResult.SCOPE_OF_ACCESS_VIOLATED)
                 continue
             a = item.attribute
-            results.append(self._read(a.class_id, a.instance, a.attribute_id, item.access_selection, now))
+            value = self._read(a.class_id, a.instance, a.attribute_id, item.access_selection, now)
+            results.append(value.materialise() if type(value) is Stream else value)
         self.stats.counts[("get-list", _OK)] += 1
         response = encode_apdu(
             GetResponseWithList(invoke_id_and_priority=req.invoke_id_and_priority, results=tuple(results))
@@ -379,27 +394,32 @@ class Association:
         # Long response: the blocks carry the list part (count and results) as raw data.
         return self._start_long_get(req.invoke_id_and_priority, response[3:])
 
-    def _start_long_get(self, iip: int, raw: bytes) -> bytes:
+    def _start_long_get(self, iip: int, raw: bytes | bytearray, chunks=None) -> bytes:
         if not self.conformance & Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ:
             self.stats.counts[("get", "too-long")] += 1
             return encode_apdu(GetResponseNormal(invoke_id_and_priority=iip, error=DataAccessResult.OTHER_REASON))
-        self._long_get = [iip, raw, 0, 0]
+        self._long_get = [iip, bytearray(raw), chunks, 0]
         return self._next_block()
 
     def _next_block(self) -> bytes:
         lg = self._long_get
-        iip, raw, offset, number = lg
+        buf, chunks = lg[1], lg[2]
         size = self.max_send_pdu_size - _datablock_overhead(self.max_send_pdu_size)
-        chunk = raw[offset : offset + size]
-        offset += len(chunk)
-        number += 1
-        last = offset >= len(raw)
+        # Pull rows until there is more than a block (so "last" is known) or the value is complete.
+        while chunks is not None and len(buf) <= size:
+            chunk = next(chunks, None)
+            if chunk is None:
+                chunks = lg[2] = None
+            else:
+                buf += chunk
+        data = bytes(buf[:size])
+        del buf[:size]
+        lg[3] += 1
+        last = chunks is None and not buf
         if last:
             self._long_get = None
-        else:
-            lg[2], lg[3] = offset, number
         return encode_apdu(
-            GetResponseWithDatablock(invoke_id_and_priority=iip, last_block=last, block_number=number, raw_data=chunk)
+            GetResponseWithDatablock(invoke_id_and_priority=lg[0], last_block=last, block_number=lg[3], raw_data=data)
         )
 
     def _on_get_next(self, req: GetRequestNext, now: float) -> bytes:

@@ -13,6 +13,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
+from meter_core import profiles
 from meter_core.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
 from meter_core.axdr import (
     DEVIATION_NOT_SPECIFIED,
@@ -94,6 +95,11 @@ class MeterState:
     inactivity_timeout: int = 180
     demand_integration_period: int = 1800
     profile_capture_period: int = 1800
+    # Configuration changes made by head-ends (SET/ACTION that change the meter's programme).
+    programming_count: int = 0
+    # Meter-clock times before which a profile holds no entries (profile reset(), capture-period change).
+    block_profile_start: float = -math.inf
+    daily_profile_start: float = -math.inf
 
 
 @dataclass(slots=True)
@@ -108,12 +114,19 @@ class _DemandCache:
     max_apparent_time: float = math.nan
 
 
+# Cumulative energy registers in the order `Meter.readings` returns them.
+ENERGY_FIELDS = (
+    "active_import_wh", "active_export_wh", "apparent_import_vah", "apparent_export_vah",
+    "reactive_q1_varh", "reactive_q2_varh", "reactive_q3_varh", "reactive_q4_varh",
+)
+
+
 class Meter:
     """One meter: identity, load model, state; values computed on demand and cached per second."""
 
     __slots__ = (
         "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
-        "_demand", "_install_time", "_clock_second", "_clock_head",
+        "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor",
     )
 
     def __init__(
@@ -141,12 +154,36 @@ class Meter:
         self._demand = _DemandCache()
         self._clock_second = -1
         self._clock_head = b""
+        # Cumulative registers count in Wh (whole current) or kWh (CT/PT): the register's resolution.
+        self.energy_divisor = 10.0 ** cat.ENERGY_SCALER[self.identity.kind]
 
     # -- time ---------------------------------------------------------------------------------------
 
     def clock(self, now: float) -> float:
         """The meter's own clock (UTC seconds): simulated time plus the offset a head-end set."""
         return self.sim(now) + self.state.clock_offset
+
+    @property
+    def install_time(self) -> float:
+        return self._install_time
+
+    def clock_to_sim(self, clock_time: float) -> float:
+        """The simulated time at which the meter's clock shows ``clock_time``."""
+        return clock_time - self.state.clock_offset
+
+    def readings(self, t: float) -> tuple[int, ...]:
+        """The cumulative energy registers at simulated time ``t``, in register units (`ENERGY_FIELDS`).
+
+        Floored, as a meter's counters are: a register never shows more than it has counted, and any
+        block or period energy is the difference of two readings, so blocks add up to register deltas.
+        """
+        e = self.load.energy(t)
+        d = self.energy_divisor
+        return (
+            int(e.active_import_wh // d), int(e.active_export_wh // d), int(e.apparent_import_vah // d),
+            int(e.apparent_export_vah // d), int(e.reactive_q1_varh // d), int(e.reactive_q2_varh // d),
+            int(e.reactive_q3_varh // d), int(e.reactive_q4_varh // d),
+        )
 
     def clock_bytes(self, now: float) -> bytes:
         """The 12-byte date-time of the meter clock, IST wall time, deviation not specified."""
@@ -196,29 +233,49 @@ class Meter:
     def max_demand(self, now: float) -> _DemandCache:
         """Maximum block demand (W and VA) since the billing period began, and when it occurred.
 
-        Times in the cache are simulated time.
+        Times in the cache are simulated time. Demands are register-reading differences over each
+        demand integration period, so they agree with the block-load profile's energies.
         """
         now = self.sim(now)
-        period = self.state.demand_integration_period
         start = max(self.billing_period_start(now), self._install_time)
         d = self._demand
         if d.period_start != start:
-            self._demand = d = _DemandCache(period_start=start, last_block_end=start)
+            self._demand = d = _DemandCache(period_start=start)
+            d.last_block_end = self._first_demand_end(start) - self.state.demand_integration_period
+        self._scan_demand(d, now)
+        return d
+
+    def _first_demand_end(self, start: float) -> float:
+        """End of the first demand integration period that ends after ``start`` (periods aligned in IST)."""
+        period = self.state.demand_integration_period
+        local = start + IST * 60
+        return (math.floor(local / period) + 1) * period - IST * 60
+
+    def _scan_demand(self, d: _DemandCache, until: float) -> None:
+        """Extend ``d`` with every demand period that ended by simulated time ``until``."""
+        period = self.state.demand_integration_period
         t = d.last_block_end
-        load = self.load
-        if t + period <= now:
-            prev = load.energy(t)
-            while t + period <= now:
-                nxt = load.energy(t + period)
-                active = (nxt.active_import_wh - prev.active_import_wh) * 3600.0 / period
-                apparent = (nxt.apparent_import_vah - prev.apparent_import_vah) * 3600.0 / period
-                t += period
-                if active > d.max_active:
-                    d.max_active, d.max_active_time = active, t
-                if apparent > d.max_apparent:
-                    d.max_apparent, d.max_apparent_time = apparent, t
-                prev = nxt
-            d.last_block_end = t
+        if t + period > until:
+            return
+        scale = 3600.0 * self.energy_divisor / period
+        prev = self.readings(max(t, d.period_start))
+        while t + period <= until:
+            t += period
+            nxt = self.readings(t)
+            active = (nxt[0] - prev[0]) * scale
+            apparent = (nxt[2] - prev[2]) * scale
+            if active > d.max_active:
+                d.max_active, d.max_active_time = active, t
+            if apparent > d.max_apparent:
+                d.max_apparent, d.max_apparent_time = apparent, t
+            prev = nxt
+        d.last_block_end = t
+
+    def demand_between(self, start: float, end: float) -> _DemandCache:
+        """Maximum demands over the demand periods that end in (start, end] (simulated time)."""
+        d = _DemandCache(period_start=start)
+        d.last_block_end = self._first_demand_end(start) - self.state.demand_integration_period
+        self._scan_demand(d, end)
         return d
 
     def demand_window(self, now: float) -> tuple[float, float]:
@@ -307,6 +364,14 @@ def _identity_value(source: str, kind: MeterKind):
         return Attribute(lambda m, a, now: _enc_u16(m.state.profile_capture_period))
     if source == "billing_count":
         return Attribute(lambda m, a, now: _enc_u32(m.billing_count(now)))
+    if source in ("power_failure_count", "tamper_count"):
+        # The load model has no outages or tampers yet (the events model adds them): none counted.
+        enc = _enc_u32 if source == "power_failure_count" else _enc_u16
+        return Attribute(lambda m, a, now: enc(0))
+    if source == "programming_count":
+        return Attribute(lambda m, a, now: _enc_u16(m.state.programming_count))
+    if source == "last_billing_time":
+        return Attribute(lambda m, a, now: profiles.clock_stamp(profiles.last_billing_clock(m, now)))
     text = {
         "logical_device_name": "logical_device_name", "serial": "serial", "manufacturer": "manufacturer",
         "device_id": "device_id", "firmware_version": "firmware_version",
@@ -403,10 +468,40 @@ def _clock_object() -> CosemObject:
 # -- registers ------------------------------------------------------------------------------------
 
 
+def _duration_getter(spec: cat.RegisterSpec):
+    encode = int_encoder(spec.type)
+    source = spec.source
+    if source == "net_active":
+        def get(m: Meter, a, now):
+            r = m.readings(m.sim(now))
+            return encode(r[0] - r[1])
+    elif source == "power_on_minutes":
+        def get(m: Meter, a, now):
+            return encode(int(max(0.0, m.sim(now) - m.install_time) // 60))
+    elif source == "power_off_minutes":
+        def get(m: Meter, a, now):
+            return encode(0)  # no outages in the load model yet (the events model adds them)
+    elif source == "period_power_on_minutes":
+        def get(m: Meter, a, now):
+            return encode(int(max(0.0, m.sim(now) - profiles.period_start_sim(m, now)) // 60))
+    else:  # period_average_pf
+        def get(m: Meter, a, now):
+            t = m.sim(now)
+            r0, r1 = m.readings(profiles.period_start_sim(m, now)), m.readings(t)
+            kwh, kvah = r1[0] - r0[0], r1[2] - r0[2]
+            return encode(round(1000 * kwh / kvah) if kvah > 0 else 1000)
+    return get
+
+
 def _register(spec: cat.RegisterSpec) -> CosemObject:
     name = spec.name
     if spec.source in _ENERGY_FIELDS:
         value = Attribute(_energy_getter(spec.source, spec.type, spec.scaler))
+    elif spec.source.startswith(("block_", "avg_")):
+        value = Attribute(profiles.block_register_getter(spec))
+    elif spec.source in ("net_active", "power_on_minutes", "power_off_minutes", "period_power_on_minutes",
+                         "period_average_pf"):
+        value = Attribute(_duration_getter(spec))
     else:
         value = Attribute(_instant_getter(spec.source, spec.type, spec.scaler))
     return CosemObject(
@@ -419,13 +514,18 @@ def _register(spec: cat.RegisterSpec) -> CosemObject:
 def _max_demand_register(spec: cat.RegisterSpec) -> CosemObject:
     encode = int_encoder(spec.type)
     apparent = spec.source == "md_apparent_import"
+    export = spec.source in ("md_active_export", "md_apparent_export")
     factor = 10.0 ** -spec.scaler
 
     def value(m: Meter, a, now):
+        if export:
+            return encode(0)  # the load model exports nothing
         d = m.max_demand(now)
         return encode(round((d.max_apparent if apparent else d.max_active) * factor))
 
     def capture_time(m: Meter, a, now):
+        if export:
+            return _UNSPECIFIED_DATETIME
         d = m.max_demand(now)
         return _datetime_at(m, d.max_apparent_time if apparent else d.max_active_time)
 
@@ -640,7 +740,13 @@ def model_for(kind: MeterKind) -> MeterModel:
         for s in cat.DATA_OBJECTS
         if kind in s.kinds
     ]
-    for spec in cat.INSTANT_REGISTERS + cat.ENERGY_REGISTERS:
+    objects += [
+        CosemObject(DATA, ln(s.obis), s.name, (ln_attribute(ln(s.obis)), _identity_value(s.source, kind)))
+        for s in cat.COUNTER_OBJECTS
+        if kind in s.kinds
+    ]
+    for spec in (cat.INSTANT_REGISTERS + cat.ENERGY_REGISTERS + cat.NET_ENERGY_REGISTERS + cat.BLOCK_REGISTERS
+                 + cat.DURATION_REGISTERS):
         if kind in spec.kinds:
             objects.append(_register(spec))
     for spec in cat.DEMAND_REGISTERS:
@@ -650,6 +756,8 @@ def model_for(kind: MeterKind) -> MeterModel:
     for a in cat.ASSOCIATIONS:
         objects.append(_association_object(a.obis, a.client_sap))
     objects += [_sap_assignment(), _hdlc_setup(), _tcp_udp_setup(), _security_setup(cat.MR_SECURITY_SETUP)]
+    by_key = {o.key: o for o in objects}
+    objects += [profiles.profile_object(kind, spec, by_key) for spec in cat.PROFILES]
 
     model = MeterModel(kind, tuple(objects))
     public = {ln(s.obis) for s in cat.DATA_OBJECTS if s.public}

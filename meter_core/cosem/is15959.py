@@ -124,6 +124,9 @@ def _energy(obis: str, name: str, source: str, unit: Unit) -> tuple[RegisterSpec
     )
 
 
+# Scaler of the cumulative (and block) energy registers per kind: Wh, or kWh for CT/PT meters.
+ENERGY_SCALER = {MeterKind.SINGLE_PHASE: 0, MeterKind.THREE_PHASE: 0, MeterKind.CT_PT: 3}
+
 ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
     *_energy("1.0.1.8.0.255", "Cumulative energy kWh import", "active_import", _WH),
     *_energy("1.0.2.8.0.255", "Cumulative energy kWh export", "active_export", _WH),
@@ -135,11 +138,79 @@ ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
     *_energy("1.0.8.8.0.255", "Cumulative energy kvarh Q4 (lead, import)", "reactive_q4", _VARH),
 )
 
+# Net active energy (import - export), signed.
+NET_ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
+    RegisterSpec(3, "1.0.16.8.0.255", "Cumulative net energy kWh", "net_active", _I32, 0, _WH, WHOLE_CURRENT),
+    RegisterSpec(3, "1.0.16.8.0.255", "Cumulative net energy kWh", "net_active", _I32, 3, _WH, CT_PT),
+)
+
+# -- block (load survey) quantities, facts section 8.4: the last completed capture period ------------
+# Block energies use the scaler of the cumulative registers, so a block is exactly the difference of
+# two register readings and the blocks of a day add up to the day's register delta.
+
+
+def _block(obis: str, name: str, source: str, unit: Unit, kinds=ALL_KINDS) -> tuple[RegisterSpec, ...]:
+    out = []
+    if kinds & WHOLE_CURRENT:
+        out.append(RegisterSpec(3, obis, name, source, _U32, 0, unit, kinds & WHOLE_CURRENT))
+    if kinds & CT_PT:
+        out.append(RegisterSpec(3, obis, name, source, _U32, 3, unit, CT_PT))
+    return tuple(out)
+
+
+BLOCK_REGISTERS: tuple[RegisterSpec, ...] = (
+    *_block("1.0.1.29.0.255", "Block energy kWh import", "block_active_import", _WH),
+    *_block("1.0.2.29.0.255", "Block energy kWh export", "block_active_export", _WH),
+    *_block("1.0.9.29.0.255", "Block energy kVAh import", "block_apparent_import", _VAH),
+    *_block("1.0.10.29.0.255", "Block energy kVAh export", "block_apparent_export", _VAH),
+    *_block("1.0.5.29.0.255", "Block energy kvarh Q1", "block_reactive_q1", _VARH, POLYPHASE),
+    *_block("1.0.6.29.0.255", "Block energy kvarh Q2", "block_reactive_q2", _VARH, POLYPHASE),
+    *_block("1.0.7.29.0.255", "Block energy kvarh Q3", "block_reactive_q3", _VARH, POLYPHASE),
+    *_block("1.0.8.29.0.255", "Block energy kvarh Q4", "block_reactive_q4", _VARH, POLYPHASE),
+    RegisterSpec(3, "1.0.16.29.0.255", "Block net energy kWh", "block_net_active", _I32, 0, _WH, THREE_PHASE),
+    RegisterSpec(3, "1.0.16.29.0.255", "Block net energy kWh", "block_net_active", _I32, 3, _WH, CT_PT),
+    RegisterSpec(3, "1.0.31.27.0.255", "Average current L1", "avg_current_l1", _U32, -3, _A, POLYPHASE),
+    RegisterSpec(3, "1.0.51.27.0.255", "Average current L2", "avg_current_l2", _U32, -3, _A, POLYPHASE),
+    RegisterSpec(3, "1.0.71.27.0.255", "Average current L3", "avg_current_l3", _U32, -3, _A, POLYPHASE),
+    RegisterSpec(3, "1.0.32.27.0.255", "Average voltage L1", "avg_voltage_l1", _U16, -2, _V, THREE_PHASE),
+    RegisterSpec(3, "1.0.52.27.0.255", "Average voltage L2", "avg_voltage_l2", _U16, -2, _V, THREE_PHASE),
+    RegisterSpec(3, "1.0.72.27.0.255", "Average voltage L3", "avg_voltage_l3", _U16, -2, _V, THREE_PHASE),
+    RegisterSpec(3, "1.0.32.27.0.255", "Average voltage L1", "avg_voltage_l1", _U32, -2, _V, CT_PT),
+    RegisterSpec(3, "1.0.52.27.0.255", "Average voltage L2", "avg_voltage_l2", _U32, -2, _V, CT_PT),
+    RegisterSpec(3, "1.0.72.27.0.255", "Average voltage L3", "avg_voltage_l3", _U32, -2, _V, CT_PT),
+    RegisterSpec(3, "1.0.11.27.0.255", "Average current", "avg_current_l1", _U32, -3, _A, SINGLE),
+    RegisterSpec(3, "1.0.12.27.0.255", "Average voltage", "avg_voltage_l1", _U16, -2, _V, SINGLE),
+)
+
+# -- counters and durations, facts section 8.2 -------------------------------------------------------
+
+COUNTER_OBJECTS: tuple[DataSpec, ...] = (
+    DataSpec("0.0.96.7.0.255", "Number of power failures", "power_failure_count", DataType.DOUBLE_LONG_UNSIGNED),
+    DataSpec("0.0.94.91.0.255", "Cumulative tamper count", "tamper_count", DataType.LONG_UNSIGNED),
+    DataSpec("0.0.96.2.0.255", "Cumulative programming count", "programming_count", DataType.LONG_UNSIGNED),
+    # S2 captures "billing date" in the instantaneous profile: the date-time of the last billing.
+    DataSpec("0.0.0.1.2.255", "Billing date", "last_billing_time", DataType.OCTET_STRING),
+    DataSpec("1.0.0.1.2.255", "Time stamp of the most recent billing", "last_billing_time", DataType.OCTET_STRING),
+)
+
+DURATION_REGISTERS: tuple[RegisterSpec, ...] = (
+    RegisterSpec(3, "0.0.94.91.8.255", "Cumulative power-off duration", "power_off_minutes", _U32, 0,
+                 Unit.MINUTE),
+    RegisterSpec(3, "0.0.94.91.14.255", "Cumulative power-on duration", "power_on_minutes", _U32, 0,
+                 Unit.MINUTE),
+    RegisterSpec(3, "0.0.94.91.13.255", "Billing period power-on duration", "period_power_on_minutes", _U32, 0,
+                 Unit.MINUTE),
+    RegisterSpec(3, "1.0.13.0.0.255", "Average power factor for billing period", "period_average_pf", _U16, -3,
+                 Unit.COUNT),
+)
+
 # -- demand (class 4 maximum demand with its time, class 5 current average) ------------------------
 
 DEMAND_REGISTERS: tuple[RegisterSpec, ...] = (
     RegisterSpec(4, "1.0.1.6.0.255", "Maximum demand kW import", "md_active_import", _U32, 0, _W),
     RegisterSpec(4, "1.0.9.6.0.255", "Maximum demand kVA import", "md_apparent_import", _U32, 0, _VA),
+    RegisterSpec(4, "1.0.2.6.0.255", "Maximum demand kW export", "md_active_export", _U32, 0, _W),
+    RegisterSpec(4, "1.0.10.6.0.255", "Maximum demand kVA export", "md_apparent_export", _U32, 0, _VA),
     RegisterSpec(5, "1.0.1.4.0.255", "Active power import, current average demand", "demand_active_import",
                  _U32, 0, _W),
     RegisterSpec(5, "1.0.9.4.0.255", "Apparent power import, current average demand",
@@ -194,5 +265,133 @@ PLAIN_LN_CONTEXT = frozenset({ApplicationContextName.LOGICAL_NAME})
 # What the meter reader may change or invoke, beyond reading everything: the clock (time sync, the
 # adjust_to_* and shift_time methods). The standard's per-association access tables are not public
 # (facts section 7, UNCONFIRMED); these are the rights head-ends use the meter-reader association for.
-MR_WRITABLE: dict[str, frozenset[int]] = {CLOCK: frozenset({2})}
+MR_WRITABLE: dict[str, frozenset[int]] = {
+    CLOCK: frozenset({2}),
+    "1.0.99.1.0.255": frozenset({4}),  # block load capture period (15 or 30 min)
+}
 MR_METHODS: dict[str, frozenset[int]] = {CLOCK: frozenset({1, 2, 3, 6})}
+
+# -- profiles (class 7), facts sections 8.5 and 9 ------------------------------------------------------
+# Capture objects follow the one published IS 15959 meter model (Gurux India, facts 9.1) for
+# polyphase meters and the single-phase field lists of facts 9.2; the normative tables are not public
+# (facts 15.1, UNCONFIRMED). Depths are the same model's (2208 half-hour blocks = 46 days, 46 days,
+# 7 billing periods), also UNCONFIRMED as normative minima.
+
+CLOCK_COLUMN = (8, CLOCK, 2)
+
+
+def _reg(*obis: str) -> tuple[tuple[int, str, int], ...]:
+    return tuple((3, o, 2) for o in obis)
+
+
+def _data(*obis: str) -> tuple[tuple[int, str, int], ...]:
+    return tuple((1, o, 2) for o in obis)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSpec:
+    """A profile generic object: what it captures, per meter kind, and how deep its buffer is.
+
+    ``rows`` names the row source (see `meter_core.profiles`): ``live`` (one entry, captured when
+    read), ``block``, ``daily``, ``billing``, ``scaler`` (attribute 3 of the columns' registers).
+    """
+
+    obis: str
+    name: str
+    rows: str
+    columns: dict[MeterKind, tuple[tuple[int, str, int], ...]]
+    depth: int = 1
+
+
+_INSTANT_POLY = (
+    CLOCK_COLUMN,
+    *_reg("1.0.31.7.0.255", "1.0.51.7.0.255", "1.0.71.7.0.255", "1.0.32.7.0.255", "1.0.52.7.0.255",
+          "1.0.72.7.0.255", "1.0.33.7.0.255", "1.0.53.7.0.255", "1.0.73.7.0.255", "1.0.13.7.0.255",
+          "1.0.14.7.0.255", "1.0.9.7.0.255", "1.0.1.7.0.255", "1.0.3.7.0.255", "1.0.1.8.0.255",
+          "1.0.2.8.0.255", "1.0.9.8.0.255", "1.0.10.8.0.255"),
+    *_data("0.0.96.7.0.255"),
+    *_reg("0.0.94.91.8.255"),
+    *_data("0.0.94.91.0.255", "0.0.0.1.0.255", "0.0.96.2.0.255", "0.0.0.1.2.255"),
+    *_reg("1.0.16.8.0.255"),
+)
+_INSTANT_SINGLE = (
+    CLOCK_COLUMN,
+    *_reg("1.0.12.7.0.255", "1.0.11.7.0.255", "1.0.91.7.0.255", "1.0.13.7.0.255", "1.0.14.7.0.255",
+          "1.0.9.7.0.255", "1.0.1.7.0.255", "1.0.1.8.0.255", "1.0.9.8.0.255"),
+    (4, "1.0.1.6.0.255", 2), (4, "1.0.1.6.0.255", 5), (4, "1.0.9.6.0.255", 2), (4, "1.0.9.6.0.255", 5),
+    *_reg("0.0.94.91.14.255"),
+    *_data("0.0.94.91.0.255", "0.0.0.1.0.255", "0.0.96.2.0.255"),
+    *_reg("1.0.2.8.0.255", "1.0.10.8.0.255"),
+)
+_BLOCK_POLY = (
+    CLOCK_COLUMN,
+    *_reg("1.0.31.27.0.255", "1.0.51.27.0.255", "1.0.71.27.0.255", "1.0.32.27.0.255", "1.0.52.27.0.255",
+          "1.0.72.27.0.255", "1.0.1.29.0.255", "1.0.2.29.0.255", "1.0.16.29.0.255", "1.0.9.29.0.255",
+          "1.0.10.29.0.255", "1.0.5.29.0.255", "1.0.6.29.0.255", "1.0.7.29.0.255", "1.0.8.29.0.255"),
+)
+_BLOCK_SINGLE = (
+    CLOCK_COLUMN,
+    *_reg("1.0.12.27.0.255", "1.0.1.29.0.255", "1.0.9.29.0.255", "1.0.2.29.0.255", "1.0.10.29.0.255",
+          "1.0.11.27.0.255"),
+)
+_DAILY_POLY = (
+    CLOCK_COLUMN,
+    *_reg("1.0.1.8.0.255", "1.0.2.8.0.255", "1.0.9.8.0.255", "1.0.10.8.0.255", "1.0.5.8.0.255", "1.0.6.8.0.255",
+          "1.0.7.8.0.255", "1.0.8.8.0.255", "1.0.16.8.0.255"),
+)
+_DAILY_SINGLE = (CLOCK_COLUMN, *_reg("1.0.2.8.0.255", "1.0.10.8.0.255", "1.0.1.8.0.255", "1.0.9.8.0.255"))
+
+
+def _md(obis: str) -> tuple[tuple[int, str, int], ...]:
+    return (4, obis, 2), (4, obis, 5)
+
+
+_BILLING_POLY = (
+    *_data("1.0.0.1.2.255"),
+    *_reg("1.0.13.0.0.255", "1.0.1.8.0.255", "1.0.2.8.0.255", "1.0.9.8.0.255", "1.0.10.8.0.255", "1.0.5.8.0.255",
+          "1.0.6.8.0.255", "1.0.7.8.0.255", "1.0.8.8.0.255"),
+    *_md("1.0.1.6.0.255"), *_md("1.0.2.6.0.255"), *_md("1.0.9.6.0.255"), *_md("1.0.10.6.0.255"),
+    *_reg("1.0.16.8.0.255", "0.0.94.91.13.255"),
+)
+_BILLING_SINGLE = (
+    *_data("1.0.0.1.2.255"),
+    *_reg("1.0.13.0.0.255", "1.0.1.8.0.255", "1.0.9.8.0.255"),
+    *_md("1.0.1.6.0.255"), *_md("1.0.9.6.0.255"),
+    *_reg("0.0.94.91.13.255", "1.0.2.8.0.255", "1.0.10.8.0.255"),
+)
+_NAMEPLATE = _data("0.0.96.1.0.255", "0.0.96.1.2.255", "0.0.96.1.1.255", "1.0.0.2.0.255", "0.0.94.91.9.255",
+                   "0.0.94.91.11.255", "0.0.94.91.12.255", "0.0.96.1.4.255")
+_NAMEPLATE_CTPT = (*_NAMEPLATE, *_data("1.0.0.4.2.255", "1.0.0.4.3.255"))
+
+
+def _per_kind(single, poly) -> dict[MeterKind, tuple[tuple[int, str, int], ...]]:
+    return {MeterKind.SINGLE_PHASE: single, MeterKind.THREE_PHASE: poly, MeterKind.CT_PT: poly}
+
+
+def _scaler_columns(columns):
+    """Columns of a scaler profile: attribute 3 of the registers (facts 9.1), no clock."""
+    out = {}
+    for kind, cols in columns.items():
+        out[kind] = tuple((c, o, 3) for c, o, a in cols if c in (3, 4) and a == 2)
+    return out
+
+
+INSTANT_PROFILE = ProfileSpec("1.0.94.91.0.255", "Instantaneous profile", "live",
+                              _per_kind(_INSTANT_SINGLE, _INSTANT_POLY))
+BLOCK_LOAD_PROFILE = ProfileSpec("1.0.99.1.0.255", "Block load profile", "block",
+                                 _per_kind(_BLOCK_SINGLE, _BLOCK_POLY), depth=46)  # depth in days
+DAILY_LOAD_PROFILE = ProfileSpec("1.0.99.2.0.255", "Daily load profile", "daily",
+                                 _per_kind(_DAILY_SINGLE, _DAILY_POLY), depth=46)
+BILLING_PROFILE = ProfileSpec("1.0.98.1.0.255", "Billing profile", "billing",
+                              _per_kind(_BILLING_SINGLE, _BILLING_POLY), depth=7)
+NAMEPLATE_PROFILE = ProfileSpec("0.0.94.91.10.255", "Name plate profile", "live",
+                                {MeterKind.SINGLE_PHASE: _NAMEPLATE, MeterKind.THREE_PHASE: _NAMEPLATE,
+                                 MeterKind.CT_PT: _NAMEPLATE_CTPT})
+SCALER_PROFILES = (
+    ProfileSpec("1.0.94.91.3.255", "Scaler profile - instantaneous", "scaler", _scaler_columns(INSTANT_PROFILE.columns)),
+    ProfileSpec("1.0.94.91.4.255", "Scaler profile - block load", "scaler", _scaler_columns(BLOCK_LOAD_PROFILE.columns)),
+    ProfileSpec("1.0.94.91.5.255", "Scaler profile - daily load", "scaler", _scaler_columns(DAILY_LOAD_PROFILE.columns)),
+    ProfileSpec("1.0.94.91.6.255", "Scaler profile - billing", "scaler", _scaler_columns(BILLING_PROFILE.columns)),
+)
+PROFILES = (INSTANT_PROFILE, BLOCK_LOAD_PROFILE, DAILY_LOAD_PROFILE, BILLING_PROFILE, NAMEPLATE_PROFILE,
+            *SCALER_PROFILES)

@@ -44,6 +44,9 @@ class Attribute:
     select: SelectiveGetter | None = None
     # Access selectors offered in the object_list (None = no selective access).
     selectors: tuple[int, ...] | None = None
+    # The getter may return a `meter_core.cosem.profile.Stream` (a buffer sent in chunks): such an
+    # attribute stays off the GET fast path.
+    streamed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,7 @@ class AssociationView:
             self.by_key[obj.key] = (obj, rights)
             prefix = struct.pack(">H", obj.ic.class_id) + obj.ln
             for index, (attr, mode) in enumerate(zip(obj.attributes, rights.attributes), start=1):
-                if mode.readable:
+                if mode.readable and not attr.streamed:
                     self.readable[prefix + bytes((index,))] = attr
             _encode_object_list_entry(w, obj, rights)
         self.object_list = w.getvalue()

@@ -125,7 +125,7 @@ def test_missing_object_is_object_undefined_and_the_link_stays_up(meters):
 @pytest.mark.parametrize("client_sap", [16, 32])
 def test_every_attribute_the_object_list_offers_reads(meters, client_sap):
     """What a head-end's "read all" does: every attribute with read access reads, the others are denied."""
-    from gurux_dlms.enums import AccessMode
+    from gurux_dlms.enums import AccessMode, ObjectType
 
     ident = meters.identity(0)
     password = ident.lls_password if client_sap == 32 else None
@@ -133,7 +133,11 @@ def test_every_attribute_the_object_list_offers_reads(meters, client_sap):
     s.open()
     problems, reads = [], 0
     for obj in s.object_list():
-        for index in range(1, obj.getAttributeCount() + 1):
+        order = list(range(1, obj.getAttributeCount() + 1))
+        if obj.objectType == ObjectType.PROFILE_GENERIC:
+            order.remove(3)
+            order.insert(1, 3)  # gurux parses a buffer by its capture objects: read them first, as Gurux's reader does
+        for index in order:
             access = obj.getAccess(index)
             try:
                 s.read(obj, index)

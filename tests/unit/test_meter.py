@@ -58,7 +58,7 @@ class Pair:
             assert isinstance(self.exchange(), LinkUp)
 
     def pump(self) -> None:
-        for _ in range(200):
+        for _ in range(5000):  # a whole profile in 256-byte GET blocks takes hundreds of turns
             out = self.client.data_to_send()
             if not out:
                 return

@@ -1,0 +1,409 @@
+"""The IS 15959 profiles of a meter, and the registers whose values come from the same rows.
+
+Every row is computed from (seed, meter_id, time) and the meter's small state when it is sent:
+
+- block load: one entry per capture period, stamped with the meter clock at the end of the block;
+  block energies are differences of the cumulative register readings at the block's ends (so the
+  blocks of a day add up exactly to the day's register delta), average voltage and current are those
+  of the block's mean power;
+- daily load: the cumulative registers at each midnight (IST);
+- billing: at each billing date (00:00 on the 1st of the month), the cumulative registers, the
+  maximum demands of the closed month with their times (from the same demand periods the demand
+  registers use), the average power factor and the power-on duration of the month;
+- instantaneous and name plate: one entry, the objects' values at the moment of the read;
+- scaler profiles: one entry, the scaler_unit of each register of the matching profile.
+
+A profile's keys are integers (block number, IST day number, month number) so that entry ``i`` of
+the buffer and its capture time are computed in O(1), and a range selection bisects on them.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as _dt
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from meter_core.apdu.codes import DataAccessResult
+from meter_core.axdr import DataType, encode_datetime_at
+from meter_core.cosem import is15959 as cat
+from meter_core.cosem.ic import PROFILE_GENERIC
+from meter_core.cosem.model import Attribute, CosemObject, encode_octets, int_encoder, ln_attribute, static
+from meter_core.cosem.profile import (
+    SELECTORS,
+    SORT_FIFO,
+    Column,
+    Selection,
+    Stream,
+    buffer_stream,
+    capture_objects_value,
+    encode_u32,
+    select,
+)
+from meter_core.identity import MeterKind, stable_hash
+from meter_core.obis import ln
+
+if TYPE_CHECKING:
+    from meter_core.meter import Meter
+
+IST_S = cat.IST_OFFSET_MINUTES * 60
+DAY = 86400
+_OCTET12 = b"\x09\x0c"
+_UNSPECIFIED_DATETIME = encode_octets(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff")
+BLOCK_PROFILE_DAYS = cat.BLOCK_LOAD_PROFILE.depth
+ENERGY_INDEX = {
+    "active_import": 0, "active_export": 1, "apparent_import": 2, "apparent_export": 3,
+    "reactive_q1": 4, "reactive_q2": 5, "reactive_q3": 6, "reactive_q4": 7,
+}
+_PHASE = {"l1": 0, "l2": 1, "l3": 2}
+
+
+def clock_stamp(clock_time: float) -> bytes:
+    """The encoded date-time (octet-string 12) of a meter-clock time, IST, deviation not specified."""
+    if math.isnan(clock_time):
+        return _UNSPECIFIED_DATETIME
+    return _OCTET12 + encode_datetime_at(clock_time, cat.IST_OFFSET_MINUTES, None, 0)
+
+
+# -- row sources ---------------------------------------------------------------------------------------
+
+
+class BlockRow:
+    """One block-load entry: end (meter clock), register readings at both ends, block averages."""
+
+    __slots__ = ("clock", "r0", "r1", "volts", "currents")
+
+    def __init__(self, clock, r0, r1, volts, currents) -> None:
+        self.clock, self.r0, self.r1, self.volts, self.currents = clock, r0, r1, volts, currents
+
+
+def block_averages(meter: Meter, key: int, t0: float, t1: float, r0, r1) -> tuple[tuple, tuple]:
+    """Average phase voltages and currents over a block from its energy (pure in meter and key)."""
+    p = meter.load.params
+    seconds = t1 - t0
+    power = (r1[0] - r0[0]) * meter.energy_divisor * 3600.0 / seconds if seconds > 0 else 0.0
+    volts = []
+    currents = []
+    for phase, (share, pf, offset) in enumerate(zip(p.phase_share, p.phase_pf, p.voltage_offset, strict=True)):
+        if share <= 0:
+            volts.append(0.0)
+            currents.append(0.0)
+            continue
+        # A block's mean voltage wanders a little around the feeder level (seeded per block and phase).
+        wander = (stable_hash("block-voltage", p.seed, p.meter_id, key, phase) / 2.0**64 - 0.5) * 0.006
+        v = p.nominal_voltage * (1.0 + offset + wander)
+        volts.append(v)
+        currents.append(power * share / (v * pf))
+    return tuple(volts), tuple(currents)
+
+
+class BlockLoad:
+    """Block load profile: key k is the block that ends at meter-clock local time k * period."""
+
+    def period(self, meter: Meter) -> int:
+        return meter.state.profile_capture_period
+
+    def depth(self, meter: Meter) -> int:
+        return BLOCK_PROFILE_DAYS * DAY // self.period(meter)
+
+    def keys(self, meter: Meter, now: float) -> range:
+        period = self.period(meter)
+        last = math.floor((meter.clock(now) + IST_S) / period)
+        start = max(meter.install_time, meter.state.block_profile_start)
+        first = math.floor((start + IST_S) / period) + 1
+        return range(max(first, last - self.depth(meter) + 1), last + 1)
+
+    def time_of(self, meter: Meter, key: int, now: float) -> float:
+        return key * self.period(meter) - IST_S
+
+    def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[BlockRow]:
+        period = self.period(meter)
+        prev = None
+        for k in keys:
+            clock = k * period - IST_S
+            t1 = meter.clock_to_sim(clock)
+            t0 = t1 - period
+            r0 = prev if prev is not None else meter.readings(t0)
+            r1 = meter.readings(t1)
+            volts, currents = block_averages(meter, k, t0, t1, r0, r1)
+            yield BlockRow(clock, r0, r1, volts, currents)
+            prev = r1
+
+    def last_row(self, meter: Meter, now: float) -> BlockRow | None:
+        keys = self.keys(meter, now)
+        if not keys:
+            return None
+        return next(self.rows(meter, keys[-1:], now, None))
+
+
+class DailyLoad:
+    """Daily load profile: key d is the IST day number; its entry is captured at that day's 00:00."""
+
+    depth = cat.DAILY_LOAD_PROFILE.depth
+
+    def keys(self, meter: Meter, now: float) -> range:
+        last = math.floor((meter.clock(now) + IST_S) / DAY)
+        start = max(meter.install_time, meter.state.daily_profile_start)
+        first = math.floor((start + IST_S) / DAY) + 1
+        return range(max(first, last - self.depth + 1), last + 1)
+
+    def time_of(self, meter: Meter, key: int, now: float) -> float:
+        return key * DAY - IST_S
+
+    def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[tuple]:
+        for d in keys:
+            clock = d * DAY - IST_S
+            yield clock, meter.readings(meter.clock_to_sim(clock))
+
+
+def month_start(month: int) -> float:
+    """UTC seconds of 00:00 IST on the 1st of month number ``month`` (year * 12 + month - 1)."""
+    y, m = divmod(month, 12)
+    return calendar.timegm((y, m + 1, 1, 0, 0, 0)) - IST_S
+
+
+def month_of(clock_time: float) -> int:
+    local = _dt.datetime.fromtimestamp(clock_time + IST_S, _dt.UTC)
+    return local.year * 12 + local.month - 1
+
+
+class BillingRow:
+    __slots__ = ("clock", "readings", "demand", "pf", "power_on_minutes")
+
+    def __init__(self, clock, readings, demand, pf, power_on_minutes) -> None:
+        self.clock, self.readings, self.demand, self.pf, self.power_on_minutes = (
+            clock, readings, demand, pf, power_on_minutes)
+
+
+class Billing:
+    """Billing profile: key m is the billing date 00:00 on the 1st of month m, closing month m - 1."""
+
+    depth = cat.BILLING_PROFILE.depth
+
+    def keys(self, meter: Meter, now: float) -> range:
+        last = month_of(meter.clock(now))
+        first = month_of(meter.install_time) + 1
+        return range(max(first, last - self.depth + 1), last + 1)
+
+    def time_of(self, meter: Meter, key: int, now: float) -> float:
+        return month_start(key)
+
+    def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[BillingRow]:
+        for m in keys:
+            yield billing_row(meter, m)
+
+
+def billing_row(meter: Meter, month: int) -> BillingRow:
+    """The billing entry that closes month ``month - 1`` at the start of ``month``."""
+    clock = month_start(month)
+    end = meter.clock_to_sim(clock)
+    start = max(meter.clock_to_sim(month_start(month - 1)), meter.install_time)
+    r0, r1 = meter.readings(start), meter.readings(end)
+    kwh, kvah = r1[0] - r0[0], r1[2] - r0[2]
+    pf = kwh / kvah if kvah > 0 else 1.0
+    return BillingRow(clock, r1, meter.demand_between(start, end), pf, max(0, int((end - start) // 60)))
+
+
+class Live:
+    """One entry: the captured objects' values at the moment of the read."""
+
+    def keys(self, meter: Meter, now: float) -> range:
+        return range(1)
+
+    def time_of(self, meter: Meter, key: int, now: float) -> float:
+        return meter.clock(now)
+
+    def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[tuple]:
+        for _ in keys:
+            yield assoc, now
+
+
+SOURCES = {"block": BlockLoad(), "daily": DailyLoad(), "billing": Billing(), "live": Live(), "scaler": Live()}
+
+
+# -- columns -------------------------------------------------------------------------------------------
+
+
+def _register_spec(kind: MeterKind, class_id: int, obis: str) -> cat.RegisterSpec | None:
+    for spec in (*cat.INSTANT_REGISTERS, *cat.ENERGY_REGISTERS, *cat.NET_ENERGY_REGISTERS, *cat.BLOCK_REGISTERS,
+                 *cat.DURATION_REGISTERS, *cat.DEMAND_REGISTERS):
+        if spec.obis == obis and spec.class_id == class_id and kind in spec.kinds:
+            return spec
+    return None
+
+
+def _block_value(spec: cat.RegisterSpec):
+    encode = int_encoder(spec.type)
+    source = spec.source
+    if source == "block_net_active":
+        return lambda m, row: encode((row.r1[0] - row.r0[0]) - (row.r1[1] - row.r0[1]))
+    if source.startswith("block_"):
+        i = ENERGY_INDEX[source[len("block_"):]]
+        return lambda m, row: encode(row.r1[i] - row.r0[i])
+    factor = 10.0 ** -spec.scaler
+    what, _, phase = source.rpartition("_")
+    i = _PHASE[phase]
+    if what == "avg_voltage":
+        return lambda m, row: encode(round(row.volts[i] * factor))
+    return lambda m, row: encode(round(row.currents[i] * factor))
+
+
+def _cumulative_value(spec: cat.RegisterSpec, readings_of):
+    encode = int_encoder(spec.type)
+    if spec.source == "net_active":
+        return lambda m, row: encode(readings_of(row)[0] - readings_of(row)[1])
+    i = ENERGY_INDEX[spec.source]
+    return lambda m, row: encode(readings_of(row)[i])
+
+
+def _billing_value(kind: MeterKind, class_id: int, obis: str, attribute: int):
+    if obis == "1.0.0.1.2.255":
+        return lambda m, row: clock_stamp(row.clock)
+    spec = _register_spec(kind, class_id, obis)
+    if spec is None:
+        raise ValueError(f"billing column {obis} has no register for {kind}")
+    encode = int_encoder(spec.type)
+    if spec.class_id == 4:
+        active = spec.source == "md_active_import"
+        apparent = spec.source == "md_apparent_import"
+        if attribute == 5:
+            if not (active or apparent):
+                return lambda m, row: _UNSPECIFIED_DATETIME
+            return lambda m, row: clock_stamp(
+                m.state.clock_offset + (row.demand.max_active_time if active else row.demand.max_apparent_time))
+        if not (active or apparent):
+            return lambda m, row: encode(0)  # the load model exports nothing
+        return lambda m, row: encode(round(row.demand.max_active if active else row.demand.max_apparent))
+    if spec.source == "period_average_pf":
+        return lambda m, row: encode(round(row.pf * 1000))
+    if spec.source == "period_power_on_minutes":
+        return lambda m, row: encode(row.power_on_minutes)
+    return _cumulative_value(spec, lambda row: row.readings)
+
+
+def _columns(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[int, bytes], CosemObject]) -> tuple[Column, ...]:
+    out = []
+    for class_id, obis, attribute in spec.columns[kind]:
+        raw = ln(obis)
+        if spec.rows in ("live", "scaler"):
+            obj = objects[(class_id, raw)]
+            attr = obj.attributes[attribute - 1]
+            get = attr.get
+            if type(get) is bytes:
+                value = (lambda b: lambda m, row: b)(get)
+            else:
+                value = (lambda g: lambda m, row: g(m, row[0], row[1]))(get)
+        elif class_id == 8:
+            value = (lambda m, row: clock_stamp(row.clock)) if spec.rows == "block" else (
+                lambda m, row: clock_stamp(row[0]))
+        elif spec.rows == "block":
+            value = _block_value(_register_spec(kind, class_id, obis))
+        elif spec.rows == "daily":
+            value = _cumulative_value(_register_spec(kind, class_id, obis), lambda row: row[1])
+        else:
+            value = _billing_value(kind, class_id, obis, attribute)
+        out.append(Column(class_id, raw, attribute, value))
+    return tuple(out)
+
+
+# -- the profile objects ------------------------------------------------------------------------------
+
+
+def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[int, bytes], CosemObject]) -> CosemObject:
+    """The class 7 object of ``spec`` for meters of ``kind``."""
+    source = SOURCES[spec.rows]
+    columns = _columns(kind, spec, objects)
+    raw_ln = ln(spec.obis)
+    clock_def = (8, ln(cat.CLOCK), 2, 0)
+    time_columns = frozenset({clock_def, columns[0].key}) if spec.rows != "scaler" else frozenset()
+
+    def buffer(m: Meter, assoc, now: float):
+        return Stream(buffer_stream(m, source, source.keys(m, now), columns, now, assoc))
+
+    def buffer_selected(m: Meter, assoc, now: float, selector: int, params):
+        chosen = select(m, source, columns, time_columns, now, selector, params)
+        if isinstance(chosen, DataAccessResult):
+            return chosen
+        assert isinstance(chosen, Selection)
+        return Stream(buffer_stream(m, source, chosen.keys, chosen.columns, now, assoc))
+
+    if spec.rows == "block":
+        capture_period = Attribute(lambda m, a, now: encode_u32(m.state.profile_capture_period),
+                                   _set_capture_period)
+        entries = Attribute(lambda m, a, now: encode_u32(source.depth(m)))
+    else:
+        period = {"daily": DAY, "billing": 0, "live": 0, "scaler": 0}[spec.rows]
+        capture_period = Attribute(encode_u32(period))
+        entries = Attribute(encode_u32(source.depth if spec.rows in ("daily", "billing") else 1))
+    sort_object = static(_definition(clock_def if spec.rows in ("block", "daily") else (0, bytes(6), 0, 0)))
+    return CosemObject(
+        PROFILE_GENERIC, raw_ln, spec.name,
+        (
+            ln_attribute(raw_ln),
+            Attribute(buffer, select=buffer_selected, selectors=SELECTORS, streamed=True),
+            Attribute(capture_objects_value(columns)),
+            capture_period,
+            static(SORT_FIFO, DataType.ENUM),
+            sort_object,
+            Attribute(lambda m, a, now: encode_u32(len(source.keys(m, now)))),
+            entries,
+        ),
+        (None, None),
+    )
+
+
+def _definition(key):
+    from meter_core.axdr import Data
+
+    class_id, raw, attr, index = key
+    return Data(DataType.STRUCTURE, (
+        Data(DataType.LONG_UNSIGNED, class_id), Data(DataType.OCTET_STRING, raw),
+        Data(DataType.INTEGER, attr), Data(DataType.LONG_UNSIGNED, index),
+    ))
+
+
+def _set_capture_period(m: Meter, assoc, value, now: float) -> DataAccessResult:
+    """capture_period of the block load profile: 15 or 30 minutes; a change restarts the buffer."""
+    if value.tag is not DataType.DOUBLE_LONG_UNSIGNED:
+        return DataAccessResult.TYPE_UNMATCHED
+    return set_block_period(m, value.value, now)
+
+
+def set_block_period(m: Meter, seconds: int, now: float) -> DataAccessResult:
+    if seconds not in (900, 1800):
+        return DataAccessResult.OTHER_REASON
+    if seconds != m.state.profile_capture_period:
+        m.state.profile_capture_period = seconds
+        # Blocks of the old length can't be indexed by the new period: the buffer restarts, as in meters
+        # that clear the load survey when its interval changes.
+        m.state.block_profile_start = m.clock(now)
+    m.state.programming_count += 1
+    return DataAccessResult.SUCCESS
+
+
+# -- registers fed by the same rows -------------------------------------------------------------------
+
+
+def block_register_getter(spec: cat.RegisterSpec):
+    """Value of a block register (1.0.x.29.0.255, 1.0.x.27.0.255): the last completed block."""
+    value = _block_value(spec)
+    encode = int_encoder(spec.type)
+    source: BlockLoad = SOURCES["block"]  # type: ignore[assignment]
+
+    def get(m: Meter, assoc, now: float) -> bytes:
+        row = source.last_row(m, now)
+        return encode(0) if row is None else value(m, row)
+
+    return get
+
+
+def last_billing_clock(m: Meter, now: float) -> float:
+    """Meter-clock time of the most recent billing date (NaN before the first)."""
+    keys = SOURCES["billing"].keys(m, now)
+    return month_start(keys[-1]) if keys else math.nan
+
+
+def period_start_sim(m: Meter, now: float) -> float:
+    """Simulated time the current billing period began (or installation)."""
+    return max(m.clock_to_sim(month_start(month_of(m.clock(now)))), m.install_time)
