@@ -13,7 +13,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from meter_core import profiles
+from meter_core import control, profiles
 from meter_core.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
 from meter_core.axdr import (
     DEVIATION_NOT_SPECIFIED,
@@ -100,6 +100,18 @@ class MeterState:
     # Meter-clock times before which a profile holds no entries (profile reset(), capture-period change).
     block_profile_start: float = -math.inf
     daily_profile_start: float = -math.inf
+    # Billing: the schedule in force from a meter-clock time on ((since, day, hour, minute), ...), and
+    # the MD resets head-ends asked for (the last few times, and how many in all).
+    billing_schedule: tuple[tuple[float, int, int, int], ...] = ((-math.inf, 1, 0, 0),)
+    billing_resets: tuple[float, ...] = ()
+    billing_reset_count: int = 0
+    # Relay (disconnect control) and load limit (limiter threshold, W; 0 = the kind's default).
+    disconnected: bool = False
+    load_limit_w: int = 0
+    # Activity calendar: None while the factory calendar is in force, else ((active parts), (passive
+    # parts)) as encoded values (None = factory part); activation time as written (12 bytes).
+    calendar: tuple | None = None
+    calendar_activation: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -167,6 +179,19 @@ class Meter:
     def install_time(self) -> float:
         return self._install_time
 
+    @property
+    def install_clock(self) -> float:
+        """Installation as the meter's clock shows it."""
+        return self._install_time + self.state.clock_offset
+
+    def reset_demand_cache(self) -> None:
+        """Forget the running maximum demand (period changed, MD reset): it is recomputed on demand."""
+        self._demand = _DemandCache()
+
+    def set_disconnected(self, disconnected: bool, now: float) -> None:
+        """Open or close the load relay (disconnect control)."""
+        self.state.disconnected = disconnected
+
     def clock_to_sim(self, clock_time: float) -> float:
         """The simulated time at which the meter's clock shows ``clock_time``."""
         return clock_time - self.state.clock_offset
@@ -219,16 +244,13 @@ class Meter:
         return self._energy
 
     def billing_period_start(self, t: float) -> float:
-        """Start of the billing period holding simulated time ``t``: 00:00 IST on the 1st."""
-        local = _dt.datetime.fromtimestamp(t + IST * 60, _dt.UTC)
-        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        return start.timestamp() - IST * 60
+        """Start of the billing period holding simulated time ``t``: the last billing (or installation)."""
+        _, recent = profiles.billing_closures(self, t + self.state.clock_offset, 1)
+        return self.clock_to_sim(recent[-1]) if recent else self._install_time
 
     def billing_count(self, now: float) -> int:
-        """Billing dates passed since installation (one per month)."""
-        inst = _dt.datetime.fromtimestamp(self._install_time + IST * 60, _dt.UTC)
-        cur = _dt.datetime.fromtimestamp(self.sim(now) + IST * 60, _dt.UTC)
-        return max(0, (cur.year - inst.year) * 12 + cur.month - inst.month)
+        """Billing periods closed since installation (scheduled billing dates and MD resets)."""
+        return profiles.billing_closures(self, self.clock(now), 0)[0]
 
     def max_demand(self, now: float) -> _DemandCache:
         """Maximum block demand (W and VA) since the billing period began, and when it occurred.
@@ -359,9 +381,10 @@ def _identity_value(source: str, kind: MeterKind):
     if source == "year_of_manufacture":
         return Attribute(lambda m, a, now: _enc_u16(m.identity.year_of_manufacture))
     if source == "demand_integration_period":
-        return Attribute(lambda m, a, now: _enc_u16(m.state.demand_integration_period))
+        return Attribute(lambda m, a, now: _enc_u16(m.state.demand_integration_period), control.set_demand_period)
     if source == "profile_capture_period":
-        return Attribute(lambda m, a, now: _enc_u16(m.state.profile_capture_period))
+        return Attribute(lambda m, a, now: _enc_u16(m.state.profile_capture_period),
+                         control.set_capture_period_data)
     if source == "billing_count":
         return Attribute(lambda m, a, now: _enc_u32(m.billing_count(now)))
     if source in ("power_failure_count", "tamper_count"):
@@ -411,6 +434,7 @@ def _set_clock_time(meter: Meter, assoc, value: Data, now: float) -> DataAccessR
     except DecodeError:
         return DataAccessResult.OTHER_REASON
     meter.state.clock_offset = target - meter.sim(now)
+    control.record(meter, control.TRANSACTION, control.EV_CLOCK_SET, now)
     return DataAccessResult.SUCCESS
 
 
@@ -424,6 +448,7 @@ def _adjust_clock(step_of):
         local = meter.clock(now) + IST * 60
         rounded = math.floor(local / step + 0.5) * step
         meter.state.clock_offset += rounded - local
+        control.record(meter, control.TRANSACTION, control.EV_CLOCK_SET, now)
         return ActionResult.SUCCESS, None
 
     return method
@@ -436,6 +461,7 @@ def _shift_time(meter: Meter, assoc, params: Data | None, now: float):
     if not -900 <= params.value <= 900:
         return ActionResult.OTHER_REASON, None
     meter.state.clock_offset += params.value
+    control.record(meter, control.TRANSACTION, control.EV_CLOCK_SET, now)
     return ActionResult.SUCCESS, None
 
 
@@ -756,6 +782,7 @@ def model_for(kind: MeterKind) -> MeterModel:
     for a in cat.ASSOCIATIONS:
         objects.append(_association_object(a.obis, a.client_sap))
     objects += [_sap_assignment(), _hdlc_setup(), _tcp_udp_setup(), _security_setup(cat.MR_SECURITY_SETUP)]
+    objects += control.control_objects(kind)
     by_key = {o.key: o for o in objects}
     objects += [profiles.profile_object(kind, spec, by_key) for spec in cat.PROFILES]
 

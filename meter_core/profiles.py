@@ -168,6 +168,50 @@ def month_of(clock_time: float) -> int:
     return local.year * 12 + local.month - 1
 
 
+def scheduled_billing(month: int, day: int, hour: int, minute: int) -> float:
+    """Meter-clock UTC time of the billing date of ``month`` (day clamped to the month's length)."""
+    y, m = divmod(month, 12)
+    last = calendar.monthrange(y, m + 1)[1]
+    return calendar.timegm((y, m + 1, min(day, last), hour, minute, 0)) - IST_S
+
+
+def billing_closures(meter: Meter, until: float, limit: int) -> tuple[int, list[float]]:
+    """(billing periods closed since installation up to meter-clock time ``until``, the last ``limit``
+    closing times ascending).
+
+    A period closes at each scheduled billing date (single action schedule 0.0.15.0.0.255: a day of
+    the month and a time, as set when the date came) and at each MD reset a head-end asked for
+    (script 0.0.10.0.1.255). Only the schedule changes and the resets are state; the rest is counted.
+    """
+    state = meter.state
+    install = meter.install_clock
+    count = 0
+    recent: list[float] = []
+    segments = state.billing_schedule
+    for i, (since, day, hour, minute) in enumerate(segments):
+        lo = max(since, install)
+        hi = min(segments[i + 1][0] if i + 1 < len(segments) else math.inf, until)
+        if hi <= lo:
+            continue
+        first = month_of(lo)
+        if scheduled_billing(first, day, hour, minute) <= lo:
+            first += 1
+        last = month_of(hi)
+        if scheduled_billing(last, day, hour, minute) > hi:
+            last -= 1
+        if last < first:
+            continue
+        count += last - first + 1
+        for month in range(max(first, last - limit + 1), last + 1):
+            recent.append(scheduled_billing(month, day, hour, minute))
+    for t in state.billing_resets:
+        if install < t <= until:
+            recent.append(t)
+    count += state.billing_reset_count - sum(1 for t in state.billing_resets if t > until)
+    recent.sort()
+    return count, recent[-limit:] if limit else []
+
+
 class BillingRow:
     __slots__ = ("clock", "readings", "demand", "pf", "power_on_minutes")
 
@@ -177,32 +221,35 @@ class BillingRow:
 
 
 class Billing:
-    """Billing profile: key m is the billing date 00:00 on the 1st of month m, closing month m - 1."""
+    """Billing profile: key n is the n-th billing period closed since installation (1-based)."""
 
     depth = cat.BILLING_PROFILE.depth
 
     def keys(self, meter: Meter, now: float) -> range:
-        last = month_of(meter.clock(now))
-        first = month_of(meter.install_time) + 1
-        return range(max(first, last - self.depth + 1), last + 1)
+        count, recent = billing_closures(meter, meter.clock(now), self.depth)
+        return range(count - len(recent) + 1, count + 1)
 
     def time_of(self, meter: Meter, key: int, now: float) -> float:
-        return month_start(key)
+        count, recent = billing_closures(meter, meter.clock(now), self.depth)
+        return recent[key - (count - len(recent) + 1)]
 
     def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[BillingRow]:
-        for m in keys:
-            yield billing_row(meter, m)
+        count, recent = billing_closures(meter, meter.clock(now), self.depth + 1)
+        first = count - len(recent) + 1
+        for key in keys:
+            i = key - first
+            start = recent[i - 1] if i > 0 else meter.install_clock
+            yield billing_row(meter, start, recent[i])
 
 
-def billing_row(meter: Meter, month: int) -> BillingRow:
-    """The billing entry that closes month ``month - 1`` at the start of ``month``."""
-    clock = month_start(month)
-    end = meter.clock_to_sim(clock)
-    start = max(meter.clock_to_sim(month_start(month - 1)), meter.install_time)
+def billing_row(meter: Meter, start_clock: float, end_clock: float) -> BillingRow:
+    """The billing entry of the period from ``start_clock`` to ``end_clock`` (meter clock)."""
+    end = meter.clock_to_sim(end_clock)
+    start = max(meter.clock_to_sim(start_clock), meter.install_time)
     r0, r1 = meter.readings(start), meter.readings(end)
     kwh, kvah = r1[0] - r0[0], r1[2] - r0[2]
     pf = kwh / kvah if kvah > 0 else 1.0
-    return BillingRow(clock, r1, meter.demand_between(start, end), pf, max(0, int((end - start) // 60)))
+    return BillingRow(end_clock, r1, meter.demand_between(start, end), pf, max(0, int((end - start) // 60)))
 
 
 class Live:
@@ -378,7 +425,9 @@ def set_block_period(m: Meter, seconds: int, now: float) -> DataAccessResult:
         # Blocks of the old length can't be indexed by the new period: the buffer restarts, as in meters
         # that clear the load survey when its interval changes.
         m.state.block_profile_start = m.clock(now)
-    m.state.programming_count += 1
+    from meter_core.control import EV_CAPTURE_PERIOD, programmed
+
+    programmed(m, EV_CAPTURE_PERIOD, now)
     return DataAccessResult.SUCCESS
 
 
@@ -399,11 +448,12 @@ def block_register_getter(spec: cat.RegisterSpec):
 
 
 def last_billing_clock(m: Meter, now: float) -> float:
-    """Meter-clock time of the most recent billing date (NaN before the first)."""
-    keys = SOURCES["billing"].keys(m, now)
-    return month_start(keys[-1]) if keys else math.nan
+    """Meter-clock time of the most recent billing (NaN before the first)."""
+    _, recent = billing_closures(m, m.clock(now), 1)
+    return recent[-1] if recent else math.nan
 
 
 def period_start_sim(m: Meter, now: float) -> float:
     """Simulated time the current billing period began (or installation)."""
-    return max(m.clock_to_sim(month_start(month_of(m.clock(now)))), m.install_time)
+    last = last_billing_clock(m, now)
+    return m.install_time if math.isnan(last) else max(m.clock_to_sim(last), m.install_time)

@@ -265,11 +265,23 @@ PLAIN_LN_CONTEXT = frozenset({ApplicationContextName.LOGICAL_NAME})
 # What the meter reader may change or invoke, beyond reading everything: the clock (time sync, the
 # adjust_to_* and shift_time methods). The standard's per-association access tables are not public
 # (facts section 7, UNCONFIRMED); these are the rights head-ends use the meter-reader association for.
+# Until the utility-settings association (client 48, HLS) exists (issue 5), the meter reader also holds
+# the programming rights a head-end's settings jobs need; they move to client 48 then.
 MR_WRITABLE: dict[str, frozenset[int]] = {
     CLOCK: frozenset({2}),
     "1.0.99.1.0.255": frozenset({4}),  # block load capture period (15 or 30 min)
+    "1.0.0.8.0.255": frozenset({2}),  # demand integration period
+    "1.0.0.8.4.255": frozenset({2}),  # profile capture period
+    "0.0.15.0.0.255": frozenset({4}),  # billing date
+    "0.0.13.0.0.255": frozenset({6, 7, 8, 9, 10}),  # passive TOD calendar and its activation time
+    "0.0.17.0.0.255": frozenset({4}),  # load limit (threshold_normal)
 }
-MR_METHODS: dict[str, frozenset[int]] = {CLOCK: frozenset({1, 2, 3, 6})}
+MR_METHODS: dict[str, frozenset[int]] = {
+    CLOCK: frozenset({1, 2, 3, 6}),
+    "0.0.10.0.1.255": frozenset({1}),  # MD reset
+    "0.0.13.0.0.255": frozenset({1}),  # activate passive calendar
+    "0.0.96.3.10.255": frozenset({1, 2}),  # remote disconnect / reconnect
+}
 
 # -- profiles (class 7), facts sections 8.5 and 9 ------------------------------------------------------
 # Capture objects follow the one published IS 15959 meter model (Gurux India, facts 9.1) for

@@ -121,10 +121,39 @@ SECURITY_SETUP = InterfaceClass(
     ("security_activate", "global_key_transfer"),
 )
 
+SCRIPT_TABLE = InterfaceClass(9, 0, "Script table", ("logical_name", "scripts"), ("execute",))
+ACTIVITY_CALENDAR = InterfaceClass(
+    20, 0, "Activity calendar",
+    ("logical_name", "calendar_name_active", "season_profile_active", "week_profile_table_active",
+     "day_profile_table_active", "calendar_name_passive", "season_profile_passive", "week_profile_table_passive",
+     "day_profile_table_passive", "activate_passive_calendar_time"),
+    ("activate_passive_calendar",),
+)
+SINGLE_ACTION_SCHEDULE = InterfaceClass(
+    22, 0, "Single action schedule", ("logical_name", "executed_script", "type", "execution_time")
+)
+PUSH_SETUP = InterfaceClass(
+    40, 0, "Push setup",
+    ("logical_name", "push_object_list", "send_destination_and_method", "communication_window",
+     "randomisation_start_interval", "number_of_retries", "repetition_delay"),
+    ("push",),
+)
+DISCONNECT_CONTROL = InterfaceClass(
+    70, 0, "Disconnect control", ("logical_name", "output_state", "control_state", "control_mode"),
+    ("remote_disconnect", "remote_reconnect"),
+)
+LIMITER = InterfaceClass(
+    71, 0, "Limiter",
+    ("logical_name", "monitored_value", "threshold_active", "threshold_normal", "threshold_emergency",
+     "min_over_threshold_duration", "min_under_threshold_duration", "emergency_profile",
+     "emergency_profile_group_id_list", "emergency_profile_active", "actions"),
+)
+
 CLASSES: dict[int, InterfaceClass] = {
     c.class_id: c
-    for c in (DATA, REGISTER, EXTENDED_REGISTER, DEMAND_REGISTER, PROFILE_GENERIC, CLOCK, ASSOCIATION_LN,
-              SAP_ASSIGNMENT, IEC_HDLC_SETUP, TCP_UDP_SETUP, SECURITY_SETUP)
+    for c in (DATA, REGISTER, EXTENDED_REGISTER, DEMAND_REGISTER, PROFILE_GENERIC, CLOCK, SCRIPT_TABLE,
+              ASSOCIATION_LN, SAP_ASSIGNMENT, ACTIVITY_CALENDAR, SINGLE_ACTION_SCHEDULE, IEC_HDLC_SETUP, PUSH_SETUP,
+              TCP_UDP_SETUP, SECURITY_SETUP, DISCONNECT_CONTROL, LIMITER)
 }
 
 

@@ -1,0 +1,140 @@
+"""Writes and methods a head-end uses to programme a meter, over the sans-I/O meter.
+
+tests/interop/test_control.py does the same with gurux-dlms over TCP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from meter_core.apdu.codes import ActionResult, DataAccessResult
+from meter_core.axdr import Data, DataType
+from meter_core.client import ActionDone, ExceptionReceived, SetResult
+from meter_core.connection import Transport
+from meter_core.identity import FleetConfig, MeterKind, meter_identity
+from meter_core.meter import Meter
+from tests.unit.test_meter import EPOCH, Pair
+from tests.unit.test_profiles import BILLING, read, rows, stamp
+
+T0 = dt.datetime(2026, 11, 24, 6, 40, tzinfo=dt.UTC).timestamp()
+
+
+def reader(kind=MeterKind.THREE_PHASE, now=T0, meter=None) -> Pair:
+    fleet = FleetConfig(seed=7, kind=kind)
+    meter = meter or Meter(fleet, 3, epoch_start=EPOCH)
+    p = Pair(Transport.WRAPPER, client_sap=32, password=meter_identity(fleet, 3).lls_password.encode(),
+             meter=meter, now=now)
+    p.associate()
+    return p
+
+
+def set_(p: Pair, class_id, obis, attr, value: Data):
+    p.client.set(class_id, obis, attr, value)
+    ev = p.exchange()
+    assert isinstance(ev, SetResult)
+    return ev.result
+
+
+def act(p: Pair, class_id, obis, method, params: Data | None = None):
+    p.client.action(class_id, obis, method, params)
+    ev = p.exchange()
+    assert isinstance(ev, ActionDone)
+    return ev.result
+
+
+def test_demand_integration_period_is_checked_then_set():
+    p = reader()
+    assert set_(p, 1, "1.0.0.8.0.255", 2, Data(DataType.LONG_UNSIGNED, 600)) == DataAccessResult.OTHER_REASON
+    assert set_(p, 1, "1.0.0.8.0.255", 2, Data(DataType.DOUBLE_LONG_UNSIGNED, 900)) == DataAccessResult.TYPE_UNMATCHED
+    assert p.get(1, "1.0.0.8.0.255", 2).value.value == 1800  # nothing changed
+    count = p.get(1, "0.0.96.2.0.255", 2).value.value
+    assert set_(p, 1, "1.0.0.8.0.255", 2, Data(DataType.LONG_UNSIGNED, 900)) == DataAccessResult.SUCCESS
+    assert p.get(1, "1.0.0.8.0.255", 2).value.value == 900
+    assert p.get(5, "1.0.1.4.0.255", 8).value.value == 900  # the demand register's period follows
+    assert p.get(1, "0.0.96.2.0.255", 2).value.value == count + 1  # programming count
+
+
+def test_profile_capture_period_through_the_data_object():
+    p = reader()
+    assert set_(p, 1, "1.0.0.8.4.255", 2, Data(DataType.LONG_UNSIGNED, 900)) == DataAccessResult.SUCCESS
+    assert read(p, "1.0.99.1.0.255", 4).value.value == 900
+
+
+def test_public_client_may_not_programme():
+    fleet = FleetConfig(seed=7)
+    p = Pair(Transport.WRAPPER, meter=Meter(fleet, 3, epoch_start=EPOCH), now=T0)
+    p.associate()
+    p.client.set(1, "1.0.0.8.0.255", 2, Data(DataType.LONG_UNSIGNED, 900))
+    ev = p.exchange()
+    assert isinstance(ev, ExceptionReceived)  # SET is not in the public client's conformance
+    assert p.meter.state.demand_integration_period == 1800
+
+
+def test_md_reset_closes_the_billing_period_now():
+    p = reader()
+    before = p.get(1, "0.0.0.1.0.255", 2).value.value
+    md_before = p.get(4, "1.0.1.6.0.255", 2).value.value
+    assert act(p, 9, "0.0.10.0.1.255", 1, Data(DataType.LONG_UNSIGNED, 1)) == ActionResult.SUCCESS
+    assert p.get(1, "0.0.0.1.0.255", 2).value.value == before + 1
+    last = rows(p, BILLING)[-1]
+    now_ist = dt.datetime.fromtimestamp(T0, dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=330)
+    assert abs((stamp(last[0]) - now_ist).total_seconds()) < 2
+    assert p.get(4, "1.0.1.6.0.255", 2).value.value < md_before  # a new period: no block yet
+    assert act(p, 9, "0.0.10.0.1.255", 1, Data(DataType.LONG_UNSIGNED, 2)) == ActionResult.OBJECT_UNAVAILABLE
+    assert act(p, 9, "0.0.10.0.1.255", 1, Data(DataType.UNSIGNED, 1)) == ActionResult.TYPE_UNMATCHED
+
+
+def test_billing_date_moves_the_next_billing():
+    p = reader()
+    date = Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
+        Data(DataType.OCTET_STRING, bytes((6, 30, 0, 0))), Data(DataType.OCTET_STRING, b"\xff\xff\xff\x0f\xff"))),))
+    bad = Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
+        Data(DataType.OCTET_STRING, bytes((6, 30, 0, 0))), Data(DataType.OCTET_STRING, b"\x07\xea\x0c\x0f\xff"))),))
+    assert set_(p, 22, "0.0.15.0.0.255", 4, bad) == DataAccessResult.OTHER_REASON
+    assert set_(p, 22, "0.0.15.0.0.255", 4, Data(DataType.LONG_UNSIGNED, 1)) == DataAccessResult.TYPE_UNMATCHED
+    assert set_(p, 22, "0.0.15.0.0.255", 4, date) == DataAccessResult.SUCCESS
+    assert p.get(22, "0.0.15.0.0.255", 4).value == date
+    count = p.get(1, "0.0.0.1.0.255", 2).value.value
+    later = reader(now=T0 + 25 * 86400, meter=p.meter)  # 19 December: the 15th has passed
+    assert later.get(1, "0.0.0.1.0.255", 2).value.value == count + 1
+    assert stamp(rows(later, BILLING)[-1][0]) == dt.datetime(2026, 12, 15, 6, 30)
+
+
+def test_disconnect_and_reconnect():
+    p = reader(MeterKind.SINGLE_PHASE)
+    assert p.get(70, "0.0.96.3.10.255", 2).value.value is True
+    assert act(p, 70, "0.0.96.3.10.255", 1, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
+    assert p.get(70, "0.0.96.3.10.255", 2).value.value is False
+    assert p.get(70, "0.0.96.3.10.255", 3).value.value == 0
+    assert act(p, 70, "0.0.96.3.10.255", 2, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
+    assert p.get(70, "0.0.96.3.10.255", 3).value.value == 1
+
+
+def test_ct_pt_meters_have_no_relay():
+    p = reader(MeterKind.CT_PT)
+    assert act(p, 70, "0.0.96.3.10.255", 1, Data(DataType.INTEGER, 0)) == ActionResult.OBJECT_UNDEFINED
+
+
+def test_load_limit():
+    p = reader()
+    assert p.get(71, "0.0.17.0.0.255", 4).value.value == 20_000
+    assert set_(p, 71, "0.0.17.0.0.255", 4, Data(DataType.DOUBLE_LONG, 7_500)) == DataAccessResult.SUCCESS
+    assert p.get(71, "0.0.17.0.0.255", 3).value.value == 7_500
+    assert set_(p, 71, "0.0.17.0.0.255", 4, Data(DataType.DOUBLE_LONG, -1)) == DataAccessResult.OTHER_REASON
+    assert set_(p, 71, "0.0.17.0.0.255", 3, Data(DataType.DOUBLE_LONG, 1)) == DataAccessResult.READ_WRITE_DENIED
+
+
+def test_passive_calendar_activation():
+    p = reader()
+    active_day = p.get(20, "0.0.13.0.0.255", 5).value
+    day = Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
+        Data(DataType.UNSIGNED, 1),
+        Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
+            Data(DataType.OCTET_STRING, bytes(4)), Data(DataType.OCTET_STRING, bytes((0, 0, 10, 0, 100, 255))),
+            Data(DataType.LONG_UNSIGNED, 1))),)),
+    )),))
+    assert set_(p, 20, "0.0.13.0.0.255", 9, Data(DataType.UNSIGNED, 1)) == DataAccessResult.TYPE_UNMATCHED
+    assert set_(p, 20, "0.0.13.0.0.255", 9, day) == DataAccessResult.SUCCESS
+    assert p.get(20, "0.0.13.0.0.255", 5).value == active_day  # passive only, until activated
+    assert act(p, 20, "0.0.13.0.0.255", 1, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
+    assert p.get(20, "0.0.13.0.0.255", 5).value == day
