@@ -13,7 +13,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from meter_core import control, profiles
+from meter_core import control, profiles, push
 from meter_core.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
 from meter_core.axdr import (
     DEVIATION_NOT_SPECIFIED,
@@ -783,6 +783,7 @@ def model_for(kind: MeterKind) -> MeterModel:
         objects.append(_association_object(a.obis, a.client_sap))
     objects += [_sap_assignment(), _hdlc_setup(), _tcp_udp_setup(), _security_setup(cat.MR_SECURITY_SETUP)]
     objects += control.control_objects(kind)
+    objects += push.push_setup_objects(kind)
     by_key = {o.key: o for o in objects}
     objects += [profiles.profile_object(kind, spec, by_key) for spec in cat.PROFILES]
 
