@@ -51,7 +51,7 @@ from meter_core.cosem.model import (
 )
 from meter_core.datagen import LoadModel, meter_params
 from meter_core.errors import DecodeError
-from meter_core.identity import FleetConfig, MeterIdentity, MeterKind, meter_identity
+from meter_core.identity import FleetConfig, MeterIdentity, MeterKind, meter_identity, stable_hash
 from meter_core.obis import ln
 
 IST = cat.IST_OFFSET_MINUTES
@@ -76,6 +76,8 @@ class SimClock:
     start: float
     t0: float = 0.0
     speed: float = 1.0
+    # Meters' real-time clocks run up to this many ppm fast or slow (seeded per meter); 0 = exact.
+    drift_ppm: float = 0.0
 
     def sim(self, now: float) -> float:
         return self.start + (now - self.t0) * self.speed
@@ -91,6 +93,8 @@ class MeterState:
     """What a head-end can change on a meter (kept only for meters whose state differs)."""
 
     clock_offset: float = 0.0
+    # Simulated time from which the clock drifts (the last time it was set); NaN = the fleet's start.
+    drift_ref: float = math.nan
     max_connections: int = 2
     inactivity_timeout: int = 180
     demand_integration_period: int = 1800
@@ -138,7 +142,7 @@ class Meter:
 
     __slots__ = (
         "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
-        "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor",
+        "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor", "drift", "_epoch_start",
     )
 
     def __init__(
@@ -151,7 +155,8 @@ class Meter:
         state: MeterState | None = None,
         port: int | None = None,
     ) -> None:
-        self.sim = (clock or SimClock.real_time()).sim
+        clock = clock or SimClock.real_time()
+        self.sim = clock.sim
         self.identity: MeterIdentity = meter_identity(fleet, meter_id)
         self.model: MeterModel = model_for(self.identity.kind)
         params = meter_params(fleet.seed, meter_id, self.identity.kind, epoch_start)
@@ -168,12 +173,34 @@ class Meter:
         self._clock_head = b""
         # Cumulative registers count in Wh (whole current) or kWh (CT/PT): the register's resolution.
         self.energy_divisor = 10.0 ** cat.ENERGY_SCALER[self.identity.kind]
+        # RTC drift: uniform in +/- drift_ppm, seeded per meter, counted from the fleet epoch or the
+        # last time a head-end set the clock (for scale: +/-0.5 s a day is about 5.8 ppm).
+        self.drift = ((stable_hash("rtc-drift", fleet.seed, meter_id) % 20_001) / 10_000 - 1.0) * clock.drift_ppm * 1e-6
+        self._epoch_start = epoch_start
 
     # -- time ---------------------------------------------------------------------------------------
 
     def clock(self, now: float) -> float:
         """The meter's own clock (UTC seconds): simulated time plus the offset a head-end set."""
-        return self.sim(now) + self.state.clock_offset
+        return self.clock_at_sim(self.sim(now))
+
+    def clock_at_sim(self, t: float) -> float:
+        """What the meter's clock shows at simulated time ``t``: offset a head-end set, plus drift.
+
+        The crystal runs ``drift`` (seeded, a few ppm) fast or slow since the clock was last set, or
+        since the fleet started if it never was.
+        """
+        state = self.state
+        ref = state.drift_ref
+        if ref != ref:  # NaN
+            ref = self._epoch_start
+        return t + state.clock_offset + self.drift * (t - ref)
+
+    def set_clock(self, target: float, now: float) -> None:
+        """Set the clock to show ``target`` now; the drift counts from here."""
+        t = self.sim(now)
+        self.state.clock_offset = target - t
+        self.state.drift_ref = t
 
     @property
     def install_time(self) -> float:
@@ -182,7 +209,7 @@ class Meter:
     @property
     def install_clock(self) -> float:
         """Installation as the meter's clock shows it."""
-        return self._install_time + self.state.clock_offset
+        return self.clock_at_sim(self._install_time)
 
     def reset_demand_cache(self) -> None:
         """Forget the running maximum demand (period changed, MD reset): it is recomputed on demand."""
@@ -194,7 +221,12 @@ class Meter:
 
     def clock_to_sim(self, clock_time: float) -> float:
         """The simulated time at which the meter's clock shows ``clock_time``."""
-        return clock_time - self.state.clock_offset
+        state = self.state
+        ref = state.drift_ref
+        if ref != ref:
+            ref = self._epoch_start
+        d = self.drift
+        return (clock_time - state.clock_offset + d * ref) / (1.0 + d)
 
     def readings(self, t: float) -> tuple[int, ...]:
         """The cumulative energy registers at simulated time ``t``, in register units (`ENERGY_FIELDS`).
@@ -216,7 +248,7 @@ class Meter:
 
     def clock_value(self, now: float) -> bytes:
         """The encoded clock attribute (octet-string of 12), its date and time cached per second."""
-        t = self.sim(now) + self.state.clock_offset
+        t = self.clock(now)
         second = int(t // 1)
         if second != self._clock_second:
             self._clock_head = _OCTET12 + encode_datetime_at(second, IST, None, 0)[:8]
@@ -245,7 +277,7 @@ class Meter:
 
     def billing_period_start(self, t: float) -> float:
         """Start of the billing period holding simulated time ``t``: the last billing (or installation)."""
-        _, recent = profiles.billing_closures(self, t + self.state.clock_offset, 1)
+        _, recent = profiles.billing_closures(self, self.clock_at_sim(t), 1)
         return self.clock_to_sim(recent[-1]) if recent else self._install_time
 
     def billing_count(self, now: float) -> int:
@@ -364,7 +396,7 @@ def _datetime_at(meter: Meter, t: float) -> bytes:
     """Date-time of simulated time ``t`` as the meter's clock shows it (octet-string 12)."""
     if math.isnan(t):
         return _UNSPECIFIED_DATETIME
-    return _OCTET12 + encode_datetime_at(t + meter.state.clock_offset, IST, None, 0)
+    return _OCTET12 + encode_datetime_at(meter.clock_at_sim(t), IST, None, 0)
 
 
 def _identity_value(source: str, kind: MeterKind):
@@ -433,7 +465,7 @@ def _set_clock_time(meter: Meter, assoc, value: Data, now: float) -> DataAccessR
         target = local_to_utc(CosemDateTime.from_bytes(raw))
     except DecodeError:
         return DataAccessResult.OTHER_REASON
-    meter.state.clock_offset = target - meter.sim(now)
+    meter.set_clock(target, now)
     control.record(meter, control.TRANSACTION, control.EV_CLOCK_SET, now)
     return DataAccessResult.SUCCESS
 
@@ -447,7 +479,7 @@ def _adjust_clock(step_of):
         step = step_of(meter)
         local = meter.clock(now) + IST * 60
         rounded = math.floor(local / step + 0.5) * step
-        meter.state.clock_offset += rounded - local
+        meter.set_clock(meter.clock(now) + rounded - local, now)
         control.record(meter, control.TRANSACTION, control.EV_CLOCK_SET, now)
         return ActionResult.SUCCESS, None
 
@@ -460,7 +492,7 @@ def _shift_time(meter: Meter, assoc, params: Data | None, now: float):
         return ActionResult.TYPE_UNMATCHED, None
     if not -900 <= params.value <= 900:
         return ActionResult.OTHER_REASON, None
-    meter.state.clock_offset += params.value
+    meter.set_clock(meter.clock(now) + params.value, now)
     control.record(meter, control.TRANSACTION, control.EV_CLOCK_SET, now)
     return ActionResult.SUCCESS, None
 

@@ -330,7 +330,7 @@ def _billing_value(kind: MeterKind, class_id: int, obis: str, attribute: int):
             if not (active or apparent):
                 return lambda m, row: _UNSPECIFIED_DATETIME
             return lambda m, row: clock_stamp(
-                m.state.clock_offset + (row.demand.max_active_time if active else row.demand.max_apparent_time))
+                m.clock_at_sim(row.demand.max_active_time if active else row.demand.max_apparent_time))
         if not (active or apparent):
             return lambda m, row: encode(0)  # the load model exports nothing
         return lambda m, row: encode(round(row.demand.max_active if active else row.demand.max_apparent))

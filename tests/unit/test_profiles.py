@@ -254,3 +254,40 @@ def test_capture_period_set_to_15_minutes_restarts_the_block_buffer():
     ev = p.exchange()
     assert isinstance(ev, SetResult) and ev.result == DataAccessResult.TYPE_UNMATCHED
     assert read(p, BLOCK, 4).value.value == 900
+
+
+# -- a drifting clock -------------------------------------------------------------------------------
+
+
+def drifting_meter(meter_id: int = 3) -> Meter:
+    from meter_core.meter import SimClock
+
+    return Meter(FleetConfig(seed=7), meter_id, epoch_start=EPOCH, clock=SimClock(start=0.0, drift_ppm=5.0))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 10_000), st.floats(EPOCH - 3e7, EPOCH + 3e7))
+def test_drift_is_seeded_bounded_and_invertible(meter_id, t):
+    m = drifting_meter(meter_id)
+    assert abs(m.drift) <= 5e-6
+    assert m.drift == drifting_meter(meter_id).drift
+    assert m.clock_at_sim(t) - t == pytest.approx(m.drift * (t - EPOCH), abs=1e-6)
+    assert m.clock_to_sim(m.clock_at_sim(t)) == pytest.approx(t, abs=1e-6)
+
+
+def test_a_drifting_clock_is_set_by_a_head_end_and_profiles_follow_the_meter_clock():
+    m = drifting_meter(11)
+    assert m.drift != 0
+    assert abs(m.clock(T0) - T0) > 1  # eleven months of a few ppm
+    m.set_clock(T0, T0)
+    assert m.clock(T0) == pytest.approx(T0)
+    later = T0 + 86400
+    assert m.clock(later) - later == pytest.approx(m.drift * 86400)
+    from meter_core.profiles import SOURCES
+
+    block = SOURCES["block"]
+    keys = block.keys(m, later)
+    # entries are stamped on the meter clock's half hours, whatever the drift
+    assert all(block.time_of(m, k, later) % 1800 == 0 for k in keys[-5:])
+    row = block.last_row(m, later)
+    assert row.clock == block.time_of(m, keys[-1], later)
