@@ -20,9 +20,11 @@ from meter_core.apdu import (
     ActionRequestWithFirstPblock,
     ActionRequestWithList,
     ActionRequestWithPblock,
+    ActionResponseNextPblock,
     ActionResponseNormal,
     ActionResponseWithList,
     ConfirmedServiceError,
+    CosemMethodDescriptor,
     ExceptionResponse,
     GetRequestNext,
     GetRequestNormal,
@@ -502,7 +504,7 @@ class Association:
         if refused is not None:
             return refused
         ls = self._long_set
-        if ls is None:
+        if ls is None or isinstance(ls[0], CosemMethodDescriptor):  # none, or a long ACTION in progress
             return self._set_block_error(req, DataAccessResult.NO_LONG_SET_IN_PROGRESS)
         if req.block.block_number != ls[2] + 1:
             self._long_set = None
@@ -605,14 +607,48 @@ class Association:
         return encode_apdu(ActionResponseWithList(invoke_id_and_priority=req.invoke_id_and_priority,
                                                   outcomes=outcomes))
 
-    def _on_action_pblock(self, req, now: float) -> bytes:
-        # Long ACTION parameters: no method of this meter takes parameters that need blocks yet.
-        refused = self._check_service(Conformance.BLOCK_TRANSFER_WITH_ACTION, "action")
+    def _on_action_first_pblock(self, req: ActionRequestWithFirstPblock, now: float) -> bytes:
+        """Long ACTION parameters, first block: collected until the last block, then invoked."""
+        refused = self._check_service(Conformance.ACTION | Conformance.BLOCK_TRANSFER_WITH_ACTION, "action")
         if refused is not None:
             return refused
-        self.stats.counts[("action", "long-action-not-supported")] += 1
-        return encode_apdu(ActionResponseNormal(invoke_id_and_priority=req.invoke_id_and_priority,
-                                                outcome=ActionOutcome(ActionResult.OTHER_REASON)))
+        iip = req.invoke_id_and_priority
+        if req.block.block_number != 1:
+            self._long_set = None
+            return self._action_error(iip, ActionResult.LONG_ACTION_ABORTED)
+        self._long_set = [req.method, bytearray(req.block.raw_data), 1]
+        return self._action_block_progress(iip, req.block.last_block, now)
+
+    def _on_action_pblock(self, req: ActionRequestWithPblock, now: float) -> bytes:
+        refused = self._check_service(Conformance.ACTION | Conformance.BLOCK_TRANSFER_WITH_ACTION, "action")
+        if refused is not None:
+            return refused
+        iip = req.invoke_id_and_priority
+        ls = self._long_set
+        if ls is None or not isinstance(ls[0], CosemMethodDescriptor):
+            return self._action_error(iip, ActionResult.NO_LONG_ACTION_IN_PROGRESS)
+        if req.block.block_number != ls[2] + 1:
+            self._long_set = None
+            return self._action_error(iip, ActionResult.LONG_ACTION_ABORTED)
+        ls[1] += req.block.raw_data
+        ls[2] += 1
+        if len(ls[1]) > 0xFFFF:
+            self._long_set = None
+            return self._action_error(iip, ActionResult.LONG_ACTION_ABORTED)
+        return self._action_block_progress(iip, req.block.last_block, now)
+
+    def _action_block_progress(self, iip: int, last: bool, now: float) -> bytes:
+        method, raw, number = self._long_set
+        if not last:
+            return encode_apdu(ActionResponseNextPblock(invoke_id_and_priority=iip, block_number=number))
+        self._long_set = None
+        outcome = self._invoke(method.class_id, method.instance, method.method_id, bytes(raw), now)
+        self.stats.counts[("action", outcome.result.name.lower() if outcome.result else _OK)] += 1
+        return encode_apdu(ActionResponseNormal(invoke_id_and_priority=iip, outcome=outcome))
+
+    def _action_error(self, iip: int, result: ActionResult) -> bytes:
+        self.stats.counts[("action", result.name.lower())] += 1
+        return encode_apdu(ActionResponseNormal(invoke_id_and_priority=iip, outcome=ActionOutcome(result)))
 
 
 _HANDLERS = {
@@ -628,7 +664,7 @@ _HANDLERS = {
     SetRequestWithDatablock: Association._on_set_next_block,
     ActionRequestNormal: Association._on_action_normal,
     ActionRequestWithList: Association._on_action_with_list,
-    ActionRequestWithFirstPblock: Association._on_action_pblock,
+    ActionRequestWithFirstPblock: Association._on_action_first_pblock,
     ActionRequestWithPblock: Association._on_action_pblock,
 }
 

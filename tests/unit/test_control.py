@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from meter_core.apdu.codes import ActionResult, DataAccessResult
 from meter_core.axdr import Data, DataType
 from meter_core.client import ActionDone, ExceptionReceived, SetResult
@@ -138,3 +140,39 @@ def test_passive_calendar_activation():
     assert p.get(20, "0.0.13.0.0.255", 5).value == active_day  # passive only, until activated
     assert act(p, 20, "0.0.13.0.0.255", 1, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
     assert p.get(20, "0.0.13.0.0.255", 5).value == day
+
+
+def test_action_with_parameters_in_blocks():
+    """Long ACTION parameters arrive in pblocks (IEC 62056-5-3): collected, then the method runs once."""
+    from meter_core.apdu import (
+        ActionRequestWithFirstPblock,
+        ActionRequestWithPblock,
+        ActionResponseNextPblock,
+        ActionResponseNormal,
+        CosemMethodDescriptor,
+        DataBlock,
+        decode_apdu,
+        encode_apdu,
+    )
+    from meter_core.obis import ln
+
+    p = reader()
+    before = p.meter.clock(p.now)
+    method = CosemMethodDescriptor(class_id=8, instance=ln("0.0.1.0.0.255"), method_id=6)  # shift_time(long)
+    raw = b"\x10\x00\x3c"  # long 60
+
+    def send(apdu):
+        assoc = p.conn._assocs[32]
+        return decode_apdu(assoc.handle_apdu(encode_apdu(apdu), p.now))
+
+    got = send(ActionRequestWithFirstPblock(invoke_id_and_priority=0xC1, method=method, block=DataBlock(False, 1, raw[:1])))
+    assert isinstance(got, ActionResponseNextPblock) and got.block_number == 1
+    got = send(ActionRequestWithPblock(invoke_id_and_priority=0xC1, block=DataBlock(True, 2, raw[1:])))
+    assert isinstance(got, ActionResponseNormal) and got.outcome.result == ActionResult.SUCCESS
+    assert p.meter.clock(p.now) - before == pytest.approx(60, abs=0.01)
+    got = send(ActionRequestWithPblock(invoke_id_and_priority=0xC1, block=DataBlock(True, 3, raw)))
+    assert got.outcome.result == ActionResult.NO_LONG_ACTION_IN_PROGRESS
+    send(ActionRequestWithFirstPblock(invoke_id_and_priority=0xC1, method=method, block=DataBlock(False, 1, raw[:1])))
+    got = send(ActionRequestWithPblock(invoke_id_and_priority=0xC1, block=DataBlock(True, 5, raw[1:])))
+    assert got.outcome.result == ActionResult.LONG_ACTION_ABORTED
+    assert p.meter.clock(p.now) - before == pytest.approx(60, abs=0.01)  # nothing more ran
