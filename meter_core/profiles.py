@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from meter_core.apdu.codes import DataAccessResult
+from meter_core.apdu.codes import ActionResult, DataAccessResult
 from meter_core.axdr import DataType, encode_datetime_at
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.ic import PROFILE_GENERIC
@@ -408,8 +408,38 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
             Attribute(lambda m, a, now: encode_u32(len(source.keys(m, now)))),
             entries,
         ),
-        (None, None),
+        (_reset_method(spec.rows), _capture_method(spec.rows)),
     )
+
+
+def _reset_method(rows: str):
+    """reset(): empty the buffer (block and daily load; the others have nothing kept to clear)."""
+    if rows not in ("block", "daily"):
+        return None
+    field = "block_profile_start" if rows == "block" else "daily_profile_start"
+
+    def reset(m: Meter, assoc, params, now: float):
+        if params is not None and params.tag is not DataType.INTEGER:
+            return ActionResult.TYPE_UNMATCHED, None
+        setattr(m.state, field, m.clock(now))
+        return ActionResult.SUCCESS, None
+
+    return reset
+
+
+def _capture_method(rows: str):
+    """capture(): the one-entry profiles capture on every read, so capture() succeeds and changes
+    nothing. Block and daily entries are computed on their period's boundaries, so an off-period
+    capture can't be kept: refused with other-reason."""
+
+    def capture(m: Meter, assoc, params, now: float):
+        if params is not None and params.tag is not DataType.INTEGER:
+            return ActionResult.TYPE_UNMATCHED, None
+        if rows in ("live", "scaler"):
+            return ActionResult.SUCCESS, None
+        return ActionResult.OTHER_REASON, None
+
+    return capture
 
 
 def _definition(key):

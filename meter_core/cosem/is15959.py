@@ -281,6 +281,9 @@ MR_METHODS: dict[str, frozenset[int]] = {
     "0.0.10.0.1.255": frozenset({1}),  # MD reset
     "0.0.13.0.0.255": frozenset({1}),  # activate passive calendar
     "0.0.96.3.10.255": frozenset({1, 2}),  # remote disconnect / reconnect
+    "1.0.99.1.0.255": frozenset({1, 2}),  # block load reset() and capture()
+    "1.0.99.2.0.255": frozenset({1, 2}),  # daily load reset() and capture()
+    "1.0.94.91.0.255": frozenset({2}),  # instantaneous profile capture()
 }
 
 # -- profiles (class 7), facts sections 8.5 and 9 ------------------------------------------------------

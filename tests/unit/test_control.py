@@ -176,3 +176,16 @@ def test_action_with_parameters_in_blocks():
     got = send(ActionRequestWithPblock(invoke_id_and_priority=0xC1, block=DataBlock(True, 5, raw[1:])))
     assert got.outcome.result == ActionResult.LONG_ACTION_ABORTED
     assert p.meter.clock(p.now) - before == pytest.approx(60, abs=0.01)  # nothing more ran
+
+
+def test_profile_reset_and_capture():
+    from tests.unit.test_profiles import BLOCK
+
+    p = reader()
+    assert read(p, BLOCK, 7).value.value == 2208
+    assert act(p, 7, BLOCK, 2, Data(DataType.INTEGER, 0)) == ActionResult.OTHER_REASON
+    assert act(p, 7, "1.0.94.91.0.255", 2, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
+    assert act(p, 7, BLOCK, 1, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
+    assert read(p, BLOCK, 7).value.value == 0
+    later = reader(now=T0 + 7200, meter=p.meter)
+    assert read(later, BLOCK, 7).value.value == 4
