@@ -28,6 +28,72 @@ ALTER TABLE active_connections ADD CONSTRAINT active_connections_pkey PRIMARY KE
 CREATE INDEX active_connections_meter_opened_idx ON ONLY public.active_connections USING btree (meter_id, opened_at);
 CREATE INDEX active_connections_open_idx ON ONLY public.active_connections USING btree (meter_id) WHERE (closed_at IS NULL);
 
+CREATE TABLE billing_profile (
+    meter_id bigint NOT NULL,
+    billing_time timestamp with time zone NOT NULL,
+    billing_count integer NOT NULL,
+    active_import_wh bigint NOT NULL,
+    active_export_wh bigint NOT NULL,
+    apparent_import_vah bigint NOT NULL,
+    apparent_export_vah bigint NOT NULL,
+    reactive_q1_varh bigint NOT NULL,
+    reactive_q2_varh bigint NOT NULL,
+    reactive_q3_varh bigint NOT NULL,
+    reactive_q4_varh bigint NOT NULL,
+    md_active_import_w bigint NOT NULL,
+    md_active_import_time timestamp with time zone,
+    md_apparent_import_va bigint NOT NULL,
+    md_apparent_import_time timestamp with time zone,
+    average_power_factor numeric(4,3) NOT NULL,
+    power_on_minutes integer NOT NULL,
+    written_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE billing_profile IS 'Billing profile 1.0.98.1.0.255: one row per closed billing period (a scheduled billing date or an MD reset), with the cumulative registers at the close and the period''s maximum demands. Partitioned by hash of meter_id.';
+COMMENT ON COLUMN billing_profile.billing_time IS 'When the period closed, meter clock (1.0.0.1.2.255)';
+COMMENT ON COLUMN billing_profile.billing_count IS 'Cumulative billing count 0.0.0.1.0.255 after this close';
+COMMENT ON COLUMN billing_profile.md_active_import_w IS 'Maximum demand kW import 1.0.1.6.0.255 of the period, in W (the highest demand-integration-period average)';
+COMMENT ON COLUMN billing_profile.md_active_import_time IS 'End of the demand period of that maximum (attribute 5); NULL if no period ended';
+COMMENT ON COLUMN billing_profile.average_power_factor IS 'Average power factor of the period 1.0.13.0.0.255 (kWh / kVAh)';
+COMMENT ON COLUMN billing_profile.power_on_minutes IS 'Power-on duration of the period 0.0.94.91.13.255, minutes';
+
+ALTER TABLE billing_profile ADD CONSTRAINT billing_profile_count_check CHECK ((billing_count > 0));
+ALTER TABLE billing_profile ADD CONSTRAINT billing_profile_pkey PRIMARY KEY (meter_id, billing_time);
+
+CREATE TABLE block_load_profile (
+    meter_id bigint NOT NULL,
+    capture_time timestamp with time zone NOT NULL,
+    interval_seconds integer NOT NULL,
+    avg_current_l1 numeric(12,3),
+    avg_current_l2 numeric(12,3),
+    avg_current_l3 numeric(12,3),
+    avg_voltage_l1 numeric(10,2),
+    avg_voltage_l2 numeric(10,2),
+    avg_voltage_l3 numeric(10,2),
+    active_import_wh bigint NOT NULL,
+    active_export_wh bigint NOT NULL,
+    apparent_import_vah bigint NOT NULL,
+    apparent_export_vah bigint NOT NULL,
+    reactive_q1_varh bigint NOT NULL,
+    reactive_q2_varh bigint NOT NULL,
+    reactive_q3_varh bigint NOT NULL,
+    reactive_q4_varh bigint NOT NULL,
+    net_active_wh bigint GENERATED ALWAYS AS ((active_import_wh - active_export_wh)) STORED,
+    written_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE block_load_profile IS 'Block load profile 1.0.99.1.0.255: one row per capture period (block) per meter, stamped with the meter clock at the end of the block. Energies are the block''s register deltas. Partitioned by hash of meter_id.';
+COMMENT ON COLUMN block_load_profile.capture_time IS 'End of the block on the meter clock (the clock column of the profile entry)';
+COMMENT ON COLUMN block_load_profile.interval_seconds IS 'Capture period of the profile when the block was captured (900 or 1800)';
+COMMENT ON COLUMN block_load_profile.avg_current_l1 IS 'Average current of the block, phase L1 (A; the only phase of a single-phase meter): 1.0.31.27.0.255 or 1.0.11.27.0.255';
+COMMENT ON COLUMN block_load_profile.avg_voltage_l1 IS 'Average voltage of the block, phase L1 (V): 1.0.32.27.0.255 or 1.0.12.27.0.255';
+COMMENT ON COLUMN block_load_profile.active_import_wh IS 'Block energy kWh import 1.0.1.29.0.255, in Wh';
+COMMENT ON COLUMN block_load_profile.reactive_q1_varh IS 'Block reactive energy quadrant I 1.0.5.29.0.255, in varh (Q2..Q4: 1.0.6/7/8.29.0.255)';
+COMMENT ON COLUMN block_load_profile.net_active_wh IS 'Block net energy 1.0.16.29.0.255 (import - export), Wh';
+COMMENT ON COLUMN block_load_profile.written_at IS 'When the row reached the database (wall clock)';
+
+ALTER TABLE block_load_profile ADD CONSTRAINT block_load_profile_energy_check CHECK (((active_import_wh >= 0) AND (active_export_wh >= 0) AND (apparent_import_vah >= 0) AND (apparent_export_vah >= 0) AND (reactive_q1_varh >= 0) AND (reactive_q2_varh >= 0) AND (reactive_q3_varh >= 0) AND (reactive_q4_varh >= 0)));
+ALTER TABLE block_load_profile ADD CONSTRAINT block_load_profile_interval_check CHECK ((interval_seconds > 0));
+ALTER TABLE block_load_profile ADD CONSTRAINT block_load_profile_pkey PRIMARY KEY (meter_id, capture_time);
+
 CREATE TABLE client_associations (
     meter_id bigint NOT NULL,
     association_id uuid NOT NULL,
@@ -75,6 +141,96 @@ ALTER TABLE client_associations ADD CONSTRAINT client_associations_result_check 
 CREATE INDEX client_associations_connection_idx ON ONLY public.client_associations USING btree (meter_id, connection_id);
 CREATE INDEX client_associations_meter_requested_idx ON ONLY public.client_associations USING btree (meter_id, requested_at);
 CREATE INDEX client_associations_open_idx ON ONLY public.client_associations USING btree (meter_id) WHERE ((result = 'accepted'::text) AND (released_at IS NULL));
+
+CREATE TABLE daily_load_profile (
+    meter_id bigint NOT NULL,
+    capture_time timestamp with time zone NOT NULL,
+    active_import_wh bigint NOT NULL,
+    active_export_wh bigint NOT NULL,
+    apparent_import_vah bigint NOT NULL,
+    apparent_export_vah bigint NOT NULL,
+    reactive_q1_varh bigint NOT NULL,
+    reactive_q2_varh bigint NOT NULL,
+    reactive_q3_varh bigint NOT NULL,
+    reactive_q4_varh bigint NOT NULL,
+    net_active_wh bigint GENERATED ALWAYS AS ((active_import_wh - active_export_wh)) STORED,
+    written_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE daily_load_profile IS 'Daily load profile 1.0.99.2.0.255: the cumulative energy registers at each midnight (IST, meter clock). The seed''s daily energy is the difference of two consecutive rows. Partitioned by hash of meter_id.';
+COMMENT ON COLUMN daily_load_profile.capture_time IS 'Midnight IST on the meter clock';
+COMMENT ON COLUMN daily_load_profile.active_import_wh IS 'Cumulative energy kWh import 1.0.1.8.0.255, in Wh';
+
+ALTER TABLE daily_load_profile ADD CONSTRAINT daily_load_profile_pkey PRIMARY KEY (meter_id, capture_time);
+
+CREATE TABLE eswf_status (
+    meter_id bigint NOT NULL,
+    changed_at timestamp with time zone NOT NULL,
+    esw bytea NOT NULL,
+    bits_set smallint[] NOT NULL,
+    written_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE eswf_status IS 'Each change of the Event Status Word 0.0.94.91.18.255: its 128 bits as 16 bytes, bit 0 the most significant bit of the first byte (facts 3.4 and 11). Partitioned by hash of meter_id.';
+COMMENT ON COLUMN eswf_status.bits_set IS 'IS 15959 bit numbers set in esw, for querying';
+
+ALTER TABLE eswf_status ADD CONSTRAINT eswf_status_esw_check CHECK ((octet_length(esw) = 16));
+ALTER TABLE eswf_status ADD CONSTRAINT eswf_status_pkey PRIMARY KEY (meter_id, changed_at);
+
+CREATE TABLE event_logs (
+    meter_id bigint NOT NULL,
+    category text NOT NULL,
+    occurred_at timestamp with time zone NOT NULL,
+    event_code integer NOT NULL,
+    sequence_number bigint,
+    current_l1 numeric(12,3),
+    current_l2 numeric(12,3),
+    current_l3 numeric(12,3),
+    voltage_l1 numeric(10,2),
+    voltage_l2 numeric(10,2),
+    voltage_l3 numeric(10,2),
+    power_factor_l1 numeric(4,3),
+    power_factor_l2 numeric(4,3),
+    power_factor_l3 numeric(4,3),
+    active_import_wh bigint,
+    written_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE event_logs IS 'Entries of the seven IS 15959 event logs 0.0.99.98.0-6.255, with the snapshot the voltage, current and other logs capture. The seed''s POWER_FAILURE, CLOCK, BILLING, ... types map to the IS 15959 categories (facts section 14): clock, configuration, key and billing events are transaction events. Partitioned by hash of meter_id.';
+COMMENT ON COLUMN event_logs.category IS 'IS 15959 event log: voltage (0), current (1), power (2), transaction (3), other (4), non_rollover (5), control (6)';
+COMMENT ON COLUMN event_logs.event_code IS 'IS 15959 event code (e.g. 101/102 power failure occurrence/restoration, 151 clock set)';
+COMMENT ON COLUMN event_logs.sequence_number IS 'The meter''s event sequence number in this category, where it keeps one';
+
+ALTER TABLE event_logs ADD CONSTRAINT event_logs_category_check CHECK ((category = ANY (ARRAY['voltage'::text, 'current'::text, 'power'::text, 'transaction'::text, 'other'::text, 'non_rollover'::text, 'control'::text])));
+ALTER TABLE event_logs ADD CONSTRAINT event_logs_pkey PRIMARY KEY (meter_id, category, occurred_at, event_code);
+
+CREATE TABLE instant_profile (
+    meter_id bigint NOT NULL,
+    capture_time timestamp with time zone NOT NULL,
+    voltage_l1 numeric(10,2),
+    voltage_l2 numeric(10,2),
+    voltage_l3 numeric(10,2),
+    current_l1 numeric(12,3),
+    current_l2 numeric(12,3),
+    current_l3 numeric(12,3),
+    current_neutral numeric(12,3),
+    power_factor_l1 numeric(4,3),
+    power_factor_l2 numeric(4,3),
+    power_factor_l3 numeric(4,3),
+    power_factor numeric(4,3),
+    frequency numeric(5,2),
+    active_power_w bigint,
+    reactive_power_var bigint,
+    apparent_power_va bigint,
+    active_power_l1_w bigint,
+    active_power_l2_w bigint,
+    active_power_l3_w bigint,
+    active_import_wh bigint,
+    apparent_import_vah bigint,
+    written_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE instant_profile IS 'Snapshots of the instantaneous profile 1.0.94.91.0.255, one per block boundary per meter (the profile itself holds one live entry). Partitioned by hash of meter_id.';
+COMMENT ON COLUMN instant_profile.active_power_w IS 'Signed active power 1.0.1.7.0.255, W';
+COMMENT ON COLUMN instant_profile.active_power_l1_w IS 'Seed column kept for compatibility: IS 15959 lists total power only (1.0.1.7.0.255), per-phase active power is not an IS 15959 object (facts 8.3), so it stays NULL';
+
+ALTER TABLE instant_profile ADD CONSTRAINT instant_profile_pkey PRIMARY KEY (meter_id, capture_time);
 
 CREATE TABLE meters (
     meter_id bigint NOT NULL,
@@ -203,6 +359,70 @@ CREATE TABLE active_connections_p15 PARTITION OF active_connections FOR VALUES W
 CREATE INDEX active_connections_p15_meter_id_idx ON public.active_connections_p15 USING btree (meter_id) WHERE (closed_at IS NULL);
 CREATE INDEX active_connections_p15_meter_id_opened_at_idx ON public.active_connections_p15 USING btree (meter_id, opened_at);
 
+CREATE TABLE billing_profile_p00 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE billing_profile_p01 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE billing_profile_p02 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE billing_profile_p03 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE billing_profile_p04 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE billing_profile_p05 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE billing_profile_p06 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE billing_profile_p07 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE billing_profile_p08 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE billing_profile_p09 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE billing_profile_p10 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE billing_profile_p11 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE billing_profile_p12 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE billing_profile_p13 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE billing_profile_p14 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE billing_profile_p15 PARTITION OF billing_profile FOR VALUES WITH (modulus 16, remainder 15);
+
+CREATE TABLE block_load_profile_p00 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE block_load_profile_p01 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE block_load_profile_p02 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE block_load_profile_p03 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE block_load_profile_p04 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE block_load_profile_p05 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE block_load_profile_p06 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE block_load_profile_p07 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE block_load_profile_p08 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE block_load_profile_p09 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE block_load_profile_p10 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE block_load_profile_p11 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE block_load_profile_p12 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE block_load_profile_p13 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE block_load_profile_p14 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE block_load_profile_p15 PARTITION OF block_load_profile FOR VALUES WITH (modulus 16, remainder 15);
+
 CREATE TABLE client_associations_p00 PARTITION OF client_associations FOR VALUES WITH (modulus 16, remainder 0);
 
 CREATE INDEX client_associations_p00_meter_id_connection_id_idx ON public.client_associations_p00 USING btree (meter_id, connection_id);
@@ -298,3 +518,159 @@ CREATE TABLE client_associations_p15 PARTITION OF client_associations FOR VALUES
 CREATE INDEX client_associations_p15_meter_id_connection_id_idx ON public.client_associations_p15 USING btree (meter_id, connection_id);
 CREATE INDEX client_associations_p15_meter_id_idx ON public.client_associations_p15 USING btree (meter_id) WHERE ((result = 'accepted'::text) AND (released_at IS NULL));
 CREATE INDEX client_associations_p15_meter_id_requested_at_idx ON public.client_associations_p15 USING btree (meter_id, requested_at);
+
+CREATE TABLE daily_load_profile_p00 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE daily_load_profile_p01 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE daily_load_profile_p02 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE daily_load_profile_p03 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE daily_load_profile_p04 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE daily_load_profile_p05 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE daily_load_profile_p06 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE daily_load_profile_p07 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE daily_load_profile_p08 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE daily_load_profile_p09 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE daily_load_profile_p10 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE daily_load_profile_p11 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE daily_load_profile_p12 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE daily_load_profile_p13 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE daily_load_profile_p14 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE daily_load_profile_p15 PARTITION OF daily_load_profile FOR VALUES WITH (modulus 16, remainder 15);
+
+CREATE TABLE eswf_status_p00 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE eswf_status_p01 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE eswf_status_p02 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE eswf_status_p03 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE eswf_status_p04 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE eswf_status_p05 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE eswf_status_p06 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE eswf_status_p07 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE eswf_status_p08 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE eswf_status_p09 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE eswf_status_p10 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE eswf_status_p11 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE eswf_status_p12 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE eswf_status_p13 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE eswf_status_p14 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE eswf_status_p15 PARTITION OF eswf_status FOR VALUES WITH (modulus 16, remainder 15);
+
+CREATE TABLE event_logs_p00 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE event_logs_p01 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE event_logs_p02 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE event_logs_p03 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE event_logs_p04 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE event_logs_p05 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE event_logs_p06 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE event_logs_p07 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE event_logs_p08 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE event_logs_p09 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE event_logs_p10 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE event_logs_p11 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE event_logs_p12 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE event_logs_p13 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE event_logs_p14 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE event_logs_p15 PARTITION OF event_logs FOR VALUES WITH (modulus 16, remainder 15);
+
+CREATE TABLE instant_profile_p00 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE instant_profile_p01 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE instant_profile_p02 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE instant_profile_p03 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE instant_profile_p04 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE instant_profile_p05 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE instant_profile_p06 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE instant_profile_p07 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE instant_profile_p08 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE instant_profile_p09 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE instant_profile_p10 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE instant_profile_p11 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE instant_profile_p12 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE instant_profile_p13 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE instant_profile_p14 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE instant_profile_p15 PARTITION OF instant_profile FOR VALUES WITH (modulus 16, remainder 15);
+
+CREATE VIEW latest_measurements AS
+ SELECT DISTINCT ON (meter_id) meter_id,
+    capture_time,
+    voltage_l1,
+    voltage_l2,
+    voltage_l3,
+    current_l1,
+    current_l2,
+    current_l3,
+    current_neutral,
+    power_factor_l1,
+    power_factor_l2,
+    power_factor_l3,
+    power_factor,
+    frequency,
+    active_power_w,
+    reactive_power_var,
+    apparent_power_va,
+    active_power_l1_w,
+    active_power_l2_w,
+    active_power_l3_w,
+    active_import_wh,
+    apparent_import_vah,
+    written_at
+   FROM instant_profile
+  ORDER BY meter_id, capture_time DESC;
+COMMENT ON VIEW latest_measurements IS 'The most recent instantaneous snapshot of each meter';
