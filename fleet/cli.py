@@ -104,9 +104,14 @@ def cli() -> None:
 @click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535),
               help="Port of the Prometheus /metrics endpoint (0 turns it off).")
 @click.option("--hes", default=None, help="HOST:PORT of the head-end, for dial mode and pushes (later).")
+@click.option("--drift-ppm", default=0.0, show_default=True, type=click.FloatRange(0.0, 500.0),
+              help="Meter clocks run up to this many ppm fast or slow (seeded per meter); 0 keeps them exact.")
+@click.option("--spool-dir", envvar="FLEET_SPOOL_DIR", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Where workers keep ground-truth rows while the database is away "
+                                 "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
 @_database_option
 def run(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard, workers, speed, start,
-        metrics_port, hes, database_url, data_dir) -> None:
+        metrics_port, hes, drift_ppm, spool_dir, database_url, data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
     from fleet import pg
 
@@ -136,6 +141,8 @@ def run(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shar
             epoch_start=FLEET_EPOCH,
             database_url=url,
             metrics_port=metrics_port or None,
+            spool_dir=str(spool_dir or data_dir.parent / "spool"),
+            drift_ppm=drift_ppm,
         )
         if metrics_port:
             metrics.serve(metrics_port)

@@ -74,6 +74,10 @@ class RunSettings:
     metrics_port: int | None = None
     multiproc_dir: str | None = None
     shutdown_timeout: float = 10.0
+    # Where each worker spools ground-truth rows while the database is away (None: no ground truth).
+    spool_dir: str | None = None
+    # Meters' real-time clocks drift up to this many ppm (seeded per meter); 0 = exact.
+    drift_ppm: float = 0.0
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 10.0
 

@@ -19,6 +19,7 @@ import socket
 import sys
 from collections import OrderedDict
 from dataclasses import asdict
+from pathlib import Path
 
 from fleet.errors import FleetError
 from fleet.settings import RunSettings
@@ -78,6 +79,7 @@ class Worker:
         self._active_meters: dict[int, object] = {}
         self.states: dict[int, object] = {}
         self.recorder = None
+        self.groundtruth = None
         self._stop = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -92,10 +94,16 @@ class Worker:
         if install_signals:
             self.loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         s = self.settings
-        self.clock = SimClock(start=s.sim_start, t0=s.sim_t0, speed=s.speed)
+        self.clock = SimClock(start=s.sim_start, t0=s.sim_t0, speed=s.speed, drift_ppm=s.drift_ppm)
         try:
             if s.database_url:
                 self.recorder = await Recorder.open(s.database_url, self)
+                if s.spool_dir:
+                    from fleet.groundtruth import GroundTruthWriter
+
+                    spool = Path(s.spool_dir) / f"shard-{self.shard.start}-{self.shard.stop}"
+                    self.groundtruth = GroundTruthWriter(s.database_url, self, spool_dir=spool)
+                    self.groundtruth.start()
             else:
                 self.recorder = NullRecorder()
             await self._listen()
@@ -150,6 +158,8 @@ class Worker:
         await self._close_recorder(self.settings.shutdown_timeout / 2)
 
     async def _close_recorder(self, timeout: float) -> None:
+        if self.groundtruth is not None:
+            await self.groundtruth.close(timeout)
         if self.recorder is not None:
             await self.recorder.close(timeout)
 
@@ -176,6 +186,8 @@ class Worker:
         self.metrics.flush(self.stats.counts)
         if self.recorder is not None:
             self.recorder.flush_metrics(metrics)
+        if self.groundtruth is not None:
+            self.groundtruth.flush_metrics(metrics)
 
     # -- meters -------------------------------------------------------------------------------------
 
@@ -201,6 +213,18 @@ class Worker:
                       state=state, port=self.options.address(meter_id)[1])
         self._active_meters[meter_id] = m
         return m
+
+    def meter_for_rows(self, meter_id: int):
+        """The meter whose captures are computed: the live object if it is in use or cached, else a
+        transient one built with the state a head-end left (not cached: producing rows for a whole
+        shard must not evict the meters head-ends are talking to)."""
+        m = self._active_meters.get(meter_id) or self._cache.get(meter_id)
+        if m is not None:
+            return m
+        from meter_core.meter import Meter, MeterState
+
+        return Meter(self.fleet, meter_id, epoch_start=self.settings.epoch_start, clock=self.clock,
+                     state=self.states.get(meter_id) or MeterState(), port=self.options.address(meter_id)[1])
 
     def _release_meter(self, meter_id: int) -> None:
         from meter_core.meter import MeterState

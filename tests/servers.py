@@ -74,7 +74,7 @@ class RunningMeters:
 @contextmanager
 def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
                    kind: MeterKind = MeterKind.THREE_PHASE, seed: int = 1, speed: float = 1.0,
-                   database_url: str | None = None):
+                   database_url: str | None = None, sim_start: float | None = None, spool_dir=None):
     """Serve ``meters`` meters from one worker in a background thread; stop them on exit."""
     import uvloop
 
@@ -82,9 +82,10 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
 
     options = FleetOptions(meters=meters, seed=seed, kind=kind, transport=transport,
                            port_base=free_port_base(meters))
-    settings = RunSettings(options=options, workers=1, speed=speed, sim_start=time.time(),
+    settings = RunSettings(options=options, workers=1, speed=speed,
+                           sim_start=time.time() if sim_start is None else sim_start,
                            sim_t0=time.monotonic(), epoch_start=EPOCH, database_url=database_url,
-                           shutdown_timeout=5.0)
+                           shutdown_timeout=5.0, spool_dir=None if spool_dir is None else str(spool_dir))
     pipe = _Pipe()
     worker = Worker(0, range(meters), settings, pipe)
     result: dict = {}

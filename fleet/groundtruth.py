@@ -1,0 +1,366 @@
+"""Ground truth in PostgreSQL: every profile entry of the worker's meters, written as it happens.
+
+A worker's `GroundTruthWriter` walks simulated time in steps: for each step (a window of simulated
+time, the same for all meters) it computes, for every meter of the shard, the block-load, daily and
+billing entries the meter captured in that window (`meter_core.groundtruth`, the same sources DLMS
+reads use) plus an instantaneous snapshot at each block boundary, and queues the rows. One writer
+task COPYs them in batches into per-session staging tables and inserts them with ON CONFLICT DO
+NOTHING, so a batch written twice (a retry after a commit whose answer was lost) changes nothing.
+
+- Bounded memory, no loss: rows are a pure function of the window, so when ``max_queue`` rows wait
+  the producer simply does not advance (back-pressure is a metric: `fleet_db_writer_backpressure`
+  and the lag of simulated time behind the clock).
+- Database outage: a batch that fails to write is spooled to disk (one pickle file per batch in the
+  worker's spool folder, written atomically) with everything queued after it, and the writer retries
+  with back-off; when the database answers again the spool is written first, oldest first, then the
+  queue. Nothing is lost and, thanks to the keys, nothing is written twice.
+- A row the database refuses (a CHECK, a NOT NULL) is reported with its meter and capture time in
+  the log and counted (`fleet_db_writer_discarded`); the rest of its batch is written row by row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import os
+import pickle
+import time
+from collections import deque
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+
+from fleet import pg
+from meter_core.groundtruth import billing_records, block_records, daily_records
+
+log = logging.getLogger("fleet.groundtruth")
+
+# Simulated seconds per production step: the fleet's profiles capture at most every 15 minutes, so a
+# minute keeps rows close to real time without recomputing every meter on every tick.
+STEP = 60.0
+# Most simulated time one pass over the shard covers (bounds the rows a pass computes at once).
+MAX_WINDOW = 86400.0
+TICK = 0.2
+BATCH_ROWS = 5000
+MAX_QUEUE_ROWS = 100_000
+RETRY_MIN, RETRY_MAX = 0.2, 5.0
+
+_UTC = _dt.UTC
+_from_ts = _dt.datetime.fromtimestamp
+_ENERGY = ("active_import_wh", "active_export_wh", "apparent_import_vah", "apparent_export_vah",
+           "reactive_q1_varh", "reactive_q2_varh", "reactive_q3_varh", "reactive_q4_varh")
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "block_load_profile": ("meter_id", "capture_time", "interval_seconds", "avg_current_l1", "avg_current_l2",
+                           "avg_current_l3", "avg_voltage_l1", "avg_voltage_l2", "avg_voltage_l3", *_ENERGY),
+    "daily_load_profile": ("meter_id", "capture_time", *_ENERGY),
+    "billing_profile": ("meter_id", "billing_time", "billing_count", *_ENERGY, "md_active_import_w",
+                        "md_active_import_time", "md_apparent_import_va", "md_apparent_import_time",
+                        "average_power_factor", "power_on_minutes"),
+    "instant_profile": ("meter_id", "capture_time", "voltage_l1", "voltage_l2", "voltage_l3", "current_l1",
+                        "current_l2", "current_l3", "current_neutral", "power_factor_l1", "power_factor_l2",
+                        "power_factor_l3", "power_factor", "frequency", "active_power_w", "reactive_power_var",
+                        "apparent_power_va", "active_import_wh", "apparent_import_vah"),
+}
+TABLES = tuple(COLUMNS)
+
+
+def _ts(t: float) -> _dt.datetime | None:
+    return None if t != t else _from_ts(t, _UTC)  # NaN: not specified
+
+
+def _dec(value: int, places: int, present: bool = True) -> Decimal | None:
+    return Decimal(value).scaleb(-places) if present else None
+
+
+def capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str, list[tuple]]:
+    """The rows ``meter`` captured in simulated time (sim_from, sim_to], per table."""
+    c0, c1 = meter.clock_at_sim(sim_from), meter.clock_at_sim(sim_to)
+    mid = meter.identity.meter_id
+    phases = tuple(s > 0 for s in meter.load.params.phase_share)
+    out: dict[str, list[tuple]] = {t: [] for t in TABLES}
+    blocks, instants = out["block_load_profile"], out["instant_profile"]
+    for r in block_records(meter, c0, c1, now):
+        blocks.append((
+            mid, _ts(r.capture_time), r.interval_seconds,
+            *(_dec(v, 3, p) for v, p in zip(r.avg_current_ma, phases)),
+            *(_dec(v, 2, p) for v, p in zip(r.avg_voltage_cv, phases)),
+            *r.energy_wh,
+        ))
+        instants.append(instant_row(meter, r.capture_time, phases))
+    for r in daily_records(meter, c0, c1, now):
+        out["daily_load_profile"].append((mid, _ts(r.capture_time), *r.energy_wh))
+    for r in billing_records(meter, c0, c1, now):
+        out["billing_profile"].append((
+            mid, _ts(r.billing_time), r.billing_count, *r.energy_wh, r.md_w, _ts(r.md_w_time), r.md_va,
+            _ts(r.md_va_time), _dec(r.average_pf_milli, 3), r.power_on_minutes,
+        ))
+    return out
+
+
+def instant_row(meter, clock_time: float, phases) -> tuple:
+    """The instantaneous profile's values when the meter clock showed ``clock_time``, rounded as served."""
+    t = meter.clock_to_sim(clock_time)
+    inst = meter.load.instant(t)
+    readings = meter.readings(t)
+    div = meter.energy_divisor
+    return (
+        meter.identity.meter_id, _ts(clock_time),
+        *(_dec(round(v * 100), 2, p) for v, p in zip(inst.voltage, phases)),
+        *(_dec(round(i * 1000), 3, p) for i, p in zip(inst.current, phases)),
+        _dec(round(inst.current_neutral * 1000), 3),
+        *(_dec(round(f * 1000), 3, p) for f, p in zip(inst.pf, phases)),
+        _dec(round(inst.pf_total * 1000), 3),
+        _dec(round(inst.frequency * 100), 2),
+        round(inst.active_power), round(inst.reactive_power), round(inst.apparent_power),
+        int(readings[0] * div), int(readings[2] * div),
+    )
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+
+
+def _stage(table: str) -> str:
+    return f"fleet_stage_{table}"
+
+
+CREATE_STAGING = "\n".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS {_stage(t)} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+    for t in TABLES
+)
+
+
+def _insert(table: str) -> str:
+    cols = ", ".join(COLUMNS[table])
+    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_stage(table)} ON CONFLICT DO NOTHING"
+
+
+def _insert_one(table: str) -> str:
+    cols = COLUMNS[table]
+    marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+
+
+async def write_batch(conn: asyncpg.Connection, batch: dict[str, list[tuple]]) -> tuple[dict[str, int], list[str]]:
+    """Write ``batch`` idempotently; returns (rows inserted per table, reports of refused rows).
+
+    COPY to staging and one INSERT ... ON CONFLICT DO NOTHING per table, in one transaction. If the
+    database refuses a row (a constraint), the batch is written again row by row and each refused
+    row is reported with its meter and capture time instead of being dropped silently.
+    """
+    try:
+        return await _write_set(conn, batch), []
+    except asyncpg.IntegrityConstraintViolationError:
+        pass
+    written = {t: 0 for t in batch}
+    refused: list[str] = []
+    for table, rows in batch.items():
+        query = _insert_one(table)
+        for row in rows:
+            try:
+                async with conn.transaction():
+                    written[table] += _count(await conn.execute(query, *row))
+            except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as e:
+                refused.append(f"{table}: meter {row[0]} at {row[1]}: {pg.one_line(e)}")
+    return written, refused
+
+
+async def _write_set(conn: asyncpg.Connection, batch: dict[str, list[tuple]]) -> dict[str, int]:
+    written = {}
+    async with conn.transaction():
+        for table, rows in batch.items():
+            if not rows:
+                continue
+            await conn.copy_records_to_table(_stage(table), records=rows, columns=COLUMNS[table])
+            written[table] = _count(await conn.execute(_insert(table)))
+    return written
+
+
+def _count(status: str) -> int:
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except ValueError:
+        return 0
+
+
+class GroundTruthWriter:
+    """One per worker: produces its meters' captures in simulated-time order and writes them."""
+
+    def __init__(self, url: str, worker, *, spool_dir: Path, step: float = STEP, batch_rows: int = BATCH_ROWS,
+                 max_queue_rows: int = MAX_QUEUE_ROWS) -> None:
+        self.url = url
+        self.worker = worker
+        self.spool_dir = spool_dir
+        self.step = step
+        self.batch_rows = batch_rows
+        self.max_queue_rows = max_queue_rows
+        # Simulated time up to which rows are produced: the fleet's start, so a worker restarted on its
+        # shard produces the run's captures again (the keys make the repeats no-ops) and loses none.
+        self.cursor = worker.settings.sim_start
+        self.queue: deque[dict[str, list[tuple]]] = deque()
+        self.queued_rows = 0
+        self.rows_written = {t: 0 for t in TABLES}
+        self.refused = 0
+        self.backpressure = 0
+        self.errors = 0
+        self._conn: asyncpg.Connection | None = None
+        self._seq = 0
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self._seq = max((int(p.stem) for p in spool_dir.glob("*.pkl")), default=0)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="fleet-groundtruth")
+
+    async def close(self, timeout: float) -> None:
+        """Produce up to now, write what can be written within ``timeout``, spool the rest."""
+        self._stopping = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+        if self.queue:
+            self._spool_queue()
+        if self._conn is not None:
+            self._conn.terminate()
+
+    @property
+    def lag(self) -> float:
+        """Simulated seconds the producer is behind the clock."""
+        return max(0.0, self.worker.clock.sim(time.monotonic()) - self.cursor)
+
+    # -- producing ---------------------------------------------------------------------------------
+
+    def produce(self) -> int:
+        """Advance the cursor towards simulated now while the queue has room; returns rows queued.
+
+        The cursor moves once at least `step` simulated seconds have passed, by at most `MAX_WINDOW`
+        per pass over the shard, so a pass costs one computation per meter whatever the speed.
+        """
+        now = time.monotonic()
+        sim_now = self.worker.clock.sim(now)
+        queued = 0
+        batch: dict[str, list[tuple]] = {t: [] for t in TABLES}
+        n = 0
+        while self.cursor + self.step <= sim_now or (self._stopping and self.cursor < sim_now):
+            if self.queued_rows + n >= self.max_queue_rows:
+                self.backpressure += 1
+                break
+            end = min(self.cursor + MAX_WINDOW, sim_now)
+            for meter_id in self.worker.shard:
+                rows = capture_rows(self.worker.meter_for_rows(meter_id), self.cursor, end, now)
+                for table, r in rows.items():
+                    if r:
+                        batch[table] += r
+                        n += len(r)
+            self.cursor = end
+            if n >= self.batch_rows:
+                self._enqueue(batch, n)
+                queued += n
+                batch, n = {t: [] for t in TABLES}, 0
+        if n:
+            self._enqueue(batch, n)
+            queued += n
+        return queued
+
+    def _enqueue(self, batch: dict[str, list[tuple]], n: int) -> None:
+        self.queue.append(batch)
+        self.queued_rows += n
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN
+        while True:
+            self.produce()
+            try:
+                await self._drain()
+                delay = RETRY_MIN
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                self.errors += 1
+                log.warning("ground truth: database unavailable (%s); spooling, retry in %.1fs", pg.one_line(e), delay)
+                self._drop_connection()
+                self._spool_queue()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            if self._stopping and not self.queue and self.cursor >= self.worker.clock.sim(time.monotonic()) - 1e-6:
+                return
+            await asyncio.sleep(TICK)
+
+    async def _drain(self) -> None:
+        """Write spooled batches (oldest first), then the queue."""
+        spooled = sorted(self.spool_dir.glob("*.pkl"), key=lambda p: int(p.stem))
+        for path in spooled:
+            with open(path, "rb") as f:
+                batch = pickle.load(f)
+            await self._write(batch)
+            path.unlink()
+        while self.queue:
+            batch = self.queue[0]
+            await self._write(batch)
+            self.queue.popleft()
+            self.queued_rows -= sum(len(r) for r in batch.values())
+
+    async def _write(self, batch: dict[str, list[tuple]]) -> None:
+        conn = await self._connection()
+        written, refused = await write_batch(conn, batch)
+        for table, n in written.items():
+            self.rows_written[table] += n
+        for report in refused:
+            log.error("ground truth row refused: %s", report)
+        self.refused += len(refused)
+
+    def _spool_queue(self) -> None:
+        """Move every queued batch to the spool folder (atomically, in order)."""
+        while self.queue:
+            batch = self.queue.popleft()
+            self.queued_rows -= sum(len(r) for r in batch.values())
+            self._seq += 1
+            path = self.spool_dir / f"{self._seq:012d}.pkl"
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as f:
+                pickle.dump(batch, f, protocol=pickle.HIGHEST_PROTOCOL)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+
+    async def _connection(self) -> asyncpg.Connection:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            conn = await asyncpg.connect(self.url, timeout=pg.CONNECT_TIMEOUT, command_timeout=30.0)
+            try:
+                await conn.execute(CREATE_STAGING)
+            except BaseException:
+                conn.terminate()
+                raise
+            self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    def flush_metrics(self, metrics) -> None:
+        """Report counters to Prometheus (called from the worker's metrics task)."""
+        reported = getattr(self, "_reported", None)
+        if reported is None:
+            reported = self._reported = {"rows": {t: 0 for t in TABLES}, "refused": 0, "bp": 0, "errors": 0}
+        for table, n in self.rows_written.items():
+            if n > reported["rows"][table]:
+                metrics.DB_ROWS.labels(table).inc(n - reported["rows"][table])
+                reported["rows"][table] = n
+        for key, value, counter in (("refused", self.refused, metrics.DB_DISCARDED),
+                                    ("bp", self.backpressure, metrics.DB_BACKPRESSURE),
+                                    ("errors", self.errors, metrics.DB_ERRORS)):
+            if value > reported[key]:
+                counter.inc(value - reported[key])
+                reported[key] = value
+
+
+__all__ = ["COLUMNS", "GroundTruthWriter", "capture_rows", "write_batch"]
