@@ -223,6 +223,68 @@ def db_migrate(database_url, data_dir) -> None:
         click.echo("database is up to date")
 
 
+@cli.command()
+@_fleet_options
+@click.option("--days", required=True, type=click.IntRange(1, 3650), help="Whole days of history to write.")
+@click.option("--end", default=None,
+              help="End of the window, ISO 8601 (default: today 00:00 IST); the window is the days before it.")
+@click.option("--ids", "ids", default=None,
+              help="Only these meter ids, as FIRST-LAST (inclusive), e.g. 0-999 (default: the whole fleet).")
+@click.option("--jobs", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(min=1),
+              help="Processes computing and writing rows.")
+@_database_option
+def backfill(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard, days, end, ids, jobs,
+             database_url, data_dir) -> None:
+    """Write DAYS days of profile history (block load, daily, billing, snapshots) for the fleet.
+
+    Resumable: run it again with the same arguments and it writes only the chunks not done.
+    """
+    from fleet import backfill as bf
+    from fleet import pg
+
+    options = _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard)
+    meter_ids = _parse_ids(ids, options.meters)
+    end_time = None if end is None else _parse_start(end)
+    if end_time is not None and end_time > time.time():
+        raise FleetError("--end is in the future: meters have no history there yet")
+    url, server = pg.resolve_database(database_url, data_dir or pg.default_data_dir())
+    try:
+        applied = asyncio.run(_migrate(url))
+        if applied:
+            click.echo(f"database migrated: {', '.join(applied)}", err=True)
+        p = bf.plan(url, options, FLEET_EPOCH, days, end_time, meter_ids)
+
+        def progress(done: int, total: int, rows: int, seconds: float) -> None:
+            width = 30
+            bar = "#" * (width * done // total) + "-" * (width - width * done // total)
+            rate = rows / seconds if seconds > 0 else 0.0
+            click.echo(f"\rbackfill [{bar}] {done}/{total} chunks, {rows:,} rows, {rate:,.0f} rows/s",
+                       err=True, nl=done == total)
+
+        chunks, rows, seconds = bf.run(p, jobs, progress)
+    finally:
+        if server is not None:
+            server.stop()
+    if chunks == 0:
+        click.echo("backfill: nothing to do (every chunk of this window is written)")
+    else:
+        click.echo(f"backfill: {rows} rows for {len(meter_ids)} meters x {days} days in {seconds:.1f} s "
+                   f"({rows / max(seconds, 1e-9):,.0f} rows/s)")
+
+
+def _parse_ids(text: str | None, meters: int) -> range:
+    if text is None:
+        return range(meters)
+    try:
+        first, _, last = text.partition("-")
+        a, b = int(first), int(last or first)
+    except ValueError:
+        raise FleetError(f"--ids {text!r}: expected FIRST-LAST, e.g. 0-999") from None
+    if not 0 <= a <= b < meters:
+        raise FleetError(f"--ids {text!r} is outside the fleet's meters 0-{meters - 1}")
+    return range(a, b + 1)
+
+
 @cli.group()
 def meters() -> None:
     """Information about the fleet's meters."""

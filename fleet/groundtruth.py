@@ -72,6 +72,8 @@ def _ts(t: float) -> _dt.datetime | None:
 
 
 def _dec(value: int, places: int, present: bool = True) -> Decimal | None:
+    """A register integer with ``places`` decimals, exactly (asyncpg COPYs a Decimal into a numeric
+    column two to three times faster than a float)."""
     return Decimal(value).scaleb(-places) if present else None
 
 
@@ -89,7 +91,7 @@ def capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str,
             *(_dec(v, 2, p) for v, p in zip(r.avg_voltage_cv, phases)),
             *r.energy_wh,
         ))
-        instants.append(instant_row(meter, r.capture_time, phases))
+        instants.append(instant_row(meter, r.capture_time, phases, r.cumulative_wh))
     for r in daily_records(meter, c0, c1, now):
         out["daily_load_profile"].append((mid, _ts(r.capture_time), *r.energy_wh))
     for r in billing_records(meter, c0, c1, now):
@@ -100,12 +102,13 @@ def capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str,
     return out
 
 
-def instant_row(meter, clock_time: float, phases) -> tuple:
+def instant_row(meter, clock_time: float, phases, cumulative_wh=None) -> tuple:
     """The instantaneous profile's values when the meter clock showed ``clock_time``, rounded as served."""
     t = meter.clock_to_sim(clock_time)
     inst = meter.load.instant(t)
-    readings = meter.readings(t)
-    div = meter.energy_divisor
+    if cumulative_wh is None:
+        div = meter.energy_divisor
+        cumulative_wh = tuple(int(r * div) for r in meter.readings(t))
     return (
         meter.identity.meter_id, _ts(clock_time),
         *(_dec(round(v * 100), 2, p) for v, p in zip(inst.voltage, phases)),
@@ -115,7 +118,7 @@ def instant_row(meter, clock_time: float, phases) -> tuple:
         _dec(round(inst.pf_total * 1000), 3),
         _dec(round(inst.frequency * 100), 2),
         round(inst.active_power), round(inst.reactive_power), round(inst.apparent_power),
-        int(readings[0] * div), int(readings[2] * div),
+        cumulative_wh[0], cumulative_wh[2],
     )
 
 

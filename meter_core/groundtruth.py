@@ -27,6 +27,7 @@ class BlockRecord(NamedTuple):
     avg_current_ma: tuple[int, int, int]
     avg_voltage_cv: tuple[int, int, int]
     energy_wh: tuple[int, ...]  # the 8 block energies of `meter_core.meter.ENERGY_FIELDS`
+    cumulative_wh: tuple[int, ...]  # the 8 cumulative registers at the end of the block
 
 
 class DailyRecord(NamedTuple):
@@ -53,6 +54,7 @@ def _block_record(meter: Meter, period: int, row: BlockRow) -> BlockRecord:
         tuple(round(i * 1000) for i in row.currents),
         tuple(round(v * 100) for v in row.volts),
         tuple(int((b - a) * d) for a, b in zip(row.r0, row.r1)),
+        tuple(int(b * d) for b in row.r1),
     )
 
 

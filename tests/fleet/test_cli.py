@@ -28,7 +28,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
         assert w in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["db"], ["db", "migrate"], ["meters"], ["meters", "export"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["db"], ["db", "migrate"], ["meters"], ["meters", "export"],
+                                     ["backfill"]])
 def test_every_command_has_help(command):
     proc = fleet(*command, "--help")
     assert proc.returncode == 0, proc.stderr

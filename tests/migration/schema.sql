@@ -28,6 +28,24 @@ ALTER TABLE active_connections ADD CONSTRAINT active_connections_pkey PRIMARY KE
 CREATE INDEX active_connections_meter_opened_idx ON ONLY public.active_connections USING btree (meter_id, opened_at);
 CREATE INDEX active_connections_open_idx ON ONLY public.active_connections USING btree (meter_id) WHERE (closed_at IS NULL);
 
+CREATE TABLE backfill_progress (
+    job_key text NOT NULL,
+    meter_from bigint NOT NULL,
+    meter_to bigint NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    window_end timestamp with time zone NOT NULL,
+    rows_written bigint NOT NULL,
+    done_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE backfill_progress IS 'Chunks of meters `fleet backfill` has written, per job (fleet seed, meter kinds and window); committed with the chunk''s rows';
+COMMENT ON COLUMN backfill_progress.job_key IS 'Hash of what makes two backfills the same job: fleet seed, meter kinds, window';
+COMMENT ON COLUMN backfill_progress.meter_from IS 'First meter_id of the chunk';
+COMMENT ON COLUMN backfill_progress.meter_to IS 'One past the last meter_id of the chunk';
+COMMENT ON COLUMN backfill_progress.rows_written IS 'Rows the chunk added (rows already present are not counted)';
+
+ALTER TABLE backfill_progress ADD CONSTRAINT backfill_progress_pkey PRIMARY KEY (job_key, meter_from);
+ALTER TABLE backfill_progress ADD CONSTRAINT backfill_progress_range_check CHECK (((meter_to > meter_from) AND (window_end > window_start)));
+
 CREATE TABLE billing_profile (
     meter_id bigint NOT NULL,
     billing_time timestamp with time zone NOT NULL,
