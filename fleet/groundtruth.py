@@ -33,6 +33,7 @@ from pathlib import Path
 import asyncpg
 
 from fleet import pg
+from meter_core import eventlog
 from meter_core.groundtruth import billing_records, block_records, daily_records
 
 log = logging.getLogger("fleet.groundtruth")
@@ -59,6 +60,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "billing_profile": ("meter_id", "billing_time", "billing_count", *_ENERGY, "md_active_import_w",
                         "md_active_import_time", "md_apparent_import_va", "md_apparent_import_time",
                         "average_power_factor", "power_on_minutes"),
+    "event_logs": ("meter_id", "category", "occurred_at", "event_code", "current_l1", "current_l2", "current_l3",
+                   "voltage_l1", "voltage_l2", "voltage_l3", "power_factor_l1", "power_factor_l2", "power_factor_l3",
+                   "active_import_wh"),
+    "eswf_status": ("meter_id", "changed_at", "esw", "bits_set"),
     "instant_profile": ("meter_id", "capture_time", "voltage_l1", "voltage_l2", "voltage_l3", "current_l1",
                         "current_l2", "current_l3", "current_neutral", "power_factor_l1", "power_factor_l2",
                         "power_factor_l3", "power_factor", "frequency", "active_power_w", "reactive_power_var",
@@ -94,11 +99,43 @@ def capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str,
         instants.append(instant_row(meter, r.capture_time, phases, r.cumulative_wh))
     for r in daily_records(meter, c0, c1, now):
         out["daily_load_profile"].append((mid, _ts(r.capture_time), *r.energy_wh))
+    for e in eventlog.events_between(meter, sim_from, sim_to):
+        out["event_logs"].append(event_row(meter, e, phases))
+    out["eswf_status"] += esw_changes(meter, sim_from, sim_to)
     for r in billing_records(meter, c0, c1, now):
         out["billing_profile"].append((
             mid, _ts(r.billing_time), r.billing_count, *r.energy_wh, r.md_w, _ts(r.md_w_time), r.md_va,
             _ts(r.md_va_time), _dec(r.average_pf_milli, 3), r.power_on_minutes,
         ))
+    return out
+
+
+def event_row(meter, e: eventlog.Event, phases) -> tuple:
+    """An event log entry, with the snapshot the voltage, current and other logs capture."""
+    row = [meter.identity.meter_id, eventlog.CATEGORY_NAMES[e.category], _ts(eventlog.stamp_of(meter, e.time)), e.code]
+    if e.category in (eventlog.VOLTAGE, eventlog.CURRENT, eventlog.OTHER):
+        inst = meter.instant_at(e.time)
+        div = meter.energy_divisor
+        row += [_dec(round(i * 1000), 3, p) for i, p in zip(inst.current, phases)]
+        row += [_dec(round(v * 100), 2, p) for v, p in zip(inst.voltage, phases)]
+        row += [_dec(round(f * 1000), 3, p) for f, p in zip(inst.pf, phases)]
+        row.append(int(meter.readings(e.time)[0] * div))
+    else:
+        row += [None] * 10
+    return tuple(row)
+
+
+def esw_changes(meter, sim_from: float, sim_to: float) -> list[tuple]:
+    """Each change of the Event Status Word in (sim_from, sim_to]: (meter_id, time, 16 bytes, bits)."""
+    points = {e.time for e in eventlog.events_between(meter, sim_from - eventlog.FIRST_BREATH_S, sim_to)}
+    points |= {t + eventlog.FIRST_BREATH_S for t in points}
+    points = sorted(t for t in points if sim_from < t <= sim_to)
+    out = []
+    for t in points:
+        before, after = eventlog.esw_bits(meter, t - 0.001), eventlog.esw_bits(meter, t)
+        if before != after:
+            out.append((meter.identity.meter_id, _ts(eventlog.stamp_of(meter, t)), eventlog.bitstring(after),
+                        sorted(after)))
     return out
 
 

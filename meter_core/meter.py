@@ -13,7 +13,8 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from meter_core import control, profiles, push
+from meter_core import control, eventlog, profiles, push
+from meter_core import powerquality as pq
 from meter_core.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
 from meter_core.axdr import (
     DEVIATION_NOT_SPECIFIED,
@@ -49,7 +50,7 @@ from meter_core.cosem.model import (
     scaler_unit,
     static,
 )
-from meter_core.datagen import LoadModel, meter_params
+from meter_core.datagen import Energy, LoadModel, meter_params
 from meter_core.errors import DecodeError
 from meter_core.identity import FleetConfig, MeterIdentity, MeterKind, meter_identity, stable_hash
 from meter_core.obis import ln
@@ -116,6 +117,14 @@ class MeterState:
     # parts)) as encoded values (None = factory part); activation time as written (12 bytes).
     calendar: tuple | None = None
     calendar_activation: bytes | None = None
+    # Relay open intervals, simulated time ((start, end or None while open), ...).
+    disconnections: tuple = ()
+    # Events that happened to this meter (simulated time, category, code), bounded per log depth, and
+    # how many per category in all; injected tampers; the ESW filter (None = all bits reported).
+    events: tuple = ()
+    event_counts: tuple = ()
+    tamper_count: int = 0
+    eswf: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -143,6 +152,7 @@ class Meter:
     __slots__ = (
         "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
         "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor", "drift", "_epoch_start",
+        "_pq", "outage_cache",
     )
 
     def __init__(
@@ -177,6 +187,8 @@ class Meter:
         # last time a head-end set the clock (for scale: +/-0.5 s a day is about 5.8 ppm).
         self.drift = ((stable_hash("rtc-drift", fleet.seed, meter_id) % 20_001) / 10_000 - 1.0) * clock.drift_ppm * 1e-6
         self._epoch_start = epoch_start
+        self._pq = None
+        self.outage_cache = None
 
     # -- time ---------------------------------------------------------------------------------------
 
@@ -216,8 +228,18 @@ class Meter:
         self._demand = _DemandCache()
 
     def set_disconnected(self, disconnected: bool, now: float) -> None:
-        """Open or close the load relay (disconnect control)."""
-        self.state.disconnected = disconnected
+        """Open or close the load relay (disconnect control): the load's energy stops while open."""
+        state = self.state
+        if disconnected == state.disconnected:
+            return
+        t = self.sim(now)
+        if disconnected:
+            state.disconnections = (*state.disconnections, (t, None))[-64:]
+        elif state.disconnections and state.disconnections[-1][1] is None:
+            state.disconnections = (*state.disconnections[:-1], (state.disconnections[-1][0], t))
+        state.disconnected = disconnected
+        self._energy_key = self._inst_key = -1
+        self.reset_demand_cache()
 
     def clock_to_sim(self, clock_time: float) -> float:
         """The simulated time at which the meter's clock shows ``clock_time``."""
@@ -234,7 +256,7 @@ class Meter:
         Floored, as a meter's counters are: a register never shows more than it has counted, and any
         block or period energy is the difference of two readings, so blocks add up to register deltas.
         """
-        e = self.load.energy(t)
+        e = self.energy_at(t)
         d = self.energy_divisor
         return (
             int(e.active_import_wh // d), int(e.active_export_wh // d), int(e.apparent_import_vah // d),
@@ -262,7 +284,7 @@ class Meter:
         t = self.sim(now)
         key = int(t)
         if key != self._inst_key:
-            self._inst = self.load.instant(t)
+            self._inst = self.instant_at(t)
             self._inst_key = key
         return self._inst
 
@@ -271,9 +293,99 @@ class Meter:
         t = self.sim(now)
         key = int(t)
         if key != self._energy_key:
-            self._energy = self.load.energy(t)
+            self._energy = self.energy_at(t)
             self._energy_key = key
         return self._energy
+
+    # -- supply events and the relay --------------------------------------------------------------
+
+    def pq_events(self, day: int):
+        """The power-quality events and interruptions of IST day ``day`` (cached for the day in use)."""
+        cache = self._pq
+        if cache is None:
+            p = self.load.params
+            cache = self._pq = pq.DayCache(p.seed, p.meter_id, self.identity.kind)
+        return cache.get(day)
+
+    def energy_at(self, t: float):
+        """Cumulative energies at simulated time ``t``: the load model's, less what the supply and the
+        relay did not let through (`meter_core.powerquality`)."""
+        e = self.load.energy(t)
+        adjust = self._outage_adjustment(t)
+        if self.state.disconnections:
+            adjust -= self._disconnected_energy(t)
+        if adjust == 0.0:
+            return e
+        a = e.active_import_wh
+        f = max(0.0, a + adjust) / a if a > 0 else 0.0
+        return Energy(*(getattr(e, name) * f for name in ENERGY_FIELDS))
+
+    def _outages(self, day: int) -> list:
+        """The interruptions of ``day`` with the load model's energy at their ends and their pickup
+        length: [(start, end, energy at start, energy at end, pickup seconds)], cached with the day."""
+        events = self.pq_events(day)
+        cache = self._pq
+        if not cache.outages:
+            next_midnight = (day + 1) * pq.DAY - pq.IST_S
+            outs = [(e.start, e.end) for e in events if e.kind == "INTERRUPTION"]
+            cache.outages = [(s0, s1, self.load.energy(s0).active_import_wh, self.load.energy(s1).active_import_wh,
+                              min(pq.PICKUP, next_midnight - s1)) for s0, s1 in outs] or [None]
+        return cache.outages
+
+    def _outage_adjustment(self, t: float) -> float:
+        day = pq.day_of(t)
+        if not self.pq_events(day):
+            return 0.0
+        adjust = 0.0
+        for o in self._outages(day):
+            if o is None or t <= o[0]:
+                continue
+            s0, s1, e0, e1, pickup = o
+            lost = e1 - e0
+            if t <= s1:
+                adjust -= self.load.energy(t).active_import_wh - e0
+            elif t < s1 + pickup:
+                adjust -= lost * (1.0 - (t - s1) / pickup)
+        return adjust
+
+    def _disconnected_energy(self, t: float) -> float:
+        """Active energy the load would have used while the relay was open, up to ``t``."""
+        lost = 0.0
+        for start, end in self.state.disconnections:
+            if t <= start:
+                continue
+            stop = t if end is None or end > t else end
+            lost += self.load.energy(stop).active_import_wh - self.load.energy(start).active_import_wh
+        return lost
+
+    def record_event(self, category: int, code: int, now: float) -> None:
+        """Log an event that happened to this meter now (transaction, control, tamper)."""
+        eventlog.record(self, category, code, self.sim(now))
+
+    def inject_tamper(self, code: int, now: float, duration: float | None = None) -> None:
+        """A tamper (201 magnet, 203 neutral disturbance, 251 cover open) starting now; it restores
+        after ``duration`` simulated seconds where IS 15959 has a restoration event."""
+        category, restore, _bit = eventlog.TAMPERS[code]
+        t = self.sim(now)
+        eventlog.record(self, category, code, t)
+        if restore is not None and duration is not None:
+            eventlog.record(self, category, restore, t + duration)
+        self.state.tamper_count += 1
+
+    def instant_at(self, t: float):
+        """Instantaneous quantities at simulated time ``t``, with the supply events and the relay."""
+        inst = self.load.instant(t)
+        day = pq.day_of(t)
+        day_events = self.pq_events(day)
+        events = pq.active_at(day_events, t)
+        pickup = 0.0
+        for o in self._outages(day) if day_events else ():
+            if o is not None and o[1] <= t < o[1] + o[4]:
+                pickup += (o[3] - o[2]) * 3600.0 / o[4]  # W: the outage's energy spread over the pickup
+        off = self.state.disconnected
+        if not events and not pickup and not off:
+            return inst
+        return pq.apply(inst, events, pickup, off, self.load.params)
 
     def billing_period_start(self, t: float) -> float:
         """Start of the billing period holding simulated time ``t``: the last billing (or installation)."""
@@ -419,10 +531,10 @@ def _identity_value(source: str, kind: MeterKind):
                          control.set_capture_period_data)
     if source == "billing_count":
         return Attribute(lambda m, a, now: _enc_u32(m.billing_count(now)))
-    if source in ("power_failure_count", "tamper_count"):
-        # The load model has no outages or tampers yet (the events model adds them): none counted.
-        enc = _enc_u32 if source == "power_failure_count" else _enc_u16
-        return Attribute(lambda m, a, now: enc(0))
+    if source == "power_failure_count":
+        return Attribute(lambda m, a, now: _enc_u32(eventlog.outage_totals(m, m.sim(now))[0]))
+    if source == "tamper_count":
+        return Attribute(lambda m, a, now: _enc_u16(m.state.tamper_count))
     if source == "programming_count":
         return Attribute(lambda m, a, now: _enc_u16(m.state.programming_count))
     if source == "last_billing_time":
@@ -535,10 +647,11 @@ def _duration_getter(spec: cat.RegisterSpec):
             return encode(r[0] - r[1])
     elif source == "power_on_minutes":
         def get(m: Meter, a, now):
-            return encode(int(max(0.0, m.sim(now) - m.install_time) // 60))
+            t = m.sim(now)
+            return encode(int(max(0.0, t - m.install_time - eventlog.outage_totals(m, t)[1]) // 60))
     elif source == "power_off_minutes":
         def get(m: Meter, a, now):
-            return encode(0)  # no outages in the load model yet (the events model adds them)
+            return encode(int(eventlog.outage_totals(m, m.sim(now))[1] // 60))
     elif source == "period_power_on_minutes":
         def get(m: Meter, a, now):
             return encode(int(max(0.0, m.sim(now) - profiles.period_start_sim(m, now)) // 60))
@@ -815,9 +928,12 @@ def model_for(kind: MeterKind) -> MeterModel:
         objects.append(_association_object(a.obis, a.client_sap))
     objects += [_sap_assignment(), _hdlc_setup(), _tcp_udp_setup(), _security_setup(cat.MR_SECURITY_SETUP)]
     objects += control.control_objects(kind)
+    objects += _event_objects()
     objects += push.push_setup_objects(kind)
     by_key = {o.key: o for o in objects}
     objects += [profiles.profile_object(kind, spec, by_key) for spec in cat.PROFILES]
+    objects += [profiles.event_log_object(kind, c, by_key) for c in range(7)]
+    objects.append(profiles.event_scaler_profile(kind, by_key))
 
     model = MeterModel(kind, tuple(objects))
     public = {ln(s.obis) for s in cat.DATA_OBJECTS if s.public}
@@ -854,6 +970,20 @@ def model_for(kind: MeterKind) -> MeterModel:
             entries.append((obj, rights))
         model.associations[a.client_sap] = AssociationView(spec, tuple(entries))
     return model
+
+
+def _event_objects() -> list[CosemObject]:
+    """Last event code per log (0.0.96.11.x.255), the Event Status Word and its filter."""
+    out = [
+        CosemObject(DATA, ln(obis), f"Event code, {eventlog.CATEGORY_NAMES[c]} events",
+                    (ln_attribute(ln(obis)), Attribute(eventlog.last_code(c))))
+        for c, obis in enumerate(eventlog.CODE_OBIS)
+    ]
+    out.append(CosemObject(DATA, ln(cat.ESW), "Event Status Word",
+                           (ln_attribute(ln(cat.ESW)), Attribute(eventlog.esw_value))))
+    out.append(CosemObject(DATA, ln(cat.ESWF), "Event Status Word filter",
+                           (ln_attribute(ln(cat.ESWF)), Attribute(eventlog.eswf_value, eventlog.set_eswf))))
+    return out
 
 
 def _hidden(obj: CosemObject) -> frozenset[int]:

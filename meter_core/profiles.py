@@ -41,6 +41,7 @@ from meter_core.cosem.profile import (
     encode_u32,
     select,
 )
+from meter_core.eventlog import CATEGORY_NAMES, DEPTH, LOG_OBIS, EventLogSource, log_columns, snapshot_columns
 from meter_core.identity import MeterKind
 from meter_core.obis import ln
 
@@ -96,6 +97,8 @@ def block_averages(meter: Meter, key: int, t0: float, t1: float, r0, r1) -> tupl
     power = (r1[0] - r0[0]) * meter.energy_divisor * 3600.0 / seconds if seconds > 0 else 0.0
     # A block's mean voltage wanders a little around the feeder level: 21 seeded bits per phase.
     h = _mix64((p.seed * 0x100000001B3) ^ (p.meter_id << 32) ^ (key & 0xFFFFFFFF))
+    # supply events in the block (interruptions, sags, swells, unbalance) move the block's mean voltage
+    factors = _event_factors(meter, t0, t1)
     volts = []
     currents = []
     for phase, (share, pf, offset) in enumerate(zip(p.phase_share, p.phase_pf, p.voltage_offset, strict=True)):
@@ -104,10 +107,25 @@ def block_averages(meter: Meter, key: int, t0: float, t1: float, r0, r1) -> tupl
             currents.append(0.0)
             continue
         wander = (((h >> (21 * phase)) & 0x1FFFFF) / 2097152.0 - 0.5) * 0.006
-        v = p.nominal_voltage * (1.0 + offset + wander)
+        v = p.nominal_voltage * (1.0 + offset + wander) * factors[phase]
         volts.append(v)
-        currents.append(power * share / (v * pf))
+        currents.append(power * share / (v * pf) if v > 0 else 0.0)
     return tuple(volts), tuple(currents)
+
+
+_NO_EVENTS = (1.0, 1.0, 1.0)
+
+
+def _event_factors(meter: Meter, t0: float, t1: float) -> tuple[float, float, float]:
+    from meter_core import powerquality as pq
+
+    d0, d1 = pq.day_of(t0), pq.day_of(t1)
+    events = meter.pq_events(d0)
+    if d1 != d0:
+        events = (*events, *meter.pq_events(d1))
+    if not events:
+        return _NO_EVENTS
+    return pq.voltage_factors(events, t0, t1)
 
 
 class BlockLoad:
@@ -279,6 +297,8 @@ class Live:
 
 
 SOURCES = {"block": BlockLoad(), "daily": DailyLoad(), "billing": Billing(), "live": Live(), "scaler": Live()}
+for _c in range(7):
+    SOURCES[f"event{_c}"] = EventLogSource(_c)
 
 
 # -- columns -------------------------------------------------------------------------------------------
@@ -353,6 +373,8 @@ def _columns(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[int, by
                 value = (lambda b: lambda m, row: b)(get)
             else:
                 value = (lambda g: lambda m, row: g(m, row[0], row[1]))(get)
+        elif spec.rows.startswith("event"):
+            value = _event_value(kind, class_id, obis)
         elif class_id == 8:
             value = (lambda m, row: clock_stamp(row.clock)) if spec.rows == "block" else (
                 lambda m, row: clock_stamp(row[0]))
@@ -364,6 +386,39 @@ def _columns(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[int, by
             value = _billing_value(kind, class_id, obis, attribute)
         out.append(Column(class_id, raw, attribute, value))
     return tuple(out)
+
+
+def _event_value(kind: MeterKind, class_id: int, obis: str):
+    """Columns of an event log: clock, event code, and the snapshot at the event (as served live)."""
+    if class_id == 8:
+        return lambda m, row: clock_stamp(row.clock)
+    if class_id == 1:
+        enc = int_encoder(DataType.LONG_UNSIGNED)
+        return lambda m, row: enc(row.code)
+    spec = _register_spec(kind, class_id, obis)
+    encode = int_encoder(spec.type)
+    if spec.source in ENERGY_INDEX:
+        i = ENERGY_INDEX[spec.source]
+        return lambda m, row: encode(m.readings(row.t)[i])
+    factor = 10.0 ** -spec.scaler
+    name, _, phase = spec.source.rpartition("_")
+    if phase in _PHASE:
+        field, i = {"current": "current", "voltage": "voltage", "pf": "pf"}[name], _PHASE[phase]
+        return lambda m, row: encode(round(getattr(m.instant_at(row.t), field)[i] * factor))
+    return lambda m, row: encode(round(getattr(m.instant_at(row.t), spec.source) * factor))
+
+
+def event_log_object(kind: MeterKind, category: int, objects) -> CosemObject:
+    """The event log 0.0.99.98.<category>.255 of meters of ``kind``."""
+    spec = cat.ProfileSpec(LOG_OBIS[category], f"Event log, {CATEGORY_NAMES[category]} events", f"event{category}",
+                           {kind: log_columns(category, kind)}, depth=DEPTH[category])
+    return profile_object(kind, spec, objects)
+
+
+def event_scaler_profile(kind: MeterKind, objects) -> CosemObject:
+    spec = cat.ProfileSpec("1.0.94.91.7.255", "Scaler profile - events", "scaler",
+                           {kind: tuple((c, o, 3) for c, o, _a in snapshot_columns(kind))})
+    return profile_object(kind, spec, objects)
 
 
 # -- the profile objects ------------------------------------------------------------------------------
@@ -392,10 +447,11 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
                                    _set_capture_period)
         entries = Attribute(lambda m, a, now: encode_u32(source.depth(m)))
     else:
-        period = {"daily": DAY, "billing": 0, "live": 0, "scaler": 0}[spec.rows]
+        period = {"daily": DAY}.get(spec.rows, 0)
         capture_period = Attribute(encode_u32(period))
-        entries = Attribute(encode_u32(source.depth if spec.rows in ("daily", "billing") else 1))
-    sort_object = static(_definition(clock_def if spec.rows in ("block", "daily") else (0, bytes(6), 0, 0)))
+        entries = Attribute(encode_u32(spec.depth if spec.rows.startswith(("daily", "billing", "event")) else 1))
+    timed = spec.rows in ("block", "daily") or spec.rows.startswith("event")
+    sort_object = static(_definition(clock_def if timed else (0, bytes(6), 0, 0)))
     return CosemObject(
         PROFILE_GENERIC, raw_ln, spec.name,
         (

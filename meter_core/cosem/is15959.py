@@ -226,6 +226,8 @@ HDLC_SETUP = "0.0.22.0.0.255"
 TCP_UDP_SETUP = "0.0.25.0.0.255"
 IPV4_SETUP = "0.0.25.1.0.255"
 MR_SECURITY_SETUP = "0.0.43.0.2.255"
+ESW = "0.0.94.91.18.255"
+ESWF = "0.0.94.91.26.255"
 
 # India Standard Time: +05:30, no daylight saving (facts section 13).
 IST_OFFSET_MINUTES = 330
@@ -275,6 +277,7 @@ MR_WRITABLE: dict[str, frozenset[int]] = {
     "0.0.15.0.0.255": frozenset({4}),  # billing date
     "0.0.13.0.0.255": frozenset({6, 7, 8, 9, 10}),  # passive TOD calendar and its activation time
     "0.0.17.0.0.255": frozenset({4}),  # load limit (threshold_normal)
+    "0.0.94.91.26.255": frozenset({2}),  # ESW filter
 }
 MR_METHODS: dict[str, frozenset[int]] = {
     CLOCK: frozenset({1, 2, 3, 6}),

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from fleet import backfill as bf
+from fleet.groundtruth import COLUMNS
 from fleet.settings import FleetOptions
 from meter_core.groundtruth import block_records
 from meter_core.identity import MeterKind
@@ -47,7 +48,10 @@ def test_backfill_writes_the_window_once_and_resumes(database_url):
     blocks = query(database_url, "SELECT meter_id, count(*) AS n, count(DISTINCT capture_time) AS d "
                                  "FROM block_load_profile GROUP BY meter_id ORDER BY meter_id")
     assert [(r["meter_id"], r["n"], r["d"]) for r in blocks] == [(i, 96, 96) for i in range(30)]
-    assert rows == 30 * (96 * 2 + 2) - 1  # blocks, snapshots, 2 midnights; meter 12's first block was there
+    in_tables = sum(query(database_url, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in COLUMNS)
+    assert rows == in_tables - 1  # every row counted once; meter 12's first block was there already
+    events = query(database_url, "SELECT count(*) AS n FROM event_logs")[0]["n"]
+    assert in_tables - events - query(database_url, "SELECT count(*) AS n FROM eswf_status")[0]["n"] == 30 * (96 * 2 + 2)
     # the pre-existing row kept its value, which is the backfill's own
     got = query(database_url, "SELECT active_import_wh FROM block_load_profile WHERE meter_id = 12 "
                               "ORDER BY capture_time LIMIT 1")

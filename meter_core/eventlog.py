@@ -1,0 +1,284 @@
+"""The seven IS 15959 event logs, the last-event-code objects, event counters, ESW and ESWF.
+
+Events come from two places, merged in time order per log (facts section 10):
+
+- the supply, a pure function of (seed, meter_id, day) (`meter_core.powerquality`): voltage events
+  (low 9/10, over 7/8, unbalance 11/12) and power failures (101/102);
+- what happened to this meter, kept in its small state (only for meters it happened to): clock set
+  and other programming (transaction 151-166), relay (control 301/302), tampers a test or an
+  operator injected (other 201-204, non-roll-over 251).
+
+A log holds its last N entries (FIFO depths 70/70/40/20/60/1/1 of the published model, facts 9.1,
+UNCONFIRMED as normative). Entry keys count from the oldest entry in the buffer, so entry numbers are
+what a head-end reads by entry; the log is found by walking back day by day from now, at most
+`SCAN_DAYS` days (an entry older than that has been pushed out by newer ones, or the log is quiet).
+Voltage, current and other logs capture the clock, the event code and a snapshot of the phase
+currents, voltages, power factors and the cumulative kWh at the event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from meter_core import powerquality as pq
+from meter_core.apdu.codes import DataAccessResult
+from meter_core.axdr import BitString, Data, DataType
+from meter_core.cosem.model import encode_value, int_encoder
+from meter_core.identity import MeterKind
+
+if TYPE_CHECKING:
+    from meter_core.meter import Meter
+
+VOLTAGE, CURRENT, POWER, TRANSACTION, OTHER, NON_ROLLOVER, CONTROL = range(7)
+CATEGORY_NAMES = ("voltage", "current", "power", "transaction", "other", "non_rollover", "control")
+DEPTH = (70, 70, 40, 20, 60, 1, 1)
+LOG_OBIS = tuple(f"0.0.99.98.{c}.255" for c in range(7))
+CODE_OBIS = tuple(f"0.0.96.11.{c}.255" for c in range(7))
+SCAN_DAYS = 400
+
+# (occurrence, restoration) code and ESW bit of each supply event kind with an IS 15959 event.
+PQ_CODES = {
+    "VOLTAGE_SAG": (VOLTAGE, 9, 10, 4),
+    "VOLTAGE_SWELL": (VOLTAGE, 7, 8, 3),
+    "VOLTAGE_UNBALANCE": (VOLTAGE, 11, 12, 5),
+    "INTERRUPTION": (POWER, 101, 102, 85),
+}
+# Tampers that can be injected: code -> (category, restoration code or None, ESW bit).
+TAMPERS = {
+    201: (OTHER, 202, 81),  # magnet
+    203: (OTHER, 204, 82),  # neutral disturbance
+    251: (NON_ROLLOVER, None, 83),  # cover open (occurrence only)
+}
+FIRST_BREATH_S = 3600.0
+BILLING_BIT_S = 3600.0
+_enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
+
+
+class Event(NamedTuple):
+    time: float  # simulated time
+    category: int
+    code: int
+
+
+def _day_events(meter: Meter, day: int) -> list[Event]:
+    out = []
+    for e in meter.pq_events(day):
+        codes = PQ_CODES.get(e.kind)
+        if codes is None:
+            continue
+        category, on, off, _bit = codes
+        out.append(Event(e.start, category, on))
+        out.append(Event(e.end, category, off))
+    return out
+
+
+def generated_between(meter: Meter, t0: float, t1: float, category: int | None = None) -> list[Event]:
+    """Supply events in (t0, t1], in time order."""
+    out = []
+    for day in range(pq.day_of(t0), pq.day_of(t1) + 1):
+        out += [e for e in _day_events(meter, day) if t0 < e.time <= t1 and (category is None or e.category == category)]
+    out.sort()
+    return out
+
+
+def recorded_between(meter: Meter, t0: float, t1: float, category: int | None = None) -> list[Event]:
+    return [Event(*e) for e in meter.state.events if t0 < e[0] <= t1 and (category is None or e[1] == category)]
+
+
+def events_between(meter: Meter, t0: float, t1: float, category: int | None = None) -> list[Event]:
+    """Every event of the meter in simulated (t0, t1], in time order."""
+    events = generated_between(meter, max(t0, meter.install_time), t1, category)
+    events += recorded_between(meter, t0, t1, category)
+    events.sort()
+    return events
+
+
+def last_events(meter: Meter, category: int, t: float, n: int) -> list[Event]:
+    """The last ``n`` events of ``category`` at or before simulated ``t``, oldest first."""
+    found = recorded_between(meter, -math.inf, t, category)
+    if category in (VOLTAGE, POWER):
+        day = pq.day_of(t)
+        first_day = max(pq.day_of(meter.install_time), day - SCAN_DAYS)
+        generated: list[Event] = []
+        while day >= first_day and len(generated) < n:
+            generated = [e for e in _day_events(meter, day) if e.category == category and e.time <= t
+                         and e.time > meter.install_time] + generated
+            day -= 1
+        found += generated
+    found.sort()
+    return found[-n:]
+
+
+def record(meter: Meter, category: int, code: int, t: float) -> None:
+    """Keep an event that happened to this meter (bounded per category by its log's depth)."""
+    state = meter.state
+    events = (*state.events, (t, category, code))
+    mine = [e for e in events if e[1] == category]
+    if len(mine) > DEPTH[category]:
+        drop = mine[0]
+        events = tuple(e for e in events if e is not drop)
+    state.events = events
+    counts = dict(state.event_counts)
+    counts[category] = counts.get(category, 0) + 1
+    state.event_counts = tuple(sorted(counts.items()))
+
+
+# -- counters -----------------------------------------------------------------------------------------
+
+
+def outage_totals(meter: Meter, t: float) -> tuple[int, float]:
+    """(power failures, seconds without supply) from installation to simulated ``t``.
+
+    Walks every day since installation once per meter and keeps the running totals up to the last
+    whole day (a few numbers), so later reads only add the days since.
+    """
+    cache = meter.outage_cache
+    start_day = pq.day_of(meter.install_time)
+    day_t = pq.day_of(t)
+    if cache is None or cache[0] > day_t:
+        cache = (start_day, 0, 0.0)
+    day, count, seconds = cache
+    while day < day_t:
+        for e in meter.pq_events(day):
+            if e.kind == "INTERRUPTION" and e.start > meter.install_time:
+                count += 1
+                seconds += e.end - e.start
+        day += 1
+    meter.outage_cache = (day, count, seconds)
+    for e in meter.pq_events(day_t):
+        if e.kind == "INTERRUPTION" and meter.install_time < e.start <= t:
+            count += 1
+            seconds += min(e.end, t) - e.start
+    return count, seconds
+
+
+# -- Event Status Word ----------------------------------------------------------------------------------
+
+
+def esw_bits(meter: Meter, t: float) -> set[int]:
+    """The ESW bits set at simulated ``t`` (facts section 11)."""
+    bits: set[int] = set()
+    day = pq.day_of(t)
+    for e in (*meter.pq_events(day - 1), *meter.pq_events(day)):
+        codes = PQ_CODES.get(e.kind)
+        if codes is None:
+            continue
+        if e.start <= t < e.end:
+            bits.add(codes[3])
+        if e.kind == "INTERRUPTION" and e.end <= t < e.end + FIRST_BREATH_S:
+            bits.add(86)
+    active: set[int] = set()
+    for time, _category, code in sorted(meter.state.events):
+        if time > t:
+            break
+        tamper = TAMPERS.get(code)
+        if tamper is not None:
+            active.add(tamper[2])
+        for _occ, (_cat, restore, bit) in TAMPERS.items():
+            if code == restore:
+                active.discard(bit)
+    bits |= active
+    if meter.state.disconnected:
+        bits.add(84)
+    from meter_core.profiles import billing_closures
+
+    clock = meter.clock_at_sim(t)
+    _, recent = billing_closures(meter, clock, 1)
+    if recent and clock - recent[-1] < BILLING_BIT_S:
+        bits.add(87)
+    return bits
+
+
+def bitstring(bits: set[int]) -> bytes:
+    out = bytearray(16)
+    for b in bits:
+        out[b >> 3] |= 0x80 >> (b & 7)
+    return bytes(out)
+
+
+def esw_value(meter: Meter, assoc, now: float) -> bytes:
+    return encode_value(Data(DataType.BIT_STRING, BitString(128, bitstring(esw_bits(meter, meter.sim(now))))))
+
+
+def eswf_value(meter: Meter, assoc, now: float) -> bytes:
+    return encode_value(Data(DataType.BIT_STRING, BitString(128, meter.state.eswf or b"\xff" * 16)))
+
+
+def set_eswf(meter: Meter, assoc, value: Data, now: float) -> DataAccessResult:
+    if value.tag is not DataType.BIT_STRING:
+        return DataAccessResult.TYPE_UNMATCHED
+    if value.value.bits != 128:
+        return DataAccessResult.OTHER_REASON
+    meter.state.eswf = bytes(value.value.data)
+    from meter_core.control import programmed
+
+    programmed(meter, 165, now)
+    return DataAccessResult.SUCCESS
+
+
+def last_code(category: int):
+    def get(meter: Meter, assoc, now: float) -> bytes:
+        found = last_events(meter, category, meter.sim(now), 1)
+        return _enc_u16(found[-1].code if found else 0)
+
+    return get
+
+
+# -- the logs as profiles --------------------------------------------------------------------------------
+
+
+class EventRow(NamedTuple):
+    clock: float
+    code: int
+    t: float  # simulated time, for the snapshot
+
+
+class EventLogSource:
+    """Rows of one event log: keys 0.. count from the oldest entry in the buffer."""
+
+    def __init__(self, category: int) -> None:
+        self.category = category
+        self._memo: tuple | None = None
+
+    def _entries(self, meter: Meter, now: float) -> list[Event]:
+        key = (id(meter), meter.sim(now), meter.state.events)
+        memo = self._memo
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        entries = last_events(meter, self.category, meter.sim(now), DEPTH[self.category])
+        self._memo = (key, entries)
+        return entries
+
+    def keys(self, meter: Meter, now: float) -> range:
+        return range(len(self._entries(meter, now)))
+
+    def time_of(self, meter: Meter, key: int, now: float) -> float:
+        return stamp_of(meter, self._entries(meter, now)[key].time)
+
+    def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[EventRow]:
+        entries = self._entries(meter, now)
+        for k in keys:
+            e = entries[k]
+            yield EventRow(stamp_of(meter, e.time), e.code, e.time)
+
+
+def stamp_of(meter: Meter, t: float) -> float:
+    """The time stamp of an event at simulated ``t``: the meter clock, in whole seconds."""
+    return float(math.floor(meter.clock_at_sim(t)))
+
+
+def snapshot_columns(kind: MeterKind) -> tuple[tuple[int, str, int], ...]:
+    if kind is MeterKind.SINGLE_PHASE:
+        return tuple((3, o, 2) for o in ("1.0.11.7.0.255", "1.0.12.7.0.255", "1.0.13.7.0.255", "1.0.1.8.0.255"))
+    return tuple((3, o, 2) for o in (
+        "1.0.31.7.0.255", "1.0.51.7.0.255", "1.0.71.7.0.255", "1.0.32.7.0.255", "1.0.52.7.0.255",
+        "1.0.72.7.0.255", "1.0.33.7.0.255", "1.0.53.7.0.255", "1.0.73.7.0.255", "1.0.1.8.0.255"))
+
+
+def log_columns(category: int, kind: MeterKind) -> tuple[tuple[int, str, int], ...]:
+    head = ((8, "0.0.1.0.0.255", 2), (1, CODE_OBIS[category], 2))
+    if category in (VOLTAGE, CURRENT, OTHER):
+        return (*head, *snapshot_columns(kind))
+    return head
