@@ -40,6 +40,9 @@ def _fleet_options(f):
                      help="Secret the meters' passwords and keys derive from (env FLEET_SECRET)."),
         click.option("--kind", type=click.Choice([k.value for k in MeterKind]), default="3ph", show_default=True,
                      help="Meter kind: 1ph, 3ph whole current, or ctpt (CT/PT operated)."),
+        click.option("--mix", default=None,
+                     help="Shares of meter kinds, e.g. 1ph=0.7,3ph=0.25,ctpt=0.05, or @FILE (TOML with a [mix] "
+                          "table); overrides --kind."),
         click.option("--transport", type=click.Choice(["wrapper", "hdlc"]), default="wrapper", show_default=True,
                      help="Framing on each meter's TCP port: IEC 62056-47 wrapper or HDLC."),
         click.option("--mode", type=click.Choice(["listen", "gateway", "dial"]), default="listen",
@@ -56,7 +59,7 @@ def _fleet_options(f):
     return f
 
 
-def _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard) -> FleetOptions:
+def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard) -> FleetOptions:
     if mode != "listen":
         raise FleetError(f"--mode {mode} is not available yet; use --mode listen")
     hosts = tuple(h.strip() for h in host.split(",") if h.strip())
@@ -72,12 +75,39 @@ def _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port
         seed=seed,
         fleet_secret=fleet_secret.encode() if fleet_secret else DEFAULT_FLEET_SECRET,
         kind=MeterKind(kind),
+        mix=_parse_mix(mix),
         transport=Transport(transport),
         mode=mode,
         hosts=hosts,
         port_base=port_base,
         shard=parse_shard(shard),
     )
+
+
+def _parse_mix(text: str | None) -> tuple:
+    """--mix KIND=SHARE,... or --mix @FILE (TOML: a [mix] table of KIND = SHARE)."""
+    from meter_core.identity import parse_mix
+
+    if text is None:
+        return ()
+    if text.startswith("@"):
+        import tomllib
+
+        path = text[1:]
+        try:
+            with open(path, "rb") as f:
+                table = tomllib.load(f).get("mix")
+        except OSError as e:
+            raise FleetError(f"--mix {text}: cannot read {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise FleetError(f"--mix {text}: not TOML: {e}") from None
+        if not isinstance(table, dict) or not table:
+            raise FleetError(f"--mix {text}: no [mix] table of KIND = SHARE")
+        text = ",".join(f"{k}={v}" for k, v in table.items())
+    try:
+        return parse_mix(text)
+    except ValueError as e:
+        raise FleetError(f"--mix: {e}") from None
 
 
 def _database_option(f):
@@ -110,12 +140,12 @@ def cli() -> None:
               default=None, help="Where workers keep ground-truth rows while the database is away "
                                  "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
 @_database_option
-def run(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard, workers, speed, start,
+def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, workers, speed, start,
         metrics_port, hes, drift_ppm, spool_dir, database_url, data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
     from fleet import pg
 
-    options = _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard)
+    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard)
     if hes is not None:
         raise FleetError("--hes is used by dial mode and pushes, which are not available yet")
     sim_start = _parse_start(start)
@@ -233,7 +263,7 @@ def db_migrate(database_url, data_dir) -> None:
 @click.option("--jobs", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(min=1),
               help="Processes computing and writing rows.")
 @_database_option
-def backfill(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard, days, end, ids, jobs,
+def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, days, end, ids, jobs,
              database_url, data_dir) -> None:
     """Write DAYS days of profile history (block load, daily, billing, snapshots) for the fleet.
 
@@ -242,7 +272,7 @@ def backfill(meters, seed, fleet_secret, kind, transport, mode, host, port_base,
     from fleet import backfill as bf
     from fleet import pg
 
-    options = _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard)
+    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard)
     meter_ids = _parse_ids(ids, options.meters)
     end_time = None if end is None else _parse_start(end)
     if end_time is not None and end_time > time.time():
@@ -296,11 +326,11 @@ def meters() -> None:
               help="json: one array of meter objects; csv: one row per meter and client.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File to write (default: standard output).")
-def meters_export(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard, fmt, output) -> None:
+def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, fmt, output) -> None:
     """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter."""
     from fleet import export
 
-    options = _build_options(meters, seed, fleet_secret, kind, transport, mode, host, port_base, shard)
+    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard)
     write = export.write_json if fmt == "json" else export.write_csv
     if output is None:
         write(options, sys.stdout)

@@ -25,7 +25,7 @@ AUTHENTICATION_NAMES = {
 }
 
 CSV_COLUMNS = (
-    "meter_id", "serial", "logical_device_name", "system_title", "host", "port", "transport",
+    "meter_id", "kind", "serial", "logical_device_name", "system_title", "host", "port", "transport",
     "server_logical_address", "server_physical_address", "client_sap", "association", "authentication",
     "password", "hls_secret", "security_suite", "security_policy", "block_key", "auth_key", "master_key",
     "client_system_title",
@@ -48,6 +48,7 @@ def meter_record(options: FleetOptions, meter_id: int) -> dict:
         clients.append(client)
     return {
         "meter_id": meter_id,
+        "kind": ident.kind.value,
         "serial": ident.serial,
         "logical_device_name": ident.logical_device_name,
         "system_title": ident.system_title.hex(),

@@ -407,13 +407,13 @@ def _sim_now(clock) -> float | None:
 async def _upsert_meters(conn: asyncpg.Connection, worker) -> None:
     """Insert or refresh the ``meters`` rows of the worker's shard (COPY to staging, then one upsert)."""
     options, fleet = worker.options, worker.fleet
-    kind, transport = fleet.kind.value, options.transport.value
+    transport = options.transport.value
 
     def records():
         for meter_id in worker.shard:
             ident = meter_identity(fleet, meter_id)
             host, port = options.address(meter_id)
-            yield (meter_id, ident.serial, ident.logical_device_name, ident.system_title, kind, transport, host,
+            yield (meter_id, ident.serial, ident.logical_device_name, ident.system_title, ident.kind.value, transport, host,
                    port, ident.hdlc_physical_address)
 
     async with conn.transaction():

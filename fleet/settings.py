@@ -23,6 +23,7 @@ class FleetOptions:
     seed: int = 1
     fleet_secret: bytes = DEFAULT_FLEET_SECRET
     kind: MeterKind = MeterKind.THREE_PHASE
+    mix: tuple[tuple[MeterKind, float], ...] = ()
     transport: Transport = Transport.WRAPPER
     mode: str = "listen"
     hosts: tuple[str, ...] = ("127.0.0.1",)
@@ -46,7 +47,7 @@ class FleetOptions:
 
     @property
     def fleet(self) -> FleetConfig:
-        return FleetConfig(seed=self.seed, secret=self.fleet_secret, kind=self.kind)
+        return FleetConfig(seed=self.seed, secret=self.fleet_secret, kind=self.kind, mix=self.mix)
 
     def address(self, meter_id: int) -> tuple[str, int]:
         """Where meter ``meter_id`` listens: meter i on port-base + i, then the next host."""

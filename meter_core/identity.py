@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import struct
 from dataclasses import dataclass
 from enum import Enum
@@ -38,10 +39,16 @@ class FleetConfig:
     secret: bytes = DEFAULT_FLEET_SECRET
     flag_id: str = DEFAULT_FLAG_ID
     kind: MeterKind = MeterKind.THREE_PHASE
+    # Shares of meter kinds ((kind, share), ...) summing to 1; empty = every meter is ``kind``.
+    mix: tuple[tuple[MeterKind, float], ...] = ()
     manufacturer: str = "COSEM-FLEET SIMULATED METERS"
     firmware_version: str = "CSF-IS15959-1.0"
 
     def __post_init__(self) -> None:
+        if self.mix:
+            total = sum(share for _, share in self.mix)
+            if abs(total - 1.0) > 1e-6 or any(share < 0 for _, share in self.mix):
+                raise ValueError(f"meter kind shares must be >= 0 and add up to 1, not {total:g}")
         if len(self.flag_id) != 3 or not self.flag_id.isascii() or not self.flag_id.isalpha():
             raise ValueError(f"flag id must be three ASCII letters, got {self.flag_id!r}")
         if not 0 <= self.seed < 2**63:
@@ -106,6 +113,44 @@ def lls_password(fleet: FleetConfig, meter_id: int) -> str:
     return "".join(_PASSWORD_ALPHABET[b % len(_PASSWORD_ALPHABET)] for b in raw)
 
 
+def kind_of(fleet: FleetConfig, meter_id: int) -> MeterKind:
+    """The kind of meter ``meter_id``: drawn from the fleet's mix by a stable hash of (seed, meter_id),
+    so any process gets the same answer and the shares hold over any large range of ids."""
+    if not fleet.mix:
+        return fleet.kind
+    u = stable_hash("kind", fleet.seed, meter_id) / 2.0**64
+    acc = 0.0
+    for kind, share in fleet.mix:
+        acc += share
+        if u < acc:
+            return kind
+    return fleet.mix[-1][0]
+
+
+def parse_mix(text: str) -> tuple[tuple[MeterKind, float], ...]:
+    """``1ph=0.7,3ph=0.25,ctpt=0.05`` as ((kind, share), ...); ValueError with the reason if not."""
+    out = []
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            kind = MeterKind(name.strip())
+        except ValueError:
+            raise ValueError(f"unknown meter kind {name.strip()!r} (use 1ph, 3ph, ctpt)") from None
+        try:
+            share = float(value) if sep else math.nan
+        except ValueError:
+            share = math.nan
+        if not share == share or share < 0:
+            raise ValueError(f"{part.strip()!r}: expected KIND=SHARE with a share >= 0")
+        out.append((kind, share))
+    if len({k for k, _ in out}) != len(out):
+        raise ValueError("a meter kind is given twice")
+    total = sum(s for _, s in out)
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"shares add up to {total:g}, not 1")
+    return tuple(out)
+
+
 def meter_identity(fleet: FleetConfig, meter_id: int) -> MeterIdentity:
     """Every name of meter ``meter_id`` of ``fleet``."""
     if meter_id < 0:
@@ -115,7 +160,7 @@ def meter_identity(fleet: FleetConfig, meter_id: int) -> MeterIdentity:
     flag = fleet.flag_id.upper()
     return MeterIdentity(
         meter_id=meter_id,
-        kind=fleet.kind,
+        kind=kind_of(fleet, meter_id),
         serial_number=serial_number,
         serial=serial,
         # IS 15959 logical device name: FLAG id then 13 manufacturer-specific characters (16 in all).

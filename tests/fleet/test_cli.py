@@ -37,6 +37,9 @@ def test_every_command_has_help(command):
 
 
 @pytest.mark.parametrize("args, words", [
+    (["meters", "export", "--mix", "1ph=0.5"], ["--mix", "add up"]),
+    (["meters", "export", "--mix", "@/no/such/mix.toml"], ["--mix", "cannot read"]),
+    (["run", "--mix", "2ph=1"], ["--mix", "unknown"]),
     (["run", "--meters", "0"], ["--meters"]),
     (["run", "--port-base", "70000"], ["--port-base"]),
     (["run", "--transport", "serial"], ["--transport"]),
