@@ -3,40 +3,39 @@
 The model is built so that energy is exactly the integral of the power the meter reports, and can
 be computed at any instant in constant time (a meter's history is never stored):
 
-    P(t) = base * w(day) * (s(h) + e[day][k])
+    P(t) = base * F(day) * S(h) * (1 + e[day][k])
 
-- ``s(h)`` is a smooth daily shape of the hour of day ``h`` (IST): 1 plus two harmonics, so its mean
-  over a day is exactly 1 and its integral has a closed form;
-- ``e[day][k]`` is a seeded deviation per 15-minute interval ``k`` whose sum over a day is exactly
-  zero (drawn, then centred), so it changes the shape of a day but not its total;
-- ``w(day)`` is the weekday/weekend factor of the meter's consumer.
+- ``F(day)`` is the level of the day for the meter's consumer category: the mean load of the day's
+  template (`meter_core.templates`: season, weekday/weekend/holiday) over the category's weekday
+  average; the sums of F over days come from a table shared by all meters of a category;
+- ``S(h)`` is the day's shape, hour of day ``h`` (IST): the template's hourly shape (mean 1) blended
+  with a small smooth per-meter shape (two harmonics, mean 1) so meters of one category differ; its
+  integral has a closed form;
+- ``e[day][k]`` is a seeded deviation per 15-minute interval ``k``, centred so that the day's
+  energy is exactly ``24 * base * F(day)`` (drawn from a ``random.Random`` seeded by meter and
+  day, and cached for the day in use).
 
-So a whole day holds ``24 * base * w(day)`` Wh, whole weeks have a closed form, and the energy of a
-part of a day needs one day's 96 deviations (drawn from a ``random.Random`` seeded by meter and
-day, and cached for the day in use). Reactive and apparent energy follow from a power factor that
-is fixed per meter and phase: ``Q = k * P`` and ``S = sqrt(1 + k**2) * P`` for the totals.
-
-Voltages, frequency and the per-interval jitter of the instantaneous values do not enter energy and
-are drawn per second, seeded the same way. Issue 4 replaces the single shape with the templates of
-``load_profile_templates`` (season, day type, holidays, consumer categories) on this same frame.
+Reactive and apparent energy follow from a power factor fixed per meter and phase: ``Q = k * P`` and
+``S = sqrt(1 + k**2) * P`` for the totals. Voltages, frequency and the jitter of the instantaneous
+values do not enter energy and are drawn per second, seeded the same way.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import math
 import random
 import struct
 from dataclasses import dataclass
 
+from meter_core import templates as tpl
 from meter_core.identity import MeterKind
 
 DAY = 86400.0
 INTERVAL = 900.0  # seconds of one deviation step
 INTERVALS_PER_DAY = 96
 IST_SECONDS = 330 * 60
-# 1970-01-01 was a Thursday; day 0 of our IST day count is that Thursday.
-_THURSDAY = 3  # Monday = 0
 _TWO_PI = 2.0 * math.pi
 _SQRT3 = math.sqrt(3.0)
 
@@ -48,7 +47,7 @@ def _rng(*parts: int) -> random.Random:
 
 
 # Stream numbers keep the draws for different purposes apart.
-_PARAMS, _DEVIATIONS, _JITTER = 1, 2, 3
+_PARAMS, _DEVIATIONS, _JITTER, _WEATHER, _DAY_NOISE = 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +59,6 @@ class MeterParams:
     kind: MeterKind
     install_time: float  # Unix time the meter started counting (its registers were 0 then)
     base_power: float  # W, mean over a day of a weekday
-    weekend_factor: float
     harmonic1: tuple[float, float]  # (amplitude, hour of the peak)
     harmonic2: tuple[float, float]
     deviation: float  # half-width of the per-interval deviation before centring
@@ -70,6 +68,8 @@ class MeterParams:
     voltage_offset: tuple[float, float, float]  # per phase, fraction of nominal (feeder position)
     ct_ratio: int
     pt_ratio: int
+    category: str = "residential"  # consumer category of the templates
+    blend: float = 0.2  # share of the meter's own smooth shape in its daily shape
 
 
 def meter_params(seed: int, meter_id: int, kind: MeterKind, epoch_start: float) -> MeterParams:
@@ -82,23 +82,25 @@ def meter_params(seed: int, meter_id: int, kind: MeterKind, epoch_start: float) 
     install_time = install_day * DAY - IST_SECONDS
     if kind is MeterKind.SINGLE_PHASE:
         base = r.uniform(150.0, 900.0)  # a household: 3.6-21.6 kWh a day
-        weekend = r.uniform(1.0, 1.25)
         nominal, ct, pt = 230.0, 1, 1
         share = (1.0, 0.0, 0.0)
     elif kind is MeterKind.THREE_PHASE:
         base = r.uniform(1500.0, 9000.0)  # shops, small offices and workshops
-        weekend = r.uniform(0.45, 1.0)
         nominal, ct, pt = 230.0, 1, 1
         a, b = r.uniform(0.25, 0.4), r.uniform(0.25, 0.4)
         share = (a, b, 1.0 - a - b)
     else:
         base = r.uniform(120_000.0, 1_200_000.0)  # an 11 kV HT consumer
-        weekend = r.uniform(0.5, 0.95)
         nominal = 11000.0 / _SQRT3
         ct = r.choice((10, 20, 40, 60, 80))  # 50/5 .. 400/5
         pt = 100  # 11000/110
         a, b = r.uniform(0.3, 0.36), r.uniform(0.3, 0.36)
         share = (a, b, 1.0 - a - b)
+    category = _draw_category(r, kind)
+    if category == "residential" and kind is MeterKind.THREE_PHASE:
+        base = r.uniform(400.0, 2000.0)  # a large house on three phases
+    elif category == "agricultural_pump" and kind is not MeterKind.CT_PT:
+        base = r.uniform(400.0, 900.0) if kind is MeterKind.SINGLE_PHASE else r.uniform(1200.0, 2500.0)
     a1 = r.uniform(0.25, 0.45)
     a2 = r.uniform(0.1, 0.25)  # a1 + a2 <= 0.7 keeps s(h) >= 0.3
     pf = tuple(r.uniform(0.86, 0.99) if s > 0 else 1.0 for s in share)
@@ -108,7 +110,6 @@ def meter_params(seed: int, meter_id: int, kind: MeterKind, epoch_start: float) 
         kind=kind,
         install_time=install_time,
         base_power=base,
-        weekend_factor=weekend,
         harmonic1=(a1, r.uniform(18.0, 21.0)),  # evening peak
         harmonic2=(a2, r.uniform(8.0, 11.0)),  # morning bump
         deviation=r.uniform(0.05, 0.1),
@@ -118,7 +119,85 @@ def meter_params(seed: int, meter_id: int, kind: MeterKind, epoch_start: float) 
         voltage_offset=tuple(r.uniform(-0.04, 0.03) for _ in range(3)),
         ct_ratio=ct,
         pt_ratio=pt,
+        category=category,
+        # pumps run on or off with the supply hours; other loads keep some of their own rhythm
+        blend=0.0 if category == "agricultural_pump" else r.uniform(0.1, 0.3),
     )
+
+
+# Consumer categories per meter kind (shares): households on single phase, shops and workshops on
+# three phase, HT industry and large commercial on CT/PT.
+_CATEGORY_SHARES = {
+    MeterKind.SINGLE_PHASE: (("residential", 0.85), ("commercial", 0.10), ("agricultural_pump", 0.05)),
+    MeterKind.THREE_PHASE: (("commercial", 0.45), ("residential", 0.25), ("industrial", 0.15),
+                            ("agricultural_pump", 0.15)),
+    MeterKind.CT_PT: (("industrial", 0.7), ("commercial", 0.3)),
+}
+
+
+def _draw_category(r: random.Random, kind: MeterKind) -> str:
+    u = r.random()
+    acc = 0.0
+    for name, share in _CATEGORY_SHARES[kind]:
+        acc += share
+        if u < acc:
+            return name
+    return _CATEGORY_SHARES[kind][-1][0]
+
+
+# -- the calendar of a category, shared by every meter of it -------------------------------------------
+
+_D0 = (_dt.date(2019, 1, 1) - _dt.date(1970, 1, 1)).days  # first IST day the tables cover (a Tuesday)
+_CATEGORY_SEED = {name: i for i, name in enumerate(tpl.CATEGORIES)}
+
+
+class CategoryDays:
+    """Per IST day: the template in force, its level F and the running sum of F (from `_D0`)."""
+
+    _all: dict[str, CategoryDays] = {}
+
+    def __init__(self, category: str) -> None:
+        self.category = category
+        self.ref = tpl.weekday_mean_kw(category)
+        self.levels: list[float] = []
+        self.prefix: list[float] = [0.0]
+        self.shapes: list[tuple] = []  # (hourly shape, its cumulative integral at each hour)
+        self._cache: dict[tuple, tuple] = {}
+
+    @classmethod
+    def of(cls, category: str) -> CategoryDays:
+        days = cls._all.get(category)
+        if days is None:
+            days = cls._all[category] = cls(category)
+        return days
+
+    def _extend(self, day: int) -> None:
+        while _D0 + len(self.levels) <= day:
+            date = _dt.date(1970, 1, 1) + _dt.timedelta(days=_D0 + len(self.levels))
+            key = (tpl.season_of(date), tpl.day_type_of(date, self.category))
+            entry = self._cache.get(key)
+            if entry is None:
+                t = tpl.TEMPLATES[(self.category, *key)]
+                shape = t.shape
+                cum = [0.0]
+                for v in shape:
+                    cum.append(cum[-1] + v)
+                cum[-1] = 24.0
+                entry = self._cache[key] = (t.mean_kw / self.ref, shape, tuple(cum))
+            # the weather: a day's level moves for the whole category (seeded by category and day)
+            weather = 1.0 + _rng(_CATEGORY_SEED[self.category], _D0 + len(self.levels), _WEATHER).uniform(-0.06, 0.06)
+            level = entry[0] * weather
+            self.levels.append(level)
+            self.prefix.append(self.prefix[-1] + level)
+            self.shapes.append(entry[1:])
+
+    def day(self, day: int) -> tuple[float, float, tuple, tuple]:
+        """(F(day), sum of F before day, hourly shape, its cumulative integral) of IST day ``day``."""
+        i = max(day, _D0) - _D0
+        if i >= len(self.levels):
+            self._extend(day)
+        shape, cum = self.shapes[i]
+        return self.levels[i], self.prefix[i], shape, cum
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,34 +232,39 @@ class Energy:
 class LoadModel:
     """Power and energy of one meter at any simulated time ``t`` (Unix seconds)."""
 
-    __slots__ = ("params", "_seed", "_meter", "_day", "_dev", "_cum", "_k", "_s_over_p", "_origin", "_w")
+    __slots__ = ("params", "_seed", "_meter", "_days", "_day", "_dev", "_cum", "_shape", "_tcum", "_level",
+                 "_before", "_k", "_s_over_p", "_origin", "_week_no", "_week_levels", "_week_run")
 
     def __init__(self, params: MeterParams) -> None:
         self.params = params
         self._seed = params.seed
         self._meter = params.meter_id
+        self._days = CategoryDays.of(params.category)
         self._day = None
         self._dev: list[float] = []
         self._cum: list[float] = []
+        self._shape: tuple = ()
+        self._tcum: tuple = ()
+        self._level = 1.0
+        self._before = 0.0
+        self._week_no = None
+        self._week_levels: list[float] = []
+        self._week_run: list[float] = []
         share, pf = params.phase_share, params.phase_pf
         # Q = k * P with k = sum(share_i * tan(phi_i)); S of the totals is sqrt(P^2 + Q^2).
         self._k = sum(s * math.tan(math.acos(p)) for s, p in zip(share, pf, strict=True))
         self._s_over_p = math.sqrt(1.0 + self._k * self._k)
-        self._w = (1.0, params.weekend_factor)
         self._origin = 0.0
         self._origin = self._active_integral(params.install_time)
 
     # -- the shape ----------------------------------------------------------------------------------
 
-    def _weekday_factor(self, day: int) -> float:
-        return self._w[(day + _THURSDAY) % 7 >= 5]
-
-    def _shape(self, h: float) -> float:
+    def _own(self, h: float) -> float:
         (a1, p1), (a2, p2) = self.params.harmonic1, self.params.harmonic2
         return 1.0 + a1 * math.cos(_TWO_PI * (h - p1) / 24.0) + a2 * math.cos(2 * _TWO_PI * (h - p2) / 24.0)
 
-    def _shape_integral(self, h: float) -> float:
-        """Integral of ``s`` from hour 0 to hour ``h``, in hours."""
+    def _own_integral(self, h: float) -> float:
+        """Integral of the meter's own shape from hour 0 to hour ``h``, in hours."""
         (a1, p1), (a2, p2) = self.params.harmonic1, self.params.harmonic2
         c1 = 24.0 / _TWO_PI
         c2 = 12.0 / _TWO_PI
@@ -190,46 +274,74 @@ class LoadModel:
             + a2 * c2 * (math.sin(2 * _TWO_PI * (h - p2) / 24.0) - math.sin(-2 * _TWO_PI * p2 / 24.0))
         )
 
-    def _deviations(self, day: int) -> list[float]:
-        """The day's 96 centred deviations and, in ``_cum``, their running sums (cached per day)."""
-        if day != self._day:
-            r = _rng(self._seed, self._meter, _DEVIATIONS, day)
-            d = self.params.deviation
-            dev = [r.uniform(-d, d) for _ in range(INTERVALS_PER_DAY)]
-            mean = math.fsum(dev) / INTERVALS_PER_DAY
-            dev = [x - mean for x in dev]
-            cum = [0.0]
-            acc = 0.0
-            for x in dev:
-                acc += x
-                cum.append(acc)
-            cum[-1] = 0.0  # exactly zero by construction; drop the rounding
-            self._day, self._dev, self._cum = day, dev, cum
-        return self._dev
+    def _shape_at(self, h: float) -> float:
+        b = self.params.blend
+        hour = min(int(h), 23)
+        return (1.0 - b) * self._shape[hour] + (b * self._own(h) if b else 0.0)
 
-    def _weeks_factor(self, day: int) -> float:
-        """Sum of w(d) for d in [0, day)."""
-        weeks, rest = divmod(day, 7)
-        total = weeks * (5.0 + 2.0 * self.params.weekend_factor)
-        for d in range(weeks * 7, day):
-            total += self._weekday_factor(d)
-        return total
+    def _shape_integral(self, h: float) -> float:
+        """Integral of the day's shape from hour 0 to ``h`` (the current day must be loaded)."""
+        b = self.params.blend
+        hour = min(int(h), 23)
+        template = self._tcum[hour] + self._shape[hour] * (h - hour)
+        return (1.0 - b) * template + (b * self._own_integral(h) if b else 0.0)
+
+    def _week(self, week: int) -> tuple[list[float], list[float]]:
+        """The meter's own level factor of each day of a week (weeks of 7 days from the tables' first day),
+        centred so the week's energy is the category's, and their running sum (cached per week)."""
+        if week != self._week_no:
+            first = _D0 + 7 * week
+            levels = [self._days.day(first + i)[0] for i in range(7)]
+            r = _rng(self._seed, self._meter, _DAY_NOISE, week)
+            noise = [r.uniform(-0.08, 0.08) for _ in range(7)]
+            total = math.fsum(levels)
+            mean = math.fsum(f * n for f, n in zip(levels, noise)) / total if total > 0 else 0.0
+            own = [f * (1.0 + n - mean) for f, n in zip(levels, noise)]
+            run = [0.0]
+            for f in own:
+                run.append(run[-1] + f)
+            self._week_no, self._week_levels, self._week_run = week, own, run
+        return self._week_levels, self._week_run
+
+    def _load_day(self, day: int) -> None:
+        """The day's level, shape, centred deviations and their running energy (cached per day)."""
+        if day == self._day:
+            return
+        _, before, self._shape, self._tcum = self._days.day(day)
+        week, i = divmod(max(day, _D0) - _D0, 7)
+        levels, run = self._week(week)
+        # whole weeks come from the shared table; the days of this week before ``day`` from the meter's own
+        self._level = levels[i]
+        self._before = self._days.day(_D0 + 7 * week)[1] + run[i]
+        self._day = day  # _shape_integral below reads the new shape
+        r = _rng(self._seed, self._meter, _DEVIATIONS, day)
+        d = self.params.deviation
+        dev = [r.uniform(-d, d) for _ in range(INTERVALS_PER_DAY)]
+        edges = [self._shape_integral(k * 0.25) for k in range(INTERVALS_PER_DAY + 1)]
+        weights = [edges[k + 1] - edges[k] for k in range(INTERVALS_PER_DAY)]
+        total = math.fsum(weights)
+        mean = math.fsum(w * x for w, x in zip(weights, dev)) / total if total > 0 else 0.0
+        dev = [x - mean for x in dev]  # weighted mean zero: the day's energy is its shape's, 24 h
+        cum = [0.0]
+        acc = 0.0
+        for w, x in zip(weights, dev):
+            acc += w * (1.0 + x)
+            cum.append(acc)
+        cum[-1] = 24.0  # exactly, by construction; drop the rounding
+        self._dev, self._cum = dev, cum
 
     def _active_integral(self, t: float) -> float:
-        """Active energy (Wh) from day 0 to ``t``, minus the value at installation."""
+        """Active energy (Wh) from the tables' first day to ``t``, minus the value at installation."""
         local = t + IST_SECONDS
         day = math.floor(local / DAY)
         seconds = local - day * DAY
-        h = seconds / 3600.0
-        dev = self._deviations(day)
-        k, frac = divmod(seconds, INTERVAL)
-        k = int(k)
-        partial_dev = self._cum[k] * 0.25
+        self._load_day(day)
+        k = min(int(seconds // INTERVAL), INTERVALS_PER_DAY)
+        partial = self._cum[k]
         if k < INTERVALS_PER_DAY:
-            partial_dev += dev[k] * frac / 3600.0
-        day_hours = 24.0 * self._weeks_factor(day)
-        today = self._weekday_factor(day) * (self._shape_integral(h) + partial_dev)
-        return self.params.base_power * (day_hours + today) - self._origin
+            h = seconds / 3600.0
+            partial += (self._shape_integral(h) - self._shape_integral(k * 0.25)) * (1.0 + self._dev[k])
+        return self.params.base_power * (24.0 * self._before + self._level * partial) - self._origin
 
     # -- what the meter reports ----------------------------------------------------------------------
 
@@ -240,9 +352,9 @@ class LoadModel:
         local = t + IST_SECONDS
         day = math.floor(local / DAY)
         seconds = local - day * DAY
-        dev = self._deviations(day)
+        self._load_day(day)
         k = min(int(seconds // INTERVAL), INTERVALS_PER_DAY - 1)
-        return self.params.base_power * self._weekday_factor(day) * (self._shape(seconds / 3600.0) + dev[k])
+        return self.params.base_power * self._level * self._shape_at(seconds / 3600.0) * (1.0 + self._dev[k])
 
     def energy(self, t: float) -> Energy:
         p = self.params
