@@ -42,6 +42,7 @@ class Plan:
     window_start: float
     window_end: float
     chunks: tuple[tuple[int, int], ...]
+    settings: tuple = ()  # load templates and power-quality rows from the database
 
     @property
     def key(self) -> str:
@@ -105,9 +106,18 @@ async def write_chunk(conn: asyncpg.Connection, p: Plan, first: int, stop: int,
     return sum(written.values())
 
 
+_installed = False
+
+
 def _job(args) -> tuple[int, int, int]:
     """A job process: compute and write one chunk (its own connection, reused across chunks)."""
+    global _installed
     p, first, stop = args
+    if p.settings and not _installed:
+        from fleet.seed import install_settings
+
+        install_settings(p.settings)
+        _installed = True
     batch = chunk_rows(p, first, stop)
     return first, stop, _run_in_job(_write_in_job(p, first, stop, batch))
 
@@ -131,18 +141,26 @@ async def _write_in_job(p: Plan, first: int, stop: int, batch) -> int:
     return await write_chunk(_job_conn, p, first, stop, batch)
 
 
-async def pending(p: Plan) -> list[tuple[int, int]]:
+async def pending(p: Plan) -> tuple[list[tuple[int, int]], tuple]:
+    """The chunks not done yet, and the settings the rows are computed with."""
+    from fleet.seed import load_settings
+
     conn = await pg.connect(p.url)
     try:
         done = await _done_chunks(conn, p.key)
+        settings = await load_settings(conn)
     finally:
         await conn.close()
-    return [c for c in p.chunks if c[0] not in done]
+    return [c for c in p.chunks if c[0] not in done], settings
 
 
 def run(p: Plan, jobs: int, progress=None) -> tuple[int, int, float]:
     """Backfill the chunks not done yet with ``jobs`` processes; returns (chunks, rows, seconds)."""
-    todo = asyncio.run(pending(p))
+    import dataclasses
+
+    todo, settings = asyncio.run(pending(p))
+    if any(settings):
+        p = dataclasses.replace(p, settings=settings)
     t0 = time.perf_counter()
     rows = 0
     if not todo:

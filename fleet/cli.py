@@ -221,10 +221,13 @@ def _check_port_free(port: int) -> None:
 
 async def _migrate(url: str) -> list[str]:
     from fleet import db, pg
+    from fleet.seed import seed_defaults
 
     conn = await pg.connect(url)
     try:
-        return await db.migrate(conn)
+        applied = await db.migrate(conn)
+        await seed_defaults(conn)
+        return applied
     finally:
         await conn.close()
 

@@ -21,6 +21,8 @@ from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
+import asyncpg
+
 from fleet.errors import FleetError
 from fleet.settings import RunSettings
 
@@ -98,6 +100,7 @@ class Worker:
         try:
             if s.database_url:
                 self.recorder = await Recorder.open(s.database_url, self)
+                await self._load_settings(s.database_url)
                 if s.spool_dir:
                     from fleet.groundtruth import GroundTruthWriter
 
@@ -118,6 +121,23 @@ class Worker:
         await self._stop.wait()
         await self._shutdown(tasks)
         return 0
+
+    async def _load_settings(self, url: str) -> None:
+        """Use the load templates and power-quality configuration the database holds (as edited there)."""
+        from fleet import pg
+        from fleet.seed import install_settings, load_settings
+
+        conn = await pg.connect(url)
+        try:
+            settings = await load_settings(conn)
+        except asyncpg.UndefinedTableError:
+            settings = ([], [])  # a database migrated before 0004: the code's defaults
+        finally:
+            await conn.close()
+        try:
+            install_settings(settings)
+        except (ValueError, KeyError, TypeError) as e:
+            raise FleetError(f"the database's load templates or power-quality settings are unusable: {e}") from None
 
     def stop(self) -> None:
         """Ask the worker to shut down (thread-safe through ``loop.call_soon_threadsafe``)."""

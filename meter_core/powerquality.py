@@ -61,9 +61,24 @@ DEFAULT_CONFIG: tuple[PowerQualityConfig, ...] = (
     PowerQualityConfig("HARMONIC_DISTORTION", 0.2, 600, 7200, 0.05, 0.12, "ALL"),
 )
 
+# The configuration in force in this process (`install` replaces it, e.g. with the database's rows).
+CONFIG: list[tuple[PowerQualityConfig, ...]] = [DEFAULT_CONFIG]
+
+
+def install(rows: list[dict]) -> None:
+    """Use these rows of ``power_quality_events_config`` in this process from now on."""
+    CONFIG[0] = tuple(
+        PowerQualityConfig(r["event_type"], float(r["probability_per_day"]), float(r["min_duration_s"]),
+                           float(r["max_duration_s"]), float(r["magnitude_min"]), float(r["magnitude_max"]),
+                           r.get("phases", "ANY"), bool(r.get("enabled", True)))
+        for r in sorted(rows, key=lambda r: _TYPE_ORDER.index(r["event_type"]))
+    )
+
+
 # Fewer supply events for bigger connections (an 11 kV consumer sits on a stiffer, better-kept feeder).
 KIND_FACTOR = {MeterKind.SINGLE_PHASE: 1.0, MeterKind.THREE_PHASE: 0.7, MeterKind.CT_PT: 0.3}
 _TYPE_INDEX = {c.event_type: i for i, c in enumerate(DEFAULT_CONFIG)}
+_TYPE_ORDER = [c.event_type for c in DEFAULT_CONFIG]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +102,10 @@ def _poisson(r: random.Random, lam: float) -> int:
 
 
 def day_events(seed: int, meter_id: int, kind: MeterKind, day: int,
-               config: tuple[PowerQualityConfig, ...] = DEFAULT_CONFIG) -> tuple[PqEvent, ...]:
+               config: tuple[PowerQualityConfig, ...] | None = None) -> tuple[PqEvent, ...]:
     """The events of IST day number ``day`` for a meter, sorted by start."""
+    if config is None:
+        config = CONFIG[0]
     r = random.Random(stable_hash("pq-day", seed, meter_id, day))
     factor = KIND_FACTOR[kind]
     midnight = day * DAY - IST_S

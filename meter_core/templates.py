@@ -169,3 +169,24 @@ def weekday_mean_kw(category: str) -> float:
 def rows() -> list[dict]:
     """The default templates as rows for the ``load_profile_templates`` table."""
     return [t.as_row() for t in TEMPLATES.values()]
+
+
+def install(rows_: list[dict]) -> None:
+    """Use these templates (rows of ``load_profile_templates``, e.g. as edited in PostgreSQL) in this
+    process from now on. Every (category, season, day type) must be present."""
+    new = {}
+    for r in rows_:
+        t = LoadProfileTemplate(r["category"], r["season"], r["day_type"], int(r["interval_minutes"]),
+                                float(r["base_load_kw"]), float(r["peak_load_kw"]),
+                                tuple(float(x) for x in r["variation_pattern"]))
+        if len(t.variation_pattern) != 24:
+            raise ValueError(f"template {t.category}/{t.season}/{t.day_type}: 24 hourly values needed")
+        new[(t.category, t.season, t.day_type)] = t
+    missing = [k for k in TEMPLATES if k not in new]
+    if missing:
+        raise ValueError(f"templates missing for {', '.join('/'.join(k) for k in missing[:3])}")
+    TEMPLATES.clear()
+    TEMPLATES.update(new)
+    from meter_core.datagen import CategoryDays
+
+    CategoryDays._all.clear()

@@ -39,10 +39,12 @@ async def _admin(url: str, *statements: str) -> None:
 
 async def _migrate(url: str) -> None:
     from fleet import db, pg
+    from fleet.seed import seed_defaults
 
     conn = await pg.connect(url)
     try:
         await db.migrate(conn)
+        await seed_defaults(conn)  # as `fleet db migrate` does
     finally:
         await conn.close()
 

@@ -1,0 +1,124 @@
+"""Default settings written into PostgreSQL by `fleet db migrate`, and read back by workers.
+
+Defaults come from the code (the object models, templates, power-quality configuration, push
+setups) and are inserted with ON CONFLICT DO NOTHING, so a row a user edited stays as edited and
+migrating again changes nothing. Workers and backfill jobs read the load templates and the
+power-quality configuration at start (`load_settings`), so an edit takes effect at the next start
+(the values of past days change with it: they are recomputed, not stored).
+"""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from meter_core import powerquality, push, templates
+from meter_core.cosem.is15959 import ASSOCIATIONS, HDLC_SETUP, IPV4_SETUP, TCP_UDP_SETUP
+from meter_core.identity import MeterKind
+from meter_core.meter import model_for, str_obis
+
+_SCHEDULES = {push.INSTANT_PUSH: "FIFTEEN_MIN", push.ALERT_PUSH: "ON_ALARM", push.BLOCK_LOAD_PUSH: "THIRTY_MIN",
+              push.DAILY_LOAD_PUSH: "TWENTY_FOUR_HOUR"}
+_AUTH = {0: "none", 1: "low", 2: "high", 5: "high-gmac", 7: "high-ecdsa"}
+
+
+async def seed_defaults(conn: asyncpg.Connection) -> None:
+    """Insert the default settings that are missing (idempotent)."""
+    async with conn.transaction():
+        await _obis_codes(conn)
+        await conn.executemany(
+            "INSERT INTO load_profile_templates (category, season, day_type, interval_minutes, base_load_kw,"
+            " peak_load_kw, variation_pattern) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            [(r["category"], r["season"], r["day_type"], r["interval_minutes"], r["base_load_kw"],
+              r["peak_load_kw"], json.dumps(r["variation_pattern"])) for r in templates.rows()])
+        await conn.executemany(
+            "INSERT INTO power_quality_events_config (event_type, probability_per_day, min_duration_s,"
+            " max_duration_s, magnitude_min, magnitude_max, phases, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT DO NOTHING",
+            [(c.event_type, c.probability_per_day, c.min_duration_s, c.max_duration_s, c.magnitude_min,
+              c.magnitude_max, c.phases, c.enabled) for c in powerquality.DEFAULT_CONFIG])
+        await conn.execute(
+            "INSERT INTO hdlc_settings (meter_id, comm_speed, window_size_transmit, window_size_receive,"
+            " max_info_field_length_transmit, max_info_field_length_receive, inter_octet_time_out_ms,"
+            " inactivity_time_out_s) VALUES (NULL, 5, 1, 1, 128, 128, 25, 120) ON CONFLICT DO NOTHING")
+        await conn.executemany(
+            "INSERT INTO communication_ports (meter_id, logical_name, class_id, port_type, settings)"
+            " VALUES (NULL, $1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            [(HDLC_SETUP, 23, "HDLC", json.dumps({"comm_speed": 9600})),
+             (TCP_UDP_SETUP, 41, "TCP_UDP", json.dumps({"port": 4059, "maximum_simultaneous_connections": 2})),
+             (IPV4_SETUP, 42, "IPV4", json.dumps({})),
+             ("0.0.25.4.0.255", 45, "GPRS", json.dumps({}))])
+        await _push(conn)
+        await _access_rights(conn)
+        await conn.executemany(
+            "INSERT INTO security_settings (meter_id, client_sap, security_setup, security_policy, security_suite,"
+            " authentication) VALUES (NULL, $1, $2, 0, 0, $3) ON CONFLICT DO NOTHING",
+            [(a.client_sap, a.security_setup or "", _AUTH.get(int(a.mechanism), str(a.mechanism)))
+             for a in ASSOCIATIONS])
+
+
+async def _obis_codes(conn) -> None:
+    seen: dict[tuple[str, int], tuple[int, str, set]] = {}
+    for kind in MeterKind:
+        for obj in model_for(kind).objects:
+            key = (str_obis(obj.ln), obj.ic.class_id)
+            entry = seen.setdefault(key, (obj.ic.version, obj.name, set()))
+            entry[2].add(kind.value)
+    await conn.executemany(
+        "INSERT INTO obis_codes (obis, class_id, version, description, meter_kinds) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT DO NOTHING",
+        [(o, c, v, name, sorted(kinds)) for (o, c), (v, name, kinds) in sorted(seen.items())])
+
+
+async def _push(conn) -> None:
+    for obj in push.push_setup_objects(MeterKind.THREE_PHASE):
+        obis = str_obis(obj.ln)
+        await conn.execute(
+            "INSERT INTO push_setups (meter_id, logical_name, name, randomisation_start_interval_s, number_of_retries,"
+            " repetition_delay_s) VALUES (NULL, $1, $2, $3, 3, 60) ON CONFLICT DO NOTHING",
+            obis, obj.name, push._RANDOMISATION[obis])
+        entries = push.push_object_list(obis, MeterKind.THREE_PHASE).value
+        await conn.executemany(
+            "INSERT INTO push_objects (meter_id, push_logical_name, position, class_id, logical_name,"
+            " attribute_index, data_index) VALUES (NULL, $1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            [(obis, i, e.value[0].value, str_obis(e.value[1].value), e.value[2].value, e.value[3].value)
+             for i, e in enumerate(entries, start=1)])
+        await conn.execute(
+            "INSERT INTO push_schedules (meter_id, push_logical_name, schedule_type) VALUES (NULL, $1, $2)"
+            " ON CONFLICT DO NOTHING", obis, _SCHEDULES[obis])
+
+
+async def _access_rights(conn) -> None:
+    rows = []
+    for kind in MeterKind:
+        for sap, view in model_for(kind).associations.items():
+            for obj, rights in view.entries:
+                rows.append((sap, str_obis(view.spec.ln), obj.ic.class_id, str_obis(obj.ln),
+                             [int(m) for m in rights.attributes], [int(m) for m in rights.methods], kind.value))
+    await conn.executemany(
+        "INSERT INTO access_rights (client_sap, association, class_id, logical_name, attribute_access,"
+        " method_access, meter_kind) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING", rows)
+
+
+async def load_settings(conn: asyncpg.Connection) -> tuple[list[dict], list[dict]]:
+    """The load templates and power-quality configuration as the database holds them."""
+    tpl_rows = [dict(r) for r in await conn.fetch(
+        "SELECT category, season, day_type, interval_minutes, base_load_kw, peak_load_kw, variation_pattern"
+        " FROM load_profile_templates")]
+    for r in tpl_rows:
+        if isinstance(r["variation_pattern"], str):
+            r["variation_pattern"] = json.loads(r["variation_pattern"])
+    pq_rows = [dict(r) for r in await conn.fetch(
+        "SELECT event_type, probability_per_day, min_duration_s, max_duration_s, magnitude_min, magnitude_max,"
+        " phases, enabled FROM power_quality_events_config")]
+    return tpl_rows, pq_rows
+
+
+def install_settings(settings: tuple[list[dict], list[dict]]) -> None:
+    """Make this process's meters use ``settings`` (from `load_settings`)."""
+    tpl_rows, pq_rows = settings
+    if tpl_rows:
+        templates.install(tpl_rows)
+    if pq_rows:
+        powerquality.install(pq_rows)

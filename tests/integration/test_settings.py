@@ -1,0 +1,55 @@
+"""Settings in PostgreSQL: seeded by `fleet db migrate`, kept as edited, read by the meters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from fleet.seed import install_settings, load_settings, seed_defaults
+from meter_core import powerquality as pq
+from meter_core import templates
+from meter_core.identity import MeterKind
+
+
+def run(url, fn):
+    async def go():
+        conn = await asyncpg.connect(url)
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
+    async def check(conn):
+        counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in (
+            "obis_codes", "load_profile_templates", "power_quality_events_config", "hdlc_settings",
+            "communication_ports", "push_setups", "push_objects", "push_schedules", "access_rights",
+            "security_settings")}
+        assert all(counts.values()), counts
+        assert counts["load_profile_templates"] == len(templates.TEMPLATES)
+        await conn.execute("UPDATE power_quality_events_config SET probability_per_day = 3 WHERE event_type = 'INTERRUPTION'")
+        await seed_defaults(conn)
+        again = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in counts}
+        assert again == counts
+        assert await conn.fetchval("SELECT probability_per_day FROM power_quality_events_config "
+                                   "WHERE event_type = 'INTERRUPTION'") == 3
+        assert await conn.fetchval("SELECT count(*) FROM active_schedules") == 4
+        # the object_list's rights are the table's: meter reader may write the clock time
+        row = await conn.fetchrow("SELECT attribute_access FROM access_rights WHERE meter_kind = '3ph' "
+                                  "AND client_sap = 32 AND logical_name = '0.0.1.0.0.255'")
+        assert row["attribute_access"][1] == 3
+        return await load_settings(conn)
+
+    settings = run(database_url, check)
+    try:
+        install_settings(settings)
+        days = range(20_000, 20_100)
+        outages = sum(e.kind == "INTERRUPTION" for d in days for e in pq.day_events(1, 1, MeterKind.SINGLE_PHASE, d))
+        assert outages > 150  # three a day now, not one in four days
+    finally:
+        pq.CONFIG[0] = pq.DEFAULT_CONFIG
+        templates.install(templates.rows())
