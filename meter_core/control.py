@@ -68,9 +68,7 @@ _enc_enum = int_encoder(DataType.ENUM)
 
 def record(meter: Meter, category: int, code: int, now: float) -> None:
     """Log an event in the meter's event log of ``category``."""
-    log = getattr(meter, "record_event", None)  # the event logs land in meter_core/eventlog.py
-    if log is not None:
-        log(category, code, now)
+    meter.record_event(category, code, now)
 
 
 def programmed(meter: Meter, code: int, now: float) -> None:

@@ -74,8 +74,18 @@ def local(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None) + IST
 
 
+def day_with_an_outage(meter_id: int = 0) -> float:
+    """An IST midnight whose day has a supply interruption for the meter (1ph, seed 1)."""
+    from meter_core import powerquality as pq
+
+    day = pq.day_of(dt.datetime(2026, 11, 20, tzinfo=dt.timezone(IST)).timestamp())
+    while not any(e.kind == "INTERRUPTION" for e in pq.day_events(1, meter_id, MeterKind.SINGLE_PHASE, day)):
+        day -= 1
+    return day * 86400 - pq.IST_S
+
+
 def test_profiles_served_over_dlms_are_the_rows_in_postgresql(database_url, tmp_path):
-    midnight = dt.datetime(2026, 11, 20, tzinfo=dt.timezone(IST)).timestamp()
+    midnight = day_with_an_outage()
     start = midnight - 600
     end = midnight + 86400 + 3600
     with running_meters(3, kind=MeterKind.SINGLE_PHASE, speed=SPEED, database_url=database_url,
@@ -89,6 +99,8 @@ def test_profiles_served_over_dlms_are_the_rows_in_postgresql(database_url, tmp_
             window = by_range(local(start), local(end))
             served[meter_id] = read_profile(fleet.port(meter_id), ident.lls_password, "1.0.99.1.0.255", window)
             served[meter_id, "daily"] = read_profile(fleet.port(meter_id), ident.lls_password, "1.0.99.2.0.255",
+                                                     window)
+            served[meter_id, "power"] = read_profile(fleet.port(meter_id), ident.lls_password, "0.0.99.98.2.255",
                                                      window)
         end_sim = fleet.worker.clock.sim(time.monotonic())
     rows = fetch(database_url, "SELECT meter_id, capture_time, active_import_wh, apparent_import_vah, avg_voltage_l1 "
@@ -122,8 +134,18 @@ def test_profiles_served_over_dlms_are_the_rows_in_postgresql(database_url, tmp_
         day = [r["active_import_wh"] for r in rows
                if r["meter_id"] == meter_id and midnight < r["capture_time"].timestamp() <= midnight + 86400]
         assert len(day) == 48 and sum(day) == d1 - d0
+    events = fetch(database_url, "SELECT meter_id, occurred_at, event_code FROM event_logs WHERE category = 'power' "
+                                 "AND meter_id < 3 ORDER BY meter_id, occurred_at, event_code")
+    for meter_id in range(3):
+        dlms = [(CosemDateTime.from_bytes(e[0]).to_datetime(), e[1]) for e in served[meter_id, "power"]]
+        mine = [(local(r["occurred_at"].timestamp()), r["event_code"]) for r in events
+                if r["meter_id"] == meter_id and r["occurred_at"].timestamp() <= end]
+        assert dlms == mine
+    assert any(served[0, "power"]), "the chosen day has an outage for meter 0"
+    outage = [e for e in served[0, "power"] if e[1] == 101]  # an occurrence, not only a restoration
     billing = fetch(database_url, "SELECT count(*) AS n FROM billing_profile WHERE meter_id < 3")
-    assert billing[0]["n"] == 0  # no billing date in the window
+    assert billing[0]["n"] == (3 if local(midnight).day == 1 or local(midnight + 86400).day == 1 else 0)
+    assert outage
     snapshots = fetch(database_url, "SELECT count(*) AS n FROM instant_profile WHERE meter_id < 3")
     assert snapshots[0]["n"] == len(rows)
 

@@ -116,3 +116,53 @@ def test_relay_load_limit_and_calendar(meters):
         s.close()
     finally:
         s.sock.close()
+
+
+def test_dlms_cosem_performs_the_same_writes_and_methods_and_gurux_reads_them_back(meters):
+    """dlms-cosem encodes the values with its own A-XDR classes; gurux then reads what the meter holds."""
+    if meters.options.transport is not Transport.WRAPPER:
+        pytest.skip("dlms-cosem's HDLC reader splits frames at 0x7E bytes (see tests/interop/test_profiles.py)")
+    from dlms_cosem import cosem, dlms_data, enumerations
+    from dlms_cosem.cosem.obis import Obis
+    from dlms_cosem.utils import parse_as_dlms_data
+
+    from tests.interop.clients import dlms_cosem_client
+
+    IC = enumerations.CosemInterface
+    ident = meters.identity(0)
+
+    def attr(ic, obis, index):
+        return cosem.CosemAttribute(interface=ic, instance=Obis.from_string(obis), attribute=index)
+
+    def method(ic, obis, index):
+        return cosem.CosemMethod(interface=ic, instance=Obis.from_string(obis), method=index)
+
+    c = dlms_cosem_client(meters.port(0), Transport.WRAPPER, client_sap=32, password=ident.lls_password)
+    with c.session() as c:
+        c.set(attr(IC.DATA, "1.0.0.8.0.255", 2), dlms_data.UnsignedLongData(1800).to_bytes())
+        assert parse_as_dlms_data(c.get(attr(IC.DATA, "1.0.0.8.0.255", 2))) == 1800
+        c.set(attr(IC.LIMITER, "0.0.17.0.0.255", 4), dlms_data.DoubleLongData(3300).to_bytes())
+        before = parse_as_dlms_data(c.get(attr(IC.DATA, "0.0.0.1.0.255", 2)))
+        c.action(method(IC.SCRIPT_TABLE, "0.0.10.0.1.255", 1), dlms_data.UnsignedLongData(1).to_bytes())
+        assert parse_as_dlms_data(c.get(attr(IC.DATA, "0.0.0.1.0.255", 2))) == before + 1
+        c.action(method(IC.DISCONNECT_CONTROL, "0.0.96.3.10.255", 1), dlms_data.IntegerData(0).to_bytes())
+        assert parse_as_dlms_data(c.get(attr(IC.DISCONNECT_CONTROL, "0.0.96.3.10.255", 2))) is False
+        c.action(method(IC.DISCONNECT_CONTROL, "0.0.96.3.10.255", 2), dlms_data.IntegerData(0).to_bytes())
+        # (the ESWF is written by gurux in tests/interop/test_event_logs.py: dlms-cosem's BitStringData
+        # encodes its length in bytes, not bits)
+    s = session(meters)
+    try:
+        limiter = GXDLMSLimiter("0.0.17.0.0.255")
+        s.read(limiter, 3)
+        assert limiter.thresholdActive == 3300
+        relay = GXDLMSDisconnectControl("0.0.96.3.10.255")
+        s.read(relay, 2)
+        assert relay.outputState is True
+        log = GXDLMSProfileGeneric("0.0.99.98.3.255")
+        s.read(log, 3)
+        s.read(log, 2)
+        codes = [row[1] for row in log.buffer]
+        assert {152, 158, 166} <= set(codes)  # demand period, load limit, MD reset
+        s.close()
+    finally:
+        s.sock.close()
