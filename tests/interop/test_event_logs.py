@@ -24,7 +24,7 @@ from tests.interop.test_profiles import (
 from tests.servers import running_meters
 
 pytestmark = pytest.mark.interop
-COMBOS = [(k, t) for k in (MeterKind.SINGLE_PHASE, MeterKind.THREE_PHASE) for t in (Transport.WRAPPER, Transport.HDLC)]
+COMBOS = [(k, t) for k in MeterKind for t in (Transport.WRAPPER, Transport.HDLC)]
 
 
 @pytest.fixture(scope="module", params=COMBOS, ids=[f"{k.value}-{t.value}" for k, t in COMBOS])
@@ -62,7 +62,7 @@ def test_every_event_log_reads_by_entry_and_range_and_agrees_between_clients(met
                                                             (first + dt.timedelta(seconds=1)).replace(tzinfo=IST)))
                 s.client.updateValue(pg, 2, reply.value)
                 assert gurux_rows(pg)[0] == got[obis][0]
-        # 1ph meters on the default config see power failures and voltage events within the buffers
+        # on the default supply config every kind sees power failures and voltage events within the buffers
         assert got["0.0.99.98.2.255"] and {r[1] for r in got["0.0.99.98.2.255"]} <= {101, 102}
         assert got["0.0.99.98.0.255"]
         s.close()
