@@ -30,6 +30,7 @@ import struct
 from dataclasses import dataclass
 
 from meter_core import templates as tpl
+from meter_core._util import mix64
 from meter_core.identity import MeterKind
 
 DAY = 86400.0
@@ -47,7 +48,7 @@ def _rng(*parts: int) -> random.Random:
 
 
 # Stream numbers keep the draws for different purposes apart.
-_PARAMS, _DEVIATIONS, _JITTER, _WEATHER, _DAY_NOISE = 1, 2, 3, 4, 5
+_PARAMS, _DEVIATIONS, _WEATHER, _DAY_NOISE = 1, 2, 4, 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +339,7 @@ class LoadModel:
         self._load_day(day)
         k = min(int(seconds // INTERVAL), INTERVALS_PER_DAY)
         partial = self._cum[k]
-        if k < INTERVALS_PER_DAY:
+        if k < INTERVALS_PER_DAY and seconds != k * INTERVAL:  # on an interval edge the running sum is all
             h = seconds / 3600.0
             partial += (self._shape_integral(h) - self._shape_integral(k * 0.25)) * (1.0 + self._dev[k])
         return self.params.base_power * (24.0 * self._before + self._level * partial) - self._origin
@@ -374,7 +375,9 @@ class LoadModel:
     def instant(self, t: float) -> Instant:
         p = self.params
         power = self.active_power(t)
-        r = _rng(self._seed, self._meter, _JITTER, int(t))
+        # per-second jitter: five seeded uniforms from a 64-bit mix (a Random per second costs more)
+        h = mix64((self._seed * 0x100000001B3) ^ (self._meter << 34) ^ (int(t) & 0x3FFFFFFFF))
+        r = _Uniforms(h)
         nominal = p.nominal_voltage
         volts = tuple(nominal * (1.0 + off + r.uniform(-0.006, 0.006)) for off in p.voltage_offset)
         if p.kind is MeterKind.SINGLE_PHASE:
@@ -401,6 +404,19 @@ class LoadModel:
             apparent_power=apparent,
             current_neutral=neutral,
         )
+
+
+class _Uniforms:
+    """``uniform(a, b)`` draws from successive 64-bit mixes of a seed (enough for a handful of values)."""
+
+    __slots__ = ("h",)
+
+    def __init__(self, h: int) -> None:
+        self.h = h
+
+    def uniform(self, a: float, b: float) -> float:
+        self.h = mix64(self.h)
+        return a + (b - a) * (self.h / 18446744073709551616.0)
 
 
 def _neutral_current(currents, pfs) -> float:

@@ -323,14 +323,14 @@ class Meter:
     def _outages(self, day: int) -> list:
         """The interruptions of ``day`` with the load model's energy at their ends and their pickup
         length: [(start, end, energy at start, energy at end, pickup seconds)], cached with the day."""
-        events = self.pq_events(day)
-        cache = self._pq
-        if not cache.outages:
+        self.pq_events(day)
+        entry = self._pq.entry(day)
+        if entry[1] is None:
             next_midnight = (day + 1) * pq.DAY - pq.IST_S
-            outs = [(e.start, e.end) for e in events if e.kind == "INTERRUPTION"]
-            cache.outages = [(s0, s1, self.load.energy(s0).active_import_wh, self.load.energy(s1).active_import_wh,
-                              min(pq.PICKUP, next_midnight - s1)) for s0, s1 in outs] or [None]
-        return cache.outages
+            outs = [(e.start, e.end) for e in entry[0] if e.kind == "INTERRUPTION"]
+            entry[1] = [(s0, s1, self.load.energy(s0).active_import_wh, self.load.energy(s1).active_import_wh,
+                         min(pq.PICKUP, next_midnight - s1)) for s0, s1 in outs] or [None]
+        return entry[1]
 
     def _outage_adjustment(self, t: float) -> float:
         day = pq.day_of(t)

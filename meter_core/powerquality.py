@@ -131,22 +131,25 @@ def day_events(seed: int, meter_id: int, kind: MeterKind, day: int,
 
 
 class DayCache:
-    """A meter's events of the IST day in use (one day kept, as the load model keeps one)."""
+    """A meter's events of the last few IST days in use (a block or a day read spans two; kept small)."""
 
-    __slots__ = ("seed", "meter_id", "kind", "day", "events", "outages")
+    __slots__ = ("seed", "meter_id", "kind", "days")
 
     def __init__(self, seed: int, meter_id: int, kind: MeterKind) -> None:
         self.seed, self.meter_id, self.kind = seed, meter_id, kind
-        self.day = None
-        self.events: tuple[PqEvent, ...] = ()
-        self.outages: list = []  # [(start, end, base energy at start, at end, pickup length)]
+        # day -> [events, interruptions with their energies (filled by the meter) or None]
+        self.days: dict[int, list] = {}
+
+    def entry(self, day: int) -> list:
+        e = self.days.get(day)
+        if e is None:
+            if len(self.days) >= 3:
+                del self.days[next(iter(self.days))]
+            e = self.days[day] = [day_events(self.seed, self.meter_id, self.kind, day), None]
+        return e
 
     def get(self, day: int) -> tuple[PqEvent, ...]:
-        if day != self.day:
-            self.events = day_events(self.seed, self.meter_id, self.kind, day)
-            self.outages = []
-            self.day = day
-        return self.events
+        return self.entry(day)[0]
 
 
 def day_of(t: float) -> int:

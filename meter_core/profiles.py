@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from meter_core._util import mix64
 from meter_core.apdu.codes import ActionResult, DataAccessResult
 from meter_core.axdr import DataType, encode_datetime_at
 from meter_core.cosem import is15959 as cat
@@ -79,24 +80,13 @@ class BlockRow:
         self.clock, self.r0, self.r1, self.volts, self.currents = clock, r0, r1, volts, currents
 
 
-_M64 = (1 << 64) - 1
-
-
-def _mix64(x: int) -> int:
-    """splitmix64's finaliser: a cheap, well-spread 64-bit hash of an integer (stable in every process)."""
-    x = (x + 0x9E3779B97F4A7C15) & _M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
-
-
 def block_averages(meter: Meter, key: int, t0: float, t1: float, r0, r1) -> tuple[tuple, tuple]:
     """Average phase voltages and currents over a block from its energy (pure in meter and key)."""
     p = meter.load.params
     seconds = t1 - t0
     power = (r1[0] - r0[0]) * meter.energy_divisor * 3600.0 / seconds if seconds > 0 else 0.0
     # A block's mean voltage wanders a little around the feeder level: 21 seeded bits per phase.
-    h = _mix64((p.seed * 0x100000001B3) ^ (p.meter_id << 32) ^ (key & 0xFFFFFFFF))
+    h = mix64((p.seed * 0x100000001B3) ^ (p.meter_id << 32) ^ (key & 0xFFFFFFFF))
     # supply events in the block (interruptions, sags, swells, unbalance) move the block's mean voltage
     factors = _event_factors(meter, t0, t1)
     volts = []
