@@ -245,7 +245,7 @@ class GroundTruthWriter:
         self.refused = 0
         self.backpressure = 0
         self.errors = 0
-        self._conn: asyncpg.Connection | None = None
+        self._conn = pg.WriterConnection(url, CREATE_STAGING, command_timeout=30.0)
         self._seq = 0
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -265,8 +265,7 @@ class GroundTruthWriter:
                 pass
         if self.queue:
             self._spool_queue()
-        if self._conn is not None:
-            self._conn.terminate()
+        self._conn.drop()
 
     @property
     def lag(self) -> float:
@@ -323,7 +322,7 @@ class GroundTruthWriter:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 self.errors += 1
                 log.warning("ground truth: database unavailable (%s); spooling, retry in %.1fs", pg.one_line(e), delay)
-                self._drop_connection()
+                self._conn.drop()
                 self._spool_queue()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
@@ -347,7 +346,7 @@ class GroundTruthWriter:
             self.queued_rows -= sum(len(r) for r in batch.values())
 
     async def _write(self, batch: dict[str, list[tuple]]) -> None:
-        conn = await self._connection()
+        conn = await self._conn.get()
         written, refused = await write_batch(conn, batch)
         for table, n in written.items():
             self.rows_written[table] += n
@@ -368,23 +367,6 @@ class GroundTruthWriter:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-
-    async def _connection(self) -> asyncpg.Connection:
-        conn = self._conn
-        if conn is None or conn.is_closed():
-            conn = await asyncpg.connect(self.url, timeout=pg.CONNECT_TIMEOUT, command_timeout=30.0)
-            try:
-                await conn.execute(CREATE_STAGING)
-            except BaseException:
-                conn.terminate()
-                raise
-            self._conn = conn
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            conn.terminate()
 
     def flush_metrics(self, metrics) -> None:
         """Report counters to Prometheus (called from the worker's metrics task)."""

@@ -257,6 +257,39 @@ async def connect(url: str, *, timeout: float = CONNECT_TIMEOUT, **kwargs) -> as
         raise FleetError(f"database unreachable at {redact(url)}: {_reason(e)}") from None
 
 
+class WriterConnection:
+    """The one connection a writer task keeps: opened on demand with the session's staging tables,
+    dropped (terminated) after an error so the next use opens a fresh one."""
+
+    __slots__ = ("url", "setup_sql", "command_timeout", "conn")
+
+    def __init__(self, url: str, setup_sql: str, command_timeout: float,
+                 conn: asyncpg.Connection | None = None) -> None:
+        self.url, self.setup_sql, self.command_timeout, self.conn = url, setup_sql, command_timeout, conn
+
+    async def get(self) -> asyncpg.Connection:
+        conn = self.conn
+        if conn is None or conn.is_closed():
+            conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT, command_timeout=self.command_timeout)
+            try:
+                await conn.execute(self.setup_sql)
+            except BaseException:
+                conn.terminate()
+                raise
+            self.conn = conn
+        return conn
+
+    def drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    def take(self) -> asyncpg.Connection | None:
+        """Hand the open connection over (to close it gracefully), forgetting it."""
+        conn, self.conn = self.conn, None
+        return conn
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = CONNECT_TIMEOUT,
                       **kwargs) -> asyncpg.Pool:
     """A connection pool on ``url``; FleetError as `connect` if the first connections fail."""

@@ -109,7 +109,7 @@ class Recorder:
                  flush_interval: float = FLUSH_INTERVAL, max_queue: int = MAX_QUEUE) -> None:
         self.url = url
         self.worker = worker
-        self._conn: asyncpg.Connection | None = conn
+        self._conn = pg.WriterConnection(url, db.CREATE_STAGING, COMMAND_TIMEOUT, conn)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_queue = max_queue
@@ -281,7 +281,7 @@ class Recorder:
                     pass
         if self.depth():
             log.warning("database writer stopped with %d event(s) unwritten", self.depth())
-        conn, self._conn = self._conn, None
+        conn = self._conn.take()
         if conn is not None:
             await _close_quietly(conn)
 
@@ -305,11 +305,11 @@ class Recorder:
                 self._pending = self._take()
             conn = None
             try:
-                conn = await self._connection()
+                conn = await self._conn.get()
                 await self._write(conn, self._pending)
             except Exception as e:  # noqa: BLE001 - the writer must outlive any failure
                 self.errors += 1
-                self._drop_connection()
+                self._conn.drop()
                 # Failing to connect is never the batch's fault: always retry that.
                 if conn is not None and _is_poison(e):
                     self.discarded += self._pending[2]
@@ -364,23 +364,6 @@ class Recorder:
                 else:
                     row[16:19] = [_ts(t), reason, _ts(sim)]
         return list(connections.values()), list(associations.values()), n, oldest
-
-    async def _connection(self) -> asyncpg.Connection:
-        conn = self._conn
-        if conn is None or conn.is_closed():
-            conn = await asyncpg.connect(self.url, timeout=pg.CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
-            try:
-                await conn.execute(db.CREATE_STAGING)
-            except BaseException:
-                conn.terminate()
-                raise
-            self._conn = conn
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            conn.terminate()
 
     async def _write(self, conn: asyncpg.Connection, batch: tuple[list, list, int, float]) -> None:
         connections, associations, _, _ = batch

@@ -392,7 +392,7 @@ def test_replayed_batch_changes_nothing(database_url):
         rec = await Recorder.open(database_url, worker, flush_interval=3600)
         protos = _play(rec, worker)
         batch = rec._take()
-        conn = await rec._connection()
+        conn = await rec._conn.get()
         await rec._write(conn, batch)
         await rec._write(conn, batch)
         await rec.close(5)
