@@ -13,7 +13,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from meter_core import control, eventlog, profiles, push
+from meter_core import control, eventlog, profiles, push, tod
 from meter_core import powerquality as pq
 from meter_core.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
 from meter_core.axdr import (
@@ -152,7 +152,7 @@ class Meter:
     __slots__ = (
         "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
         "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor", "drift", "_epoch_start",
-        "_pq", "outage_cache",
+        "_pq", "outage_cache", "tod_cache",
     )
 
     def __init__(
@@ -189,6 +189,7 @@ class Meter:
         self._epoch_start = epoch_start
         self._pq = None
         self.outage_cache = None
+        self.tod_cache = None
 
     # -- time ---------------------------------------------------------------------------------------
 
@@ -664,10 +665,24 @@ def _duration_getter(spec: cat.RegisterSpec):
     return get
 
 
+def _tod_getter(spec: cat.RegisterSpec):
+    encode = int_encoder(spec.type)
+    _, quantity, zone = spec.source.split("_")
+    index = (int(zone) - 1) + (tod.ZONES if quantity == "apparent" else 0)
+    divisor = 10.0 ** spec.scaler
+
+    def get(m: Meter, a, now):
+        return encode(int(tod.totals_at(m, m.sim(now))[index] // divisor))
+
+    return get
+
+
 def _register(spec: cat.RegisterSpec) -> CosemObject:
     name = spec.name
     if spec.source in _ENERGY_FIELDS:
         value = Attribute(_energy_getter(spec.source, spec.type, spec.scaler))
+    elif spec.source.startswith("tod_"):
+        value = Attribute(_tod_getter(spec))
     elif spec.source.startswith(("block_", "avg_")):
         value = Attribute(profiles.block_register_getter(spec))
     elif spec.source in ("net_active", "power_on_minutes", "power_off_minutes", "period_power_on_minutes",
@@ -916,8 +931,8 @@ def model_for(kind: MeterKind) -> MeterModel:
         for s in cat.COUNTER_OBJECTS
         if kind in s.kinds
     ]
-    for spec in (cat.INSTANT_REGISTERS + cat.ENERGY_REGISTERS + cat.NET_ENERGY_REGISTERS + cat.BLOCK_REGISTERS
-                 + cat.DURATION_REGISTERS):
+    for spec in (cat.INSTANT_REGISTERS + cat.ENERGY_REGISTERS + cat.TOD_REGISTERS + cat.NET_ENERGY_REGISTERS
+                 + cat.BLOCK_REGISTERS + cat.DURATION_REGISTERS):
         if kind in spec.kinds:
             objects.append(_register(spec))
     for spec in cat.DEMAND_REGISTERS:

@@ -233,11 +233,12 @@ def billing_closures(meter: Meter, until: float, limit: int) -> tuple[int, list[
 
 
 class BillingRow:
-    __slots__ = ("clock", "readings", "demand", "pf", "power_on_minutes")
+    __slots__ = ("clock", "readings", "demand", "pf", "power_on_minutes", "end")
 
-    def __init__(self, clock, readings, demand, pf, power_on_minutes) -> None:
+    def __init__(self, clock, readings, demand, pf, power_on_minutes, end=None) -> None:
         self.clock, self.readings, self.demand, self.pf, self.power_on_minutes = (
             clock, readings, demand, pf, power_on_minutes)
+        self.end = end  # simulated time of the close
 
 
 class Billing:
@@ -269,7 +270,7 @@ def billing_row(meter: Meter, start_clock: float, end_clock: float) -> BillingRo
     r0, r1 = meter.readings(start), meter.readings(end)
     kwh, kvah = r1[0] - r0[0], r1[2] - r0[2]
     pf = kwh / kvah if kvah > 0 else 1.0
-    return BillingRow(end_clock, r1, meter.demand_between(start, end), pf, max(0, int((end - start) // 60)))
+    return BillingRow(end_clock, r1, meter.demand_between(start, end), pf, max(0, int((end - start) // 60)), end)
 
 
 class Live:
@@ -295,8 +296,8 @@ for _c in range(7):
 
 
 def _register_spec(kind: MeterKind, class_id: int, obis: str) -> cat.RegisterSpec | None:
-    for spec in (*cat.INSTANT_REGISTERS, *cat.ENERGY_REGISTERS, *cat.NET_ENERGY_REGISTERS, *cat.BLOCK_REGISTERS,
-                 *cat.DURATION_REGISTERS, *cat.DEMAND_REGISTERS):
+    for spec in (*cat.INSTANT_REGISTERS, *cat.ENERGY_REGISTERS, *cat.TOD_REGISTERS, *cat.NET_ENERGY_REGISTERS,
+                 *cat.BLOCK_REGISTERS, *cat.DURATION_REGISTERS, *cat.DEMAND_REGISTERS):
         if spec.obis == obis and spec.class_id == class_id and kind in spec.kinds:
             return spec
     return None
@@ -346,6 +347,13 @@ def _billing_value(kind: MeterKind, class_id: int, obis: str, attribute: int):
         return lambda m, row: encode(round(row.demand.max_active if active else row.demand.max_apparent))
     if spec.source == "period_average_pf":
         return lambda m, row: encode(round(row.pf * 1000))
+    if spec.source.startswith("tod_"):
+        from meter_core import tod
+
+        _, quantity, zone = spec.source.split("_")
+        index = (int(zone) - 1) + (tod.ZONES if quantity == "apparent" else 0)
+        divisor = 10.0 ** spec.scaler
+        return lambda m, row: encode(int(tod.totals_at(m, row.end)[index] // divisor))
     if spec.source == "period_power_on_minutes":
         return lambda m, row: encode(row.power_on_minutes)
     return _cumulative_value(spec, lambda row: row.readings)

@@ -138,6 +138,16 @@ ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
     *_energy("1.0.8.8.0.255", "Cumulative energy kvarh Q4 (lead, import)", "reactive_q4", _VARH),
 )
 
+# Time-of-day registers: import per tariff zone 1-4 of the activity calendar (facts 8.4: E = zone).
+TOD_REGISTERS: tuple[RegisterSpec, ...] = tuple(
+    spec
+    for z in range(1, 5)
+    for spec in (
+        *_energy(f"1.0.1.8.{z}.255", f"Cumulative energy kWh import, TOD zone {z}", f"tod_active_{z}", _WH),
+        *_energy(f"1.0.9.8.{z}.255", f"Cumulative energy kVAh import, TOD zone {z}", f"tod_apparent_{z}", _VAH),
+    )
+)
+
 # Net active energy (import - export), signed.
 NET_ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
     RegisterSpec(3, "1.0.16.8.0.255", "Cumulative net energy kWh", "net_active", _I32, 0, _WH, WHOLE_CURRENT),
@@ -373,7 +383,8 @@ _BILLING_POLY = (
 )
 _BILLING_SINGLE = (
     *_data("1.0.0.1.2.255"),
-    *_reg("1.0.13.0.0.255", "1.0.1.8.0.255", "1.0.9.8.0.255"),
+    *_reg("1.0.13.0.0.255", "1.0.1.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255", "1.0.1.8.3.255", "1.0.1.8.4.255",
+          "1.0.9.8.0.255", "1.0.9.8.1.255", "1.0.9.8.2.255", "1.0.9.8.3.255", "1.0.9.8.4.255"),
     *_md("1.0.1.6.0.255"), *_md("1.0.9.6.0.255"),
     *_reg("0.0.94.91.13.255", "1.0.2.8.0.255", "1.0.10.8.0.255"),
 )

@@ -189,3 +189,24 @@ def test_profile_reset_and_capture():
     assert read(p, BLOCK, 7).value.value == 0
     later = reader(now=T0 + 7200, meter=p.meter)
     assert read(later, BLOCK, 7).value.value == 4
+
+
+def test_tod_registers_add_up_to_the_total_and_follow_the_calendar():
+    p = reader(MeterKind.SINGLE_PHASE)
+    zones = [p.get(3, f"1.0.1.8.{z}.255", 2).value.value for z in range(1, 5)]
+    total = p.get(3, "1.0.1.8.0.255", 2).value.value
+    assert all(z > 0 for z in zones)
+    assert total - 4 <= sum(zones) <= total  # each register floors its own share
+    bill = rows(p, BILLING)[-1]
+    assert abs(sum(bill[3:7]) - bill[2]) <= 4  # 1ph billing: kWh total then TOD 1-4 (facts 9.2)
+    # one zone all day: zone 1 takes everything
+    day = Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
+        Data(DataType.UNSIGNED, 1),
+        Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
+            Data(DataType.OCTET_STRING, bytes(4)), Data(DataType.OCTET_STRING, bytes((0, 0, 10, 0, 100, 255))),
+            Data(DataType.LONG_UNSIGNED, 1))),)),
+    )),))
+    assert set_(p, 20, "0.0.13.0.0.255", 9, day) == DataAccessResult.SUCCESS
+    assert act(p, 20, "0.0.13.0.0.255", 1, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
+    assert total - 1 <= p.get(3, "1.0.1.8.1.255", 2).value.value <= total
+    assert p.get(3, "1.0.1.8.2.255", 2).value.value == 0

@@ -1,0 +1,85 @@
+"""Time-of-day (TOD) energy registers: kWh and kVAh import per tariff zone, from the activity calendar.
+
+The zones are the day profile of the active calendar (0.0.13.0.0.255): each action's start time
+switches to tariff ``script_selector`` (zone 1-8). Registers 1.0.1.8.z.255 (kWh) and 1.0.9.8.z.255
+(kVAh) count the energy used while zone z was in force, floored to the register resolution like the
+totals. The meter walks its days since installation once, keeping the running totals up to its
+last whole day (a few numbers), so a read only adds the days since. The zones of the calendar in
+force apply to every day: a calendar a head-end activates re-zones the history too, as the meter
+keeps no history of calendars (a simplification; the totals stay consistent with the zones shown).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from meter_core.axdr import DataType, data_from_bytes
+from meter_core.errors import DecodeError
+
+if TYPE_CHECKING:
+    from meter_core.meter import Meter
+
+ZONES = 4
+DAY = 86400
+IST_S = 330 * 60
+DEFAULT_ZONES = ((0.0, 1), (6 * 3600.0, 2), (18 * 3600.0, 3), (22 * 3600.0, 4))
+
+
+def zones_of(meter: Meter) -> tuple[tuple[float, int], ...]:
+    """(seconds after midnight, zone) of the active calendar's first day profile, sorted."""
+    cal = meter.state.calendar
+    raw = cal[0][3] if cal is not None else None
+    if raw is None:
+        return DEFAULT_ZONES
+    try:
+        table = data_from_bytes(raw)
+        actions = table.value[0].value[1].value
+        out = []
+        for a in actions:
+            start, _script, selector = a.value
+            h, m, s = bytes(start.value)[:3]
+            zone = selector.value if selector.tag is DataType.LONG_UNSIGNED else 1
+            out.append((h * 3600.0 + (0 if m == 0xFF else m) * 60 + (0 if s == 0xFF else s), max(1, min(zone, ZONES))))
+    except (DecodeError, IndexError, AttributeError, TypeError, ValueError):
+        return DEFAULT_ZONES
+    out.sort()
+    if not out or out[0][0] > 0:
+        out.insert(0, (0.0, out[-1][1] if out else 1))  # before the first switch: the day's last zone
+    return tuple(out)
+
+
+def _day_zone_energy(meter: Meter, day: int, until: float, zones, totals: list[float]) -> None:
+    """Add the active and apparent energy of ``day`` up to simulated ``until`` per zone to ``totals``."""
+    midnight = day * DAY - IST_S
+    bounds = [midnight + start for start, _ in zones] + [midnight + DAY]
+    prev_t = max(bounds[0], meter.install_time)
+    prev = meter.energy_at(prev_t)
+    for i, (_, zone) in enumerate(zones):
+        end = min(bounds[i + 1], until)
+        if end <= prev_t:
+            continue
+        nxt = meter.energy_at(end)
+        totals[zone - 1] += nxt.active_import_wh - prev.active_import_wh
+        totals[ZONES + zone - 1] += nxt.apparent_import_vah - prev.apparent_import_vah
+        prev_t, prev = end, nxt
+        if end >= until:
+            break
+
+
+def totals_at(meter: Meter, t: float) -> list[float]:
+    """Active (Wh) then apparent (VAh) import per zone, 1..4, from installation to simulated ``t``."""
+    zones = zones_of(meter)
+    day_t = math.floor((t + IST_S) / DAY)
+    start_day = math.floor((meter.install_time + IST_S) / DAY)
+    cache = meter.tod_cache
+    if cache is None or cache[0] > day_t or cache[2] != zones:
+        cache = (start_day, [0.0] * (2 * ZONES), zones)
+    day, totals, _ = cache
+    totals = list(totals)
+    while day < day_t:
+        _day_zone_energy(meter, day, math.inf, zones, totals)
+        day += 1
+    meter.tod_cache = (day, list(totals), zones)
+    _day_zone_energy(meter, day_t, t, zones, totals)
+    return totals
