@@ -177,12 +177,6 @@ class DailyLoad:
             yield clock, meter.readings(meter.clock_to_sim(clock))
 
 
-def month_start(month: int) -> float:
-    """UTC seconds of 00:00 IST on the 1st of month number ``month`` (year * 12 + month - 1)."""
-    y, m = divmod(month, 12)
-    return calendar.timegm((y, m + 1, 1, 0, 0, 0)) - IST_S
-
-
 def month_of(clock_time: float) -> int:
     local = _dt.datetime.fromtimestamp(clock_time + IST_S, _dt.UTC)
     return local.year * 12 + local.month - 1
