@@ -216,3 +216,31 @@ def test_whole_block_load_buffer_in_many_blocks(meter):
     assert meter.worker.stats.counts[("get-next", "ok")] - before > 300
     times = [plain(r[0]) for r in pg.buffer]
     assert all(b - a == dt.timedelta(minutes=30) for a, b in zip(times, times[1:]))
+
+
+def test_a_head_end_read_all_works_for_every_kind(meter):
+    """gurux reads every attribute the meter reader's object_list offers, for each kind and transport."""
+    from gurux_dlms.enums import AccessMode, ObjectType
+
+    from tests.interop.clients import GuruxError
+
+    s = gurux(meter, max_pdu=1024)
+    problems, reads = [], 0
+    try:
+        for obj in s.object_list():
+            order = list(range(1, obj.getAttributeCount() + 1))
+            if obj.objectType == ObjectType.PROFILE_GENERIC:
+                order.remove(3)
+                order.insert(1, 3)
+            for index in order:
+                try:
+                    s.read(obj, index)
+                    reads += 1
+                except GuruxError as e:
+                    if obj.getAccess(index) != AccessMode.NO_ACCESS:
+                        problems.append((obj.logicalName, index, e.code))
+        s.close()
+    finally:
+        s.sock.close()
+    assert problems == []
+    assert reads > 300
