@@ -191,3 +191,28 @@ def test_a_database_outage_while_meters_capture_loses_nothing_and_writes_nothing
                if r["meter_id"] == meter_id and r["capture_time"].timestamp() <= end_sim]
         assert len(expected) >= 32
         assert got == expected  # every block exactly once: none lost in the outage, none doubled
+
+
+def test_a_row_the_database_refuses_is_reported_with_its_meter_and_time_and_the_rest_is_written(database_url):
+    from fleet.groundtruth import CREATE_STAGING, write_batch
+
+    t = dt.datetime(2026, 11, 20, 10, 30, tzinfo=dt.UTC)
+    good = (7, t, 1800, None, None, None, None, None, None, 100, 0, 110, 0, 10, 0, 0, 0)
+    bad = (8, t, 1800, None, None, None, None, None, None, -5, 0, 110, 0, 10, 0, 0, 0)  # negative energy
+
+    async def go():
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(CREATE_STAGING)
+            written, refused = await write_batch(conn, {"block_load_profile": [good, bad]})
+            again, _ = await write_batch(conn, {"block_load_profile": [good]})
+            rows = await conn.fetch("SELECT meter_id FROM block_load_profile WHERE meter_id IN (7, 8)")
+            return written, refused, again, rows
+        finally:
+            await conn.close()
+
+    written, refused, again, rows = asyncio.run(go())
+    assert written == {"block_load_profile": 1} and again == {"block_load_profile": 0}
+    assert len(refused) == 1 and "meter 8" in refused[0] and "2026-11-20 10:30" in refused[0]
+    assert "block_load_profile_energy_check" in refused[0]
+    assert [r["meter_id"] for r in rows] == [7]
