@@ -304,8 +304,8 @@ def _disconnect_control() -> CosemObject:
         DISCONNECT_CONTROL, o, "Disconnect control",
         (
             ln_attribute(o),
-            Attribute(lambda m, a, now: b"\x03\x00" if m.state.disconnected else b"\x03\x01"),  # output_state
-            Attribute(lambda m, a, now: _enc_enum(0 if m.state.disconnected else 1)),  # control_state
+            Attribute(lambda m, a, now: b"\x03\x00" if m.relay_open(m.sim(now)) else b"\x03\x01"),  # output_state
+            Attribute(lambda m, a, now: _enc_enum(0 if m.relay_open(m.sim(now)) else 1)),  # control_state
             static(CONTROL_MODE, DataType.ENUM),
         ),
         (_remote_disconnect, _remote_reconnect),
@@ -323,6 +323,9 @@ def _set_threshold(m: Meter, a, value: Data, now: float) -> DataAccessResult:
     if not 0 < value.value <= 10_000_000:
         return DataAccessResult.OTHER_REASON
     m.state.load_limit_w = value.value
+    t = m.sim(now)
+    if m.state.limit_since is None:
+        m.state.limit_since = m.state.limit_scanned = t  # load limiting applies from now on
     programmed(m, EV_LOAD_LIMIT, now)
     return DataAccessResult.SUCCESS
 

@@ -180,7 +180,7 @@ def esw_bits(meter: Meter, t: float) -> set[int]:
             if code == restore:
                 active.discard(bit)
     bits |= active
-    if meter.state.disconnected:
+    if meter.relay_open(t):
         bits.add(84)
     from meter_core.profiles import billing_closures
 

@@ -117,6 +117,11 @@ class MeterState:
     # parts)) as encoded values (None = factory part); activation time as written (12 bytes).
     calendar: tuple | None = None
     calendar_activation: bytes | None = None
+    # Load limiting, from the moment a head-end set a threshold: simulated time checked up to, and
+    # since when the load has been above the threshold (None: below).
+    limit_since: float | None = None
+    limit_scanned: float = -math.inf
+    limit_over_since: float | None = None
     # Relay open intervals, simulated time ((start, end or None while open), ...).
     disconnections: tuple = ()
     # Events that happened to this meter (simulated time, category, code), bounded per log depth, and
@@ -138,6 +143,12 @@ class _DemandCache:
     max_apparent: float = 0.0
     max_apparent_time: float = math.nan
 
+
+# Load limiter (class 71): power checked every LIMIT_STEP s; tripped after LIMIT_MIN_OVER s above the
+# threshold (min_over_threshold_duration); the relay recloses after LIMIT_LOCKOUT s.
+LIMIT_STEP = 15.0
+LIMIT_MIN_OVER = 60.0
+LIMIT_LOCKOUT = 300.0
 
 # Cumulative energy registers in the order `Meter.readings` returns them.
 ENERGY_FIELDS = (
@@ -313,6 +324,8 @@ class Meter:
         relay did not let through (`meter_core.powerquality`)."""
         e = self.load.energy(t)
         adjust = self._outage_adjustment(t)
+        if self.state.limit_since is not None:
+            self._scan_limiter(t)
         if self.state.disconnections:
             adjust -= self._disconnected_energy(t)
         if adjust == 0.0:
@@ -383,10 +396,76 @@ class Meter:
         for o in self._outages(day) if day_events else ():
             if o is not None and o[1] <= t < o[1] + o[4]:
                 pickup += (o[3] - o[2]) * 3600.0 / o[4]  # W: the outage's energy spread over the pickup
-        off = self.state.disconnected
+        off = self.relay_open(t)
         if not events and not pickup and not off:
             return inst
         return pq.apply(inst, events, pickup, off, self.load.params)
+
+    def relay_open(self, t: float) -> bool:
+        """Whether the load relay is open at simulated ``t`` (remote disconnect or a load-limit trip)."""
+        state = self.state
+        if state.limit_since is not None:
+            self._scan_limiter(t)
+        for start, end in state.disconnections:
+            if start <= t and (end is None or t < end):
+                return True
+        return False
+
+    def _scan_limiter(self, t: float) -> None:
+        """Trip the relay wherever the load stayed above the limiter's threshold long enough.
+
+        From the moment a head-end set the threshold, power is checked every `LIMIT_STEP` simulated
+        seconds (once per instant, in time order, so any read order gives the same trips): above the
+        threshold for `min_over_threshold_duration` opens the relay for `LIMIT_LOCKOUT` seconds
+        (over-load 215 and relay 301, then 216 and 302 when it closes again).
+        """
+        state = self.state
+        x = state.limit_scanned
+        if x >= t:
+            return
+        threshold = state.load_limit_w or control.default_load_limit(self.identity.kind)
+        over_since = state.limit_over_since
+        lockout_end = -math.inf
+        for start, end in state.disconnections:
+            if end is not None and start <= x < end:
+                lockout_end = end
+        while x < t:
+            x += LIMIT_STEP
+            if x < lockout_end or self._remote_open(x):
+                over_since = None
+                continue
+            if self._supply_power(x) > threshold:
+                if over_since is None:
+                    over_since = x
+                elif x - over_since >= LIMIT_MIN_OVER:
+                    end = x + LIMIT_LOCKOUT
+                    state.disconnections = (*state.disconnections, (x, end))[-512:]
+                    for when, category, code in ((x, eventlog.OTHER, 215), (x, eventlog.CONTROL, 301),
+                                                 (end, eventlog.OTHER, 216), (end, eventlog.CONTROL, 302)):
+                        eventlog.record(self, category, code, when)
+                    lockout_end, over_since = end, None
+                    self._energy_key = self._inst_key = -1
+            else:
+                over_since = None
+        state.limit_scanned, state.limit_over_since = x, over_since
+
+    def _remote_open(self, t: float) -> bool:
+        for start, end in self.state.disconnections:
+            if end is None and start <= t:
+                return True
+        return False
+
+    def _supply_power(self, t: float) -> float:
+        """Active power the load draws at ``t`` with the supply events, before the relay."""
+        day = pq.day_of(t)
+        events = self.pq_events(day)
+        if any(e.kind == "INTERRUPTION" and e.start <= t < e.end for e in events):
+            return 0.0
+        power = self.load.active_power(t)
+        for o in self._outages(day) if events else ():
+            if o is not None and o[1] <= t < o[1] + o[4]:
+                power += (o[3] - o[2]) * 3600.0 / o[4]
+        return power
 
     def billing_period_start(self, t: float) -> float:
         """Start of the billing period holding simulated time ``t``: the last billing (or installation)."""

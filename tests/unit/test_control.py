@@ -210,3 +210,26 @@ def test_tod_registers_add_up_to_the_total_and_follow_the_calendar():
     assert act(p, 20, "0.0.13.0.0.255", 1, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
     assert total - 1 <= p.get(3, "1.0.1.8.1.255", 2).value.value <= total
     assert p.get(3, "1.0.1.8.2.255", 2).value.value == 0
+
+
+def test_the_limiter_trips_the_relay_above_its_threshold_and_recloses_after_the_lockout():
+    from meter_core import eventlog
+
+    p = reader(MeterKind.SINGLE_PHASE)
+    m = p.meter
+    t = m.sim(p.now)
+    power = m.instant_at(t).active_power
+    assert power > 0
+    assert set_(p, 71, "0.0.17.0.0.255", 4, Data(DataType.DOUBLE_LONG, max(1, int(power * 0.3)))) == \
+        DataAccessResult.SUCCESS
+    assert not m.relay_open(t + 30)
+    assert m.relay_open(t + 120)  # above the threshold for a minute: tripped
+    trip = next(s for s, e in m.state.disconnections if e is not None)
+    assert t + 60 <= trip <= t + 90
+    assert m.readings(trip + 1)[0] == m.readings(trip + 299)[0]  # no energy while open
+    assert not m.relay_open(trip + 301)  # the lockout is over
+    assert 84 in eventlog.esw_bits(m, trip + 10)
+    later = reader(MeterKind.SINGLE_PHASE, now=p.now + 3600, meter=m)
+    assert later.get(70, "0.0.96.3.10.255", 2).value.value in (True, False)
+    assert {215, 216} <= {r[1] for r in rows(later, "0.0.99.98.4.255")}
+    assert len([s for s, e in m.state.disconnections if e is not None]) >= 2  # it trips again after reclosing
