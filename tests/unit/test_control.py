@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meter_core.apdu.codes import ActionResult, DataAccessResult
 from meter_core.axdr import Data, DataType
@@ -15,8 +17,9 @@ from meter_core.client import ActionDone, ExceptionReceived, SetResult
 from meter_core.connection import Transport
 from meter_core.identity import FleetConfig, MeterKind, meter_identity
 from meter_core.meter import Meter
+from tests.strategies import data_values
 from tests.unit.test_meter import EPOCH, Pair
-from tests.unit.test_profiles import BILLING, read, rows, stamp
+from tests.unit.test_profiles import BILLING, by_entry, read, rows, stamp
 
 T0 = dt.datetime(2026, 11, 24, 6, 40, tzinfo=dt.UTC).timestamp()
 
@@ -233,3 +236,59 @@ def test_the_limiter_trips_the_relay_above_its_threshold_and_recloses_after_the_
     assert later.get(70, "0.0.96.3.10.255", 2).value.value in (True, False)
     assert {215, 216} <= {r[1] for r in rows(later, "0.0.99.98.4.255")}
     assert len([s for s, e in m.state.disconnections if e is not None]) >= 2  # it trips again after reclosing
+
+
+# -- bad input to every write and method the meter reader has ---------------------------------------
+
+
+def _targets():
+    from meter_core.meter import model_for
+
+    out = []
+    for kind in MeterKind:
+        view = model_for(kind).associations[32]
+        for obj, rights in view.entries:
+            for i, mode in enumerate(rights.attributes, start=1):
+                if mode.writable:
+                    out.append((kind, "set", obj.ic.class_id, obj.ln, i))
+            for i, mode in enumerate(rights.methods, start=1):
+                if mode:
+                    out.append((kind, "action", obj.ic.class_id, obj.ln, i))
+    return out
+
+
+TARGETS = _targets()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(TARGETS), data_values())
+def test_any_value_to_any_write_or_method_gets_a_result_and_the_meter_keeps_serving(target, value):
+    from meter_core.apdu import (
+        ActionRequestNormal,
+        CosemAttributeDescriptor,
+        CosemMethodDescriptor,
+        SetRequestNormal,
+        decode_apdu,
+        encode_apdu,
+    )
+    from meter_core.cosem.model import encode_value
+
+    kind, what, class_id, ln_, index = target
+    p = reader(kind)
+    assoc = p.conn._assocs[32]
+    raw = encode_value(value)
+    if what == "set":
+        req = SetRequestNormal(invoke_id_and_priority=0xC1,
+                               attribute=CosemAttributeDescriptor(class_id, ln_, index), value=raw)
+    else:
+        req = ActionRequestNormal(invoke_id_and_priority=0xC1, method=CosemMethodDescriptor(class_id, ln_, index),
+                                  parameters=raw)
+    answer = decode_apdu(assoc.handle_apdu(encode_apdu(req), p.now))
+    assert type(answer).__name__ in ("SetResponseNormal", "ActionResponseNormal")
+    # the meter still answers reads of what may have changed
+    for obis, cls in (("0.0.1.0.0.255", 8), ("1.0.1.8.0.255", 3), ("0.0.96.3.10.255", 70)):
+        if kind is MeterKind.CT_PT and cls == 70:
+            continue
+        p.get(cls, obis, 2)
+    rows(p, "1.0.99.1.0.255", by_entry(1, 2))
+    rows(p, "0.0.99.98.3.255", by_entry(1, 2))
