@@ -251,6 +251,7 @@ class GroundTruthWriter:
         self._conn = pg.WriterConnection(url, CREATE_STAGING, command_timeout=30.0)
         self._seq = 0
         self._stopping = False
+        self._stop_at = math.inf
         self._task: asyncio.Task | None = None
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._seq = max((int(p.stem) for p in spool_dir.glob("*.pkl")), default=0)
@@ -261,6 +262,7 @@ class GroundTruthWriter:
     async def close(self, timeout: float) -> None:
         """Produce up to now, write what can be written within ``timeout``, spool the rest."""
         self._stopping = True
+        self._stop_at = self.worker.clock.sim(time.monotonic())  # the captures up to the stop, no further
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout)
@@ -285,6 +287,8 @@ class GroundTruthWriter:
         """
         now = time.monotonic()
         sim_now = self.worker.clock.sim(now)
+        if self._stopping:
+            sim_now = min(sim_now, self._stop_at)
         queued = 0
         batch: dict[str, list[tuple]] = {t: [] for t in TABLES}
         n = 0
@@ -335,7 +339,7 @@ class GroundTruthWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
-            if self._stopping and not self.queue and self.cursor >= self.worker.clock.sim(time.monotonic()) - 1e-6:
+            if self._stopping and not self.queue and self.cursor >= self._stop_at:
                 return
             await asyncio.sleep(TICK)
 
