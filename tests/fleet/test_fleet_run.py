@@ -17,7 +17,7 @@ from gurux_dlms import GXDLMSException
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData
 
 from meter_core.connection import Transport
-from meter_core.identity import FleetConfig, meter_identity
+from meter_core.identity import FleetConfig, kind_of, meter_identity, parse_mix
 from tests.interop.clients import GuruxSession
 from tests.servers import free_port_base
 
@@ -101,7 +101,8 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
     base, metrics_port = free_port_base(METERS), _free_port()
     fleet_cfg = FleetConfig(seed=1)
     f = FleetProcess("run", "--meters", str(METERS), "--workers", str(WORKERS), "--port-base", str(base),
-                     "--metrics-port", str(metrics_port), "--database-url", database_url)
+                     "--metrics-port", str(metrics_port), "--database-url", database_url,
+                     "--mix", "1ph=0.5,3ph=0.3,ctpt=0.2")
     try:
         f.wait_for(r"30 meters ready")
         pids = {int(m.group(1)): int(m.group(2)) for m in
@@ -127,7 +128,10 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
         assert accepted == [(0, 16), (0, 32), (12, 16), (12, 32), (25, 16), (25, 32)]
         assert all(r["released_at"] is not None for r in rows if r["result"] == "accepted")
         assert [(r["meter_id"], r["client_sap"]) for r in rows if r["result"] != "accepted"] == [(5, 32)]
-        assert len(query(database_url, "SELECT 1 FROM meters")) == METERS
+        kinds = {r["meter_id"]: r["kind"] for r in query(database_url, "SELECT meter_id, kind FROM meters")}
+        mixed = FleetConfig(seed=1, mix=parse_mix("1ph=0.5,3ph=0.3,ctpt=0.2"))
+        assert kinds == {i: kind_of(mixed, i).value for i in range(METERS)}
+        assert len(set(kinds.values())) == 3  # a mixed fleet, each meter of the kind the mix gives it
 
         # Workers flush their counters once a second; poll until this run's associations show.
         deadline = time.monotonic() + 10
