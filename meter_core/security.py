@@ -1,0 +1,253 @@
+"""DLMS/COSEM security, suite 0 to 2: ciphered APDUs, HLS functions, key wrap (IEC 62056-5-3 clause 9).
+
+Primer. A protected APDU carries a security header, SC (1 byte) and the invocation counter IC (4 bytes,
+big-endian), then the payload and, when authenticated, a 12-byte GCM tag:
+
+    SC IC [plaintext | ciphertext] [T]
+
+SC bits 0-3 are the suite, 0x10 authentication, 0x20 encryption, 0x40 broadcast key, 0x80 compression.
+GCM runs with IV = sender system title (8) || IC (4) and the block-cipher key (EK); the additional
+authenticated data is SC || AK, followed by the plaintext when only authentication is applied (then the
+cipher runs over nothing and only the tag is sent). Facts: dlms-is15959-facts.md sections 5.1 to 5.5.
+
+Everything here is a pure function of its arguments: the cipher itself is `cryptography`'s AES (GCM,
+CTR for encryption-only payloads, ECB for HLS mechanism 2, RFC 3394 key wrap), never our own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from meter_core.apdu.codes import ApduTag
+from meter_core.axdr import Reader, encode_length
+from meter_core.errors import DecodeError
+
+TAG_LENGTH = 12
+HEADER_LENGTH = 5  # SC + IC
+SYSTEM_TITLE_LENGTH = 8
+
+AUTHENTICATION = 0x10
+ENCRYPTION = 0x20
+BROADCAST = 0x40
+COMPRESSION = 0x80
+KNOWN_SC_BITS = 0x0F | AUTHENTICATION | ENCRYPTION | BROADCAST
+
+KEY_LENGTH = {0: 16, 1: 16, 2: 32}  # suite -> EK/AK/KEK length (facts 5.4)
+
+
+class Failure(Enum):
+    """Why a protected exchange was refused: the `security_failures` metric's reason label."""
+
+    DECIPHERING = "deciphering"  # bad tag or wrong key
+    INVOCATION_COUNTER = "invocation-counter"  # replayed or stale counter
+    SECURITY_CONTROL = "security-control"  # unknown SC bits, wrong suite, compression
+    TRUNCATED = "truncated"
+    POLICY = "policy"  # less protection than the association's policy demands
+    AUTHENTICATION = "authentication"  # HLS pass 3 failed
+    SYSTEM_TITLE = "system-title"
+
+
+class SecurityError(Exception):
+    """A protected APDU or an HLS value was refused; ``failure`` says why."""
+
+    def __init__(self, failure: Failure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+# -- service-specific ciphered tags ------------------------------------------------------------------
+# glo- and ded- forms of each plain service tag (IEC 62056-5-3 clause 8.3, xDLMS-APDU CHOICE).
+
+GLO_OF = {
+    ApduTag.INITIATE_REQUEST: ApduTag.GLO_INITIATE_REQUEST,
+    ApduTag.INITIATE_RESPONSE: ApduTag.GLO_INITIATE_RESPONSE,
+    ApduTag.CONFIRMED_SERVICE_ERROR: 0x2E,
+    ApduTag.GET_REQUEST: ApduTag.GLO_GET_REQUEST,
+    ApduTag.SET_REQUEST: ApduTag.GLO_SET_REQUEST,
+    ApduTag.EVENT_NOTIFICATION_REQUEST: ApduTag.GLO_EVENT_NOTIFICATION_REQUEST,
+    ApduTag.ACTION_REQUEST: ApduTag.GLO_ACTION_REQUEST,
+    ApduTag.GET_RESPONSE: ApduTag.GLO_GET_RESPONSE,
+    ApduTag.SET_RESPONSE: ApduTag.GLO_SET_RESPONSE,
+    ApduTag.ACTION_RESPONSE: ApduTag.GLO_ACTION_RESPONSE,
+}
+DED_OF = {
+    ApduTag.GET_REQUEST: ApduTag.DED_GET_REQUEST,
+    ApduTag.SET_REQUEST: ApduTag.DED_SET_REQUEST,
+    ApduTag.EVENT_NOTIFICATION_REQUEST: ApduTag.DED_EVENT_NOTIFICATION_REQUEST,
+    ApduTag.ACTION_REQUEST: ApduTag.DED_ACTION_REQUEST,
+    ApduTag.GET_RESPONSE: ApduTag.DED_GET_RESPONSE,
+    ApduTag.SET_RESPONSE: ApduTag.DED_SET_RESPONSE,
+    ApduTag.ACTION_RESPONSE: ApduTag.DED_ACTION_RESPONSE,
+}
+PLAIN_OF_GLO = {v: k for k, v in GLO_OF.items()}
+PLAIN_OF_DED = {v: k for k, v in DED_OF.items()}
+# The ciphered request tags a server takes on an open association.
+GLO_REQUESTS = frozenset({ApduTag.GLO_GET_REQUEST, ApduTag.GLO_SET_REQUEST, ApduTag.GLO_ACTION_REQUEST})
+DED_REQUESTS = frozenset({ApduTag.DED_GET_REQUEST, ApduTag.DED_SET_REQUEST, ApduTag.DED_ACTION_REQUEST})
+CIPHERED_TAGS = frozenset(PLAIN_OF_GLO) | frozenset(PLAIN_OF_DED) | {
+    ApduTag.GENERAL_GLO_CIPHERING, ApduTag.GENERAL_DED_CIPHERING, ApduTag.GENERAL_CIPHERING,
+    ApduTag.GENERAL_SIGNING,
+}
+
+
+# -- GCM ----------------------------------------------------------------------------------------------
+
+
+def _iv(system_title: bytes, ic: int) -> bytes:
+    return system_title + ic.to_bytes(4, "big")
+
+
+def _ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
+    # GCM's keystream starts at counter 2 (J0 = IV || 00000001 is kept for the tag).
+    c = Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).encryptor()
+    return c.update(data) + c.finalize()
+
+
+def protect(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, plaintext: bytes) -> bytes:
+    """SC || IC || payload [|| T]: ``plaintext`` protected as ``sc`` says, by the sender ``system_title``."""
+    header = bytes((sc,)) + ic.to_bytes(4, "big")
+    iv = _iv(system_title, ic)
+    auth, enc = sc & AUTHENTICATION, sc & ENCRYPTION
+    if auth and enc:
+        sealed = AESGCM(ek).encrypt(iv, plaintext, bytes((sc,)) + ak)
+        return header + sealed[:-16] + sealed[-16:-16 + TAG_LENGTH]
+    if auth:
+        tag = AESGCM(ek).encrypt(iv, b"", bytes((sc,)) + ak + plaintext)
+        return header + plaintext + tag[:TAG_LENGTH]
+    if enc:
+        return header + _ctr(ek, iv, plaintext)
+    return header + plaintext
+
+
+def _verify(key: bytes, iv: bytes, aad: bytes, ciphertext: bytes, tag: bytes) -> bytes:
+    d = Cipher(algorithms.AES(key), modes.GCM(iv, tag, min_tag_length=TAG_LENGTH)).decryptor()
+    d.authenticate_additional_data(aad)
+    plain = d.update(ciphertext)
+    try:
+        return plain + d.finalize()
+    except InvalidTag:
+        raise SecurityError(Failure.DECIPHERING, "authentication tag does not verify") from None
+
+
+def split_header(data: bytes) -> tuple[int, int, bytes]:
+    """(SC, IC, the rest) of a protected payload."""
+    if len(data) < HEADER_LENGTH:
+        raise SecurityError(Failure.TRUNCATED, "security header truncated")
+    return data[0], int.from_bytes(data[1:5], "big"), data[5:]
+
+
+def check_sc(sc: int, suite: int) -> None:
+    """Refuse a security control byte with unknown bits, compression, or another suite."""
+    if sc & ~KNOWN_SC_BITS or sc & COMPRESSION:
+        raise SecurityError(Failure.SECURITY_CONTROL, f"security control {sc:#04x} not supported")
+    if sc & 0x0F != suite:
+        raise SecurityError(Failure.SECURITY_CONTROL, f"security suite {sc & 0x0F} is not the meter's {suite}")
+
+
+def unprotect(data: bytes, system_title: bytes, ek: bytes, ak: bytes) -> tuple[int, int, bytes]:
+    """(SC, IC, plaintext) of SC || IC || payload [|| T] from ``system_title``; the tag is checked."""
+    sc, ic, rest = split_header(data)
+    iv = _iv(system_title, ic)
+    auth, enc = sc & AUTHENTICATION, sc & ENCRYPTION
+    if auth:
+        if len(rest) < TAG_LENGTH:
+            raise SecurityError(Failure.TRUNCATED, "authentication tag truncated")
+        body, tag = rest[:-TAG_LENGTH], rest[-TAG_LENGTH:]
+        if enc:
+            return sc, ic, _verify(ek, iv, bytes((sc,)) + ak, body, tag)
+        _verify(ek, iv, bytes((sc,)) + ak + body, b"", tag)
+        return sc, ic, body
+    if enc:
+        return sc, ic, _ctr(ek, iv, rest)
+    return sc, ic, rest
+
+
+def gmac(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, challenge: bytes) -> bytes:
+    """HLS mechanism 5 f(challenge): SC || IC || GMAC tag over SC || AK || challenge (facts 5.5)."""
+    tag = AESGCM(ek).encrypt(_iv(system_title, ic), b"", bytes((sc,)) + ak + challenge)
+    return bytes((sc,)) + ic.to_bytes(4, "big") + tag[:TAG_LENGTH]
+
+
+def hls_aes(secret: bytes, challenge: bytes) -> bytes:
+    """HLS mechanism 2 f(challenge) as IS 15959 meters run it: AES-ECB of the challenge, zero-padded to
+    whole blocks, under the HLS secret zero-padded to 16 bytes (facts 5.5; Gurux and dlms-cosem agree)."""
+    if not 1 <= len(secret) <= 32:
+        raise ValueError("HLS secret must be 1 to 32 bytes")
+    key = secret.ljust(16 if len(secret) <= 16 else 32, b"\x00")
+    data = challenge.ljust(-(-len(challenge) // 16) * 16, b"\x00")
+    e = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return e.update(data) + e.finalize()
+
+
+def wrap_key(kek: bytes, key: bytes) -> bytes:
+    """RFC 3394 AES key wrap of ``key`` under ``kek`` (the master key)."""
+    return aes_key_wrap(kek, key)
+
+
+def unwrap_key(kek: bytes, wrapped: bytes) -> bytes:
+    try:
+        return aes_key_unwrap(kek, wrapped)
+    except (InvalidUnwrap, ValueError):
+        raise SecurityError(Failure.DECIPHERING, "wrapped key does not unwrap under the master key") from None
+
+
+# -- ciphered APDU envelopes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A ciphered APDU taken apart: its tag, the sender's system title when it carries one, and the
+    protected payload (SC || IC || ...)."""
+
+    tag: int
+    payload: bytes
+    system_title: bytes | None = None
+
+    @property
+    def general(self) -> bool:
+        return self.tag in (ApduTag.GENERAL_GLO_CIPHERING, ApduTag.GENERAL_DED_CIPHERING)
+
+    @property
+    def dedicated(self) -> bool:
+        return self.tag in PLAIN_OF_DED or self.tag == ApduTag.GENERAL_DED_CIPHERING
+
+
+def open_envelope(apdu: bytes) -> Envelope:
+    """Parse a glo-/ded- service APDU or a general-glo/ded-ciphering APDU (facts 5.2)."""
+    try:
+        r = Reader(apdu)
+        tag = r.pull_u8()
+        st = None
+        if tag in (ApduTag.GENERAL_GLO_CIPHERING, ApduTag.GENERAL_DED_CIPHERING):
+            n = r.pull_length()
+            st = r.pull_bytes(n)
+        elif tag not in PLAIN_OF_GLO and tag not in PLAIN_OF_DED:
+            raise DecodeError(f"APDU tag {tag:#04x} is not a ciphered APDU this meter takes")
+        payload = r.pull_bytes(r.pull_length())
+        if not r.eof():
+            raise DecodeError("trailing bytes after a ciphered APDU")
+    except DecodeError as e:
+        raise SecurityError(Failure.TRUNCATED, f"ciphered APDU does not decode: {e}") from None
+    return Envelope(tag, payload, st)
+
+
+def seal(tag: int, payload: bytes, system_title: bytes | None = None) -> bytes:
+    """The ciphered APDU ``tag`` carrying ``payload`` (and, for general ciphering, the system title)."""
+    head = bytes((tag,))
+    if system_title is not None:
+        head += encode_length(len(system_title)) + system_title
+    return head + encode_length(len(payload)) + payload
+
+
+__all__ = [
+    "AUTHENTICATION", "BROADCAST", "CIPHERED_TAGS", "COMPRESSION", "DED_OF", "DED_REQUESTS", "ENCRYPTION",
+    "Envelope", "Failure", "GLO_OF", "GLO_REQUESTS", "KEY_LENGTH", "PLAIN_OF_DED", "PLAIN_OF_GLO",
+    "SecurityError", "TAG_LENGTH", "check_sc", "gmac", "hls_aes", "open_envelope", "protect", "seal",
+    "split_header", "unprotect", "unwrap_key", "wrap_key",
+]
