@@ -13,8 +13,9 @@ from typing import TextIO
 
 from fleet.settings import FleetOptions
 from meter_core.apdu.codes import AuthenticationMechanism
-from meter_core.cosem.is15959 import ASSOCIATIONS
+from meter_core.cosem.is15959 import ASSOCIATIONS, POLICY_AUTH_ENC, SECURED_SAPS
 from meter_core.identity import meter_identity
+from meter_core.keys import SETUP_OF_CLIENT, client_system_title, derived_keys
 
 AUTHENTICATION_NAMES = {
     AuthenticationMechanism.NONE: "none",
@@ -32,19 +33,32 @@ CSV_COLUMNS = (
 )
 
 
-def meter_record(options: FleetOptions, meter_id: int) -> dict:
-    """The onboarding entry of one meter."""
-    ident = meter_identity(options.fleet, meter_id)
+def meter_record(options: FleetOptions, meter_id: int, keys=None) -> dict:
+    """The onboarding entry of one meter; ``keys`` (a `MeterSecurity`) are the keys in force when a
+    head-end changed them, else the ones derived from the fleet secret."""
+    fleet = options.fleet
+    ident = meter_identity(fleet, meter_id)
     host, port = options.address(meter_id)
+    keys = keys if keys is not None else derived_keys(fleet, meter_id, fleet.security_suite)
     clients = []
     for a in ASSOCIATIONS:
+        secured = a.client_sap in SECURED_SAPS
+        mechanism = AuthenticationMechanism(fleet.hls_mechanism) if secured else a.mechanism
         client = {
             "client_sap": a.client_sap,
             "association": a.obis,
-            "authentication": AUTHENTICATION_NAMES[a.mechanism],
+            "authentication": AUTHENTICATION_NAMES[mechanism],
         }
         if a.mechanism is AuthenticationMechanism.LOW:
             client["password"] = ident.lls_password
+        if secured:
+            ks = keys.sets[SETUP_OF_CLIENT[a.client_sap]]
+            if mechanism is AuthenticationMechanism.HIGH:
+                client["hls_secret"] = keys.hls[a.client_sap].hex()
+            client.update(
+                security_suite=ks.suite, security_policy=POLICY_AUTH_ENC, block_key=ks.ek.hex(), auth_key=ks.ak.hex(),
+                master_key=keys.kek.hex(), client_system_title=client_system_title(fleet).hex(),
+            )
         clients.append(client)
     return {
         "meter_id": meter_id,

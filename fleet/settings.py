@@ -29,6 +29,8 @@ class FleetOptions:
     hosts: tuple[str, ...] = ("127.0.0.1",)
     port_base: int = 4059
     shard: tuple[int, int] = (0, 1)
+    security_suite: int = 0
+    hls_mechanism: int = 2  # of clients 48, 64, 80: 2 (AES of the challenge) or 5 (GMAC)
 
     def __post_init__(self) -> None:
         if self.meters < 1:
@@ -47,7 +49,8 @@ class FleetOptions:
 
     @property
     def fleet(self) -> FleetConfig:
-        return FleetConfig(seed=self.seed, secret=self.fleet_secret, kind=self.kind, mix=self.mix)
+        return FleetConfig(seed=self.seed, secret=self.fleet_secret, kind=self.kind, mix=self.mix,
+                           security_suite=self.security_suite, hls_mechanism=self.hls_mechanism)
 
     def address(self, meter_id: int) -> tuple[str, int]:
         """Where meter ``meter_id`` listens: meter i on port-base + i, then the next host."""

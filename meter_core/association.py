@@ -7,9 +7,12 @@ methods, so the table stays the single statement of what may follow what (h11 ``
 
 from __future__ import annotations
 
+import hmac
+import os
 from collections import Counter
 from enum import Enum
 
+from meter_core import security as sec
 from meter_core.apdu import (
     AARE,
     AARQ,
@@ -48,10 +51,11 @@ from meter_core.apdu import (
     decode_apdu,
     encode_apdu,
 )
-from meter_core.apdu.acse import context_oid, release_reason
+from meter_core.apdu.acse import context_oid, mechanism_oid, release_reason
 from meter_core.apdu.codes import (
     AcseServiceUser,
     ActionResult,
+    ApduTag,
     ApplicationContextName,
     AssociationResult,
     AuthenticationMechanism,
@@ -61,11 +65,17 @@ from meter_core.apdu.codes import (
     InitiateError,
     ServiceErrorType,
 )
-from meter_core.axdr import Reader, data_from_bytes, encode_length, skip_data
-from meter_core.cosem.model import AssociationView
+from meter_core.axdr import DataType, Reader, data_from_bytes, encode_length, skip_data
+from meter_core.cosem.model import AssociationView, encode_octets
 from meter_core.cosem.profile import Stream
 from meter_core.errors import DecodeError, ExceptionServiceError, ExceptionStateError
-from meter_core.events import AssociationEstablished, AssociationRejected, AssociationReleased, ReleaseReason
+from meter_core.events import (
+    AssociationEstablished,
+    AssociationRejected,
+    AssociationReleased,
+    ReleaseReason,
+    SecurityFailure,
+)
 
 DLMS_VERSION = 6
 # Smallest client-max-receive-pdu-size we can answer in: an AARE-sized GET block needs this much.
@@ -76,6 +86,7 @@ class AssociationState(Enum):
     """Server-side states of an application association (IEC 62056-5-3 clause 7.3)."""
 
     IDLE = "idle"  # no association: only AARQ (and RLRQ) make sense
+    AUTHENTICATING = "authenticating"  # HLS: AARE sent, the client's reply_to_HLS_authentication awaited
     ASSOCIATED = "associated"
 
 
@@ -83,6 +94,9 @@ class Input(Enum):
     """What happened to an association."""
 
     AARQ_ACCEPTED = "aarq-accepted"
+    AARQ_HLS = "aarq-hls"  # accepted pending HLS pass 3
+    HLS_PASSED = "hls-passed"
+    HLS_FAILED = "hls-failed"
     AARQ_REJECTED = "aarq-rejected"
     RLRQ = "rlrq"
     REQUEST = "request"  # GET / SET / ACTION
@@ -91,6 +105,14 @@ class Input(Enum):
 
 TRANSITIONS: dict[tuple[AssociationState, Input], AssociationState] = {
     (AssociationState.IDLE, Input.AARQ_ACCEPTED): AssociationState.ASSOCIATED,
+    (AssociationState.IDLE, Input.AARQ_HLS): AssociationState.AUTHENTICATING,
+    # HLS pass 3 and 4: only reply_to_HLS_authentication is served; failing it ends the association.
+    (AssociationState.AUTHENTICATING, Input.HLS_PASSED): AssociationState.ASSOCIATED,
+    (AssociationState.AUTHENTICATING, Input.HLS_FAILED): AssociationState.IDLE,
+    (AssociationState.AUTHENTICATING, Input.AARQ_REJECTED): AssociationState.AUTHENTICATING,
+    (AssociationState.AUTHENTICATING, Input.RLRQ): AssociationState.IDLE,
+    (AssociationState.AUTHENTICATING, Input.REQUEST): AssociationState.AUTHENTICATING,
+    (AssociationState.AUTHENTICATING, Input.ABORT): AssociationState.IDLE,
     (AssociationState.IDLE, Input.AARQ_REJECTED): AssociationState.IDLE,
     (AssociationState.IDLE, Input.RLRQ): AssociationState.IDLE,
     (AssociationState.IDLE, Input.REQUEST): AssociationState.IDLE,  # answered by exception-response
@@ -104,12 +126,37 @@ TRANSITIONS: dict[tuple[AssociationState, Input], AssociationState] = {
 
 
 class ServiceStats:
-    """Requests served, by (service, result); shared by the connections of a worker and read by metrics."""
+    """Requests served, by (service, result), and protected exchanges refused, by reason; shared by the
+    connections of a worker and read by metrics."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("counts", "security_failures")
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.security_failures: Counter[str] = Counter()
+
+
+class SecurityContext:
+    """What a ciphered association knows of its client: system title, challenges, dedicated key."""
+
+    __slots__ = ("client_title", "ctos", "stoc", "dedicated_key", "dedicated_rx")
+
+    def __init__(self, client_title: bytes, ctos: bytes, dedicated_key: bytes | None) -> None:
+        self.client_title = client_title
+        self.ctos = ctos
+        self.stoc = b""
+        self.dedicated_key = dedicated_key
+        self.dedicated_rx = 0
+
+
+# Overhead of protecting a response: tag, length (up to 3), SC, IC, GCM tag; general-glo adds the title.
+CIPHER_OVERHEAD = 1 + 3 + sec.HEADER_LENGTH + sec.TAG_LENGTH + 1 + sec.SYSTEM_TITLE_LENGTH
+_PLAIN_REQUESTS = frozenset({ApduTag.GET_REQUEST, ApduTag.SET_REQUEST, ApduTag.ACTION_REQUEST,
+                             ApduTag.ACCESS_REQUEST, ApduTag.GENERAL_BLOCK_TRANSFER})
+_SERVER_REQUESTS = sec.GLO_REQUESTS | sec.DED_REQUESTS | {ApduTag.GENERAL_GLO_CIPHERING,
+                                                          ApduTag.GENERAL_DED_CIPHERING}
+_RESPONDER_AUTHENTICATION = b"\x07\x80"  # ACSE-requirements: the authentication functional unit
+_random = os.urandom
 
 
 _OK = "ok"
@@ -131,11 +178,22 @@ _EXCEPTION_PDU_TOO_LONG = encode_apdu(
     )
 )
 _RLRE_NORMAL = encode_apdu(RLRE(reason=release_reason(0)))
+_CURRENT_ASSOCIATION = bytes((0, 0, 40, 0, 0, 255))
 _GET_NORMAL_OK = b"\xc4\x01"
 
 
 def exception_response(state: ExceptionStateError, service: ExceptionServiceError) -> bytes:
     return encode_apdu(ExceptionResponse(state_error=state, service_error=service))
+
+
+_SECURITY_ANSWERS = {
+    sec.Failure.INVOCATION_COUNTER: exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                                       ExceptionServiceError.INVOCATION_COUNTER_ERROR),
+    sec.Failure.POLICY: exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                           ExceptionServiceError.OPERATION_NOT_POSSIBLE),
+}
+_EXCEPTION_DECIPHERING = exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                            ExceptionServiceError.DECIPHERING_ERROR)
 
 
 def _datablock_overhead(limit: int) -> int:
@@ -148,7 +206,7 @@ class Association:
 
     __slots__ = (
         "meter", "view", "spec", "stats", "state", "context", "conformance", "max_send_pdu_size",
-        "max_receive_pdu_size", "_long_get", "_long_set", "events", "_get_ok",
+        "max_receive_pdu_size", "_long_get", "_long_set", "events", "_get_ok", "send_limit", "_sec",
     )
 
     def __init__(self, meter, view: AssociationView, stats: ServiceStats | None = None) -> None:
@@ -162,6 +220,9 @@ class Association:
         self._get_ok = False  # GET negotiated (a plain bool for the fast path; IntFlag & is slow)
         self.max_send_pdu_size = view.spec.server_max_receive_pdu_size
         self.max_receive_pdu_size = view.spec.server_max_receive_pdu_size
+        # The largest plain response APDU: max_send_pdu_size less what protecting it adds.
+        self.send_limit = self.max_send_pdu_size
+        self._sec: SecurityContext | None = None
         # long GET in progress: [invoke id, bytes not yet sent, chunks still to come or None, last block number]
         self._long_get: list | None = None
         # long SET in progress: [request, collected raw bytes, last block number]
@@ -188,12 +249,24 @@ class Association:
         if self.state is AssociationState.ASSOCIATED:
             self.events.append(AssociationReleased(self.spec.client_sap, reason))
         self._long_get = self._long_set = None
+        self._sec = None
         self._transition(Input.ABORT)
 
     # -- entry point -------------------------------------------------------------------------------
 
     def handle_apdu(self, apdu: bytes, now: float) -> bytes | None:
         """The response APDU to ``apdu`` (None when the standard gives no answer)."""
+        if self._sec is not None and self.state is not AssociationState.IDLE and apdu:
+            if len(apdu) > self.max_receive_pdu_size:
+                self.stats.counts[("other", "pdu-too-long")] += 1
+                return _EXCEPTION_PDU_TOO_LONG
+            if apdu[0] in sec.CIPHERED_TAGS:
+                return self._on_ciphered(apdu, now)
+            if apdu[0] in _PLAIN_REQUESTS:  # the policy demands protected requests
+                return self._security_refusal(sec.Failure.POLICY)
+        return self._handle_plain(apdu, now)
+
+    def _handle_plain(self, apdu: bytes, now: float) -> bytes | None:
         if self.state is AssociationState.ASSOCIATED:
             if len(apdu) > self.max_receive_pdu_size:
                 self.stats.counts[("other", "pdu-too-long")] += 1
@@ -204,7 +277,7 @@ class Association:
                 if attr is not None and self._get_ok:
                     get = attr.get
                     value = get if type(get) is bytes else get(self.meter, self, now)
-                    if len(value) + 4 <= self.max_send_pdu_size:
+                    if len(value) + 4 <= self.send_limit:
                         self._long_get = None
                         self.stats.counts[("get", _OK)] += 1
                         return _GET_NORMAL_OK + apdu[2:3] + b"\x00" + value
@@ -222,11 +295,69 @@ class Association:
             return _EXCEPTION_NOT_NEGOTIATED
         return handler(self, request, now)
 
+    # -- protected APDUs -------------------------------------------------------------------------
+
+    def _keyset(self):
+        return self.meter.keys().sets[self.spec.setup]
+
+    def _on_ciphered(self, apdu: bytes, now: float) -> bytes | None:
+        """A glo-/ded- or general-glo/ded-ciphering request: check, decipher, serve, protect the answer."""
+        ctx = self._sec
+        ks = self._keyset()
+        try:
+            env = sec.open_envelope(apdu) if apdu[0] in _SERVER_REQUESTS else None
+            if env is None:
+                self.stats.counts[("other", "unexpected-apdu")] += 1
+                return _EXCEPTION_NOT_NEGOTIATED
+            if env.general and env.system_title != ctx.client_title:
+                raise sec.SecurityError(sec.Failure.SYSTEM_TITLE, "system title is not the client's")
+            if env.dedicated and ctx.dedicated_key is None:
+                raise sec.SecurityError(sec.Failure.DECIPHERING, "no dedicated key in this association")
+            key = ctx.dedicated_key if env.dedicated else ks.ek
+            sc, ic, _ = sec.split_header(env.payload)
+            sec.check_sc(sc, ks.suite)
+            needed = _request_protection(self.spec.policy)
+            if sc & needed != needed:
+                raise sec.SecurityError(sec.Failure.POLICY, f"security control {sc:#04x} below the policy")
+            last = ctx.dedicated_rx if env.dedicated else ks.rx_ic
+            if ic <= last:
+                raise sec.SecurityError(sec.Failure.INVOCATION_COUNTER, f"invocation counter {ic} not above {last}")
+            _, _, inner = sec.unprotect(env.payload, ctx.client_title, key, ks.ak)
+            if not inner or (not env.general and
+                             (sec.PLAIN_OF_DED if env.dedicated else sec.PLAIN_OF_GLO)[env.tag] != inner[0]):
+                raise sec.SecurityError(sec.Failure.DECIPHERING, "ciphered APDU holds another service")
+        except sec.SecurityError as e:
+            return self._security_refusal(e.failure)
+        if env.dedicated:
+            ctx.dedicated_rx = ic
+        else:
+            ks.rx_ic = ic
+        # The answer goes out under the keys in force now, with a counter taken now: a key_transfer
+        # served by this very request changes the keys only for the APDUs after it.
+        ak, tx = ks.ak, ks.next_tx()
+        title = self.meter.identity.system_title
+        response = self._handle_plain(inner, now)
+        if response is None or response[0] == ApduTag.EXCEPTION_RESPONSE:
+            return response
+        resp_sc = ks.suite | _response_protection(self.spec.policy, sc)
+        payload = sec.protect(resp_sc, tx, title, key, ak, response)
+        if env.general:
+            return sec.seal(env.tag, payload, title)
+        tag = (sec.DED_OF if env.dedicated else sec.GLO_OF).get(response[0])
+        if tag is None:  # an answer with no ciphered form (cannot happen for GET/SET/ACTION)
+            return response
+        return sec.seal(tag, payload)
+
+    def _security_refusal(self, failure: sec.Failure) -> bytes:
+        self.stats.security_failures[failure.value] += 1
+        self.events.append(SecurityFailure(self.spec.client_sap, failure.value))
+        return _SECURITY_ANSWERS.get(failure, _EXCEPTION_DECIPHERING)
+
     # -- ACSE -------------------------------------------------------------------------------------
 
     def _on_aarq(self, aarq: AARQ, now: float) -> bytes:
         spec = self.spec
-        if self.state is AssociationState.ASSOCIATED:
+        if self.state is not AssociationState.IDLE:
             return self._reject(AcseServiceUser.NO_REASON_GIVEN, "already associated", transient=True)
         context = aarq.context
         if context is None or context not in spec.contexts:
@@ -237,20 +368,52 @@ class Association:
             if aarq.mechanism_name is not None and mechanism is not AuthenticationMechanism.NONE:
                 return self._reject(AcseServiceUser.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED,
                                     "this association takes no authentication")
-        elif spec.mechanism is AuthenticationMechanism.LOW:
+        else:
             if aarq.mechanism_name is None:
                 return self._reject(AcseServiceUser.AUTHENTICATION_MECHANISM_NAME_REQUIRED,
                                     "mechanism name required")
-            if mechanism is not AuthenticationMechanism.LOW:
+            if mechanism is not spec.mechanism:
                 return self._reject(AcseServiceUser.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED,
                                     "mechanism not offered by this association")
-            password = self.meter.identity.lls_password.encode("ascii")
-            if aarq.calling_authentication_value != password:
-                return self._reject(AcseServiceUser.AUTHENTICATION_FAILURE, "wrong LLS password")
-        if aarq.user_information is None:
+            if mechanism is AuthenticationMechanism.LOW:
+                password = self.meter.identity.lls_password.encode("ascii")
+                if not hmac.compare_digest(aarq.calling_authentication_value or b"", password):
+                    return self._reject(AcseServiceUser.AUTHENTICATION_FAILURE, "wrong LLS password")
+        ctx = None
+        user_information = aarq.user_information
+        if spec.setup:
+            title = aarq.calling_ap_title
+            if title is None or len(title) != sec.SYSTEM_TITLE_LENGTH:
+                return self._reject(AcseServiceUser.CALLING_AP_TITLE_NOT_RECOGNIZED,
+                                    "a ciphered association needs the client's 8-byte system title")
+            ctos = aarq.calling_authentication_value
+            if ctos is None or not 8 <= len(ctos) <= 64:
+                return self._reject(AcseServiceUser.AUTHENTICATION_FAILURE, "client challenge missing or not 8-64 bytes")
+            if user_information is None or user_information[:1] != bytes((ApduTag.GLO_INITIATE_REQUEST,)):
+                self._security_refusal(sec.Failure.POLICY)
+                return self._reject_initiate(InitiateError.OTHER, "the policy demands a ciphered InitiateRequest")
+            ks = self._keyset()
+            try:
+                env = sec.open_envelope(user_information)
+                sc, ic, _ = sec.split_header(env.payload)
+                sec.check_sc(sc, ks.suite)
+                needed = _request_protection(spec.policy)
+                if sc & needed != needed:
+                    raise sec.SecurityError(sec.Failure.POLICY, "InitiateRequest less protected than the policy")
+                if ic <= ks.rx_ic:
+                    raise sec.SecurityError(sec.Failure.INVOCATION_COUNTER, "stale invocation counter")
+                _, _, user_information = sec.unprotect(env.payload, title, ks.ek, ks.ak)
+            except sec.SecurityError as e:
+                self._security_refusal(e.failure)
+                return self._reject_initiate(InitiateError.OTHER, f"InitiateRequest refused: {e}")
+            ks.rx_ic = ic
+            ks.client_system_title = title
+            ctx = SecurityContext(title, ctos, None)
+            request_sc = sc
+        if user_information is None:
             return self._reject(AcseServiceUser.NO_REASON_GIVEN, "no InitiateRequest in user-information")
         try:
-            initiate = InitiateRequest.decode(Reader(aarq.user_information))
+            initiate = InitiateRequest.decode(Reader(user_information))
         except DecodeError:
             return self._reject_initiate(InitiateError.OTHER, "InitiateRequest does not decode")
         if initiate.proposed_dlms_version_number < DLMS_VERSION:
@@ -259,31 +422,90 @@ class Association:
         if not conformance:
             return self._reject_initiate(InitiateError.INCOMPATIBLE_CONFORMANCE, "no common service")
         client_max = initiate.client_max_receive_pdu_size or 0xFFFF
-        if client_max < MIN_CLIENT_PDU_SIZE:
+        if client_max < MIN_CLIENT_PDU_SIZE + (CIPHER_OVERHEAD if ctx else 0):
             return self._reject_initiate(InitiateError.PDU_SIZE_TOO_SHORT, "client PDU size too small")
+        if ctx is not None and initiate.dedicated_key is not None:
+            if len(initiate.dedicated_key) != sec.KEY_LENGTH[ks.suite]:
+                return self._reject_initiate(InitiateError.OTHER, "dedicated key of the wrong length")
+            ctx.dedicated_key = initiate.dedicated_key
 
         self.context = int(context)
         self.conformance = Conformance(conformance)
         self._get_ok = bool(self.conformance & Conformance.GET)
         self.max_send_pdu_size = min(client_max, spec.server_max_receive_pdu_size)
+        self.send_limit = self.max_send_pdu_size - (CIPHER_OVERHEAD if ctx else 0)
         self.max_receive_pdu_size = spec.server_max_receive_pdu_size
         self._long_get = self._long_set = None
-        self._transition(Input.AARQ_ACCEPTED)
-        self.events.append(AssociationEstablished(spec.client_sap, spec.name, spec.mechanism, self.context))
+        self._sec = ctx
         self.stats.counts[("aarq", _OK)] += 1
-        response = InitiateResponse(
+        response = encode_apdu(InitiateResponse(
             negotiated_conformance=self.conformance,
             server_max_receive_pdu_size=spec.server_max_receive_pdu_size,
             negotiated_dlms_version_number=DLMS_VERSION,
-        )
-        return encode_apdu(
-            AARE(
+        ))
+        if ctx is None:
+            self._transition(Input.AARQ_ACCEPTED)
+            self.events.append(AssociationEstablished(spec.client_sap, spec.name, spec.mechanism, self.context))
+            return encode_apdu(AARE(
                 application_context_name=context_oid(context),
                 result=AssociationResult.ACCEPTED,
                 result_source_diagnostic=ResultSourceDiagnostic.user(AcseServiceUser.NULL),
-                user_information=encode_apdu(response),
-            )
-        )
+                user_information=response,
+            ))
+        # HLS: accepted pending pass 3, with the server's challenge and the InitiateResponse ciphered.
+        ctx.stoc = _random(16)
+        self._transition(Input.AARQ_HLS)
+        title = self.meter.identity.system_title
+        resp_sc = ks.suite | _response_protection(spec.policy, request_sc)
+        return encode_apdu(AARE(
+            application_context_name=context_oid(context),
+            result=AssociationResult.ACCEPTED,
+            result_source_diagnostic=ResultSourceDiagnostic.user(AcseServiceUser.AUTHENTICATION_REQUIRED),
+            responding_ap_title=title,
+            responder_acse_requirements=_RESPONDER_AUTHENTICATION,
+            mechanism_name=mechanism_oid(spec.mechanism),
+            responding_authentication_value=ctx.stoc,
+            user_information=sec.seal(ApduTag.GLO_INITIATE_RESPONSE,
+                                      sec.protect(resp_sc, ks.next_tx(), title, ks.ek, ks.ak, response)),
+        ))
+
+    def _reply_to_hls(self, iip: int, raw: bytes | None) -> bytes:
+        """HLS pass 3 (the client's f(StoC)) and pass 4 (the meter's f(CtoS)) (facts 5.5)."""
+        ctx, ks, spec = self._sec, self._keyset(), self.spec
+        value = None
+        if raw is not None:
+            try:
+                data = data_from_bytes(raw)
+                if data.tag is DataType.OCTET_STRING:
+                    value = bytes(data.value)
+            except DecodeError:
+                pass
+        title = self.meter.identity.system_title
+        answer = None
+        if value is not None:
+            if spec.mechanism is AuthenticationMechanism.HIGH:
+                secret = self.meter.keys().hls[spec.client_sap]
+                if hmac.compare_digest(value, sec.hls_aes(secret, ctx.stoc)):
+                    answer = sec.hls_aes(secret, ctx.ctos)
+            elif spec.mechanism is AuthenticationMechanism.HIGH_GMAC and len(value) == 1 + 4 + sec.TAG_LENGTH:
+                sc, ic = value[0], int.from_bytes(value[1:5], "big")
+                expected = sec.gmac(sc, ic, ctx.client_title, ks.ek, ks.ak, ctx.stoc)
+                if sc == sec.AUTHENTICATION | ks.suite and hmac.compare_digest(value, expected):
+                    answer = sec.gmac(sc, ks.next_tx(), title, ks.ek, ks.ak, ctx.ctos)
+        if answer is None:
+            self._transition(Input.HLS_FAILED)
+            self._sec = None
+            self._security_refusal(sec.Failure.AUTHENTICATION)
+            self.events.append(AssociationRejected(spec.client_sap, AssociationResult.REJECTED_PERMANENT, 1,
+                                                   AcseServiceUser.AUTHENTICATION_FAILURE, "HLS pass 3 failed"))
+            self.stats.counts[("action", "hls-failed")] += 1
+            return encode_apdu(ActionResponseNormal(invoke_id_and_priority=iip,
+                                                    outcome=ActionOutcome(ActionResult.READ_WRITE_DENIED)))
+        self._transition(Input.HLS_PASSED)
+        self.events.append(AssociationEstablished(spec.client_sap, spec.name, spec.mechanism, self.context))
+        self.stats.counts[("action", _OK)] += 1
+        return encode_apdu(ActionResponseNormal(invoke_id_and_priority=iip,
+                                                outcome=ActionOutcome(ActionResult.SUCCESS, encode_octets(answer))))
 
     def _reject(self, diagnostic: AcseServiceUser, reason: str, *, transient: bool = False,
                 user_information: bytes | None = None) -> bytes:
@@ -303,6 +525,7 @@ class Association:
         if self.state is AssociationState.ASSOCIATED:
             self.events.append(AssociationReleased(self.spec.client_sap, ReleaseReason.RELEASED))
         self._long_get = self._long_set = None
+        self._sec = None
         self._transition(Input.RLRQ)
         self.stats.counts[("rlrq", _OK)] += 1
         return _RLRE_NORMAL
@@ -359,13 +582,13 @@ class Association:
         self.stats.counts[("get", _OK)] += 1
         if type(value) is Stream:
             return self._send_stream(iip, value)
-        if len(value) + 4 <= self.max_send_pdu_size:
+        if len(value) + 4 <= self.send_limit:
             return _GET_NORMAL_OK + bytes((iip, 0)) + value
         return self._start_long_get(iip, value)
 
     def _send_stream(self, iip: int, stream: Stream) -> bytes:
         """A value produced in chunks: one normal response if it fits, else GET blocks, pulled lazily."""
-        limit = self.max_send_pdu_size - 4
+        limit = self.send_limit - 4
         buf = bytearray()
         chunks = stream.chunks
         for chunk in chunks:
@@ -391,7 +614,7 @@ class Association:
         response = encode_apdu(
             GetResponseWithList(invoke_id_and_priority=req.invoke_id_and_priority, results=tuple(results))
         )
-        if len(response) <= self.max_send_pdu_size:
+        if len(response) <= self.send_limit:
             return response
         # Long response: the blocks carry the list part (count and results) as raw data.
         return self._start_long_get(req.invoke_id_and_priority, response[3:])
@@ -406,7 +629,7 @@ class Association:
     def _next_block(self) -> bytes:
         lg = self._long_get
         buf, chunks = lg[1], lg[2]
-        size = self.max_send_pdu_size - _datablock_overhead(self.max_send_pdu_size)
+        size = self.send_limit - _datablock_overhead(self.send_limit)
         # Pull rows until there is more than a block (so "last" is known) or the value is complete.
         while chunks is not None and len(buf) <= size:
             chunk = next(chunks, None)
@@ -580,6 +803,10 @@ class Association:
         return ActionOutcome(result, data)
 
     def _on_action_normal(self, req: ActionRequestNormal, now: float) -> bytes:
+        if self.state is AssociationState.AUTHENTICATING:
+            m = req.method
+            if m.class_id == 15 and m.method_id == 1 and m.instance in (_CURRENT_ASSOCIATION, self.spec.ln):
+                return self._reply_to_hls(req.invoke_id_and_priority, req.parameters)
         refused = self._check_service(Conformance.ACTION, "action")
         if refused is not None:
             return refused
@@ -588,7 +815,7 @@ class Association:
         self.stats.counts[("action", outcome.result.name.lower() if outcome.result else _OK)] += 1
         response = encode_apdu(ActionResponseNormal(invoke_id_and_priority=req.invoke_id_and_priority,
                                                     outcome=outcome))
-        if len(response) > self.max_send_pdu_size:
+        if len(response) > self.send_limit:
             return encode_apdu(ActionResponseNormal(invoke_id_and_priority=req.invoke_id_and_priority,
                                                     outcome=ActionOutcome(ActionResult.OTHER_REASON)))
         return response
@@ -667,6 +894,17 @@ _HANDLERS = {
     ActionRequestWithFirstPblock: Association._on_action_first_pblock,
     ActionRequestWithPblock: Association._on_action_pblock,
 }
+
+
+def _request_protection(policy: int) -> int:
+    """SC bits a request must carry under security_policy (v1): bit 2 authenticated, bit 3 encrypted."""
+    return (sec.AUTHENTICATION if policy & 0x04 else 0) | (sec.ENCRYPTION if policy & 0x08 else 0)
+
+
+def _response_protection(policy: int, request_sc: int) -> int:
+    """SC bits of a response: what the policy demands (bits 5, 6), and at least what the request had."""
+    bits = (sec.AUTHENTICATION if policy & 0x20 else 0) | (sec.ENCRYPTION if policy & 0x40 else 0)
+    return bits | (request_sc & (sec.AUTHENTICATION | sec.ENCRYPTION))
 
 
 def reject_aarq(contexts, diagnostic: AcseServiceUser, *, result: AssociationResult = AssociationResult.REJECTED_PERMANENT,

@@ -67,3 +67,11 @@ class InternalError:
     """A fault inside the meter while serving a request; the request got a failure answer."""
 
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityFailure:
+    """A protected request or an HLS reply was refused (``reason``: a `meter_core.security.Failure` value)."""
+
+    client_sap: int
+    reason: str

@@ -43,8 +43,16 @@ class FleetConfig:
     mix: tuple[tuple[MeterKind, float], ...] = ()
     manufacturer: str = "COSEM-FLEET SIMULATED METERS"
     firmware_version: str = "CSF-IS15959-1.0"
+    # Security of the utility-settings, push and firmware associations: suite 0 (AES-GCM-128), 1 or 2,
+    # and the HLS mechanism client 48 and 80 authenticate with (2 = AES of the challenge, 5 = GMAC).
+    security_suite: int = 0
+    hls_mechanism: int = 2
 
     def __post_init__(self) -> None:
+        if self.security_suite not in (0, 1, 2):
+            raise ValueError(f"security suite must be 0, 1 or 2, not {self.security_suite}")
+        if self.hls_mechanism not in (2, 5, 7):
+            raise ValueError(f"HLS mechanism must be 2, 5 or 7, not {self.hls_mechanism}")
         if self.mix:
             total = sum(share for _, share in self.mix)
             if abs(total - 1.0) > 1e-6 or any(share < 0 for _, share in self.mix):

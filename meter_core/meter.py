@@ -130,6 +130,9 @@ class MeterState:
     event_counts: tuple = ()
     tamper_count: int = 0
     eswf: bytes | None = None
+    # Keys, HLS secrets and invocation counters (`meter_core.keys.MeterSecurity`), from the first
+    # secured association on; None = derived from the fleet secret, counters untouched.
+    security: object = None
 
 
 @dataclass(slots=True)
@@ -163,7 +166,7 @@ class Meter:
     __slots__ = (
         "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
         "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor", "drift", "_epoch_start",
-        "_pq", "outage_cache", "tod_cache",
+        "_pq", "outage_cache", "tod_cache", "fleet",
     )
 
     def __init__(
@@ -178,8 +181,9 @@ class Meter:
     ) -> None:
         clock = clock or SimClock.real_time()
         self.sim = clock.sim
+        self.fleet = fleet
         self.identity: MeterIdentity = meter_identity(fleet, meter_id)
-        self.model: MeterModel = model_for(self.identity.kind)
+        self.model: MeterModel = model_for(self.identity.kind, fleet.hls_mechanism, fleet.security_suite)
         params = meter_params(fleet.seed, meter_id, self.identity.kind, epoch_start)
         self.load = LoadModel(params)
         self._install_time: float = params.install_time
@@ -201,6 +205,15 @@ class Meter:
         self._pq = None
         self.outage_cache = None
         self.tod_cache = None
+
+    def keys(self):
+        """The meter's `MeterSecurity` (keys, secrets, invocation counters), created on first use."""
+        sec = self.state.security
+        if sec is None:
+            from meter_core.keys import derived_keys
+
+            sec = self.state.security = derived_keys(self.fleet, self.identity.meter_id, self.fleet.security_suite)
+        return sec
 
     # -- time ---------------------------------------------------------------------------------------
 
@@ -913,8 +926,16 @@ def _association_object(obis: str, owner_sap: int | None) -> CosemObject:
             Attribute(status),
             Attribute(security_setup),
         ),
-        (None, None, None, None),
+        (None, _change_hls_secret(owner_sap) if owner_sap in cat.SECURED_SAPS else None, None, None),
     )
+
+
+def _change_hls_secret(owner_sap: int):
+    def change(m, a, params, now):
+        from meter_core import keys as keymod
+
+        return keymod.change_hls_secret(m, owner_sap, params, now)
+    return change
 
 
 def _bits24(value: int) -> BitString:
@@ -969,19 +990,58 @@ def _tcp_udp_setup() -> CosemObject:
     )
 
 
-def _security_setup(obis: str) -> CosemObject:
+def _security_setup(obis: str, e: int, policy: int, suite: int) -> CosemObject:
+    """Security setup v1 0.0.43.0.e.255: policy, suite, system titles; key transfer under the master key."""
     o = ln(obis)
+
+    def client_title(m, a, now):
+        keys = m.state.security
+        ks = keys.sets.get(e) if keys is not None else None
+        return encode_octets(ks.client_system_title if ks is not None else b"")
+
     return CosemObject(
         SECURITY_SETUP, o, f"Security setup {obis}",
         (
             ln_attribute(o),
-            static(0, DataType.ENUM),  # security_policy: nothing (v0)
-            static(0, DataType.ENUM),  # security_suite 0
-            Attribute(encode_octets(b"")),  # client_system_title: none yet
+            static(policy, DataType.ENUM),  # security_policy (v1 bits)
+            static(suite, DataType.ENUM),  # security_suite
+            Attribute(client_title),
             Attribute(lambda m, a, now: encode_octets(m.identity.system_title)),
+            Attribute(encode_value(Data(DataType.ARRAY, ()))),  # certificates: none yet
         ),
-        (None, None),
+        (None,) * 8 if e < 3 else (
+            _security_activate(e), _key_transfer(e), None, None, None, None, None, None,
+        ),
     )
+
+
+def _security_activate(e: int):
+    def activate(m, a, params, now):
+        # security_activate(enum policy): IS 15959 meters run with the policy fixed per association;
+        # asking for the policy in force is accepted, any other is refused.
+        if params is None or params.tag is not DataType.ENUM:
+            return ActionResult.TYPE_UNMATCHED, None
+        return (ActionResult.SUCCESS if params.value == a.spec.policy or e != a.spec.setup
+                else ActionResult.OTHER_REASON), None
+    return activate
+
+
+def _key_transfer(e: int):
+    def transfer(m, a, params, now):
+        from meter_core import keys as keymod
+
+        return keymod.key_transfer(m, e, params, now)
+    return transfer
+
+
+def _invocation_counter(obis: str, e: int) -> CosemObject:
+    """0.0.43.1.e.255: the counter a client's next protected APDU under setup e must exceed."""
+
+    def value(m, a, now):
+        keys = m.state.security
+        return _enc_u32(keys.sets[e].rx_ic if keys is not None else 0)
+
+    return CosemObject(DATA, ln(obis), f"Invocation counter {e}", (ln_attribute(ln(obis)), Attribute(value)))
 
 
 # -- the model ----------------------------------------------------------------------------------------
@@ -997,8 +1057,9 @@ class MeterModel:
 
 
 @functools.cache
-def model_for(kind: MeterKind) -> MeterModel:
-    """The IS 15959 object model of ``kind`` (built once per process)."""
+def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
+    """The IS 15959 object model of ``kind`` (built once per process), clients 48/64/80 authenticating
+    with HLS mechanism ``hls`` and ciphering with security suite ``suite``."""
     objects: list[CosemObject] = [_clock_object()]
     objects += [
         CosemObject(DATA, ln(s.obis), s.name, (ln_attribute(ln(s.obis)), _identity_value(s.source, kind)))
@@ -1020,7 +1081,10 @@ def model_for(kind: MeterKind) -> MeterModel:
     objects.append(_association_object(cat.CURRENT_ASSOCIATION, None))
     for a in cat.ASSOCIATIONS:
         objects.append(_association_object(a.obis, a.client_sap))
-    objects += [_sap_assignment(), _hdlc_setup(), _tcp_udp_setup(), _security_setup(cat.MR_SECURITY_SETUP)]
+    objects += [_sap_assignment(), _hdlc_setup(), _tcp_udp_setup(), _security_setup(cat.MR_SECURITY_SETUP, 2, 0, 0)]
+    objects += [_security_setup(obis, e, cat.POLICY_AUTH_ENC, suite) for e, obis in
+                ((3, cat.US_SECURITY_SETUP), (4, cat.PUSH_SECURITY_SETUP), (5, cat.FW_SECURITY_SETUP))]
+    objects += [_invocation_counter(obis, 3 + i) for i, obis in enumerate(cat.INVOCATION_COUNTERS)]
     objects += control.control_objects(kind)
     objects += _event_objects()
     objects += push.push_setup_objects(kind)
@@ -1032,16 +1096,21 @@ def model_for(kind: MeterKind) -> MeterModel:
     model = MeterModel(kind, tuple(objects))
     public = {ln(s.obis) for s in cat.DATA_OBJECTS if s.public}
     public |= {ln(cat.CLOCK), ln(cat.CURRENT_ASSOCIATION), ln(cat.SAP_ASSIGNMENT)}
+    public |= {ln(o) for o in cat.INVOCATION_COUNTERS}  # read before a secured association (facts 5.6)
     for a in cat.ASSOCIATIONS:
+        secured = a.client_sap in cat.SECURED_SAPS
         spec = AssociationSpec(
             client_sap=a.client_sap,
             ln=ln(a.obis),
             name=a.name,
-            mechanism=a.mechanism,
-            contexts=cat.PLAIN_LN_CONTEXT,
+            mechanism=AuthenticationMechanism(hls) if secured else a.mechanism,
+            contexts=cat.CIPHERED_LN_CONTEXT if secured else cat.PLAIN_LN_CONTEXT,
             conformance=a.conformance,
             security_setup=ln(a.security_setup) if a.security_setup else bytes(6),
+            setup=int(a.security_setup.split(".")[4]) if secured else 0,
+            policy=cat.POLICY_AUTH_ENC if secured else 0,
         )
+        writable, methods = _rights_of(a.client_sap)
         entries = []
         for obj in objects:
             if obj.ic.class_id == ASSOCIATION_LN.class_id and obj.ln not in (ln(cat.CURRENT_ASSOCIATION),
@@ -1055,15 +1124,31 @@ def model_for(kind: MeterKind) -> MeterModel:
                 rights = rights_for(obj, True, hidden=_hidden(obj))
             else:
                 obis = str_obis(obj.ln)
+                extra = frozenset()
+                if secured and obj.ic.class_id == ASSOCIATION_LN.class_id:
+                    extra = frozenset({1, 2})  # reply_to_HLS_authentication, change_HLS_secret
                 rights = rights_for(
                     obj, True,
-                    writable=cat.MR_WRITABLE.get(obis, frozenset()),
-                    methods=cat.MR_METHODS.get(obis, frozenset()),
+                    writable=writable.get(obis, frozenset()),
+                    methods=methods.get(obis, frozenset()) | extra,
                     hidden=_hidden(obj),
                 )
             entries.append((obj, rights))
         model.associations[a.client_sap] = AssociationView(spec, tuple(entries))
     return model
+
+
+def _rights_of(client_sap: int) -> tuple[dict, dict]:
+    """(writable attributes, methods) by OBIS for an authenticated association."""
+    if client_sap == 32:
+        return cat.MR_WRITABLE, cat.MR_METHODS
+    if client_sap in (48, 80):
+        # utility settings and firmware: the programming rights, and the key management of their setup
+        e = 3 if client_sap == 48 else 5
+        methods = dict(cat.MR_METHODS)
+        methods[f"0.0.43.0.{e}.255"] = frozenset({1, 2})
+        return cat.MR_WRITABLE, methods
+    return {}, {}  # push: reads only
 
 
 def _event_objects() -> list[CosemObject]:

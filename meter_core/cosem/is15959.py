@@ -236,6 +236,11 @@ HDLC_SETUP = "0.0.22.0.0.255"
 TCP_UDP_SETUP = "0.0.25.0.0.255"
 IPV4_SETUP = "0.0.25.1.0.255"
 MR_SECURITY_SETUP = "0.0.43.0.2.255"
+US_SECURITY_SETUP = "0.0.43.0.3.255"
+PUSH_SECURITY_SETUP = "0.0.43.0.4.255"
+FW_SECURITY_SETUP = "0.0.43.0.5.255"
+# Invocation counter of security setup e (class 1, double-long-unsigned): 0.0.43.1.e.255 (facts 5.6).
+INVOCATION_COUNTERS = ("0.0.43.1.3.255", "0.0.43.1.4.255", "0.0.43.1.5.255")
 ESW = "0.0.94.91.18.255"
 ESWF = "0.0.94.91.26.255"
 
@@ -266,11 +271,27 @@ class AssociationData:
     security_setup: str | None
 
 
+_US_CONFORMANCE = _MR_CONFORMANCE | Conformance.GENERAL_PROTECTION
+
+# Clients 48, 64 and 80 authenticate with HLS: ``HIGH`` here stands for the fleet's HLS mechanism
+# (FleetConfig.hls_mechanism: 2 as IS 15959 meters run it, or 5 = GMAC), and cipher with suite-0 keys
+# of their own security setup; their security policy demands authenticated and encrypted requests.
 ASSOCIATIONS: tuple[AssociationData, ...] = (
     AssociationData(16, "0.0.40.0.1.255", "Public client", AuthenticationMechanism.NONE, _PC_CONFORMANCE, None),
     AssociationData(32, "0.0.40.0.2.255", "Meter reader", AuthenticationMechanism.LOW, _MR_CONFORMANCE,
                     MR_SECURITY_SETUP),
+    AssociationData(48, "0.0.40.0.3.255", "Utility settings", AuthenticationMechanism.HIGH, _US_CONFORMANCE,
+                    US_SECURITY_SETUP),
+    AssociationData(64, "0.0.40.0.4.255", "Push", AuthenticationMechanism.HIGH, _PC_CONFORMANCE
+                    | Conformance.GENERAL_PROTECTION, PUSH_SECURITY_SETUP),
+    AssociationData(80, "0.0.40.0.5.255", "Firmware upgrade", AuthenticationMechanism.HIGH, _US_CONFORMANCE,
+                    FW_SECURITY_SETUP),
 )
+SECURED_SAPS = frozenset({48, 64, 80})
+CIPHERED_LN_CONTEXT = frozenset({ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING})
+# security_policy (Security setup v1, attribute 2): bit 2 authenticated requests, 3 encrypted requests,
+# 5 authenticated responses, 6 encrypted responses.
+POLICY_AUTH_ENC = 0b0110_1100
 
 PLAIN_LN_CONTEXT = frozenset({ApplicationContextName.LOGICAL_NAME})
 

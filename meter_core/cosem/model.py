@@ -95,6 +95,10 @@ class AssociationSpec:
     conformance: Conformance
     server_max_receive_pdu_size: int = 1024
     security_setup: bytes = bytes(6)
+    # e of the security setup 0.0.43.0.e.255 whose keys cipher this association (0: none), and its
+    # security_policy (v1 bits: 2 authenticated, 3 encrypted requests; 5, 6 the same for responses).
+    setup: int = 0
+    policy: int = 0
 
 
 @dataclass(slots=True)

@@ -92,11 +92,19 @@ def test_export_json_and_csv_follow_the_contract():
         assert clients[16]["association"] == "0.0.40.0.1.255" and clients[16]["authentication"] == "none"
         assert clients[32]["association"] == "0.0.40.0.2.255" and clients[32]["authentication"] == "low"
         assert clients[32]["password"] == ident.lls_password
+        for sap, ln in ((48, "0.0.40.0.3.255"), (64, "0.0.40.0.4.255"), (80, "0.0.40.0.5.255")):
+            c = clients[sap]
+            assert (c["association"], c["authentication"], c["security_suite"]) == (ln, "high", 0)
+            for key in ("hls_secret", "block_key", "auth_key", "master_key"):
+                assert len(bytes.fromhex(c[key])) == 16, (sap, key)
+            assert len(bytes.fromhex(c["client_system_title"])) == 8
+        assert clients[48]["block_key"] != clients[80]["block_key"]  # one security setup each
     proc = fleet("meters", "export", "--meters", "5", "--seed", "7", "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    assert len(rows) == 10  # one per meter and client
-    assert {(int(r["meter_id"]), int(r["client_sap"])) for r in rows} == {(m, c) for m in range(5) for c in (16, 32)}
+    assert len(rows) == 25  # one per meter and client
+    assert {(int(r["meter_id"]), int(r["client_sap"])) for r in rows} == {
+        (m, c) for m in range(5) for c in (16, 32, 48, 64, 80)}
 
 
 @pytest.mark.integration

@@ -18,15 +18,35 @@ class GuruxSession:
     """One TCP connection to a meter, spoken to by a gurux-dlms GXDLMSClient."""
 
     def __init__(self, port: int, transport: Transport, *, client_sap: int = 16, password: str | None = None,
-                 physical_address: int | None = None, max_pdu: int | None = None, host: str = "127.0.0.1"):
+                 physical_address: int | None = None, max_pdu: int | None = None, host: str = "127.0.0.1",
+                 secure: dict | None = None, invocation_counter: int = 1):
+        """``secure``: the onboarding file's entry for a ciphered client (48, 64, 80): HLS, suite 0
+        authenticated and encrypted, with its keys, starting at ``invocation_counter``."""
         hdlc = transport is Transport.HDLC
         if hdlc:
             server = GXDLMSClient.getServerAddress(1, physical_address, 4) if physical_address else 1
         else:
             server = 1
-        auth = Authentication.LOW if password is not None else Authentication.NONE
-        self.client = GXDLMSClient(True, client_sap, server, auth, password,
-                                   InterfaceType.HDLC if hdlc else InterfaceType.WRAPPER)
+        interface = InterfaceType.HDLC if hdlc else InterfaceType.WRAPPER
+        if secure is not None:
+            from gurux_dlms.enums import Security
+            from gurux_dlms.secure import GXDLMSSecureClient
+
+            gmac = secure["authentication"] == "high-gmac"
+            secret = None if gmac else bytes.fromhex(secure["hls_secret"])
+            self.client = GXDLMSSecureClient(True, secure["client_sap"], server,
+                                             Authentication.HIGH_GMAC if gmac else Authentication.HIGH, secret,
+                                             interface)
+            ciphering = self.client.ciphering
+            ciphering.security = Security.AUTHENTICATION_ENCRYPTION
+            ciphering.systemTitle = bytes.fromhex(secure["client_system_title"])
+            ciphering.blockCipherKey = bytes.fromhex(secure["block_key"])
+            ciphering.authenticationKey = bytes.fromhex(secure["auth_key"])
+            ciphering.invocationCounter = invocation_counter
+        else:
+            auth = Authentication.LOW if password is not None else Authentication.NONE
+            self.client = GXDLMSClient(True, client_sap, server, auth, password, interface)
+        self.secure = secure is not None
         if max_pdu is not None:
             self.client.setMaxReceivePDUSize(max_pdu)
         self.hdlc = hdlc
@@ -68,6 +88,9 @@ class GuruxSession:
             self.client.parseUAResponse(reply.data)
         reply = self.exchange(self.client.aarqRequest())
         self.client.parseAareResponse(reply.data)
+        if self.secure:  # HLS passes 3 and 4
+            reply = self.exchange(self.client.getApplicationAssociationRequest())
+            self.client.parseApplicationAssociationResponse(reply.data)
 
     def read(self, obj, attribute: int):
         reply = self.exchange(self.client.read(obj, attribute)[0])
@@ -101,8 +124,10 @@ class GuruxError(Exception):
 
 
 def dlms_cosem_client(port: int, transport: Transport, *, client_sap: int = 16, password: str | None = None,
-                      physical_address: int | None = None, max_pdu: int = 65535):
-    """A dlms-cosem DlmsClient for one meter (connects when its session starts)."""
+                      physical_address: int | None = None, max_pdu: int = 65535, secure: dict | None = None,
+                      invocation_counter: int = 1):
+    """A dlms-cosem DlmsClient for one meter (connects when its session starts); ``secure`` as for
+    `GuruxSession`."""
     from dlms_cosem.client import DlmsClient
     from dlms_cosem.io import BlockingTcpIO, HdlcTransport, TcpTransport
     from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
@@ -114,6 +139,21 @@ def dlms_cosem_client(port: int, transport: Transport, *, client_sap: int = 16, 
                            timeout=10)
     else:
         tr = TcpTransport(client_logical_address=client_sap, server_logical_address=1, io=io, timeout=10)
+    if secure is not None:
+        from dlms_cosem.security import (
+            HighLevelSecurityCommonAuthentication,
+            HighLevelSecurityGmacAuthentication,
+        )
+
+        if secure["authentication"] == "high-gmac":
+            auth = HighLevelSecurityGmacAuthentication(challenge_length=16)
+        else:
+            auth = HighLevelSecurityCommonAuthentication(secret=bytes.fromhex(secure["hls_secret"]))
+        return DlmsClient(transport=tr, authentication=auth, max_pdu_size=max_pdu, timeout=10,
+                          encryption_key=bytes.fromhex(secure["block_key"]),
+                          authentication_key=bytes.fromhex(secure["auth_key"]),
+                          client_system_title=bytes.fromhex(secure["client_system_title"]),
+                          client_initial_invocation_counter=invocation_counter)
     auth = (LowLevelSecurityAuthentication(secret=password.encode()) if password is not None
             else NoSecurityAuthentication())
     return DlmsClient(transport=tr, authentication=auth, max_pdu_size=max_pdu, timeout=10)

@@ -116,9 +116,11 @@ TCP_UDP_SETUP = InterfaceClass(
      "maximum_simultaneous_connections", "inactivity_time_out"),
 )
 SECURITY_SETUP = InterfaceClass(
-    64, 0, "Security setup",
-    ("logical_name", "security_policy", "security_suite", "client_system_title", "server_system_title"),
-    ("security_activate", "global_key_transfer"),
+    64, 1, "Security setup",
+    ("logical_name", "security_policy", "security_suite", "client_system_title", "server_system_title",
+     "certificates"),
+    ("security_activate", "key_transfer", "key_agreement", "generate_key_pair", "generate_certificate_request",
+     "import_certificate", "export_certificate", "remove_certificate"),
 )
 
 SCRIPT_TABLE = InterfaceClass(9, 0, "Script table", ("logical_name", "scripts"), ("execute",))
