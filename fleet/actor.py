@@ -20,6 +20,7 @@ from meter_core.events import (
     ConnectionTerminated,
     InternalError,
     ProtocolViolation,
+    SecurityFailure,
 )
 
 log = logging.getLogger("fleet.actor")
@@ -143,6 +144,10 @@ class MeterProtocol(asyncio.Protocol):
             elif t is ProtocolViolation:
                 v = w.metrics.violations
                 v[ev.layer] = v.get(ev.layer, 0) + 1
+            elif t is SecurityFailure:
+                f = w.metrics.security_failures
+                key = (ev.client_sap, ev.reason)
+                f[key] = f.get(key, 0) + 1
             elif t is InternalError:
                 w.metrics.internal_errors += 1
                 log.error("meter %d: %s", self.meter_id, ev.detail)

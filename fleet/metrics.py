@@ -32,6 +32,9 @@ BYTES_IN = Counter("fleet_bytes_received", "Bytes received from head-ends")
 BYTES_OUT = Counter("fleet_bytes_sent", "Bytes sent to head-ends")
 CONNECTIONS_REFUSED = Counter("fleet_connections_refused", "Connections refused, by reason", ["reason"])
 PROTOCOL_VIOLATIONS = Counter("fleet_protocol_violations", "Bad input answered or dropped, by layer", ["layer"])
+SECURITY_FAILURES = Counter("fleet_security_failures",
+                            "Protected requests and HLS replies refused, by client SAP and reason",
+                            ["client", "reason"])
 INTERNAL_ERRORS = Counter("fleet_internal_errors", "Faults inside a meter while serving a request")
 DB_ROWS = Counter("fleet_db_rows_written", "Rows written to PostgreSQL, by table", ["table"])
 DB_QUEUE = Gauge("fleet_db_writer_queue_depth", "Rows waiting in the writers' queues", multiprocess_mode="livesum")
@@ -67,7 +70,7 @@ class WorkerMetrics:
     """Per-worker tallies, pushed to the prometheus files by `flush` (once a second)."""
 
     __slots__ = ("latency_counts", "latency_sum", "bytes_in", "bytes_out", "_last_requests", "refused",
-                 "violations", "internal_errors", "associations", "releases")
+                 "violations", "internal_errors", "associations", "releases", "security_failures")
 
     def __init__(self) -> None:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -80,6 +83,7 @@ class WorkerMetrics:
         self.internal_errors = 0
         self.associations: dict[tuple[int, str], int] = {}
         self.releases: dict[tuple[int, str], int] = {}
+        self.security_failures: dict[tuple[int, str], int] = {}
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -124,3 +128,6 @@ class WorkerMetrics:
         for (client, reason), n in self.releases.items():
             RELEASES.labels(str(client), reason).inc(n)
         self.releases.clear()
+        for (client, reason), n in self.security_failures.items():
+            SECURITY_FAILURES.labels(str(client), reason).inc(n)
+        self.security_failures.clear()

@@ -182,13 +182,12 @@ _CURRENT_ASSOCIATION = bytes((0, 0, 40, 0, 0, 255))
 _GET_NORMAL_OK = b"\xc4\x01"
 
 
-def exception_response(state: ExceptionStateError, service: ExceptionServiceError) -> bytes:
-    return encode_apdu(ExceptionResponse(state_error=state, service_error=service))
+def exception_response(state: ExceptionStateError, service: ExceptionServiceError,
+                       counter: int | None = None) -> bytes:
+    return encode_apdu(ExceptionResponse(state_error=state, service_error=service, invocation_counter=counter))
 
 
 _SECURITY_ANSWERS = {
-    sec.Failure.INVOCATION_COUNTER: exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED,
-                                                       ExceptionServiceError.INVOCATION_COUNTER_ERROR),
     sec.Failure.POLICY: exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED,
                                            ExceptionServiceError.OPERATION_NOT_POSSIBLE),
 }
@@ -304,6 +303,7 @@ class Association:
         """A glo-/ded- or general-glo/ded-ciphering request: check, decipher, serve, protect the answer."""
         ctx = self._sec
         ks = self._keyset()
+        env = None
         try:
             env = sec.open_envelope(apdu) if apdu[0] in _SERVER_REQUESTS else None
             if env is None:
@@ -327,7 +327,8 @@ class Association:
                              (sec.PLAIN_OF_DED if env.dedicated else sec.PLAIN_OF_GLO)[env.tag] != inner[0]):
                 raise sec.SecurityError(sec.Failure.DECIPHERING, "ciphered APDU holds another service")
         except sec.SecurityError as e:
-            return self._security_refusal(e.failure)
+            last = ctx.dedicated_rx if env is not None and env.dedicated else ks.rx_ic
+            return self._security_refusal(e.failure, last)
         if env.dedicated:
             ctx.dedicated_rx = ic
         else:
@@ -348,9 +349,14 @@ class Association:
             return response
         return sec.seal(tag, payload)
 
-    def _security_refusal(self, failure: sec.Failure) -> bytes:
+    def _security_refusal(self, failure: sec.Failure, counter: int = 0) -> bytes:
+        """Count and report a refused protected exchange; the exception-response for it. An
+        invocation-counter-error carries the counter the next request must exceed."""
         self.stats.security_failures[failure.value] += 1
         self.events.append(SecurityFailure(self.spec.client_sap, failure.value))
+        if failure is sec.Failure.INVOCATION_COUNTER:
+            return exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED,
+                                      ExceptionServiceError.INVOCATION_COUNTER_ERROR, counter)
         return _SECURITY_ANSWERS.get(failure, _EXCEPTION_DECIPHERING)
 
     # -- ACSE -------------------------------------------------------------------------------------
