@@ -76,6 +76,8 @@ class MeterProtocol(asyncio.Protocol):
         m.bytes_in += len(data)
         m.bytes_out += len(out)
         m.observe_latency(_monotonic() - now)
+        if conn.meter.state.security is not None:  # counters (or keys) of a ciphered client moved
+            self.worker.security_dirty.add(self.meter_id)
         if (ev := conn.next_event()) is not NEED_DATA:
             self._handle_events(ev)
         if conn.closed and not self._closing:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import functools
 import logging
 import os
 import socket
@@ -53,13 +54,17 @@ def _fleet_options(f):
                      help="Meter i listens on port-base + i."),
         click.option("--shard", default="0/1", show_default=True,
                      help="K/M: serve the K-th of M equal parts of the fleet (one Kubernetes pod each)."),
+        click.option("--hls-mechanism", type=click.Choice(["high", "high-gmac"]), default="high", show_default=True,
+                     help="How clients 48, 64 and 80 authenticate: HLS mechanism 2 (AES of the challenge, as "
+                          "IS 15959 meters run it) or 5 (GMAC)."),
     ]
     for d in reversed(decorators):
         f = d(f)
     return f
 
 
-def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard) -> FleetOptions:
+def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
+                   hls_mechanism="high") -> FleetOptions:
     if mode != "listen":
         raise FleetError(f"--mode {mode} is not available yet; use --mode listen")
     hosts = tuple(h.strip() for h in host.split(",") if h.strip())
@@ -81,6 +86,7 @@ def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host,
         hosts=hosts,
         port_base=port_base,
         shard=parse_shard(shard),
+        hls_mechanism=2 if hls_mechanism == "high" else 5,
     )
 
 
@@ -140,12 +146,13 @@ def cli() -> None:
               default=None, help="Where workers keep ground-truth rows while the database is away "
                                  "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
 @_database_option
-def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, workers, speed, start,
-        metrics_port, hes, drift_ppm, spool_dir, database_url, data_dir) -> None:
+def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, workers, speed,
+        start, metrics_port, hes, drift_ppm, spool_dir, database_url, data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
     from fleet import pg
 
-    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard)
+    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
+                             hls_mechanism)
     if hes is not None:
         raise FleetError("--hes is used by dial mode and pushes, which are not available yet")
     sim_start = _parse_start(start)
@@ -266,7 +273,8 @@ def db_migrate(database_url, data_dir) -> None:
 @click.option("--jobs", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(min=1),
               help="Processes computing and writing rows.")
 @_database_option
-def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, days, end, ids, jobs,
+def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, days, end,
+             ids, jobs,
              database_url, data_dir) -> None:
     """Write DAYS days of profile history (block load, daily, billing, snapshots) for the fleet.
 
@@ -329,12 +337,31 @@ def meters() -> None:
               help="json: one array of meter objects; csv: one row per meter and client.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File to write (default: standard output).")
-def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, fmt, output) -> None:
+@click.option("--keys-from-database/--derived-keys", default=None,
+              help="Show the keys in force as the fleet's database records them (after key transfers) or "
+                   "the keys derived from the fleet secret. Default: the database when one is given or the "
+                   "embedded one exists.")
+@_database_option
+def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, fmt,
+                  output, keys_from_database, database_url, data_dir) -> None:
     """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter."""
-    from fleet import export
+    from fleet import export, pg
 
-    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard)
-    write = export.write_json if fmt == "json" else export.write_csv
+    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
+                             hls_mechanism)
+    stored: dict = {}
+    data_dir = data_dir or pg.default_data_dir()
+    if keys_from_database is None:
+        keys_from_database = bool(database_url or os.environ.get("FLEET_DATABASE_URL")) or (
+            Path(data_dir) / "PG_VERSION").exists()
+    if keys_from_database:
+        url, server = pg.resolve_database(database_url, data_dir)
+        try:
+            stored = asyncio.run(export.stored_keys(url, range(options.meters)))
+        finally:
+            if server is not None:
+                server.stop()
+    write = functools.partial(export.write_json if fmt == "json" else export.write_csv, stored=stored)
     if output is None:
         write(options, sys.stdout)
         return

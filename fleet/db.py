@@ -153,7 +153,16 @@ STAGE_ASSOCIATIONS = "fleet_stage_associations"
 # -- named queries -------------------------------------------------------------------------------------
 
 # Session-local staging tables (emptied at each commit) that COPY fills before a set-based write.
+STAGE_KEYS = "fleet_stage_meter_keys"
+KEY_COLUMNS = ("meter_id", "security_setup", "client_sap", "security_suite", "block_key", "auth_key", "master_key",
+               "hls_secret", "client_system_title", "rx_invocation_counter", "tx_invocation_counter", "changed")
+
 CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_KEYS} (
+    meter_id bigint, security_setup smallint, client_sap integer, security_suite smallint, block_key bytea,
+    auth_key bytea, master_key bytea, hls_secret bytea, client_system_title bytea, rx_invocation_counter bigint,
+    tx_invocation_counter bigint, changed boolean
+) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_METERS} (
     meter_id bigint, serial text, logical_device_name text, system_title bytea, kind text, transport text,
     host text, port integer, hdlc_physical_address integer
@@ -171,6 +180,34 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE_ASSOCIATIONS} (
     released_at timestamptz, release_reason text, sim_released_at timestamptz
 ) ON COMMIT DELETE ROWS;
 """
+
+# Keys in force and counters. Counters only grow under the same key (a late write never lowers them);
+# with a new block key they start again. keys_changed_at is stamped when a head-end changed a key.
+UPSERT_KEYS = f"""
+INSERT INTO meter_keys AS k (meter_id, security_setup, client_sap, security_suite, block_key, auth_key, master_key,
+                             hls_secret, client_system_title, rx_invocation_counter, tx_invocation_counter,
+                             keys_changed_at, updated_at)
+SELECT meter_id, security_setup, client_sap, security_suite, block_key, auth_key, master_key, hls_secret,
+       client_system_title, rx_invocation_counter, tx_invocation_counter, CASE WHEN changed THEN now() END, now()
+FROM {STAGE_KEYS}
+ON CONFLICT (meter_id, security_setup) DO UPDATE SET
+    keys_changed_at = CASE
+        WHEN (k.block_key, k.auth_key, k.master_key, k.hls_secret)
+             IS DISTINCT FROM (EXCLUDED.block_key, EXCLUDED.auth_key, EXCLUDED.master_key, EXCLUDED.hls_secret)
+        THEN now() ELSE k.keys_changed_at END,
+    rx_invocation_counter = CASE WHEN k.block_key = EXCLUDED.block_key
+        THEN GREATEST(k.rx_invocation_counter, EXCLUDED.rx_invocation_counter) ELSE EXCLUDED.rx_invocation_counter END,
+    tx_invocation_counter = CASE WHEN k.block_key = EXCLUDED.block_key
+        THEN GREATEST(k.tx_invocation_counter, EXCLUDED.tx_invocation_counter) ELSE EXCLUDED.tx_invocation_counter END,
+    security_suite = EXCLUDED.security_suite,
+    block_key = EXCLUDED.block_key,
+    auth_key = EXCLUDED.auth_key,
+    master_key = EXCLUDED.master_key,
+    hls_secret = EXCLUDED.hls_secret,
+    client_system_title = COALESCE(EXCLUDED.client_system_title, k.client_system_title),
+    updated_at = now()
+"""
+SELECT_KEYS = "SELECT * FROM meter_keys WHERE meter_id >= $1 AND meter_id < $2 ORDER BY meter_id, security_setup"
 
 # updated_at moves only when an identity really changed (a restart with the same options writes nothing).
 UPSERT_METERS = f"""

@@ -11,11 +11,13 @@ import json
 from collections.abc import Iterator
 from typing import TextIO
 
+import asyncpg
+
 from fleet.settings import FleetOptions
 from meter_core.apdu.codes import AuthenticationMechanism
 from meter_core.cosem.is15959 import ASSOCIATIONS, POLICY_AUTH_ENC, SECURED_SAPS
 from meter_core.identity import meter_identity
-from meter_core.keys import SETUP_OF_CLIENT, client_system_title, derived_keys
+from meter_core.keys import SETUP_OF_CLIENT, client_system_title, derived_keys, from_rows
 
 AUTHENTICATION_NAMES = {
     AuthenticationMechanism.NONE: "none",
@@ -75,16 +77,37 @@ def meter_record(options: FleetOptions, meter_id: int, keys=None) -> dict:
     }
 
 
-def records(options: FleetOptions) -> Iterator[dict]:
+def records(options: FleetOptions, stored: dict | None = None) -> Iterator[dict]:
+    """The entries of every meter; ``stored`` maps meter_id to its `meter_keys` rows (keys in force)."""
+    fleet = options.fleet
     for meter_id in range(options.meters):
-        yield meter_record(options, meter_id)
+        rows = stored.get(meter_id) if stored else None
+        keys = from_rows(fleet, meter_id, rows) if rows else None
+        yield meter_record(options, meter_id, keys)
 
 
-def write_json(options: FleetOptions, out: TextIO, progress=None) -> int:
+async def stored_keys(url: str, meter_ids: range) -> dict[int, list]:
+    """The `meter_keys` rows of ``meter_ids``, by meter (an unmigrated database has none)."""
+    from fleet import db, pg
+
+    conn = await pg.connect(url)
+    try:
+        rows = await conn.fetch(db.SELECT_KEYS, meter_ids.start, meter_ids.stop)
+    except asyncpg.UndefinedTableError:
+        return {}
+    finally:
+        await conn.close()
+    out: dict[int, list] = {}
+    for r in rows:
+        out.setdefault(r["meter_id"], []).append(r)
+    return out
+
+
+def write_json(options: FleetOptions, out: TextIO, progress=None, stored: dict | None = None) -> int:
     """One JSON array, one object per meter; returns the number of meters written."""
     n = 0
     out.write("[")
-    for rec in records(options):
+    for rec in records(options, stored):
         out.write(",\n" if n else "\n")
         out.write(json.dumps(rec, separators=(",", ":")))
         n += 1
@@ -94,12 +117,12 @@ def write_json(options: FleetOptions, out: TextIO, progress=None) -> int:
     return n
 
 
-def write_csv(options: FleetOptions, out: TextIO, progress=None) -> int:
+def write_csv(options: FleetOptions, out: TextIO, progress=None, stored: dict | None = None) -> int:
     """One row per meter and client, columns `CSV_COLUMNS`; returns the number of meters written."""
     w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     n = 0
-    for rec in records(options):
+    for rec in records(options, stored):
         base = {k: v for k, v in rec.items() if k != "clients"}
         for client in rec["clients"]:
             w.writerow({**base, **client})

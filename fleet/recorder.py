@@ -41,6 +41,7 @@ FLUSH_INTERVAL = 0.2
 MAX_QUEUE = 100_000
 RETRY_MIN, RETRY_MAX = 0.1, 5.0
 COMMAND_TIMEOUT = 30.0
+KEYS_INTERVAL = 1.0
 
 # Queue entries: (kind, wall-clock time, meter_id, ...) — see the methods that build them.
 _CONN_OPEN, _CONN_CLOSE, _ASSOC_OPEN, _ASSOC_CLOSE = range(4)
@@ -130,6 +131,8 @@ class Recorder:
         self.errors = 0
         self.discarded = 0
         self._reported = {"rows": dict(self.rows_written), "dropped": 0, "errors": 0, "discarded": 0}
+        self._keys_due = 0.0
+        self._keys_pending: set[int] = set()
 
     @classmethod
     async def open(cls, url: str, worker, **kwargs) -> Recorder:
@@ -138,6 +141,7 @@ class Recorder:
         try:
             await conn.execute(db.CREATE_STAGING)
             await _upsert_meters(conn, worker)
+            await _load_keys(conn, worker)
             sim = _sim_now(getattr(worker, "clock", None))
             async with conn.transaction():
                 for query in (db.CLOSE_LOST_CONNECTIONS, db.CLOSE_LOST_ASSOCIATIONS):
@@ -298,6 +302,8 @@ class Recorder:
                         await asyncio.wait_for(self._wake.wait(), self._flush_interval)
                     except TimeoutError:
                         pass
+                if self._closing or time.monotonic() >= self._keys_due:
+                    await self._write_keys()
                 if not self._queue:
                     if self._closing:
                         return
@@ -328,6 +334,37 @@ class Recorder:
                 failing = False
             backoff = RETRY_MIN
             self._pending = None
+
+    async def _write_keys(self) -> None:
+        """Write the keys and counters of the meters whose security state moved (about once a second).
+        A failure keeps them for the next try; counters only grow in the table, so a late or repeated
+        write is harmless."""
+        from meter_core import keys
+
+        self._keys_due = time.monotonic() + KEYS_INTERVAL
+        w = self.worker
+        if w.security_dirty:
+            self._keys_pending |= w.security_dirty
+            w.security_dirty = set()
+        if not self._keys_pending:
+            return
+        records = []
+        for meter_id in self._keys_pending:
+            sec = w.security_of(meter_id)
+            if sec is not None:
+                records += keys.rows(meter_id, sec)
+        try:
+            conn = await self._conn.get()
+            async with conn.transaction():
+                await conn.copy_records_to_table(db.STAGE_KEYS, records=records, columns=db.KEY_COLUMNS)
+                await conn.execute(db.UPSERT_KEYS)
+        except Exception as e:  # noqa: BLE001 - kept for the next try
+            self.errors += 1
+            self._conn.drop()
+            log.warning("writing meter keys failed, retrying: %s", pg.one_line(e))
+            return
+        self.rows_written["meter_keys"] = self.rows_written.get("meter_keys", 0) + len(records)
+        self._keys_pending.clear()
 
     def _take(self) -> tuple[list, list, int, float]:
         """Fold up to ``batch_size`` queued events into staging rows: (connections, associations, n, oldest)."""
@@ -402,6 +439,15 @@ async def _upsert_meters(conn: asyncpg.Connection, worker) -> None:
     async with conn.transaction():
         await conn.copy_records_to_table(db.STAGE_METERS, records=records(), columns=db.METER_COLUMNS)
         await conn.execute(db.UPSERT_METERS)
+
+
+async def _load_keys(conn: asyncpg.Connection, worker) -> None:
+    """Give the shard's meters the keys and counters a previous run left (`meter_keys`)."""
+    by_meter: dict[int, list] = {}
+    for r in await conn.fetch(db.SELECT_KEYS, worker.shard.start, worker.shard.stop):
+        by_meter.setdefault(r["meter_id"], []).append(r)
+    for meter_id, stored in by_meter.items():
+        worker.install_keys(meter_id, stored)
 
 
 async def _close_quietly(conn: asyncpg.Connection) -> None:

@@ -17,6 +17,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
@@ -48,6 +49,15 @@ def worker_main(slot: int, shard: range, settings: RunSettings, pipe) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         code = runner.run(worker.main())
     sys.exit(code)
+
+
+# Sent invocation counters of a meter with none stored start here: 16 per second since 2025-01-01, so
+# a counter used before a crash that came before the first write is never used again (2**32 lasts to 2033).
+_COUNTER_EPOCH = 1735689600.0
+
+
+def tx_floor() -> int:
+    return max(0, int((time.time() - _COUNTER_EPOCH) * 16))
 
 
 def _raise_fd_limit(meters: int) -> None:
@@ -82,6 +92,8 @@ class Worker:
         self.states: dict[int, object] = {}
         self.recorder = None
         self.groundtruth = None
+        # meters whose keys or invocation counters may have moved since the recorder last wrote them
+        self.security_dirty: set[int] = set()
         self._stop = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -231,6 +243,7 @@ class Worker:
             state = self.states.get(meter_id) or MeterState()
             m = Meter(self.fleet, meter_id, epoch_start=self.settings.epoch_start, clock=self.clock,
                       state=state, port=self.options.address(meter_id)[1])
+        m.tx_floor = tx_floor()
         self._active_meters[meter_id] = m
         return m
 
@@ -245,6 +258,22 @@ class Worker:
 
         return Meter(self.fleet, meter_id, epoch_start=self.settings.epoch_start, clock=self.clock,
                      state=self.states.get(meter_id) or MeterState(), port=self.options.address(meter_id)[1])
+
+    def security_of(self, meter_id: int):
+        """The meter's `MeterSecurity` if it has one (it had a ciphered association)."""
+        m = self._active_meters.get(meter_id) or self._cache.get(meter_id)
+        state = m.state if m is not None else self.states.get(meter_id)
+        return None if state is None else state.security
+
+    def install_keys(self, meter_id: int, stored: list) -> None:
+        """Keys and counters stored by an earlier run (sent counters continue above them)."""
+        from meter_core import keys
+        from meter_core.meter import MeterState
+
+        state = self.states.get(meter_id)
+        if state is None:
+            state = self.states[meter_id] = MeterState()
+        state.security = keys.from_rows(self.fleet, meter_id, stored, tx_floor())
 
     def _release_meter(self, meter_id: int) -> None:
         from meter_core.meter import MeterState

@@ -47,18 +47,59 @@ class MeterSecurity:
     changed: set = field(default_factory=set)  # what a head-end changed: ("key", e), ("hls", sap), ...
 
 
-def derived_keys(fleet: FleetConfig, meter_id: int, suite: int = 0) -> MeterSecurity:
+CLIENT_OF_SETUP = {e: sap for sap, e in SETUP_OF_CLIENT.items()}
+# A worker that starts again continues each sent counter this far above the last one it wrote (it
+# writes them about once a second, and no meter sends a million APDUs in a second).
+TX_RESTART_MARGIN = 1 << 20
+
+
+def derived_keys(fleet: FleetConfig, meter_id: int, suite: int = 0, tx_start: int = 0) -> MeterSecurity:
+    """The keys a meter starts with; its sent counters start at ``tx_start`` (the fleet gives a
+    floor that grows with wall-clock time, so a meter whose counters were never stored cannot reuse
+    one after a restart)."""
     size = 32 if suite == 2 else 16
     sets = {
         e: KeySet(derive_secret(fleet, meter_id, f"guek-{e}", size), derive_secret(fleet, meter_id, f"gak-{e}", size),
-                  suite)
+                  suite, tx_ic=tx_start)
         for e in (3, 4, 5)
     }
     hls = {sap: derive_secret(fleet, meter_id, f"hls-{sap}", 16) for sap in SECURED_CLIENTS}
     return MeterSecurity(derive_secret(fleet, meter_id, "kek", size), sets, hls)
 
 
-__all__ = ["KeySet", "MeterSecurity", "SECURED_CLIENTS", "SETUP_OF_CLIENT", "client_system_title", "derived_keys"]
+def rows(meter_id: int, sec: MeterSecurity) -> list[tuple]:
+    """`meter_keys` rows (without timestamps) of ``sec``: meter_id, setup, client SAP, suite, EK, AK,
+    KEK, HLS secret, client system title, received and sent counters, keys changed."""
+    out = []
+    for e, ks in sec.sets.items():
+        sap = CLIENT_OF_SETUP[e]
+        changed = any(c[0] == "key" and c[1] == e for c in sec.changed) or ("hls", sap) in sec.changed
+        out.append((meter_id, e, sap, ks.suite, ks.ek, ks.ak, sec.kek, sec.hls.get(sap) if sap != 64 else None,
+                    ks.client_system_title or None, ks.rx_ic, ks.tx_ic, changed))
+    return out
+
+
+def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0) -> MeterSecurity:
+    """A meter's security state from its `meter_keys` rows (dict-like: column -> value)."""
+    sec = derived_keys(fleet, meter_id, fleet.security_suite, tx_floor)
+    for r in stored:
+        e = r["security_setup"]
+        ks = sec.sets[e]
+        ks.ek, ks.ak, ks.suite = bytes(r["block_key"]), bytes(r["auth_key"]), r["security_suite"]
+        ks.rx_ic = r["rx_invocation_counter"]
+        ks.tx_ic = min(max(ks.tx_ic, r["tx_invocation_counter"] + TX_RESTART_MARGIN), 0xFFFFFFFF)
+        ks.client_system_title = bytes(r["client_system_title"] or b"")
+        sec.kek = bytes(r["master_key"])
+        sap = CLIENT_OF_SETUP[e]
+        if r["hls_secret"] is not None:
+            sec.hls[sap] = bytes(r["hls_secret"])
+        if r["keys_changed_at"] is not None:
+            sec.changed.update({("key", e, KEY_EK), ("hls", sap)})
+    return sec
+
+
+__all__ = ["KeySet", "MeterSecurity", "SECURED_CLIENTS", "SETUP_OF_CLIENT", "TX_RESTART_MARGIN", "client_system_title",
+           "derived_keys", "from_rows", "rows"]
 
 
 # -- key management (Security setup v1 methods) -------------------------------------------------------

@@ -166,7 +166,7 @@ class Meter:
     __slots__ = (
         "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
         "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor", "drift", "_epoch_start",
-        "_pq", "outage_cache", "tod_cache", "fleet",
+        "_pq", "outage_cache", "tod_cache", "fleet", "tx_floor",
     )
 
     def __init__(
@@ -182,6 +182,7 @@ class Meter:
         clock = clock or SimClock.real_time()
         self.sim = clock.sim
         self.fleet = fleet
+        self.tx_floor = 0  # first sent invocation counter if no stored one exists (set by the fleet)
         self.identity: MeterIdentity = meter_identity(fleet, meter_id)
         self.model: MeterModel = model_for(self.identity.kind, fleet.hls_mechanism, fleet.security_suite)
         params = meter_params(fleet.seed, meter_id, self.identity.kind, epoch_start)
@@ -212,7 +213,8 @@ class Meter:
         if sec is None:
             from meter_core.keys import derived_keys
 
-            sec = self.state.security = derived_keys(self.fleet, self.identity.meter_id, self.fleet.security_suite)
+            sec = self.state.security = derived_keys(self.fleet, self.identity.meter_id, self.fleet.security_suite,
+                                                     self.tx_floor)
         return sec
 
     # -- time ---------------------------------------------------------------------------------------

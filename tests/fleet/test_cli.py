@@ -75,7 +75,7 @@ def test_metrics_port_in_use_is_one_line():
 
 def test_export_json_and_csv_follow_the_contract():
     proc = fleet("meters", "export", "--meters", "5", "--seed", "7", "--format", "json", "--port-base", "5000",
-                 "--transport", "hdlc")
+                 "--transport", "hdlc", "--derived-keys")
     assert proc.returncode == 0, proc.stderr
     records = json.loads(proc.stdout)
     assert [r["meter_id"] for r in records] == list(range(5))
@@ -99,7 +99,7 @@ def test_export_json_and_csv_follow_the_contract():
                 assert len(bytes.fromhex(c[key])) == 16, (sap, key)
             assert len(bytes.fromhex(c["client_system_title"])) == 8
         assert clients[48]["block_key"] != clients[80]["block_key"]  # one security setup each
-    proc = fleet("meters", "export", "--meters", "5", "--seed", "7", "--format", "csv")
+    proc = fleet("meters", "export", "--meters", "5", "--seed", "7", "--format", "csv", "--derived-keys")
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert len(rows) == 25  # one per meter and client

@@ -54,6 +54,14 @@ class FakeWorker:
         self.options = FleetOptions(meters=meters, port_base=30000)
         self.fleet = self.options.fleet
         self.clock = SimClock(start=1_780_000_000.0, t0=time.monotonic(), speed=speed)
+        self.security_dirty: set[int] = set()
+        self.installed_keys: dict[int, list] = {}
+
+    def security_of(self, meter_id: int):
+        return None
+
+    def install_keys(self, meter_id: int, stored: list) -> None:
+        self.installed_keys[meter_id] = stored
 
 
 class FakeProto:

@@ -356,6 +356,35 @@ COMMENT ON TABLE message_queue IS 'Pushes a meter has not delivered yet, bounded
 ALTER TABLE message_queue ADD CONSTRAINT message_queue_pkey PRIMARY KEY (meter_id, message_id);
 ALTER TABLE message_queue ADD CONSTRAINT message_queue_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'SENT'::text, 'FAILED'::text])));
 
+CREATE TABLE meter_keys (
+    meter_id bigint NOT NULL,
+    security_setup smallint NOT NULL,
+    client_sap integer NOT NULL,
+    security_suite smallint NOT NULL,
+    block_key bytea NOT NULL,
+    auth_key bytea NOT NULL,
+    master_key bytea NOT NULL,
+    hls_secret bytea,
+    client_system_title bytea,
+    rx_invocation_counter bigint NOT NULL,
+    tx_invocation_counter bigint NOT NULL,
+    keys_changed_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE meter_keys IS 'Keys and invocation counters in force per meter and security setup 0.0.43.0.e.255 (e 3 US, 4 push, 5 FW), from the meter''s first ciphered association on; no row = keys derived from the fleet secret, counters never used';
+COMMENT ON COLUMN meter_keys.block_key IS 'Global unicast encryption key (EK, key id 0)';
+COMMENT ON COLUMN meter_keys.auth_key IS 'Authentication key (AK, key id 2)';
+COMMENT ON COLUMN meter_keys.master_key IS 'Master key (KEK, key id 3): wraps keys in key_transfer (RFC 3394)';
+COMMENT ON COLUMN meter_keys.hls_secret IS 'HLS secret of the association (mechanism 2); NULL for the push setup';
+COMMENT ON COLUMN meter_keys.rx_invocation_counter IS 'Highest invocation counter accepted from a client under block_key (value of 0.0.43.1.e.255)';
+COMMENT ON COLUMN meter_keys.tx_invocation_counter IS 'Last invocation counter the meter used under block_key';
+COMMENT ON COLUMN meter_keys.keys_changed_at IS 'When a head-end last changed a key or the HLS secret (NULL: keys as derived)';
+
+ALTER TABLE meter_keys ADD CONSTRAINT meter_keys_counters_check CHECK ((((rx_invocation_counter >= 0) AND (rx_invocation_counter <= '4294967295'::bigint)) AND ((tx_invocation_counter >= 0) AND (tx_invocation_counter <= '4294967295'::bigint))));
+ALTER TABLE meter_keys ADD CONSTRAINT meter_keys_pkey PRIMARY KEY (meter_id, security_setup);
+ALTER TABLE meter_keys ADD CONSTRAINT meter_keys_setup_check CHECK (((security_setup >= 3) AND (security_setup <= 5)));
+ALTER TABLE meter_keys ADD CONSTRAINT meter_keys_suite_check CHECK (((security_suite >= 0) AND (security_suite <= 2)));
+
 CREATE TABLE meters (
     meter_id bigint NOT NULL,
     serial text NOT NULL,
@@ -952,6 +981,38 @@ CREATE TABLE message_queue_p13 PARTITION OF message_queue FOR VALUES WITH (modul
 CREATE TABLE message_queue_p14 PARTITION OF message_queue FOR VALUES WITH (modulus 16, remainder 14);
 
 CREATE TABLE message_queue_p15 PARTITION OF message_queue FOR VALUES WITH (modulus 16, remainder 15);
+
+CREATE TABLE meter_keys_p00 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE meter_keys_p01 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE meter_keys_p02 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE meter_keys_p03 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE meter_keys_p04 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE meter_keys_p05 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE meter_keys_p06 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE meter_keys_p07 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE meter_keys_p08 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE meter_keys_p09 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE meter_keys_p10 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE meter_keys_p11 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE meter_keys_p12 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE meter_keys_p13 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE meter_keys_p14 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE meter_keys_p15 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 15);
 
 CREATE VIEW active_schedules AS
  SELECT s.meter_id,

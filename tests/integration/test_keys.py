@@ -1,0 +1,130 @@
+"""Keys in force and invocation counters, end to end: a key transfer over DLMS, the database, the
+onboarding export, and a worker restart.
+
+gurux-dlms wraps the new keys itself (GXDLMSSecuritySetup.globalKeyTransfer, its own AES key wrap), so
+the meter's unwrap is checked against an independent implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+import asyncpg
+import pytest
+from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSSecuritySetup
+from gurux_dlms.objects.enums import GlobalKeyType
+
+from fleet.export import meter_record, records, stored_keys
+from meter_core.connection import Transport
+from tests.interop.clients import GuruxSession
+from tests.servers import running_meters
+
+pytestmark = pytest.mark.integration
+
+
+def client48(rec: dict) -> dict:
+    return next(c for c in rec["clients"] if c["client_sap"] == 48)
+
+
+def read_public(m, obis: str):
+    s = GuruxSession(m.port(0), Transport.WRAPPER)
+    s.open()
+    try:
+        return s.read(GXDLMSData(obis), 2)
+    finally:
+        s.close()
+
+
+def session(m, client: dict) -> GuruxSession:
+    ic = int(read_public(m, "0.0.43.1.3.255"))
+    s = GuruxSession(m.port(0), Transport.WRAPPER, secure=client, invocation_counter=ic + 1)
+    s.open()
+    return s
+
+
+async def key_row(url: str) -> asyncpg.Record | None:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchrow("SELECT * FROM meter_keys WHERE meter_id = 0 AND security_setup = 3")
+    finally:
+        await conn.close()
+
+
+def wait_for_row(url: str, check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        row = asyncio.run(key_row(url))
+        if row is not None and check(row):
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"meter_keys never showed the expected row: {row}")
+        time.sleep(0.2)
+
+
+def test_key_transfer_takes_effect_and_the_database_and_export_show_the_new_key(database_url):
+    new_ek, new_ak = os.urandom(16), os.urandom(16)
+    with running_meters(1, Transport.WRAPPER, database_url=database_url) as m:
+        old = client48(meter_record(m.options, 0))
+        s = session(m, old)
+        try:
+            setup = GXDLMSSecuritySetup("0.0.43.0.3.255")
+            reply = s.exchange(setup.globalKeyTransfer(s.client, bytes.fromhex(old["master_key"]), [
+                (GlobalKeyType.UNICAST_ENCRYPTION, new_ek), (GlobalKeyType.AUTHENTICATION, new_ak)]))
+            assert reply.error == 0
+        finally:
+            s.sock.close()  # the old keys are gone: no release under them
+        new = dict(old, block_key=new_ek.hex(), auth_key=new_ak.hex())
+
+        # a new association with the new keys works; counters under the new key start again
+        assert int(read_public(m, "0.0.43.1.3.255")) == 0
+        s = session(m, new)
+        s.read(GXDLMSClock("0.0.1.0.0.255"), 2)
+        # the key change is in the transaction log: last event code 164 (global key changed)
+        assert s.read(GXDLMSData("0.0.96.11.3.255"), 2) == 164
+        s.close()
+        # the old keys fail: the meter cannot decipher the AARQ and refuses it
+        with pytest.raises(Exception):  # noqa: B017 - gurux raises its own error types for a refused AARE
+            session(m, old)
+        row = wait_for_row(database_url, lambda r: bytes(r["block_key"]) == new_ek)
+        assert bytes(row["auth_key"]) == new_ak and row["keys_changed_at"] is not None
+        assert row["rx_invocation_counter"] >= 2
+
+    # the onboarding export reads the keys in force: in code and through the CLI
+    stored = asyncio.run(stored_keys(database_url, range(1)))
+    assert client48(next(records(m.options, stored)))["block_key"] == new_ek.hex()
+    proc = subprocess.run([sys.executable, "-m", "fleet", "meters", "export", "--meters", "1", "--database-url",
+                           database_url], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    exported = client48(json.loads(proc.stdout)[0])
+    assert (exported["block_key"], exported["auth_key"]) == (new_ek.hex(), new_ak.hex())
+    assert exported["master_key"] == old["master_key"]
+
+
+def test_a_restarted_worker_keeps_the_counters_and_the_keys(database_url):
+    with running_meters(1, Transport.WRAPPER, database_url=database_url) as m:
+        c = client48(meter_record(m.options, 0))
+        for _ in range(2):
+            s = session(m, c)
+            s.read(GXDLMSClock("0.0.1.0.0.255"), 2)
+            s.close()
+        rx = int(read_public(m, "0.0.43.1.3.255"))
+        row = wait_for_row(database_url, lambda r: r["rx_invocation_counter"] == rx)
+        tx_before = row["tx_invocation_counter"]
+    with running_meters(1, Transport.WRAPPER, database_url=database_url) as m:
+        # the received counter survived: an old counter is refused, the next one is accepted
+        assert int(read_public(m, "0.0.43.1.3.255")) == rx
+        s = GuruxSession(m.port(0), Transport.WRAPPER, secure=c, invocation_counter=rx)
+        with pytest.raises(Exception):  # noqa: B017 - the AARQ under a used counter is refused
+            s.open()
+        s.sock.close()
+        s = session(m, c)
+        s.read(GXDLMSClock("0.0.1.0.0.255"), 2)
+        s.close()
+        # the meter's own counter went on above everything it may have sent before the restart
+        row = wait_for_row(database_url, lambda r: r["tx_invocation_counter"] > tx_before)
+        assert row["tx_invocation_counter"] > tx_before + (1 << 20) - 1
