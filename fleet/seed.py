@@ -14,7 +14,7 @@ import json
 import asyncpg
 
 from meter_core import powerquality, push, templates
-from meter_core.cosem.is15959 import ASSOCIATIONS, HDLC_SETUP, IPV4_SETUP, TCP_UDP_SETUP
+from meter_core.cosem.is15959 import ASSOCIATIONS, HDLC_SETUP, IPV4_SETUP, SECURED_SAPS, TCP_UDP_SETUP
 from meter_core.identity import MeterKind
 from meter_core.meter import model_for, str_obis
 
@@ -53,9 +53,11 @@ async def seed_defaults(conn: asyncpg.Connection) -> None:
         await _access_rights(conn)
         await conn.executemany(
             "INSERT INTO security_settings (meter_id, client_sap, security_setup, security_policy, security_suite,"
-            " authentication) VALUES (NULL, $1, $2, 0, 0, $3) ON CONFLICT DO NOTHING",
-            [(a.client_sap, a.security_setup or "", _AUTH.get(int(a.mechanism), str(a.mechanism)))
-             for a in ASSOCIATIONS])
+            " authentication) VALUES (NULL, $1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
+            # security_policy in the seed's terms (class 64 v0 enum): 3 = all messages authenticated and
+            # encrypted, what the v1 policy of clients 48, 64 and 80 (bits 2, 3, 5, 6) amounts to
+            [(a.client_sap, a.security_setup or "", 3 if a.client_sap in SECURED_SAPS else 0,
+              _AUTH.get(int(a.mechanism), str(a.mechanism))) for a in ASSOCIATIONS])
 
 
 async def _obis_codes(conn) -> None:
