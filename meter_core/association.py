@@ -206,6 +206,7 @@ class Association:
     __slots__ = (
         "meter", "view", "spec", "stats", "state", "context", "conformance", "max_send_pdu_size",
         "max_receive_pdu_size", "_long_get", "_long_set", "events", "_get_ok", "send_limit", "_sec",
+        "_expected_sc",
     )
 
     def __init__(self, meter, view: AssociationView, stats: ServiceStats | None = None) -> None:
@@ -222,6 +223,7 @@ class Association:
         # The largest plain response APDU: max_send_pdu_size less what protecting it adds.
         self.send_limit = self.max_send_pdu_size
         self._sec: SecurityContext | None = None
+        self._expected_sc = -1  # the security control byte the policy asks for (checked once per value)
         # long GET in progress: [invoke id, bytes not yet sent, chunks still to come or None, last block number]
         self._long_get: list | None = None
         # long SET in progress: [request, collected raw bytes, last block number]
@@ -303,33 +305,39 @@ class Association:
         """A glo-/ded- or general-glo/ded-ciphering request: check, decipher, serve, protect the answer."""
         ctx = self._sec
         ks = self._keyset()
+        tag = apdu[0]
         env = None
         try:
-            env = sec.open_envelope(apdu) if apdu[0] in _SERVER_REQUESTS else None
-            if env is None:
-                self.stats.counts[("other", "unexpected-apdu")] += 1
-                return _EXCEPTION_NOT_NEGOTIATED
-            if env.general and env.system_title != ctx.client_title:
-                raise sec.SecurityError(sec.Failure.SYSTEM_TITLE, "system title is not the client's")
-            if env.dedicated and ctx.dedicated_key is None:
-                raise sec.SecurityError(sec.Failure.DECIPHERING, "no dedicated key in this association")
-            key = ctx.dedicated_key if env.dedicated else ks.ek
-            sc, ic, _ = sec.split_header(env.payload)
-            sec.check_sc(sc, ks.suite)
-            needed = _request_protection(self.spec.policy)
-            if sc & needed != needed:
-                raise sec.SecurityError(sec.Failure.POLICY, f"security control {sc:#04x} below the policy")
-            last = ctx.dedicated_rx if env.dedicated else ks.rx_ic
+            if tag in sec.GLO_REQUESTS and len(apdu) > 2 and apdu[1] == len(apdu) - 2:
+                payload, dedicated, general = apdu[2:], False, False  # the common case: glo-, short length
+            else:
+                env = sec.open_envelope(apdu) if tag in _SERVER_REQUESTS else None
+                if env is None:
+                    self.stats.counts[("other", "unexpected-apdu")] += 1
+                    return _EXCEPTION_NOT_NEGOTIATED
+                payload, dedicated, general = env.payload, env.dedicated, env.general
+                if general and env.system_title != ctx.client_title:
+                    raise sec.SecurityError(sec.Failure.SYSTEM_TITLE, "system title is not the client's")
+                if dedicated and ctx.dedicated_key is None:
+                    raise sec.SecurityError(sec.Failure.DECIPHERING, "no dedicated key in this association")
+            key = ctx.dedicated_key if dedicated else ks.ek
+            sc, ic, _ = sec.split_header(payload)
+            if sc != self._expected_sc:
+                sec.check_sc(sc, ks.suite)
+                needed = _request_protection(self.spec.policy)
+                if sc & needed != needed:
+                    raise sec.SecurityError(sec.Failure.POLICY, f"security control {sc:#04x} below the policy")
+            last = ctx.dedicated_rx if dedicated else ks.rx_ic
             if ic <= last:
                 raise sec.SecurityError(sec.Failure.INVOCATION_COUNTER, f"invocation counter {ic} not above {last}")
-            _, _, inner = sec.unprotect(env.payload, ctx.client_title, key, ks.ak)
-            if not inner or (not env.general and
-                             (sec.PLAIN_OF_DED if env.dedicated else sec.PLAIN_OF_GLO)[env.tag] != inner[0]):
+            _, _, inner = sec.unprotect(payload, ctx.client_title, key, ks.ak)
+            if not inner or (not general and
+                             (sec.PLAIN_OF_DED if dedicated else sec.PLAIN_OF_GLO)[tag] != inner[0]):
                 raise sec.SecurityError(sec.Failure.DECIPHERING, "ciphered APDU holds another service")
         except sec.SecurityError as e:
             last = ctx.dedicated_rx if env is not None and env.dedicated else ks.rx_ic
             return self._security_refusal(e.failure, last)
-        if env.dedicated:
+        if dedicated:
             ctx.dedicated_rx = ic
         else:
             ks.rx_ic = ic
@@ -340,14 +348,14 @@ class Association:
         response = self._handle_plain(inner, now)
         if response is None or response[0] == ApduTag.EXCEPTION_RESPONSE:
             return response
-        resp_sc = ks.suite | _response_protection(self.spec.policy, sc)
+        resp_sc = sc if sc == self._expected_sc else ks.suite | _response_protection(self.spec.policy, sc)
         payload = sec.protect(resp_sc, tx, title, key, ak, response)
-        if env.general:
-            return sec.seal(env.tag, payload, title)
-        tag = (sec.DED_OF if env.dedicated else sec.GLO_OF).get(response[0])
-        if tag is None:  # an answer with no ciphered form (cannot happen for GET/SET/ACTION)
+        if general:
+            return sec.seal(tag, payload, title)
+        out_tag = (sec.DED_OF if dedicated else sec.GLO_OF).get(response[0])
+        if out_tag is None:  # an answer with no ciphered form (cannot happen for GET/SET/ACTION)
             return response
-        return sec.seal(tag, payload)
+        return sec.seal(out_tag, payload)
 
     def _security_refusal(self, failure: sec.Failure, counter: int = 0) -> bytes:
         """Count and report a refused protected exchange; the exception-response for it. An
@@ -443,6 +451,8 @@ class Association:
         self.max_receive_pdu_size = spec.server_max_receive_pdu_size
         self._long_get = self._long_set = None
         self._sec = ctx
+        if ctx is not None:
+            self._expected_sc = ks.suite | _request_protection(spec.policy)
         self.stats.counts[("aarq", _OK)] += 1
         response = encode_apdu(InitiateResponse(
             negotiated_conformance=self.conformance,

@@ -16,10 +16,11 @@ CTR for encryption-only payloads, ECB for HLS mechanism 2, RFC 3394 key wrap), n
 
 from __future__ import annotations
 
+import functools
+import hmac
 from dataclasses import dataclass
 from enum import Enum
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
@@ -109,16 +110,22 @@ def _ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
     return c.update(data) + c.finalize()
 
 
+@functools.lru_cache(maxsize=4096)
+def _aead(key: bytes) -> AESGCM:
+    """The AES-GCM context of ``key`` (its key schedule), kept for the keys of the meters in use."""
+    return AESGCM(key)
+
+
 def protect(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, plaintext: bytes) -> bytes:
     """SC || IC || payload [|| T]: ``plaintext`` protected as ``sc`` says, by the sender ``system_title``."""
     header = bytes((sc,)) + ic.to_bytes(4, "big")
-    iv = _iv(system_title, ic)
+    iv = system_title + header[1:]
     auth, enc = sc & AUTHENTICATION, sc & ENCRYPTION
     if auth and enc:
-        sealed = AESGCM(ek).encrypt(iv, plaintext, bytes((sc,)) + ak)
+        sealed = _aead(ek).encrypt(iv, plaintext, header[:1] + ak)
         return header + sealed[:-16] + sealed[-16:-16 + TAG_LENGTH]
     if auth:
-        tag = AESGCM(ek).encrypt(iv, b"", bytes((sc,)) + ak + plaintext)
+        tag = _aead(ek).encrypt(iv, b"", header[:1] + ak + plaintext)
         return header + plaintext + tag[:TAG_LENGTH]
     if enc:
         return header + _ctr(ek, iv, plaintext)
@@ -126,13 +133,20 @@ def protect(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, plainte
 
 
 def _verify(key: bytes, iv: bytes, aad: bytes, ciphertext: bytes, tag: bytes) -> bytes:
-    d = Cipher(algorithms.AES(key), modes.GCM(iv, tag, min_tag_length=TAG_LENGTH)).decryptor()
-    d.authenticate_additional_data(aad)
-    plain = d.update(ciphertext)
-    try:
-        return plain + d.finalize()
-    except InvalidTag:
-        raise SecurityError(Failure.DECIPHERING, "authentication tag does not verify") from None
+    """The plaintext of ``ciphertext`` if ``tag`` (12 bytes) is its GCM tag, else `SecurityError`.
+
+    cryptography's one-shot AESGCM takes only 16-byte tags, so the 12-byte tag is checked by
+    recomputing it: GCM encryption is a keystream XOR, so encrypting the ciphertext under the same IV
+    gives the plaintext, and encrypting that plaintext gives the full tag, whose first 12 bytes must
+    match. Both passes are cryptography's GCM; the comparison is constant-time.
+    """
+    aead = _aead(key)
+    n = len(ciphertext)
+    plain = aead.encrypt(iv, ciphertext, None)[:n] if n else b""
+    full = aead.encrypt(iv, plain, aad)
+    if not hmac.compare_digest(full[n:n + TAG_LENGTH], tag):
+        raise SecurityError(Failure.DECIPHERING, "authentication tag does not verify")
+    return plain
 
 
 def split_header(data: bytes) -> tuple[int, int, bytes]:
@@ -170,7 +184,7 @@ def unprotect(data: bytes, system_title: bytes, ek: bytes, ak: bytes) -> tuple[i
 
 def gmac(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, challenge: bytes) -> bytes:
     """HLS mechanism 5 f(challenge): SC || IC || GMAC tag over SC || AK || challenge (facts 5.5)."""
-    tag = AESGCM(ek).encrypt(_iv(system_title, ic), b"", bytes((sc,)) + ak + challenge)
+    tag = _aead(ek).encrypt(_iv(system_title, ic), b"", bytes((sc,)) + ak + challenge)
     return bytes((sc,)) + ic.to_bytes(4, "big") + tag[:TAG_LENGTH]
 
 
