@@ -57,6 +57,8 @@ def _fleet_options(f):
         click.option("--hls-mechanism", type=click.Choice(["high", "high-gmac"]), default="high", show_default=True,
                      help="How clients 48, 64 and 80 authenticate: HLS mechanism 2 (AES of the challenge, as "
                           "IS 15959 meters run it) or 5 (GMAC)."),
+        click.option("--security-suite", type=click.IntRange(0, 2), default=0, show_default=True,
+                     help="Security suite of clients 48, 64, 80: 0 and 1 AES-GCM-128, 2 AES-GCM-256."),
     ]
     for d in reversed(decorators):
         f = d(f)
@@ -64,7 +66,7 @@ def _fleet_options(f):
 
 
 def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
-                   hls_mechanism="high") -> FleetOptions:
+                   hls_mechanism="high", security_suite=0) -> FleetOptions:
     if mode != "listen":
         raise FleetError(f"--mode {mode} is not available yet; use --mode listen")
     hosts = tuple(h.strip() for h in host.split(",") if h.strip())
@@ -87,6 +89,7 @@ def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host,
         port_base=port_base,
         shard=parse_shard(shard),
         hls_mechanism=2 if hls_mechanism == "high" else 5,
+        security_suite=security_suite,
     )
 
 
@@ -146,13 +149,13 @@ def cli() -> None:
               default=None, help="Where workers keep ground-truth rows while the database is away "
                                  "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
 @_database_option
-def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, workers, speed,
-        start, metrics_port, hes, drift_ppm, spool_dir, database_url, data_dir) -> None:
+def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, security_suite,
+        workers, speed, start, metrics_port, hes, drift_ppm, spool_dir, database_url, data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
     from fleet import pg
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
-                             hls_mechanism)
+                             hls_mechanism, security_suite)
     if hes is not None:
         raise FleetError("--hes is used by dial mode and pushes, which are not available yet")
     sim_start = _parse_start(start)
@@ -273,8 +276,8 @@ def db_migrate(database_url, data_dir) -> None:
 @click.option("--jobs", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(min=1),
               help="Processes computing and writing rows.")
 @_database_option
-def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, days, end,
-             ids, jobs,
+def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
+             security_suite, days, end, ids, jobs,
              database_url, data_dir) -> None:
     """Write DAYS days of profile history (block load, daily, billing, snapshots) for the fleet.
 
@@ -342,13 +345,13 @@ def meters() -> None:
                    "the keys derived from the fleet secret. Default: the database when one is given or the "
                    "embedded one exists.")
 @_database_option
-def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, fmt,
-                  output, keys_from_database, database_url, data_dir) -> None:
+def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
+                  security_suite, fmt, output, keys_from_database, database_url, data_dir) -> None:
     """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter."""
     from fleet import export, pg
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
-                             hls_mechanism)
+                             hls_mechanism, security_suite)
     stored: dict = {}
     data_dir = data_dir or pg.default_data_dir()
     if keys_from_database is None:

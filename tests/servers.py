@@ -75,14 +75,15 @@ class RunningMeters:
 def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
                    kind: MeterKind = MeterKind.THREE_PHASE, seed: int = 1, speed: float = 1.0,
                    database_url: str | None = None, sim_start: float | None = None, spool_dir=None,
-                   hls_mechanism: int = 2):
+                   hls_mechanism: int = 2, security_suite: int = 0):
     """Serve ``meters`` meters from one worker in a background thread; stop them on exit."""
     import uvloop
 
     from fleet.worker import Worker
 
     options = FleetOptions(meters=meters, seed=seed, kind=kind, transport=transport,
-                           port_base=free_port_base(meters), hls_mechanism=hls_mechanism)
+                           port_base=free_port_base(meters), hls_mechanism=hls_mechanism,
+                           security_suite=security_suite)
     settings = RunSettings(options=options, workers=1, speed=speed,
                            sim_start=time.time() if sim_start is None else sim_start,
                            sim_t0=time.monotonic(), epoch_start=EPOCH, database_url=database_url,

@@ -43,6 +43,10 @@ class GuruxSession:
             ciphering.blockCipherKey = bytes.fromhex(secure["block_key"])
             ciphering.authenticationKey = bytes.fromhex(secure["auth_key"])
             ciphering.invocationCounter = invocation_counter
+            if secure.get("security_suite"):
+                from gurux_dlms.objects.enums import SecuritySuite
+
+                ciphering.securitySuite = SecuritySuite(secure["security_suite"])
         else:
             auth = Authentication.LOW if password is not None else Authentication.NONE
             self.client = GXDLMSClient(True, client_sap, server, auth, password, interface)
@@ -153,7 +157,8 @@ def dlms_cosem_client(port: int, transport: Transport, *, client_sap: int = 16, 
                           encryption_key=bytes.fromhex(secure["block_key"]),
                           authentication_key=bytes.fromhex(secure["auth_key"]),
                           client_system_title=bytes.fromhex(secure["client_system_title"]),
-                          client_initial_invocation_counter=invocation_counter)
+                          client_initial_invocation_counter=invocation_counter,
+                          security_suite=secure.get("security_suite", 0))
     auth = (LowLevelSecurityAuthentication(secret=password.encode()) if password is not None
             else NoSecurityAuthentication())
     return DlmsClient(transport=tr, authentication=auth, max_pdu_size=max_pdu, timeout=10)

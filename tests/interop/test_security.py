@@ -31,13 +31,15 @@ from tests.servers import running_meters
 pytestmark = pytest.mark.interop
 
 BLOCK = "1.0.99.1.0.255"
-COMBOS = [(mech, t) for mech in (2, 5) for t in (Transport.WRAPPER, Transport.HDLC)]
+# (mechanism, suite, transport): suites 1 and 2 (AES-GCM-128 / -256) with HLS-GMAC
+COMBOS = [(mech, 0, t) for mech in (2, 5) for t in (Transport.WRAPPER, Transport.HDLC)]
+COMBOS += [(5, suite, Transport.WRAPPER) for suite in (1, 2)]
 
 
-@pytest.fixture(scope="module", params=COMBOS, ids=[f"mech{m}-{t.value}" for m, t in COMBOS])
+@pytest.fixture(scope="module", params=COMBOS, ids=[f"mech{m}-suite{s}-{t.value}" for m, s, t in COMBOS])
 def secured(request):
-    mechanism, transport = request.param
-    with running_meters(1, transport, hls_mechanism=mechanism) as running:
+    mechanism, suite, transport = request.param
+    with running_meters(1, transport, hls_mechanism=mechanism, security_suite=suite) as running:
         yield running
 
 
@@ -73,6 +75,9 @@ def test_onboarding_names_the_mechanism_the_meter_runs(secured):
     expected = "high" if secured.options.hls_mechanism == 2 else "high-gmac"
     assert client["authentication"] == expected
     assert ("hls_secret" in client) == (expected == "high")
+    suite = secured.options.security_suite
+    assert client["security_suite"] == suite
+    assert len(bytes.fromhex(client["block_key"])) == (32 if suite == 2 else 16)
 
 
 def test_gurux_reads_profiles_and_programmes_over_a_ciphered_association(secured):
