@@ -54,9 +54,10 @@ def _fleet_options(f):
                      help="Meter i listens on port-base + i."),
         click.option("--shard", default="0/1", show_default=True,
                      help="K/M: serve the K-th of M equal parts of the fleet (one Kubernetes pod each)."),
-        click.option("--hls-mechanism", type=click.Choice(["high", "high-gmac"]), default="high", show_default=True,
+        click.option("--hls-mechanism", type=click.Choice(["high", "high-gmac", "high-ecdsa"]), default="high",
+                     show_default=True,
                      help="How clients 48, 64 and 80 authenticate: HLS mechanism 2 (AES of the challenge, as "
-                          "IS 15959 meters run it) or 5 (GMAC)."),
+                          "IS 15959 meters run it), 5 (GMAC) or 7 (ECDSA; needs --security-suite 1 or 2)."),
         click.option("--security-suite", type=click.IntRange(0, 2), default=0, show_default=True,
                      help="Security suite of clients 48, 64, 80: 0 and 1 AES-GCM-128, 2 AES-GCM-256."),
     ]
@@ -88,7 +89,7 @@ def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host,
         hosts=hosts,
         port_base=port_base,
         shard=parse_shard(shard),
-        hls_mechanism=2 if hls_mechanism == "high" else 5,
+        hls_mechanism={"high": 2, "high-gmac": 5, "high-ecdsa": 7}[hls_mechanism],
         security_suite=security_suite,
     )
 

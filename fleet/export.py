@@ -17,7 +17,15 @@ from fleet.settings import FleetOptions
 from meter_core.apdu.codes import AuthenticationMechanism
 from meter_core.cosem.is15959 import ASSOCIATIONS, POLICY_AUTH_ENC, SECURED_SAPS
 from meter_core.identity import meter_identity
-from meter_core.keys import SETUP_OF_CLIENT, client_system_title, derived_keys, from_rows
+from meter_core.keys import (
+    SETUP_OF_CLIENT,
+    client_signing_key,
+    client_system_title,
+    derived_keys,
+    from_rows,
+    signing_key,
+)
+from meter_core.security import public_bytes
 
 AUTHENTICATION_NAMES = {
     AuthenticationMechanism.NONE: "none",
@@ -31,7 +39,7 @@ CSV_COLUMNS = (
     "meter_id", "kind", "serial", "logical_device_name", "system_title", "host", "port", "transport",
     "server_logical_address", "server_physical_address", "client_sap", "association", "authentication",
     "password", "hls_secret", "security_suite", "security_policy", "block_key", "auth_key", "master_key",
-    "client_system_title",
+    "client_system_title", "client_signing_key", "server_signing_public_key",
 )
 
 
@@ -61,6 +69,11 @@ def meter_record(options: FleetOptions, meter_id: int, keys=None) -> dict:
                 security_suite=ks.suite, security_policy=POLICY_AUTH_ENC, block_key=ks.ek.hex(), auth_key=ks.ak.hex(),
                 master_key=keys.kek.hex(), client_system_title=client_system_title(fleet).hex(),
             )
+            if ks.suite:  # the public-key half of suites 1 and 2 (P-256 / P-384)
+                client.update(
+                    client_signing_key=_scalar(client_signing_key(fleet, ks.suite), ks.suite),
+                    server_signing_public_key=public_bytes(signing_key(fleet, meter_id, ks.suite)).hex(),
+                )
         clients.append(client)
     return {
         "meter_id": meter_id,
@@ -75,6 +88,11 @@ def meter_record(options: FleetOptions, meter_id: int, keys=None) -> dict:
         "server_physical_address": ident.hdlc_physical_address,
         "clients": clients,
     }
+
+
+def _scalar(private_key, suite: int) -> str:
+    """A private key as its raw scalar, hex (32 bytes for P-256, 48 for P-384)."""
+    return private_key.private_numbers().private_value.to_bytes(32 if suite == 1 else 48, "big").hex()
 
 
 def records(options: FleetOptions, stored: dict | None = None) -> Iterator[dict]:

@@ -35,6 +35,8 @@ class FleetOptions:
     def __post_init__(self) -> None:
         if self.meters < 1:
             raise FleetError("--meters must be at least 1")
+        if self.hls_mechanism == 7 and self.security_suite == 0:
+            raise FleetError("--hls-mechanism high-ecdsa needs --security-suite 1 or 2 (suite 0 has no ECDSA)")
         if not 1 <= self.port_base <= MAX_PORT:
             raise FleetError(f"--port-base {self.port_base} is not a TCP port")
         k, m = self.shard

@@ -485,6 +485,22 @@ class Association:
                                       sec.protect(resp_sc, ks.next_tx(), title, ks.ek, ks.ak, response)),
         ))
 
+    def _ecdsa_passes(self, value: bytes, title: bytes) -> bytes | None:
+        """Mechanism 7: the client signed client title || server title || StoC || CtoS; the meter
+        answers with its signature of server title || client title || CtoS || StoC (facts 5.5)."""
+        from meter_core import keys as keymod
+
+        ctx, meter = self._sec, self.meter
+        state = meter.keys()
+        suite = self._keyset().suite
+        if state.client_public is None:
+            state.client_public = keymod.client_signing_key(meter.fleet, suite).public_key()
+        if not sec.ecdsa_verify(suite, state.client_public, value, ctx.client_title + title + ctx.stoc + ctx.ctos):
+            return None
+        if state.signing is None:
+            state.signing = keymod.signing_key(meter.fleet, meter.identity.meter_id, suite)
+        return sec.ecdsa_sign(suite, state.signing, title + ctx.client_title + ctx.ctos + ctx.stoc)
+
     def _reply_to_hls(self, iip: int, raw: bytes | None) -> bytes:
         """HLS pass 3 (the client's f(StoC)) and pass 4 (the meter's f(CtoS)) (facts 5.5)."""
         ctx, ks, spec = self._sec, self._keyset(), self.spec
@@ -503,6 +519,8 @@ class Association:
                 secret = self.meter.keys().hls[spec.client_sap]
                 if hmac.compare_digest(value, sec.hls_aes(secret, ctx.stoc)):
                     answer = sec.hls_aes(secret, ctx.ctos)
+            elif spec.mechanism is AuthenticationMechanism.HIGH_ECDSA:
+                answer = self._ecdsa_passes(value, title)
             elif spec.mechanism is AuthenticationMechanism.HIGH_GMAC and len(value) == 1 + 4 + sec.TAG_LENGTH:
                 sc, ic = value[0], int.from_bytes(value[1:5], "big")
                 expected = sec.gmac(sc, ic, ctx.client_title, ks.ek, ks.ak, ctx.stoc)

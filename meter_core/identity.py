@@ -53,6 +53,8 @@ class FleetConfig:
             raise ValueError(f"security suite must be 0, 1 or 2, not {self.security_suite}")
         if self.hls_mechanism not in (2, 5, 7):
             raise ValueError(f"HLS mechanism must be 2, 5 or 7, not {self.hls_mechanism}")
+        if self.hls_mechanism == 7 and self.security_suite == 0:
+            raise ValueError("HLS mechanism 7 (ECDSA) needs security suite 1 or 2")
         if self.mix:
             total = sum(share for _, share in self.mix)
             if abs(total - 1.0) > 1e-6 or any(share < 0 for _, share in self.mix):

@@ -45,6 +45,21 @@ class MeterSecurity:
     sets: dict[int, KeySet]
     hls: dict[int, bytes]  # client SAP -> HLS secret
     changed: set = field(default_factory=set)  # what a head-end changed: ("key", e), ("hls", sap), ...
+    # suites 1 and 2: the meter's signing key and the head-end's public key (derived on first use)
+    signing: object = None
+    client_public: object = None
+
+
+def signing_key(fleet: FleetConfig, meter_id: int, suite: int):
+    """The meter's ECDSA key (P-256 for suite 1, P-384 for suite 2), derived from the fleet secret."""
+    from meter_core.security import private_key_from_scalar
+
+    return private_key_from_scalar(suite, derive_secret(fleet, meter_id, f"signing-{suite}", 64))
+
+
+def client_signing_key(fleet: FleetConfig, suite: int):
+    """The head-end's ECDSA key the meters trust (one per fleet; the onboarding file hands it over)."""
+    return signing_key(fleet, -1, suite)
 
 
 CLIENT_OF_SETUP = {e: sap for sap, e in SETUP_OF_CLIENT.items()}

@@ -265,3 +265,81 @@ __all__ = [
     "SecurityError", "TAG_LENGTH", "check_sc", "gmac", "hls_aes", "open_envelope", "protect", "seal",
     "split_header", "unprotect", "unwrap_key", "wrap_key",
 ]
+
+
+# -- suites 1 and 2: ECDSA and ECDH (facts 5.4) -------------------------------------------------------
+
+
+def _curve(suite: int):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if suite == 1:
+        return ec.SECP256R1(), hashes.SHA256(), 32
+    if suite == 2:
+        return ec.SECP384R1(), hashes.SHA384(), 48
+    raise ValueError(f"security suite {suite} has no public-key algorithms")
+
+
+def private_key_from_scalar(suite: int, seed: bytes):
+    """A private key of the suite's curve whose scalar is ``seed`` reduced into [1, n-1]."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    curve, _, size = _curve(suite)
+    n = {32: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+         48: 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973}[size]
+    return ec.derive_private_key(int.from_bytes(seed, "big") % (n - 1) + 1, curve)
+
+
+def public_bytes(key) -> bytes:
+    """The uncompressed point (04 || x || y) of a public or private key."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    pub = key.public_key() if hasattr(key, "private_numbers") else key
+    return pub.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+
+def public_key_from_bytes(suite: int, data: bytes):
+    """A public key from its point: 04 || x || y, or x || y (DLMS often drops the 04)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    curve, _, size = _curve(suite)
+    if len(data) == 2 * size:
+        data = b"\x04" + data
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(curve, data)
+    except ValueError:
+        raise SecurityError(Failure.AUTHENTICATION, "not a point of the suite's curve") from None
+
+
+def ecdsa_sign(suite: int, private_key, data: bytes) -> bytes:
+    """ECDSA signature of ``data`` as DLMS carries it: r || s, each the curve's size."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    _, hash_, size = _curve(suite)
+    r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(hash_)))
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def ecdsa_verify(suite: int, public_key, signature: bytes, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    _, hash_, size = _curve(suite)
+    if len(signature) != 2 * size:
+        return False
+    der = encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
+    try:
+        public_key.verify(der, data, ec.ECDSA(hash_))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def ecdh(private_key, public_key) -> bytes:
+    """The ECDH shared secret Z (the x coordinate) of our private key and the peer's public key."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return private_key.exchange(ec.ECDH(), public_key)

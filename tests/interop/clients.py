@@ -32,11 +32,10 @@ class GuruxSession:
             from gurux_dlms.enums import Security
             from gurux_dlms.secure import GXDLMSSecureClient
 
-            gmac = secure["authentication"] == "high-gmac"
-            secret = None if gmac else bytes.fromhex(secure["hls_secret"])
-            self.client = GXDLMSSecureClient(True, secure["client_sap"], server,
-                                             Authentication.HIGH_GMAC if gmac else Authentication.HIGH, secret,
-                                             interface)
+            auth = {"high": Authentication.HIGH, "high-gmac": Authentication.HIGH_GMAC,
+                    "high-ecdsa": Authentication.HIGH_ECDSA}[secure["authentication"]]
+            secret = bytes.fromhex(secure["hls_secret"]) if auth is Authentication.HIGH else None
+            self.client = GXDLMSSecureClient(True, secure["client_sap"], server, auth, secret, interface)
             ciphering = self.client.ciphering
             ciphering.security = Security.AUTHENTICATION_ENCRYPTION
             ciphering.systemTitle = bytes.fromhex(secure["client_system_title"])
@@ -47,6 +46,12 @@ class GuruxSession:
                 from gurux_dlms.objects.enums import SecuritySuite
 
                 ciphering.securitySuite = SecuritySuite(secure["security_suite"])
+            if auth is Authentication.HIGH_ECDSA:
+                from gurux_dlms.ecdsa import GXPrivateKey, GXPublicKey
+
+                ciphering.signingKeyPair = (
+                    GXPublicKey.fromRawBytes(bytes.fromhex(secure["server_signing_public_key"])),
+                    GXPrivateKey.fromRawBytes(bytes.fromhex(secure["client_signing_key"])))
         else:
             auth = Authentication.LOW if password is not None else Authentication.NONE
             self.client = GXDLMSClient(True, client_sap, server, auth, password, interface)

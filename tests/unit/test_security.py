@@ -110,3 +110,89 @@ def test_open_envelope_never_crashes(data):
 @given(st.sampled_from([0x10, 0x20, 0x30]), st.integers(0, 2**32 - 1), st.binary(max_size=300))
 def test_protect_unprotect_round_trip(sc, ic, data):
     assert sec.unprotect(sec.protect(sc, ic, CLIENT_ST, EK, AK, data), CLIENT_ST, EK, AK) == (sc, ic, data)
+
+
+# -- suites 1 and 2: published ECDSA and ECDH vectors ----------------------------------------------------
+
+
+def test_rfc6979_p256_and_p384_signatures_verify_in_dlms_form():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    # RFC 6979 A.2.5 (P-256, SHA-256, "sample") and A.2.6 (P-384, SHA-384, "sample"): r || s as DLMS sends it
+    p256 = ec.derive_private_key(0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721, ec.SECP256R1())
+    sig256 = bytes.fromhex("EFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716"
+                           "F7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8")
+    assert sec.ecdsa_verify(1, p256.public_key(), sig256, b"sample")
+    assert not sec.ecdsa_verify(1, p256.public_key(), sig256, b"samplf")
+    p384 = ec.derive_private_key(int(
+        "6B9D3DAD2E1B8C1C05B19875B6659F4DE23C3B667BF297BA9AA47740787137D896D5724E4C70A825F872C9EA60D2EDF5", 16),
+        ec.SECP384R1())
+    sig384 = bytes.fromhex(
+        "94EDBB92A5ECB8AAD4736E56C691916B3F88140666CE9FA73D64C4EA95AD133C81A648152E44ACF96E36DD1E80FABE46"
+        "99EF4AEB15F178CEA1FE40DB2603138F130E740A19624526203B6351D0A3A94FA329C145786E679E7B82C71A38628AC8")
+    assert sec.ecdsa_verify(2, p384.public_key(), sig384, b"sample")
+    # our own signatures are r || s of the curve's size and verify with the same function
+    for suite, key in ((1, p256), (2, p384)):
+        sig = sec.ecdsa_sign(suite, key, b"data")
+        assert len(sig) == (64 if suite == 1 else 96) and sec.ecdsa_verify(suite, key.public_key(), sig, b"data")
+
+
+def test_rfc5903_p256_ecdh():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    i = ec.derive_private_key(0xC88F01F510D9AC3F70A292DAA2316DE544E9AAB8AFE84049C62A9C57862D1433, ec.SECP256R1())
+    r = ec.derive_private_key(0xC6EF9C5D78AE012A011164ACB397CE2088685D8F06BF9BE0B283AB46476BEE53, ec.SECP256R1())
+    assert sec.public_bytes(i)[1:33].hex().upper() == "DAD0B65394221CF9B051E1FECA5787D098DFE637FC90B9EF945D0C3772581180"
+    z = "D6840F6B42F6EDAFD13116E0E12565202FEF8E9ECE7DCE03812464D04B9442DE"
+    assert sec.ecdh(i, r.public_key()).hex().upper() == z
+    assert sec.ecdh(r, sec.public_key_from_bytes(1, sec.public_bytes(i)[1:])).hex().upper() == z  # x || y form
+
+
+def test_mechanism_7_accepts_the_head_end_signature_and_refuses_another():
+    import time
+
+    from meter_core.apdu import AARQ, ActionRequestNormal, CosemMethodDescriptor, decode_apdu, encode_apdu
+    from meter_core.apdu.acse import context_oid, mechanism_oid
+    from meter_core.apdu.codes import (
+        ActionResult,
+        ApplicationContextName,
+        AuthenticationMechanism,
+        Conformance,
+    )
+    from meter_core.apdu.xdlms import InitiateRequest
+    from meter_core.association import Association, AssociationState
+    from meter_core.axdr import encode_length
+    from meter_core.identity import FleetConfig
+    from meter_core.keys import client_signing_key, client_system_title, signing_key
+    from meter_core.meter import Meter
+
+    fleet = FleetConfig(seed=3, security_suite=1, hls_mechanism=7)
+    for good in (True, False):
+        m = Meter(fleet, 2, epoch_start=1767205800.0)
+        a = Association(m, m.model.associations[48])
+        ks = m.keys().sets[3]
+        me = client_system_title(fleet)
+        ctos = b"0123456789abcdef"
+        initiate = encode_apdu(InitiateRequest(proposed_conformance=Conformance.GET | Conformance.ACTION,
+                                               client_max_receive_pdu_size=1024))
+        aarq = AARQ(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),
+                    calling_ap_title=me, mechanism_name=mechanism_oid(AuthenticationMechanism.HIGH_ECDSA),
+                    calling_authentication_value=ctos,
+                    user_information=sec.seal(0x21, sec.protect(0x31, 1, me, ks.ek, ks.ak, initiate)))
+        aare = decode_apdu(a.handle_apdu(encode_apdu(aarq), time.monotonic()))
+        stoc, server = aare.responding_authentication_value, m.identity.system_title
+        signer = client_signing_key(fleet, 1) if good else signing_key(fleet, 99, 1)
+        f = sec.ecdsa_sign(1, signer, me + server + stoc + ctos)
+        action = encode_apdu(ActionRequestNormal(
+            invoke_id_and_priority=0xC1, method=CosemMethodDescriptor(15, bytes((0, 0, 40, 0, 0, 255)), 1),
+            parameters=b"\x09" + encode_length(len(f)) + f))
+        answer = a.handle_apdu(sec.seal(0xCB, sec.protect(0x31, 2, me, ks.ek, ks.ak, action)), time.monotonic())
+        _, _, inner = sec.unprotect(sec.open_envelope(answer).payload, server, ks.ek, ks.ak)
+        outcome = decode_apdu(inner).outcome
+        if good:
+            assert outcome.result == ActionResult.SUCCESS and a.state is AssociationState.ASSOCIATED
+            signature = outcome.return_data[2:]  # octet-string of 64
+            meter_public = signing_key(fleet, 2, 1).public_key()
+            assert sec.ecdsa_verify(1, meter_public, signature, server + me + ctos + stoc)
+        else:
+            assert outcome.result == ActionResult.READ_WRITE_DENIED and a.state is AssociationState.IDLE
