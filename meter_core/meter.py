@@ -928,15 +928,20 @@ def _association_object(obis: str, owner_sap: int | None) -> CosemObject:
             Attribute(status),
             Attribute(security_setup),
         ),
-        (None, _change_hls_secret(owner_sap) if owner_sap in cat.SECURED_SAPS else None, None, None),
+        (None, _change_hls_secret(owner_sap) if owner_sap is None or owner_sap in cat.SECURED_SAPS else None,
+         None, None),
     )
 
 
-def _change_hls_secret(owner_sap: int):
+def _change_hls_secret(owner_sap: int | None):
+    """change_HLS_secret of association ``owner_sap`` (None: the current one, when it is an HLS one)."""
     def change(m, a, params, now):
         from meter_core import keys as keymod
 
-        return keymod.change_hls_secret(m, owner_sap, params, now)
+        sap = a.spec.client_sap if owner_sap is None else owner_sap
+        if sap not in cat.SECURED_SAPS:
+            return ActionResult.READ_WRITE_DENIED, None
+        return keymod.change_hls_secret(m, sap, params, now)
     return change
 
 

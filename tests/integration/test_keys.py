@@ -128,3 +128,30 @@ def test_a_restarted_worker_keeps_the_counters_and_the_keys(database_url):
         # the meter's own counter went on above everything it may have sent before the restart
         row = wait_for_row(database_url, lambda r: r["tx_invocation_counter"] > tx_before)
         assert row["tx_invocation_counter"] > tx_before + (1 << 20) - 1
+
+
+def test_change_hls_secret_takes_effect_and_is_recorded(database_url):
+    from gurux_dlms.enums import DataType as GXType
+    from gurux_dlms.objects import GXDLMSAssociationLogicalName
+
+    new_secret = os.urandom(16)
+    with running_meters(1, Transport.WRAPPER, database_url=database_url) as m:
+        old = client48(meter_record(m.options, 0))
+        s = session(m, old)
+        try:
+            current = GXDLMSAssociationLogicalName("0.0.40.0.0.255")
+            assert s.exchange(s.client.method(current, 2, new_secret, GXType.OCTET_STRING)).error == 0
+            s.close()
+        finally:
+            s.sock.close()
+        new = dict(old, hls_secret=new_secret.hex())
+        s = session(m, new)
+        # the transaction log says so: 162, HLS key of the utility-settings association changed
+        assert s.read(GXDLMSData("0.0.96.11.3.255"), 2) == 162
+        s.close()
+        with pytest.raises(Exception):  # noqa: B017 - the old secret fails pass 3
+            session(m, old)
+        row = wait_for_row(database_url, lambda r: bytes(r["hls_secret"] or b"") == new_secret)
+        assert row["keys_changed_at"] is not None
+    stored = asyncio.run(stored_keys(database_url, range(1)))
+    assert client48(next(records(m.options, stored)))["hls_secret"] == new_secret.hex()
