@@ -348,22 +348,31 @@ class Recorder:
             w.security_dirty = set()
         if not self._keys_pending:
             return
-        records = []
+        records, cert_meters, cert_rows, written_certs = [], [], [], []
         for meter_id in self._keys_pending:
             sec = w.security_of(meter_id)
             if sec is not None:
                 records += keys.rows(meter_id, sec)
+                if sec.certs_changed:
+                    cert_meters.append(meter_id)
+                    cert_rows += keys.certificate_rows(meter_id, sec)
+                    written_certs.append(sec)
         try:
             conn = await self._conn.get()
             async with conn.transaction():
                 await conn.copy_records_to_table(db.STAGE_KEYS, records=records, columns=db.KEY_COLUMNS)
                 await conn.execute(db.UPSERT_KEYS)
+                if cert_meters:
+                    await conn.execute(db.REPLACE_CERTIFICATES, cert_meters)
+                    await conn.copy_records_to_table("certificates", records=cert_rows, columns=db.CERT_COLUMNS)
         except Exception as e:  # noqa: BLE001 - kept for the next try
             self.errors += 1
             self._conn.drop()
             log.warning("writing meter keys failed, retrying: %s", pg.one_line(e))
             return
         self.rows_written["meter_keys"] = self.rows_written.get("meter_keys", 0) + len(records)
+        for sec in written_certs:
+            sec.certs_changed = False  # (a change made while writing marks the meter dirty again)
         self._keys_pending.clear()
 
     def _take(self) -> tuple[list, list, int, float]:
@@ -446,8 +455,11 @@ async def _load_keys(conn: asyncpg.Connection, worker) -> None:
     by_meter: dict[int, list] = {}
     for r in await conn.fetch(db.SELECT_KEYS, worker.shard.start, worker.shard.stop):
         by_meter.setdefault(r["meter_id"], []).append(r)
+    certificates: dict[int, list] = {}
+    for r in await conn.fetch(db.SELECT_CERTIFICATES, worker.shard.start, worker.shard.stop):
+        certificates.setdefault(r["meter_id"], []).append(r)
     for meter_id, stored in by_meter.items():
-        worker.install_keys(meter_id, stored)
+        worker.install_keys(meter_id, stored, certificates.get(meter_id))
 
 
 async def _close_quietly(conn: asyncpg.Connection) -> None:

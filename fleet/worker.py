@@ -265,8 +265,8 @@ class Worker:
         state = m.state if m is not None else self.states.get(meter_id)
         return None if state is None else state.security
 
-    def install_keys(self, meter_id: int, stored: list) -> None:
-        """Keys and counters stored by an earlier run (sent counters continue above them)."""
+    def install_keys(self, meter_id: int, stored: list, certificates: list | None = None) -> None:
+        """Keys, counters and certificates stored by an earlier run (sent counters continue above them)."""
         from meter_core import keys
         from meter_core.meter import MeterState
 
@@ -274,6 +274,8 @@ class Worker:
         if state is None:
             state = self.states[meter_id] = MeterState()
         state.security = keys.from_rows(self.fleet, meter_id, stored, tx_floor())
+        if certificates:
+            keys.install_certificates(state.security, certificates)
 
     def _release_meter(self, meter_id: int) -> None:
         from meter_core.meter import MeterState

@@ -45,9 +45,15 @@ class MeterSecurity:
     sets: dict[int, KeySet]
     hls: dict[int, bytes]  # client SAP -> HLS secret
     changed: set = field(default_factory=set)  # what a head-end changed: ("key", e), ("hls", sap), ...
-    # suites 1 and 2: the meter's signing key and the head-end's public key (derived on first use)
+    # suites 1 and 2: the meter's signing and key-agreement keys, the head-end's signing public key
+    # (derived on first use), the certificates held (`meter_core.certs.Held`), and which key pairs a
+    # head-end had regenerated (those are stored, the derived ones are not)
     signing: object = None
     client_public: object = None
+    agreement: object = None
+    certs: list | None = None
+    certs_changed: bool = False
+    generated: set = field(default_factory=set)
 
 
 def signing_key(fleet: FleetConfig, meter_id: int, suite: int):
@@ -55,6 +61,13 @@ def signing_key(fleet: FleetConfig, meter_id: int, suite: int):
     from meter_core.security import private_key_from_scalar
 
     return private_key_from_scalar(suite, derive_secret(fleet, meter_id, f"signing-{suite}", 64))
+
+
+def agreement_key(fleet: FleetConfig, meter_id: int, suite: int):
+    """The meter's ECDH key (static, for key_agreement and general-ciphering), derived like the signing key."""
+    from meter_core.security import private_key_from_scalar
+
+    return private_key_from_scalar(suite, derive_secret(fleet, meter_id, f"agreement-{suite}", 64))
 
 
 def client_signing_key(fleet: FleetConfig, suite: int):
@@ -82,16 +95,31 @@ def derived_keys(fleet: FleetConfig, meter_id: int, suite: int = 0, tx_start: in
     return MeterSecurity(derive_secret(fleet, meter_id, "kek", size), sets, hls)
 
 
+def _pkcs8(key) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    return key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+
+
 def rows(meter_id: int, sec: MeterSecurity) -> list[tuple]:
     """`meter_keys` rows (without timestamps) of ``sec``: meter_id, setup, client SAP, suite, EK, AK,
-    KEK, HLS secret, client system title, received and sent counters, keys changed."""
+    KEK, HLS secret, client system title, received and sent counters, keys changed, and (on setup 3)
+    the key pairs a head-end had regenerated."""
     out = []
     for e, ks in sec.sets.items():
         sap = CLIENT_OF_SETUP[e]
         changed = any(c[0] == "key" and c[1] == e for c in sec.changed) or ("hls", sap) in sec.changed
+        signing = _pkcs8(sec.signing) if e == 3 and 0 in sec.generated else None
+        agreement = _pkcs8(sec.agreement) if e == 3 and 1 in sec.generated else None
         out.append((meter_id, e, sap, ks.suite, ks.ek, ks.ak, sec.kek, sec.hls.get(sap) if sap != 64 else None,
-                    ks.client_system_title or None, ks.rx_ic, ks.tx_ic, changed))
+                    ks.client_system_title or None, ks.rx_ic, ks.tx_ic, changed, signing, agreement))
     return out
+
+
+def certificate_rows(meter_id: int, sec: MeterSecurity) -> list[tuple]:
+    """`certificates` rows of the certificates ``sec`` holds."""
+    return [(meter_id, h.entity, h.type, str(h.cert.serial_number), h.cert.issuer.rfc4514_string(),
+             h.cert.subject.rfc4514_string(), h.der) for h in sec.certs or ()]
 
 
 def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0) -> MeterSecurity:
@@ -110,7 +138,27 @@ def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0
             sec.hls[sap] = bytes(r["hls_secret"])
         if r["keys_changed_at"] is not None:
             sec.changed.update({("key", e, KEY_EK), ("hls", sap)})
+        for column, kind in (("signing_key", 0), ("agreement_key", 1)):
+            if r.get(column) is not None:
+                from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+                key = load_der_private_key(bytes(r[column]), None)
+                if kind == 0:
+                    sec.signing = key
+                else:
+                    sec.agreement = key
+                sec.generated.add(kind)
     return sec
+
+
+def install_certificates(sec: MeterSecurity, stored: list) -> None:
+    """The certificates a meter held, from its `certificates` rows (dict-like)."""
+    from meter_core import certs
+
+    sec.certs = [certs.Held(r["certificate_entity"], r["certificate_type"], bytes(r["der"])) for r in stored]
+    for h in sec.certs:
+        if h.entity == certs.CLIENT and h.type == certs.SIGNATURE:
+            sec.client_public = h.cert.public_key()
 
 
 __all__ = ["KeySet", "MeterSecurity", "SECURED_CLIENTS", "SETUP_OF_CLIENT", "TX_RESTART_MARGIN", "client_system_title",
@@ -178,4 +226,203 @@ def change_hls_secret(meter, client_sap: int, params, now: float):
     sec.hls[client_sap] = bytes(params.value)
     sec.changed.add(("hls", client_sap))
     meter.record_event(TRANSACTION, EV_HLS_US if client_sap == 48 else EV_HLS_FW, now)
+    return ActionResult.SUCCESS, None
+
+
+# -- certificates and key pairs (Security setup v1 methods 4-8, attribute 6) ------------------------------
+
+
+def pki(meter, suite: int, clock_time: float):
+    """The meter's keys and certificates of suite ``suite``, made on first use: its signing and
+    key-agreement certificates, issued by the fleet CA, and the CA's own."""
+    from meter_core import certs
+
+    sec = meter.keys()
+    fleet, mid = meter.fleet, meter.identity.meter_id
+    if sec.signing is None:
+        sec.signing = signing_key(fleet, mid, suite)
+    if sec.agreement is None:
+        sec.agreement = agreement_key(fleet, mid, suite)
+    if sec.certs is None:
+        subject = certs.subject_for(meter.identity.system_title)
+        _, ca = certs.fleet_ca(fleet, suite)
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        sec.certs = [
+            certs.Held(certs.SERVER, certs.SIGNATURE, certs.issue(
+                fleet, suite, sec.signing.public_key(), subject, certs.SIGNATURE, clock_time).public_bytes(Encoding.DER)),
+            certs.Held(certs.SERVER, certs.KEY_AGREEMENT, certs.issue(
+                fleet, suite, sec.agreement.public_key(), subject, certs.KEY_AGREEMENT, clock_time
+            ).public_bytes(Encoding.DER)),
+            certs.Held(certs.CA, certs.SIGNATURE, ca.public_bytes(Encoding.DER)),
+        ]
+        sec.certs_changed = True
+    return sec
+
+
+def certificate_info(sec) -> bytes:
+    """Attribute 6, certificates: array of {entity, type, serial, issuer, subject, subject_alt_name}."""
+    from meter_core.axdr import Data, DataType
+    from meter_core.cosem.model import encode_value
+
+    return encode_value(Data(DataType.ARRAY, tuple(
+        Data(DataType.STRUCTURE, (
+            Data(DataType.ENUM, h.entity), Data(DataType.ENUM, h.type), Data(DataType.OCTET_STRING, h.serial_der),
+            Data(DataType.OCTET_STRING, h.issuer_der), Data(DataType.OCTET_STRING, h.subject_der),
+            Data(DataType.OCTET_STRING, b""),
+        )) for h in sec.certs)))
+
+
+def _key_pair_type(params) -> int | None:
+    from meter_core.axdr import DataType
+
+    if params is None or params.tag is not DataType.ENUM:
+        return None
+    return params.value
+
+
+def generate_key_pair(meter, suite: int, params, clock_time: float):
+    """generate_key_pair(key_pair enum): a new random signing (0) or key-agreement (1) key; the meter's
+    certificate for the old key is dropped (a head-end asks for a request and imports a new one)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from meter_core import certs
+    from meter_core.apdu.codes import ActionResult
+
+    kind = _key_pair_type(params)
+    if kind is None:
+        return ActionResult.TYPE_UNMATCHED, None
+    if kind not in (certs.SIGNATURE, certs.KEY_AGREEMENT):
+        return ActionResult.OTHER_REASON, None  # no TLS on this meter
+    sec = pki(meter, suite, clock_time)
+    key = ec.generate_private_key(ec.SECP256R1() if suite == 1 else ec.SECP384R1())
+    if kind == certs.SIGNATURE:
+        sec.signing = key
+    else:
+        sec.agreement = key
+    sec.generated.add(kind)
+    sec.certs = [h for h in sec.certs if not (h.entity == certs.SERVER and h.type == kind)]
+    sec.certs_changed = True
+    return ActionResult.SUCCESS, None
+
+
+def generate_certificate_request(meter, suite: int, params, clock_time: float):
+    """generate_certificate_request(key_pair enum): octet-string, a PKCS #10 request for that key."""
+    from meter_core import certs
+    from meter_core.apdu.codes import ActionResult
+    from meter_core.cosem.model import encode_octets
+
+    kind = _key_pair_type(params)
+    if kind is None:
+        return ActionResult.TYPE_UNMATCHED, None
+    if kind not in (certs.SIGNATURE, certs.KEY_AGREEMENT):
+        return ActionResult.OTHER_REASON, None
+    sec = pki(meter, suite, clock_time)
+    key = sec.signing if kind == certs.SIGNATURE else sec.agreement
+    return ActionResult.SUCCESS, encode_octets(certs.csr(key, certs.subject_for(meter.identity.system_title), suite))
+
+
+def import_certificate(meter, suite: int, params, clock_time: float):
+    """import_certificate(octet-string DER): accepted when the fleet CA issued it. A certificate of one
+    of the meter's own keys becomes its server certificate; any other is a client's, and a client
+    signing certificate is the key HLS mechanism 7 then checks."""
+    from meter_core import certs
+    from meter_core.apdu.codes import ActionResult
+    from meter_core.axdr import DataType
+
+    if params is None or params.tag is not DataType.OCTET_STRING:
+        return ActionResult.TYPE_UNMATCHED, None
+    cert = certs.load(bytes(params.value))
+    if cert is None or not certs.issued_by_fleet_ca(meter.fleet, suite, cert):
+        return ActionResult.OTHER_REASON, None
+    sec = pki(meter, suite, clock_time)
+    key = cert.public_key()
+    if certs.same_key(key, sec.signing.public_key()):
+        entity, kind = certs.SERVER, certs.SIGNATURE
+    elif certs.same_key(key, sec.agreement.public_key()):
+        entity, kind = certs.SERVER, certs.KEY_AGREEMENT
+    else:
+        entity, kind = certs.CLIENT, certs.kind_of(cert)
+    held = certs.Held(entity, kind, bytes(params.value))
+    sec.certs = [h for h in sec.certs if not (h.entity == entity and h.type == kind
+                                              and h.subject_der == held.subject_der)] + [held]
+    if entity == certs.CLIENT and kind == certs.SIGNATURE:
+        sec.client_public = key
+    sec.certs_changed = True
+    return ActionResult.SUCCESS, None
+
+
+def _find(meter, sec, params):
+    """The held certificates a certificate_identification names (by entity or by serial), or None if
+    the parameter is malformed."""
+    from meter_core import certs
+    from meter_core.axdr import DataType
+
+    if params is None or params.tag is not DataType.STRUCTURE or len(params.value) != 2:
+        return None
+    how, what = params.value
+    if how.tag is not DataType.ENUM or what.tag is not DataType.STRUCTURE:
+        return None
+    fields = what.value
+    if how.value == 0 and len(fields) == 3:  # entity, type, system title
+        entity, kind, title = (f.value for f in fields)
+        if not isinstance(title, bytes | bytearray):
+            return None
+        title = bytes(title)
+        return [h for h in sec.certs if h.entity == entity and h.type == kind
+                and (h.names_title(title) or (entity == certs.SERVER and title == meter.identity.system_title)
+                     or entity == certs.CA)]
+    if how.value == 1 and len(fields) == 2:  # serial number, issuer
+        serial, issuer = (bytes(f.value) if isinstance(f.value, bytes | bytearray) else None for f in fields)
+        if serial is None or issuer is None:
+            return None
+        return [h for h in sec.certs if _same_serial(h, serial) and _same_issuer(h, issuer)]
+    return None
+
+
+def _same_serial(h, serial: bytes) -> bool:
+    n = h.cert.serial_number
+    if serial == h.serial_der:
+        return True
+    if serial.isdigit() and int(serial) == n:  # the decimal text some head-ends send
+        return True
+    return int.from_bytes(serial, "big") == n
+
+
+def _same_issuer(h, issuer: bytes) -> bool:
+    if issuer == h.issuer_der:
+        return True
+    try:
+        return issuer.decode() in (h.cert.issuer.rfc4514_string(), "")
+    except UnicodeDecodeError:
+        return False
+
+
+def export_certificate(meter, suite: int, params, clock_time: float):
+    from meter_core.apdu.codes import ActionResult
+    from meter_core.cosem.model import encode_octets
+
+    sec = pki(meter, suite, clock_time)
+    found = _find(meter, sec, params)
+    if found is None:
+        return ActionResult.TYPE_UNMATCHED, None
+    if not found:
+        return ActionResult.OTHER_REASON, None
+    return ActionResult.SUCCESS, encode_octets(found[-1].der)
+
+
+def remove_certificate(meter, suite: int, params, clock_time: float):
+    from meter_core import certs
+    from meter_core.apdu.codes import ActionResult
+
+    sec = pki(meter, suite, clock_time)
+    found = _find(meter, sec, params)
+    if found is None:
+        return ActionResult.TYPE_UNMATCHED, None
+    if not found or any(h.entity == certs.CA for h in found):
+        return ActionResult.OTHER_REASON, None  # unknown, or the CA the meter trusts
+    sec.certs = [h for h in sec.certs if h not in found]
+    if any(h.entity == certs.CLIENT and h.type == certs.SIGNATURE for h in found):
+        sec.client_public = None  # back to the fleet's head-end key
+    sec.certs_changed = True
     return ActionResult.SUCCESS, None

@@ -1014,12 +1014,34 @@ def _security_setup(obis: str, e: int, policy: int, suite: int) -> CosemObject:
             static(suite, DataType.ENUM),  # security_suite
             Attribute(client_title),
             Attribute(lambda m, a, now: encode_octets(m.identity.system_title)),
-            Attribute(encode_value(Data(DataType.ARRAY, ()))),  # certificates: none yet
+            Attribute(_certificates(suite) if e >= 3 and suite else encode_value(Data(DataType.ARRAY, ()))),
         ),
         (None,) * 8 if e < 3 else (
-            _security_activate(e), _key_transfer(e), None, None, None, None, None, None,
+            _security_activate(e), _key_transfer(e), None, *(_pki_method(name, suite) for name in (
+                "generate_key_pair", "generate_certificate_request", "import_certificate", "export_certificate",
+                "remove_certificate")),
         ),
     )
+
+
+def _certificates(suite: int):
+    def get(m, a, now):
+        from meter_core import keys as keymod
+
+        return keymod.certificate_info(keymod.pki(m, suite, m.clock(now)))
+    return get
+
+
+def _pki_method(name: str, suite: int):
+    """Security setup v1 methods 4-8 (suites 1 and 2 only: suite 0 has no public keys)."""
+    if not suite:
+        return None
+
+    def method(m, a, params, now):
+        from meter_core import keys as keymod
+
+        return getattr(keymod, name)(m, suite, params, m.clock(now))
+    return method
 
 
 def _security_activate(e: int):
@@ -1153,7 +1175,7 @@ def _rights_of(client_sap: int) -> tuple[dict, dict]:
         # utility settings and firmware: the programming rights, and the key management of their setup
         e = 3 if client_sap == 48 else 5
         methods = dict(cat.MR_METHODS)
-        methods[f"0.0.43.0.{e}.255"] = frozenset({1, 2})
+        methods[f"0.0.43.0.{e}.255"] = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
         return cat.MR_WRITABLE, methods
     return {}, {}  # push: reads only
 

@@ -60,7 +60,7 @@ class FakeWorker:
     def security_of(self, meter_id: int):
         return None
 
-    def install_keys(self, meter_id: int, stored: list) -> None:
+    def install_keys(self, meter_id: int, stored: list, certificates=None) -> None:
         self.installed_keys[meter_id] = stored
 
 

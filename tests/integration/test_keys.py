@@ -155,3 +155,51 @@ def test_change_hls_secret_takes_effect_and_is_recorded(database_url):
         assert row["keys_changed_at"] is not None
     stored = asyncio.run(stored_keys(database_url, range(1)))
     assert client48(next(records(m.options, stored)))["hls_secret"] == new_secret.hex()
+
+
+def test_a_regenerated_key_pair_and_its_certificate_survive_a_restart(database_url):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from meter_core import certs
+    from tests.interop.test_certificates import Encoded, held, invoke
+
+    def certificate_rows(url):
+        async def fetch():
+            conn = await asyncpg.connect(url)
+            try:
+                return await conn.fetch("SELECT * FROM certificates WHERE meter_id = 0")
+            finally:
+                await conn.close()
+        return asyncio.run(fetch())
+
+    kw = dict(database_url=database_url, hls_mechanism=7, security_suite=1)
+    with running_meters(1, Transport.WRAPPER, **kw) as m:
+        c = client48(meter_record(m.options, 0))
+        s = session(m, c)
+        try:
+            setup = GXDLMSSecuritySetup("0.0.43.0.3.255")
+            invoke(s, setup.generateKeyPair(s.client, certs.SIGNATURE))
+            request = x509.load_der_x509_csr(bytes(invoke(s, setup.generateCertificate(s.client, certs.SIGNATURE))))
+            new_cert = certs.issue(m.fleet, 1, request.public_key(), request.subject, certs.SIGNATURE,
+                                   dt.datetime.now(dt.UTC).timestamp())
+            invoke(s, setup.importCertificate(s.client, Encoded(new_cert)))
+            s.close()
+        finally:
+            s.sock.close()
+        wait_for_row(database_url, lambda r: r["signing_key"] is not None)
+        deadline = time.monotonic() + 10
+        while str(new_cert.serial_number) not in {r["serial_number"] for r in certificate_rows(database_url)}:
+            assert time.monotonic() < deadline, "certificate never written"
+            time.sleep(0.2)
+    point = request.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint).hex()
+    with running_meters(1, Transport.WRAPPER, **kw) as m:
+        s = session(m, dict(c, server_signing_public_key=point))  # the meter signs with the stored new key
+        assert (certs.SERVER, certs.SIGNATURE) in held(s)
+        setup = GXDLMSSecuritySetup("0.0.43.0.3.255")
+        der = invoke(s, setup.exportCertificateByEntity(s.client, certs.SERVER, certs.SIGNATURE,
+                                                        m.identity(0).system_title))
+        assert x509.load_der_x509_certificate(bytes(der)).serial_number == new_cert.serial_number
+        s.close()

@@ -134,7 +134,7 @@ CREATE TABLE certificates (
     subject text NOT NULL,
     der bytea NOT NULL
 );
-COMMENT ON TABLE certificates IS 'X.509 certificates of class 64 v1 (suites 1 and 2): empty until ECDSA suites exist (issue 5)';
+COMMENT ON TABLE certificates IS 'X.509 certificates a meter holds (class 64 v1, suites 1 and 2): entity 0 server, 1 client, 2 CA; type 0 digital signature, 1 key agreement; serial_number in decimal, issuer and subject as RFC 4514 text';
 
 ALTER TABLE certificates ADD CONSTRAINT certificates_pkey PRIMARY KEY (meter_id, certificate_entity, certificate_type, serial_number);
 
@@ -369,7 +369,9 @@ CREATE TABLE meter_keys (
     rx_invocation_counter bigint NOT NULL,
     tx_invocation_counter bigint NOT NULL,
     keys_changed_at timestamp with time zone,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    signing_key bytea,
+    agreement_key bytea
 );
 COMMENT ON TABLE meter_keys IS 'Keys and invocation counters in force per meter and security setup 0.0.43.0.e.255 (e 3 US, 4 push, 5 FW), from the meter''s first ciphered association on; no row = keys derived from the fleet secret, counters never used';
 COMMENT ON COLUMN meter_keys.block_key IS 'Global unicast encryption key (EK, key id 0)';
@@ -379,6 +381,8 @@ COMMENT ON COLUMN meter_keys.hls_secret IS 'HLS secret of the association (mecha
 COMMENT ON COLUMN meter_keys.rx_invocation_counter IS 'Highest invocation counter accepted from a client under block_key (value of 0.0.43.1.e.255)';
 COMMENT ON COLUMN meter_keys.tx_invocation_counter IS 'Last invocation counter the meter used under block_key';
 COMMENT ON COLUMN meter_keys.keys_changed_at IS 'When a head-end last changed a key or the HLS secret (NULL: keys as derived)';
+COMMENT ON COLUMN meter_keys.signing_key IS 'ECDSA private key (PKCS #8 DER) generated on a head-end''s request; NULL = derived from the fleet secret';
+COMMENT ON COLUMN meter_keys.agreement_key IS 'ECDH private key (PKCS #8 DER) generated on a head-end''s request; NULL = derived from the fleet secret';
 
 ALTER TABLE meter_keys ADD CONSTRAINT meter_keys_counters_check CHECK ((((rx_invocation_counter >= 0) AND (rx_invocation_counter <= '4294967295'::bigint)) AND ((tx_invocation_counter >= 0) AND (tx_invocation_counter <= '4294967295'::bigint))));
 ALTER TABLE meter_keys ADD CONSTRAINT meter_keys_pkey PRIMARY KEY (meter_id, security_setup);
