@@ -261,6 +261,8 @@ class Association:
             if len(apdu) > self.max_receive_pdu_size:
                 self.stats.counts[("other", "pdu-too-long")] += 1
                 return _EXCEPTION_PDU_TOO_LONG
+            if apdu[0] == ApduTag.GENERAL_CIPHERING:
+                return self._on_general_ciphering(apdu, now)
             if apdu[0] in sec.CIPHERED_TAGS:
                 return self._on_ciphered(apdu, now)
             if apdu[0] in _PLAIN_REQUESTS:  # the policy demands protected requests
@@ -356,6 +358,49 @@ class Association:
         if out_tag is None:  # an answer with no ciphered form (cannot happen for GET/SET/ACTION)
             return response
         return sec.seal(out_tag, payload)
+
+    def _on_general_ciphering(self, apdu: bytes, now: float) -> bytes | None:
+        """general-ciphering: the addressed form of suites 1 and 2 (also taken under suite 0). The key is
+        the global one (no key-info, or identified key 0) or one wrapped under the master key for this
+        APDU (wrapped-key); the answer goes back in the same form under the same key."""
+        ctx, ks = self._sec, self._keyset()
+        title = self.meter.identity.system_title
+        try:
+            g = sec.parse_general_ciphering(apdu)
+            if g.originator != ctx.client_title or (g.recipient and g.recipient != title):
+                raise sec.SecurityError(sec.Failure.SYSTEM_TITLE, "general-ciphering between other parties")
+            key = ks.ek
+            if g.key_info is not None:
+                kind = g.key_info[0]
+                if kind == sec.IDENTIFIED_KEY and g.key_info[1] == 0:
+                    key = ks.ek
+                elif kind == sec.WRAPPED_KEY and g.key_info[1] == 0:
+                    key = sec.unwrap_key(self.meter.keys().kek, g.key_info[2])
+                    if len(key) != sec.KEY_LENGTH[ks.suite]:
+                        raise sec.SecurityError(sec.Failure.DECIPHERING, "wrapped key of the wrong length")
+                else:  # broadcast key, or key agreement (not offered by this meter)
+                    raise sec.SecurityError(sec.Failure.SECURITY_CONTROL, f"key-info {g.key_info[:2]} not supported")
+            sc, ic, _ = sec.split_header(g.content)
+            sec.check_sc(sc, ks.suite)
+            needed = _request_protection(self.spec.policy)
+            if sc & needed != needed:
+                raise sec.SecurityError(sec.Failure.POLICY, f"security control {sc:#04x} below the policy")
+            if ic <= ks.rx_ic:
+                raise sec.SecurityError(sec.Failure.INVOCATION_COUNTER, f"invocation counter {ic} not above {ks.rx_ic}")
+            _, _, inner = sec.unprotect_aad(g.content, ctx.client_title, key, ks.ak, g.aad_extra(ks.suite))
+            if not inner or inner[0] not in _PLAIN_REQUESTS:
+                raise sec.SecurityError(sec.Failure.DECIPHERING, "general-ciphering holds no request")
+        except sec.SecurityError as e:
+            return self._security_refusal(e.failure, ks.rx_ic)
+        ks.rx_ic = ic
+        ak, tx = ks.ak, ks.next_tx()
+        response = self._handle_plain(inner, now)
+        if response is None or response[0] == ApduTag.EXCEPTION_RESPONSE:
+            return response
+        out = sec.GeneralCiphering(tx.to_bytes(8, "big"), title, ctx.client_title, b"", b"", None, b"")
+        resp_sc = ks.suite | _response_protection(self.spec.policy, sc)
+        content = sec.protect_aad(resp_sc, tx, title, key, ak, response, out.aad_extra(ks.suite))
+        return sec.GeneralCiphering(out.transaction_id, title, ctx.client_title, b"", b"", None, content).encode()
 
     def _security_refusal(self, failure: sec.Failure, counter: int = 0) -> bytes:
         """Count and report a refused protected exchange; the exception-response for it. An

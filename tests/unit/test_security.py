@@ -196,3 +196,60 @@ def test_mechanism_7_accepts_the_head_end_signature_and_refuses_another():
             assert sec.ecdsa_verify(1, meter_public, signature, server + me + ctos + stoc)
         else:
             assert outcome.result == ActionResult.READ_WRITE_DENIED and a.state is AssociationState.IDLE
+
+
+@pytest.mark.parametrize("suite", [0, 1, 2])
+def test_general_ciphering_with_global_and_wrapped_keys(suite):
+    """general-ciphering: no key-info (the global key), then a key wrapped under the master key for one
+    APDU; the meter answers in the same form, addressed back, and refuses other parties and key agreement."""
+    import time
+
+    from meter_core.apdu import AARQ, decode_apdu, encode_apdu
+    from meter_core.apdu.acse import context_oid, mechanism_oid
+    from meter_core.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
+    from meter_core.apdu.xdlms import InitiateRequest
+    from meter_core.association import Association, AssociationState
+    from meter_core.identity import FleetConfig
+    from meter_core.keys import client_system_title
+    from meter_core.meter import Meter
+
+    fleet = FleetConfig(seed=4, security_suite=suite, hls_mechanism=5)
+    m = Meter(fleet, 1, epoch_start=1767205800.0)
+    a = Association(m, m.model.associations[48])
+    ks, kek = m.keys().sets[3], m.keys().kek
+    me, server = client_system_title(fleet), m.identity.system_title
+    sc = 0x30 | suite
+    initiate = encode_apdu(InitiateRequest(proposed_conformance=Conformance.GET | Conformance.ACTION
+                                           | Conformance.GENERAL_PROTECTION, client_max_receive_pdu_size=1024))
+    ctos = b"0123456789abcdef"
+    aarq = AARQ(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),
+                calling_ap_title=me, mechanism_name=mechanism_oid(AuthenticationMechanism.HIGH_GMAC),
+                calling_authentication_value=ctos,
+                user_information=sec.seal(0x21, sec.protect(sc, 1, me, ks.ek, ks.ak, initiate)))
+    aare = decode_apdu(a.handle_apdu(encode_apdu(aarq), time.monotonic()))
+    f = sec.gmac(0x10 | suite, 2, me, ks.ek, ks.ak, aare.responding_authentication_value)
+    action = bytes.fromhex("c301c1000f0000280000ff0101") + b"\x09" + bytes((len(f),)) + f
+    a.handle_apdu(sec.seal(0xCB, sec.protect(sc, 2, me, ks.ek, ks.ak, action)), time.monotonic())
+    assert a.state is AssociationState.ASSOCIATED
+    get_clock = bytes.fromhex("c001c100080000010000ff0200")
+
+    def request(ic, key=None, key_info=None, recipient=server, originator=me):
+        g = sec.GeneralCiphering(ic.to_bytes(8, "big"), originator, recipient, b"", b"", key_info, b"")
+        content = sec.protect_aad(sc, ic, me, key or ks.ek, ks.ak, get_clock, g.aad_extra(suite))
+        return sec.GeneralCiphering(g.transaction_id, originator, recipient, b"", b"", key_info, content).encode()
+
+    def answer(raw, key=None):
+        g = sec.parse_general_ciphering(raw)
+        assert (g.originator, g.recipient) == (server, me)
+        _, _, inner = sec.unprotect_aad(g.content, server, key or ks.ek, ks.ak, g.aad_extra(suite))
+        return decode_apdu(inner)
+
+    assert answer(a.handle_apdu(request(3), time.monotonic())).error is None
+    one_time = bytes(range(len(ks.ek)))
+    wrapped = (sec.WRAPPED_KEY, 0, sec.wrap_key(kek, one_time))
+    assert answer(a.handle_apdu(request(4, one_time, wrapped), time.monotonic()), one_time).error is None
+    refused = [request(5, key_info=(sec.AGREED_KEY, b"\x01", b"")), request(6, recipient=bytes(8)),
+               request(7, originator=bytes(8)), request(4)]
+    for raw in refused:
+        assert decode_apdu(a.handle_apdu(raw, time.monotonic())).service_error in (5, 6)
+    assert answer(a.handle_apdu(request(8), time.monotonic())).error is None  # and it serves on
