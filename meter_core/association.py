@@ -310,7 +310,7 @@ class Association:
         tag = apdu[0]
         env = None
         try:
-            if tag in sec.GLO_REQUESTS and len(apdu) > 2 and apdu[1] == len(apdu) - 2:
+            if tag in sec.GLO_REQUESTS and len(apdu) > 2 and apdu[1] == len(apdu) - 2 and apdu[1] < 0x80:
                 payload, dedicated, general = apdu[2:], False, False  # the common case: glo-, short length
             else:
                 env = sec.open_envelope(apdu) if tag in _SERVER_REQUESTS else None

@@ -12,8 +12,9 @@ the whole value. Interop tests use independent clients (gurux-dlms, dlms-cosem) 
 
 from __future__ import annotations
 
+import os
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meter_core._util import NEED_DATA
 from meter_core.apdu import (
@@ -50,7 +51,7 @@ from meter_core.apdu.codes import (
     Conformance,
     DataAccessResult,
 )
-from meter_core.axdr import Data, Reader, data_from_bytes, data_to_bytes
+from meter_core.axdr import Data, DataType, Reader, data_from_bytes, data_to_bytes
 from meter_core.connection import MANAGEMENT_LOGICAL_DEVICE, Transport
 from meter_core.errors import LocalProtocolError, RemoteProtocolError
 from meter_core.hdlc import (
@@ -72,6 +73,42 @@ DEFAULT_CONFORMANCE = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClientSecurity:
+    """HLS and suite 0-2 ciphering of a secured client (48, 64, 80): the onboarding file's entry."""
+
+    mechanism: AuthenticationMechanism
+    block_key: bytes
+    auth_key: bytes
+    system_title: bytes
+    suite: int = 0
+    hls_secret: bytes | None = None
+    signing_key: object = None  # mechanism 7: our private key
+    server_public: object = None  # mechanism 7: the meter's public key
+    invocation_counter: int = 1  # the first counter to use (read 0.0.43.1.e.255 first and add one)
+    challenge: bytes = field(default_factory=lambda: os.urandom(16))
+
+    @classmethod
+    def from_onboarding(cls, client: dict, invocation_counter: int = 1) -> ClientSecurity:
+        from meter_core import security as sec
+
+        mechanism = {"high": AuthenticationMechanism.HIGH, "high-gmac": AuthenticationMechanism.HIGH_GMAC,
+                     "high-ecdsa": AuthenticationMechanism.HIGH_ECDSA}[client["authentication"]]
+        suite = client.get("security_suite", 0)
+        signing = server = None
+        if mechanism is AuthenticationMechanism.HIGH_ECDSA:
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            curve = ec.SECP256R1() if suite == 1 else ec.SECP384R1()
+            signing = ec.derive_private_key(int(client["client_signing_key"], 16), curve)
+            server = sec.public_key_from_bytes(suite, bytes.fromhex(client["server_signing_public_key"]))
+        return cls(mechanism=mechanism, block_key=bytes.fromhex(client["block_key"]),
+                   auth_key=bytes.fromhex(client["auth_key"]),
+                   system_title=bytes.fromhex(client["client_system_title"]), suite=suite,
+                   hls_secret=bytes.fromhex(client["hls_secret"]) if "hls_secret" in client else None,
+                   signing_key=signing, server_public=server, invocation_counter=invocation_counter)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientSettings:
     """Who the client is and what it proposes."""
 
@@ -83,6 +120,7 @@ class ClientSettings:
     conformance: Conformance = DEFAULT_CONFORMANCE
     hdlc_server_address: HdlcAddress | None = None
     hdlc_parameters: HdlcParameters = HdlcParameters()
+    security: ClientSecurity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +208,12 @@ class DlmsClient:
         self._blocks: dict[int, tuple[bytearray, int]] = {}
         self._list_requests: set[int] = set()
         self.negotiated: InitiateResponse | None = None
+        sec = settings.security
+        self._ic = sec.invocation_counter - 1 if sec else 0  # the last invocation counter used
+        self._server_title = b""
+        self._stoc = b""
+        self._ciphering = False  # requests go out protected (from the AARQ on, until released)
+        self._hls: tuple | None = None  # (invoke id, AARE, InitiateResponse) while pass 3 is out
         if settings.transport is Transport.WRAPPER:
             self._wrapper = WrapperDeframer()
             self._hdlc = None
@@ -194,6 +238,18 @@ class DlmsClient:
         initiate = encode_apdu(
             InitiateRequest(proposed_conformance=s.conformance, client_max_receive_pdu_size=s.max_receive_pdu_size)
         )
+        if s.security is not None:
+            from meter_core import security as sec
+
+            c = s.security
+            return AARQ(
+                application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),
+                calling_ap_title=c.system_title,
+                sender_acse_requirements=b"\x07\x80",
+                mechanism_name=mechanism_oid(c.mechanism),
+                calling_authentication_value=c.challenge,
+                user_information=sec.seal(0x21, self._protect(initiate)),
+            )
         if s.password is None:
             return AARQ(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME),
                         user_information=initiate)
@@ -206,10 +262,62 @@ class DlmsClient:
         )
 
     def associate(self, aarq: AARQ | None = None) -> None:
+        self._ciphering = False
         self._send(encode_apdu(aarq or self.aarq()))
 
     def release(self) -> None:
         self._send(encode_apdu(RLRQ(reason=release_reason(0))))
+        self._ciphering = False
+
+    # -- protection (secured clients) -------------------------------------------------------------
+
+    def _sc(self) -> int:
+        return 0x30 | self.settings.security.suite
+
+    def _protect(self, apdu: bytes) -> bytes:
+        from meter_core import security as sec
+
+        c = self.settings.security
+        self._ic += 1
+        return sec.protect(self._sc(), self._ic, c.system_title, c.block_key, c.auth_key, apdu)
+
+    def _unprotect(self, raw: bytes) -> bytes:
+        from meter_core import security as sec
+
+        c = self.settings.security
+        env = sec.open_envelope(raw)
+        _, _, inner = sec.unprotect(env.payload, self._server_title, c.block_key, c.auth_key)
+        return inner
+
+    def _hls_reply(self) -> bytes:
+        """f(StoC), HLS pass 3."""
+        from meter_core import security as sec
+
+        c = self.settings.security
+        if c.mechanism is AuthenticationMechanism.HIGH:
+            return sec.hls_aes(c.hls_secret, self._stoc)
+        if c.mechanism is AuthenticationMechanism.HIGH_GMAC:
+            self._ic += 1
+            return sec.gmac(0x10 | c.suite, self._ic, c.system_title, c.block_key, c.auth_key, self._stoc)
+        return sec.ecdsa_sign(c.suite, c.signing_key, c.system_title + self._server_title + self._stoc + c.challenge)
+
+    def _hls_answer_ok(self, value: bytes) -> bool:
+        """Is ``value`` the meter's f(CtoS) (pass 4)?"""
+        import hmac
+
+        from meter_core import security as sec
+
+        c = self.settings.security
+        if c.mechanism is AuthenticationMechanism.HIGH:
+            return hmac.compare_digest(value, sec.hls_aes(c.hls_secret, c.challenge))
+        if c.mechanism is AuthenticationMechanism.HIGH_GMAC:
+            if len(value) != 17:
+                return False
+            expected = sec.gmac(value[0], int.from_bytes(value[1:5], "big"), self._server_title, c.block_key,
+                                c.auth_key, c.challenge)
+            return hmac.compare_digest(value, expected)
+        return sec.ecdsa_verify(c.suite, c.server_public, value,
+                                self._server_title + c.system_title + c.challenge + self._stoc)
 
     def _next_iip(self) -> int:
         self._invoke = (self._invoke + 1) & 0x0F
@@ -260,6 +368,10 @@ class DlmsClient:
         self._send(apdu)
 
     def _send(self, apdu: bytes) -> None:
+        if self._ciphering and apdu and apdu[0] in (0xC0, 0xC1, 0xC3):
+            from meter_core import security as sec
+
+            apdu = sec.seal(sec.GLO_OF[apdu[0]], self._protect(apdu))
         if self._hdlc is not None:
             self._hdlc.send_apdu(apdu)
         else:
@@ -300,9 +412,23 @@ class DlmsClient:
     # -- responses --------------------------------------------------------------------------------
 
     def _on_apdu(self, raw: bytes) -> None:
+        if self._ciphering and raw and raw[0] in (0xCC, 0xCD, 0xCF, 0xD4, 0xD5, 0xD7, 0xDB, 0xDC):
+            raw = self._unprotect(raw)
         apdu = decode_apdu(raw)
         t = type(apdu)
         ev: object
+        if self._hls is not None and t is ActionResponseNormal and (apdu.invoke_id_and_priority & 0x0F) == self._hls[0]:
+            _, aare, initiate = self._hls
+            self._hls = None
+            data = apdu.outcome.return_data
+            value = data_from_bytes(data).value if data else None
+            if apdu.outcome.result == ActionResult.SUCCESS and isinstance(value, bytes) and self._hls_answer_ok(value):
+                self.negotiated = initiate
+                self._events.append(Associated(aare, initiate))
+            else:
+                self._ciphering = False
+                self._events.append(AssociationFailed(aare))
+            return
         if t is GetResponseNormal:
             value = None if apdu.data is None else data_from_bytes(apdu.data)
             ev = GetResult(apdu.invoke_id_and_priority & 0x0F, value, apdu.error)
@@ -321,6 +447,15 @@ class DlmsClient:
             ev = ActionDone(apdu.invoke_id_and_priority & 0x0F, o.result,
                             None if o.return_data is None else data_from_bytes(o.return_data))
         elif t is AARE:
+            if apdu.result == AssociationResult.ACCEPTED and self.settings.security is not None:
+                # HLS: decipher the InitiateResponse, answer the meter's challenge (pass 3)
+                self._server_title = apdu.responding_ap_title or b""
+                self._stoc = apdu.responding_authentication_value or b""
+                initiate = InitiateResponse.decode(Reader(self._unprotect(apdu.user_information)))
+                self._ciphering = True
+                reply = self._hls_reply()
+                self._hls = (self.action(15, "0.0.40.0.0.255", 1, Data(DataType.OCTET_STRING, reply)), apdu, initiate)
+                return
             if apdu.result == AssociationResult.ACCEPTED and apdu.user_information:
                 self.negotiated = InitiateResponse.decode(Reader(apdu.user_information))
                 ev = Associated(apdu, self.negotiated)

@@ -46,12 +46,12 @@ class Pair:
     """A client and a meter connection wired back to back (h11 ConnectionPair style)."""
 
     def __init__(self, transport: Transport, client_sap: int = 16, password: bytes | None = None,
-                 max_pdu: int = 0xFFFF, meter: Meter | None = None, now: float = T0) -> None:
+                 max_pdu: int = 0xFFFF, meter: Meter | None = None, now: float = T0, security=None) -> None:
         self.now = now
         self.meter = meter or Meter(FLEET, 3, epoch_start=EPOCH)
         self.conn = MeterConnection(self.meter, transport, now=now)
         self.client = DlmsClient(ClientSettings(client_sap=client_sap, password=password, transport=transport,
-                                                max_receive_pdu_size=max_pdu))
+                                                max_receive_pdu_size=max_pdu, security=security))
         self.meter_events: list = []
         if transport is Transport.HDLC:
             self.client.connect()
