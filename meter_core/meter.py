@@ -1169,15 +1169,13 @@ def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
 
 def _rights_of(client_sap: int) -> tuple[dict, dict]:
     """(writable attributes, methods) by OBIS for an authenticated association."""
-    if client_sap == 32:
-        return cat.MR_WRITABLE, cat.MR_METHODS
     if client_sap in (48, 80):
         # utility settings and firmware: the programming rights, and the key management of their setup
         e = 3 if client_sap == 48 else 5
-        methods = dict(cat.MR_METHODS)
+        methods = dict(cat.US_METHODS)
         methods[f"0.0.43.0.{e}.255"] = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
-        return cat.MR_WRITABLE, methods
-    return {}, {}  # push: reads only
+        return cat.US_WRITABLE, methods
+    return {}, {}  # meter reader and push: reads only
 
 
 def _event_objects() -> list[CosemObject]:

@@ -295,12 +295,11 @@ POLICY_AUTH_ENC = 0b0110_1100
 
 PLAIN_LN_CONTEXT = frozenset({ApplicationContextName.LOGICAL_NAME})
 
-# What the meter reader may change or invoke, beyond reading everything: the clock (time sync, the
-# adjust_to_* and shift_time methods). The standard's per-association access tables are not public
-# (facts section 7, UNCONFIRMED); these are the rights head-ends use the meter-reader association for.
-# Until the utility-settings association (client 48, HLS) exists (issue 5), the meter reader also holds
-# the programming rights a head-end's settings jobs need; they move to client 48 then.
-MR_WRITABLE: dict[str, frozenset[int]] = {
+# What the utility-settings association (client 48, HLS, ciphered) may change or invoke, beyond reading
+# everything: IS 15959 meters keep programming there and leave the meter reader (client 32, LLS) read
+# only. The standard's per-association access tables are not public (facts section 7, UNCONFIRMED);
+# these are the writes and methods head-ends' settings jobs use.
+US_WRITABLE: dict[str, frozenset[int]] = {
     CLOCK: frozenset({2}),
     "1.0.99.1.0.255": frozenset({4}),  # block load capture period (15 or 30 min)
     "1.0.0.8.0.255": frozenset({2}),  # demand integration period
@@ -310,7 +309,7 @@ MR_WRITABLE: dict[str, frozenset[int]] = {
     "0.0.17.0.0.255": frozenset({4}),  # load limit (threshold_normal)
     "0.0.94.91.26.255": frozenset({2}),  # ESW filter
 }
-MR_METHODS: dict[str, frozenset[int]] = {
+US_METHODS: dict[str, frozenset[int]] = {
     CLOCK: frozenset({1, 2, 3, 6}),
     "0.0.10.0.1.255": frozenset({1}),  # MD reset
     "0.0.13.0.0.255": frozenset({1}),  # activate passive calendar

@@ -38,10 +38,12 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
         assert await conn.fetchval("SELECT probability_per_day FROM power_quality_events_config "
                                    "WHERE event_type = 'INTERRUPTION'") == 3
         assert await conn.fetchval("SELECT count(*) FROM active_schedules") == 4
-        # the object_list's rights are the table's: meter reader may write the clock time
-        row = await conn.fetchrow("SELECT attribute_access FROM access_rights WHERE meter_kind = '3ph' "
-                                  "AND client_sap = 32 AND logical_name = '0.0.1.0.0.255'")
-        assert row["attribute_access"][1] == 3
+        # the object_list's rights are the table's: utility settings may write the clock time, the
+        # meter reader only read it
+        rights = {r["client_sap"]: r["attribute_access"][1] for r in await conn.fetch(
+            "SELECT client_sap, attribute_access FROM access_rights WHERE meter_kind = '3ph' "
+            "AND logical_name = '0.0.1.0.0.255' AND client_sap IN (32, 48)")}
+        assert rights == {32: 1, 48: 3}
         return await load_settings(conn)
 
     settings = run(database_url, check)

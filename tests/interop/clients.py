@@ -167,3 +167,34 @@ def dlms_cosem_client(port: int, transport: Transport, *, client_sap: int = 16, 
     auth = (LowLevelSecurityAuthentication(secret=password.encode()) if password is not None
             else NoSecurityAuthentication())
     return DlmsClient(transport=tr, authentication=auth, max_pdu_size=max_pdu, timeout=10)
+
+
+def onboarding_client(running, meter_id: int = 0, client_sap: int = 48) -> dict:
+    """The onboarding file's entry for ``client_sap`` of meter ``meter_id`` of a running fleet."""
+    from fleet.export import meter_record
+
+    return next(c for c in meter_record(running.options, meter_id)["clients"] if c["client_sap"] == client_sap)
+
+
+def next_invocation_counter(running, meter_id: int = 0, setup: int = 3) -> int:
+    """What IS 15959 head-ends do before a ciphered association: read 0.0.43.1.e.255 over the public
+    client, and use it + 1."""
+    from gurux_dlms.objects import GXDLMSData
+
+    s = GuruxSession(running.port(meter_id), running.options.transport,
+                     physical_address=running.identity(meter_id).hdlc_physical_address)
+    s.open()
+    try:
+        return int(s.read(GXDLMSData(f"0.0.43.1.{setup}.255"), 2)) + 1
+    finally:
+        s.close()
+
+
+def utility_settings(running, meter_id: int = 0, max_pdu: int | None = None) -> GuruxSession:
+    """gurux-dlms as a head-end's programming session: client 48, HLS and ciphered, opened."""
+    s = GuruxSession(running.port(meter_id), running.options.transport,
+                     physical_address=running.identity(meter_id).hdlc_physical_address, max_pdu=max_pdu,
+                     secure=onboarding_client(running, meter_id), invocation_counter=next_invocation_counter(
+                         running, meter_id))
+    s.open()
+    return s

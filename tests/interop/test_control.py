@@ -1,4 +1,5 @@
-"""gurux-dlms programmes a meter over TCP: each SET and ACTION of issue 4, wrapper and HDLC.
+"""gurux-dlms programmes a meter over TCP: each SET and ACTION of issue 4, wrapper and HDLC, through the
+utility-settings association (client 48, HLS, ciphered), the only one that may.
 
 Gurux reads each object first (as a head-end does), changes it with its own object model and
 encoders, writes or invokes, and reads back.
@@ -20,7 +21,7 @@ from gurux_dlms.objects import (
 
 from meter_core.connection import Transport
 from meter_core.identity import MeterKind
-from tests.interop.clients import GuruxSession
+from tests.interop.clients import GuruxSession, next_invocation_counter, onboarding_client, utility_settings
 from tests.servers import running_meters
 
 pytestmark = pytest.mark.interop
@@ -33,11 +34,8 @@ def meters(request):
 
 
 def session(meters) -> GuruxSession:
-    ident = meters.identity(0)
-    s = GuruxSession(meters.port(0), meters.options.transport, client_sap=32, password=ident.lls_password,
-                     physical_address=ident.hdlc_physical_address)
-    s.open()
-    return s
+    """A head-end programs an IS 15959 meter through client 48 (utility settings: HLS, ciphered)."""
+    return utility_settings(meters)
 
 
 def write(s: GuruxSession, obj, index: int) -> int:
@@ -129,7 +127,6 @@ def test_dlms_cosem_performs_the_same_writes_and_methods_and_gurux_reads_them_ba
     from tests.interop.clients import dlms_cosem_client
 
     IC = enumerations.CosemInterface
-    ident = meters.identity(0)
 
     def attr(ic, obis, index):
         return cosem.CosemAttribute(interface=ic, instance=Obis.from_string(obis), attribute=index)
@@ -137,7 +134,8 @@ def test_dlms_cosem_performs_the_same_writes_and_methods_and_gurux_reads_them_ba
     def method(ic, obis, index):
         return cosem.CosemMethod(interface=ic, instance=Obis.from_string(obis), method=index)
 
-    c = dlms_cosem_client(meters.port(0), Transport.WRAPPER, client_sap=32, password=ident.lls_password)
+    c = dlms_cosem_client(meters.port(0), Transport.WRAPPER, client_sap=48, secure=onboarding_client(meters),
+                          invocation_counter=next_invocation_counter(meters))
     with c.session() as c:
         c.set(attr(IC.DATA, "1.0.0.8.0.255", 2), dlms_data.UnsignedLongData(1800).to_bytes())
         assert parse_as_dlms_data(c.get(attr(IC.DATA, "1.0.0.8.0.255", 2))) == 1800

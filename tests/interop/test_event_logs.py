@@ -77,11 +77,18 @@ def test_every_event_log_reads_by_entry_and_range_and_agrees_between_clients(met
 
 
 def test_esw_is_a_128_bit_string_and_eswf_is_written(meter):
+    from tests.interop.clients import utility_settings
+
     s = gurux(meter)
     try:
         esw = GXDLMSData("0.0.94.91.18.255")
         s.read(esw, 2)
         assert len(str(esw.value)) == 128  # gurux shows a bit-string as its bits
+        s.close()
+    finally:
+        s.sock.close()
+    s = utility_settings(meter)  # the ESWF is programmed through client 48
+    try:
         eswf = GXDLMSData("0.0.94.91.26.255")
         s.read(eswf, 2)
         eswf.value = "0" * 4 + "1" * 124

@@ -154,14 +154,20 @@ def test_every_attribute_the_object_list_offers_reads(meters, client_sap):
     assert reads > (30 if client_sap == 16 else 150)
 
 
-def test_meter_reader_sets_the_clock_and_the_public_client_may_not(meters):
+def test_utility_settings_sets_the_clock_and_the_reader_and_public_client_may_not(meters):
     from gurux_dlms import GXDateTime
 
+    from tests.interop.clients import utility_settings
+
     ident = meters.identity(1)
-    s = session(meters, 1, client_sap=32, password=ident.lls_password)
-    s.open()
+    mr = session(meters, 1, client_sap=32, password=ident.lls_password)
+    mr.open()
     clock = GXDLMSClock("0.0.1.0.0.255")
     target = dt.datetime.now(IST).replace(microsecond=0) + dt.timedelta(hours=2)
+    clock.time = GXDateTime(target)
+    assert mr.exchange(mr.client.write(clock, 2)).error == 3  # read-write-denied: the reader only reads
+    mr.close()
+    s = utility_settings(meters, 1)
     clock.time = GXDateTime(target)
     reply = s.exchange(s.client.write(clock, 2))
     assert reply.error == 0

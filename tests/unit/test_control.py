@@ -13,24 +13,36 @@ from hypothesis import strategies as st
 
 from meter_core.apdu.codes import ActionResult, DataAccessResult
 from meter_core.axdr import Data, DataType
-from meter_core.client import ActionDone, ExceptionReceived, SetResult
+from meter_core.client import ActionDone, Associated, ExceptionReceived, SetResult
 from meter_core.connection import Transport
 from meter_core.identity import FleetConfig, MeterKind, meter_identity
 from meter_core.meter import Meter
 from tests.strategies import data_values
-from tests.unit.test_meter import EPOCH, Pair
+from tests.unit.test_meter import EPOCH, Pair, us_pair
 from tests.unit.test_profiles import BILLING, by_entry, read, rows, stamp
 
 T0 = dt.datetime(2026, 11, 24, 6, 40, tzinfo=dt.UTC).timestamp()
 
 
 def reader(kind=MeterKind.THREE_PHASE, now=T0, meter=None) -> Pair:
+    """A head-end's programming session: client 48 (utility settings, HLS, ciphered), as IS 15959
+    meters take writes and methods there and not from the meter reader."""
     fleet = FleetConfig(seed=7, kind=kind)
     meter = meter or Meter(fleet, 3, epoch_start=EPOCH)
-    p = Pair(Transport.WRAPPER, client_sap=32, password=meter_identity(fleet, 3).lls_password.encode(),
-             meter=meter, now=now)
-    p.associate()
+    p = us_pair(meter=meter, now=now)
+    assert isinstance(p.associate(), Associated)
     return p
+
+
+def test_the_meter_reader_may_read_but_not_programme():
+    fleet = FleetConfig(seed=7)
+    p = Pair(Transport.WRAPPER, client_sap=32, password=meter_identity(fleet, 3).lls_password.encode(),
+             meter=Meter(fleet, 3, epoch_start=EPOCH), now=T0)
+    assert isinstance(p.associate(), Associated)
+    assert p.get(1, "1.0.0.8.0.255", 2).value.value == 1800
+    assert set_(p, 1, "1.0.0.8.0.255", 2, Data(DataType.LONG_UNSIGNED, 900)) == DataAccessResult.READ_WRITE_DENIED
+    assert act(p, 70, "0.0.96.3.10.255", 1, Data(DataType.INTEGER, 0)) == ActionResult.READ_WRITE_DENIED
+    assert p.meter.state.demand_integration_period == 1800 and not p.meter.state.disconnected
 
 
 def set_(p: Pair, class_id, obis, attr, value: Data):
@@ -165,8 +177,11 @@ def test_action_with_parameters_in_blocks():
     raw = b"\x10\x00\x3c"  # long 60
 
     def send(apdu):
-        assoc = p.conn._assocs[32]
-        return decode_apdu(assoc.handle_apdu(encode_apdu(apdu), p.now))
+        # through the client's protection (client 48 takes ciphered APDUs only), answer deciphered raw
+        p.client.send_raw_apdu(encode_apdu(apdu))
+        p.conn.receive_data(p.client.data_to_send(), p.now)
+        back = p.conn.data_to_send()
+        return decode_apdu(p.client._unprotect(back[8:]))  # after the wrapper header
 
     got = send(ActionRequestWithFirstPblock(invoke_id_and_priority=0xC1, method=method, block=DataBlock(False, 1, raw[:1])))
     assert isinstance(got, ActionResponseNextPblock) and got.block_number == 1
@@ -238,7 +253,7 @@ def test_the_limiter_trips_the_relay_above_its_threshold_and_recloses_after_the_
     assert len([s for s, e in m.state.disconnections if e is not None]) >= 2  # it trips again after reclosing
 
 
-# -- bad input to every write and method the meter reader has ---------------------------------------
+# -- bad input to every write and method the utility-settings association has ------------------------
 
 
 def _targets():
@@ -246,7 +261,7 @@ def _targets():
 
     out = []
     for kind in MeterKind:
-        view = model_for(kind).associations[32]
+        view = model_for(kind).associations[48]
         for obj, rights in view.entries:
             for i, mode in enumerate(rights.attributes, start=1):
                 if mode.writable:
@@ -268,14 +283,12 @@ def test_any_value_to_any_write_or_method_gets_a_result_and_the_meter_keeps_serv
         CosemAttributeDescriptor,
         CosemMethodDescriptor,
         SetRequestNormal,
-        decode_apdu,
         encode_apdu,
     )
     from meter_core.cosem.model import encode_value
 
     kind, what, class_id, ln_, index = target
     p = reader(kind)
-    assoc = p.conn._assocs[32]
     raw = encode_value(value)
     if what == "set":
         req = SetRequestNormal(invoke_id_and_priority=0xC1,
@@ -283,8 +296,9 @@ def test_any_value_to_any_write_or_method_gets_a_result_and_the_meter_keeps_serv
     else:
         req = ActionRequestNormal(invoke_id_and_priority=0xC1, method=CosemMethodDescriptor(class_id, ln_, index),
                                   parameters=raw)
-    answer = decode_apdu(assoc.handle_apdu(encode_apdu(req), p.now))
-    assert type(answer).__name__ in ("SetResponseNormal", "ActionResponseNormal")
+    p.client.send_raw_apdu(encode_apdu(req))  # ciphered by the client like any request of client 48
+    answer = p.exchange()
+    assert type(answer).__name__ in ("SetResult", "ActionDone"), answer
     # the meter still answers reads of what may have changed
     for obis, cls in (("0.0.1.0.0.255", 8), ("1.0.1.8.0.255", 3), ("0.0.96.3.10.255", 70)):
         if kind is MeterKind.CT_PT and cls == 70:

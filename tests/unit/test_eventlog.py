@@ -99,7 +99,11 @@ def test_a_sag_lowers_voltages_sets_esw_bit_4_and_logs_9_then_10():
 
 
 def test_transaction_events_and_the_fifo_depth():
-    p = reader()
+    from tests.unit.test_meter import us_pair
+    from tests.unit.test_profiles import meter_of
+
+    p = us_pair(meter=meter_of(MeterKind.THREE_PHASE), now=T0)  # clock set: the utility-settings client
+    p.associate()
     for i in range(25):
         p.client.set(8, "0.0.1.0.0.255", 2, Data(DataType.OCTET_STRING, CosemDateTime.from_datetime(
             dt.datetime(2026, 11, 24, 12, 10, i)).to_bytes()))

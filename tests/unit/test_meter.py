@@ -93,6 +93,26 @@ def transport(request):
     return request.param
 
 
+def us_security(meter: Meter):
+    """Client 48 (utility settings) of ``meter``: its keys, and the next invocation counter it takes."""
+    from meter_core.apdu.codes import AuthenticationMechanism
+    from meter_core.client import ClientSecurity
+    from meter_core.keys import client_system_title, derived_keys
+
+    fleet = meter.fleet
+    keys = meter.state.security or derived_keys(fleet, meter.identity.meter_id, fleet.security_suite)
+    ks = keys.sets[3]
+    return ClientSecurity(mechanism=AuthenticationMechanism(fleet.hls_mechanism), block_key=ks.ek, auth_key=ks.ak,
+                          system_title=client_system_title(fleet), suite=fleet.security_suite,
+                          hls_secret=keys.hls[48], invocation_counter=ks.rx_ic + 1)
+
+
+def us_pair(transport: Transport = Transport.WRAPPER, meter: Meter | None = None, **kw) -> Pair:
+    """A utility-settings (client 48, HLS, ciphered) client on ``meter``: the association that programs."""
+    meter = meter or Meter(FLEET, 3, epoch_start=EPOCH)
+    return Pair(transport, client_sap=48, meter=meter, security=us_security(meter), **kw)
+
+
 def mr_password(meter_id: int = 3) -> bytes:
     from meter_core.identity import meter_identity
 
@@ -226,7 +246,7 @@ def test_get_with_list_and_not_associated():
 
 
 def test_set_clock_and_clock_methods():
-    p = Pair(Transport.WRAPPER, client_sap=32, password=mr_password())
+    p = us_pair()
     assert isinstance(p.associate(), Associated)
     target = dt.datetime(2026, 12, 25, 10, 0, 0)
     value = Data(DataType.OCTET_STRING, CosemDateTime.from_datetime(target, deviation=None).to_bytes())
@@ -240,12 +260,18 @@ def test_set_clock_and_clock_methods():
     assert isinstance(ev, ActionDone) and ev.result == 0
     shown = CosemDateTime.from_bytes(p.get(8, "0.0.1.0.0.255", 2).value.value).to_datetime()
     assert abs((shown - target).total_seconds() - 30) < 1
-    # the public client may not set the clock
+    # neither the public client nor the meter reader may set the clock
     q = Pair(Transport.WRAPPER)
     q.associate()
     q.client.set(8, "0.0.1.0.0.255", 2, value)
     ev = q.exchange()
     assert isinstance(ev, ExceptionReceived) or ev.result is DataAccessResult.READ_WRITE_DENIED
+    r = Pair(Transport.WRAPPER, client_sap=32, password=mr_password())
+    assert isinstance(r.associate(), Associated)
+    r.client.set(8, "0.0.1.0.0.255", 2, value)
+    assert r.exchange().result is DataAccessResult.READ_WRITE_DENIED
+    r.client.action(8, "0.0.1.0.0.255", 6, Data(DataType.LONG, 30))
+    assert r.exchange().result == 3  # read-write-denied
 
 
 def test_release_then_requests_refused(transport):

@@ -236,14 +236,17 @@ def test_billing_profile_md_comes_from_the_block_demands_and_counts_follow():
 
 
 def test_capture_period_set_to_15_minutes_restarts_the_block_buffer():
-    p = reader()
+    from tests.unit.test_meter import us_pair
+
+    p = us_pair(meter=meter_of(MeterKind.THREE_PHASE), now=T0)  # programming: the utility-settings client
+    p.associate()
     p.client.set(7, BLOCK, 4, Data(DataType.DOUBLE_LONG_UNSIGNED, 900))
     assert p.exchange().result == DataAccessResult.SUCCESS
     assert read(p, BLOCK, 4).value.value == 900
     assert read(p, BLOCK, 8).value.value == 46 * 96
     assert read(p, BLOCK, 7).value.value == 0
-    later = Pair(Transport.WRAPPER, client_sap=32, password=p.client.settings.password, meter=p.meter,
-                 now=T0 + 3600)
+    password = p.meter.identity.lls_password.encode()
+    later = Pair(Transport.WRAPPER, client_sap=32, password=password, meter=p.meter, now=T0 + 3600)  # a reader
     later.associate()
     got = rows(later, BLOCK)
     assert len(got) == 4 and stamp(got[1][0]) - stamp(got[0][0]) == dt.timedelta(minutes=15)
