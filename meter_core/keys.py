@@ -426,3 +426,81 @@ def remove_certificate(meter, suite: int, params, clock_time: float):
         sec.client_public = None  # back to the fleet's head-end key
     sec.certs_changed = True
     return ActionResult.SUCCESS, None
+
+
+# -- key_agreement (Security setup v1 method 3), suites 1 and 2 ---------------------------------------------
+
+
+def kdf(suite: int, z: bytes, other_info: bytes, size: int) -> bytes:
+    """NIST SP 800-56A concatenation KDF, one round: H(00000001 || Z || OtherInfo), cut to ``size``."""
+    import hashlib
+
+    h = hashlib.sha256 if suite == 1 else hashlib.sha384
+    return h(b"\x00\x00\x00\x01" + z + other_info).digest()[:size]
+
+
+def algorithm_id(suite: int, key_id: int) -> bytes:
+    """OID 2.16.756.5.8.3.x of the algorithm the agreed key serves: AES-GCM-128/256 for EK and AK,
+    AES key wrap 128/256 for the master key."""
+    wide = suite == 2
+    last = (3 if wide else 2) if key_id == KEY_MASTER else (1 if wide else 0)
+    return bytes((0x60, 0x85, 0x74, 0x05, 0x08, 0x03, last))
+
+
+def key_agreement(meter, e: int, suite: int, params, now: float, client_title: bytes):
+    """key_agreement: array of {key_id, key_data}, key_data = the head-end's ephemeral public key (x || y)
+    and its ECDSA signature of key_id || x || y. The meter answers, per key, with its own ephemeral key
+    and signature; both sides take KDF(ECDH(ephemerals), AlgorithmID || client title || meter title)
+    as the new key (Ephemeral Unified Model, C(2e, 0s)). The layout follows public DLMS implementations
+    (the Green Book text is not public: UNCONFIRMED)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from meter_core import security as sec
+    from meter_core.apdu.codes import ActionResult
+    from meter_core.axdr import Data, DataType
+    from meter_core.cosem.model import encode_value
+    from meter_core.eventlog import TRANSACTION
+
+    if params is None or params.tag is not DataType.ARRAY or not params.value:
+        return ActionResult.TYPE_UNMATCHED, None
+    state = meter.keys()
+    if state.client_public is None:
+        state.client_public = client_signing_key(meter.fleet, suite).public_key()
+    if state.signing is None:
+        state.signing = signing_key(meter.fleet, meter.identity.meter_id, suite)
+    size = 32 if suite == 1 else 48
+    curve = ec.SECP256R1() if suite == 1 else ec.SECP384R1()
+    server_title = meter.identity.system_title
+    agreed, answers = {}, []
+    for item in params.value:
+        if (item.tag is not DataType.STRUCTURE or len(item.value) != 2 or item.value[0].tag is not DataType.ENUM
+                or item.value[1].tag is not DataType.OCTET_STRING):
+            return ActionResult.TYPE_UNMATCHED, None
+        key_id, data = item.value[0].value, bytes(item.value[1].value)
+        if key_id not in (KEY_EK, KEY_AK, KEY_MASTER) or len(data) != 4 * size:
+            return ActionResult.OTHER_REASON, None
+        client_point, signature = data[:2 * size], data[2 * size:]
+        if not sec.ecdsa_verify(suite, state.client_public, signature, bytes((key_id,)) + client_point):
+            return ActionResult.OTHER_REASON, None
+        try:
+            client_eph = sec.public_key_from_bytes(suite, client_point)
+        except sec.SecurityError:
+            return ActionResult.OTHER_REASON, None
+        mine = ec.generate_private_key(curve)
+        my_point = sec.public_bytes(mine)[1:]
+        z = sec.ecdh(mine, client_eph)
+        agreed[key_id] = kdf(suite, z, algorithm_id(suite, key_id) + client_title + server_title,
+                             sec.KEY_LENGTH[suite])
+        answers.append(Data(DataType.OCTET_STRING, my_point + sec.ecdsa_sign(
+            suite, state.signing, bytes((key_id,)) + my_point)))
+    ks = state.sets[e]
+    if KEY_EK in agreed:
+        ks.ek = agreed[KEY_EK]
+        ks.rx_ic = ks.tx_ic = 0
+    if KEY_AK in agreed:
+        ks.ak = agreed[KEY_AK]
+    if KEY_MASTER in agreed:
+        state.kek = agreed[KEY_MASTER]
+    state.changed.update(("key", e, k) for k in agreed)
+    meter.record_event(TRANSACTION, EV_GLOBAL_KEY, now)
+    return ActionResult.SUCCESS, encode_value(Data(DataType.ARRAY, tuple(answers)))

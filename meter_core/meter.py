@@ -1017,11 +1017,26 @@ def _security_setup(obis: str, e: int, policy: int, suite: int) -> CosemObject:
             Attribute(_certificates(suite) if e >= 3 and suite else encode_value(Data(DataType.ARRAY, ()))),
         ),
         (None,) * 8 if e < 3 else (
-            _security_activate(e), _key_transfer(e), None, *(_pki_method(name, suite) for name in (
+            _security_activate(e), _key_transfer(e), _key_agreement(e, suite), *(_pki_method(name, suite) for name in (
                 "generate_key_pair", "generate_certificate_request", "import_certificate", "export_certificate",
                 "remove_certificate")),
         ),
     )
+
+
+def _key_agreement(e: int, suite: int):
+    """key_agreement (method 3): suites 1 and 2 only."""
+    if not suite:
+        return None
+
+    def agree(m, a, params, now):
+        from meter_core import keys as keymod
+
+        ctx = getattr(a, "_sec", None)
+        if ctx is None:
+            return ActionResult.READ_WRITE_DENIED, None
+        return keymod.key_agreement(m, e, suite, params, now, ctx.client_title)
+    return agree
 
 
 def _certificates(suite: int):

@@ -47,3 +47,49 @@ def test_secured_client_with_the_wrong_secret_is_refused(mechanism, suite):
         wrong = {"client_signing_key": "22" * (32 if suite == 1 else 48)}
     p = _pair(mechanism, suite, Transport.WRAPPER, **wrong)
     assert isinstance(p.associate(), AssociationFailed)
+
+
+@pytest.mark.parametrize("suite", [1, 2])
+def test_key_agreement_gives_both_sides_the_same_new_key(suite):
+    """Method 3 with the head-end's ephemeral key signed by its signing key; the test derives the key
+    on its side with cryptography's ECDH and hashlib (NIST SP 800-56A, one KDF round) and uses it."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from meter_core import security as sec
+    from meter_core.keys import client_signing_key, client_system_title, signing_key
+
+    p = _pair(5, suite, Transport.WRAPPER)
+    assert isinstance(p.associate(), Associated)
+    fleet, size = p.meter.fleet, 32 if suite == 1 else 48
+    curve = ec.SECP256R1() if suite == 1 else ec.SECP384R1()
+    mine = ec.generate_private_key(curve)
+    point = sec.public_bytes(mine)[1:]
+    signature = sec.ecdsa_sign(suite, client_signing_key(fleet, suite), b"\x00" + point)
+    item = Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, point + signature)))
+    p.client.action(64, "0.0.43.0.3.255", 3, Data(DataType.ARRAY, (item,)))
+    done = p.exchange()
+    assert isinstance(done, ActionDone) and done.result == 0
+    answer = done.value.value[0].value
+    meter_point, meter_sig = answer[:2 * size], answer[2 * size:]
+    meter_public = signing_key(fleet, 3, suite).public_key()
+    assert sec.ecdsa_verify(suite, meter_public, meter_sig, b"\x00" + meter_point)
+    z = mine.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + meter_point))
+    other = bytes((0x60, 0x85, 0x74, 0x05, 0x08, 0x03, 0 if suite == 1 else 1))
+    other += client_system_title(fleet) + p.meter.identity.system_title
+    digest = (hashlib.sha256 if suite == 1 else hashlib.sha384)(b"\x00\x00\x00\x01" + z + other).digest()
+    new_ek = digest[:16 if suite == 1 else 32]
+    assert p.meter.keys().sets[3].ek == new_ek
+    # a new association under the agreed key works (counters start again)
+    options = FleetOptions(meters=4, seed=7, hls_mechanism=5, security_suite=suite)
+    client = next(c for c in meter_record(options, 3)["clients"] if c["client_sap"] == 48)
+    client["block_key"] = new_ek.hex()
+    again = Pair(Transport.WRAPPER, client_sap=48, meter=p.meter, security=ClientSecurity.from_onboarding(client))
+    assert isinstance(again.associate(), Associated)
+    # a signature by anyone but the head-end is refused, and nothing changes
+    stranger = ec.generate_private_key(curve)
+    forged = Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, point + sec.ecdsa_sign(
+        suite, stranger, b"\x00" + point))))
+    again.client.action(64, "0.0.43.0.3.255", 3, Data(DataType.ARRAY, (forged,)))
+    assert again.exchange().result == 250 and p.meter.keys().sets[3].ek == new_ek
