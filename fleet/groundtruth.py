@@ -85,21 +85,58 @@ def _dec(value: int, places: int, present: bool = True) -> Decimal | None:
     return Decimal(value).scaleb(-places) if present else None
 
 
+class _Decimals(dict):
+    """`_dec(value, places)` for one ``places``, each value made once (the same few voltages, power
+    factors and frequencies recur in every row of a meter); lives as long as one batch of rows."""
+
+    __slots__ = ("places", "unit")
+
+    def __init__(self, places: int) -> None:
+        super().__init__()
+        self.places = -places
+        self.unit = Decimal(1).scaleb(-places)  # 0.01, 0.001
+
+    def __missing__(self, value: int) -> Decimal:
+        # value * 10**-places is exact (no rounding below 28 digits), so it equals scaleb's, exponent too
+        d = Decimal(value) * self.unit if -_EXACT < value < _EXACT else Decimal(value).scaleb(self.places)
+        self[value] = d
+        return d
+
+
+_EXACT = 10**27
+_MILLI = Decimal(1).scaleb(-3)
+
+
+def _milli(value: int) -> Decimal:
+    """`_dec(value, 3)` for values that rarely recur (currents): made directly, exactly as `_Decimals` does."""
+    return Decimal(value) * _MILLI if -_EXACT < value < _EXACT else Decimal(value).scaleb(-3)
+
+
 def capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str, list[tuple]]:
     """The rows ``meter`` captured in simulated time (sim_from, sim_to], per table."""
+    with meter.batch():
+        return _capture_rows(meter, sim_from, sim_to, now)
+
+
+def _capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str, list[tuple]]:
     c0, c1 = meter.clock_at_sim(sim_from), meter.clock_at_sim(sim_to)
     mid = meter.identity.meter_id
     phases = tuple(s > 0 for s in meter.load.params.phase_share)
+    p1, p2, p3 = phases
     out: dict[str, list[tuple]] = {t: [] for t in TABLES}
     blocks, instants = out["block_load_profile"], out["instant_profile"]
+    dec2, dec3 = _Decimals(2), _Decimals(3)
     for r in block_records(meter, c0, c1, now):
+        i1, i2, i3 = r.avg_current_ma
+        v1, v2, v3 = r.avg_voltage_cv
+        stamp = _ts(r.capture_time)
         blocks.append((
-            mid, _ts(r.capture_time), r.interval_seconds,
-            *(_dec(v, 3, p) for v, p in zip(r.avg_current_ma, phases)),
-            *(_dec(v, 2, p) for v, p in zip(r.avg_voltage_cv, phases)),
+            mid, stamp, r.interval_seconds,
+            _milli(i1) if p1 else None, _milli(i2) if p2 else None, _milli(i3) if p3 else None,
+            dec2[v1] if p1 else None, dec2[v2] if p2 else None, dec2[v3] if p3 else None,
             *r.energy_wh,
         ))
-        instants.append(instant_row(meter, r.capture_time, phases, r.cumulative_wh))
+        instants.append(_instant_row(meter, r.capture_time, stamp, phases, r.cumulative_wh, dec2, dec3))
     for r in daily_records(meter, c0, c1, now):
         out["daily_load_profile"].append((mid, _ts(r.capture_time), *r.energy_wh))
     for e in eventlog.events_between(meter, sim_from, sim_to):
@@ -144,20 +181,28 @@ def esw_changes(meter, sim_from: float, sim_to: float) -> list[tuple]:
 
 def instant_row(meter, clock_time: float, phases, cumulative_wh=None) -> tuple:
     """The instantaneous profile's values when the meter clock showed ``clock_time``, rounded as served."""
+    return _instant_row(meter, clock_time, _ts(clock_time), phases, cumulative_wh, _Decimals(2), _Decimals(3))
+
+
+def _instant_row(meter, clock_time: float, stamp, phases, cumulative_wh, dec2: _Decimals, dec3: _Decimals) -> tuple:
     t = meter.clock_to_sim(clock_time)
-    inst = meter.load.instant(t)
+    volts, currents, pf, pf_total, frequency, power, reactive, apparent, neutral = meter.load.instant_values(t)
     if cumulative_wh is None:
         div = meter.energy_divisor
         cumulative_wh = tuple(int(r * div) for r in meter.readings(t))
+    p1, p2, p3 = phases
     return (
-        meter.identity.meter_id, _ts(clock_time),
-        *(_dec(round(v * 100), 2, p) for v, p in zip(inst.voltage, phases)),
-        *(_dec(round(i * 1000), 3, p) for i, p in zip(inst.current, phases)),
-        _dec(round(inst.current_neutral * 1000), 3),
-        *(_dec(round(f * 1000), 3, p) for f, p in zip(inst.pf, phases)),
-        _dec(round(inst.pf_total * 1000), 3),
-        _dec(round(inst.frequency * 100), 2),
-        round(inst.active_power), round(inst.reactive_power), round(inst.apparent_power),
+        meter.identity.meter_id, stamp,
+        dec2[round(volts[0] * 100)] if p1 else None, dec2[round(volts[1] * 100)] if p2 else None,
+        dec2[round(volts[2] * 100)] if p3 else None,
+        _milli(round(currents[0] * 1000)) if p1 else None, _milli(round(currents[1] * 1000)) if p2 else None,
+        _milli(round(currents[2] * 1000)) if p3 else None,
+        _milli(round(neutral * 1000)),
+        dec3[round(pf[0] * 1000)] if p1 else None, dec3[round(pf[1] * 1000)] if p2 else None,
+        dec3[round(pf[2] * 1000)] if p3 else None,
+        dec3[round(pf_total * 1000)],
+        dec2[round(frequency * 100)],
+        round(power), round(reactive), round(apparent),
         cumulative_wh[0], cumulative_wh[2],
     )
 

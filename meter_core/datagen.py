@@ -22,15 +22,17 @@ values do not enter energy and are drawn per second, seeded the same way.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import math
+import operator
 import random
 import struct
 from dataclasses import dataclass
+from itertools import accumulate as _accumulate
 
 from meter_core import templates as tpl
-from meter_core._util import mix64
 from meter_core.identity import MeterKind
 
 DAY = 86400.0
@@ -234,7 +236,7 @@ class LoadModel:
     """Power and energy of one meter at any simulated time ``t`` (Unix seconds)."""
 
     __slots__ = ("params", "_seed", "_meter", "_days", "_day", "_dev", "_cum", "_shape", "_tcum", "_level",
-                 "_before", "_k", "_s_over_p", "_origin", "_week_no", "_week_levels", "_week_run")
+                 "_before", "_k", "_s_over_p", "_origin", "_week_no", "_week_levels", "_week_run", "_batch")
 
     def __init__(self, params: MeterParams) -> None:
         self.params = params
@@ -251,12 +253,31 @@ class LoadModel:
         self._week_no = None
         self._week_levels: list[float] = []
         self._week_run: list[float] = []
+        self._batch: _Batch | None = None
         share, pf = params.phase_share, params.phase_pf
         # Q = k * P with k = sum(share_i * tan(phi_i)); S of the totals is sqrt(P^2 + Q^2).
         self._k = sum(s * math.tan(math.acos(p)) for s, p in zip(share, pf, strict=True))
         self._s_over_p = math.sqrt(1.0 + self._k * self._k)
         self._origin = 0.0
         self._origin = self._active_integral(params.install_time)
+
+    # -- many values at once ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Within the block, days loaded once are kept (with the meter's own shape on the quarter-hour
+        grid), so computing many values over a few weeks loads each day once; all dropped on exit.
+
+        Values are the same with or without: only repeated work is saved (for history computed in bulk:
+        ground truth, backfill)."""
+        if self._batch is not None:  # nested: the outer block keeps the days
+            yield self
+            return
+        self._batch = _Batch()
+        try:
+            yield self
+        finally:
+            self._batch = None
 
     # -- the shape ----------------------------------------------------------------------------------
 
@@ -274,6 +295,17 @@ class LoadModel:
             + a1 * c1 * (math.sin(_TWO_PI * (h - p1) / 24.0) - math.sin(-_TWO_PI * p1 / 24.0))
             + a2 * c2 * (math.sin(2 * _TWO_PI * (h - p2) / 24.0) - math.sin(-2 * _TWO_PI * p2 / 24.0))
         )
+
+    def _own_grid(self) -> list[float]:
+        """`_own_integral` at each quarter hour 0, 0.25, ..., 24 (the same operations, in one pass)."""
+        (a1, p1), (a2, p2) = self.params.harmonic1, self.params.harmonic2
+        k1 = a1 * (24.0 / _TWO_PI)
+        k2 = a2 * (12.0 / _TWO_PI)
+        s1 = math.sin(-_TWO_PI * p1 / 24.0)
+        s2 = math.sin(-2 * _TWO_PI * p2 / 24.0)
+        sin = math.sin
+        return [h + k1 * (sin(_TWO_PI * (h - p1) / 24.0) - s1) + k2 * (sin(2 * _TWO_PI * (h - p2) / 24.0) - s2)
+                for h in _GRID_H]
 
     def _shape_at(self, h: float) -> float:
         b = self.params.blend
@@ -308,40 +340,76 @@ class LoadModel:
         """The day's level, shape, centred deviations and their running energy (cached per day)."""
         if day == self._day:
             return
-        _, before, self._shape, self._tcum = self._days.day(day)
+        batch = self._batch
+        if batch is not None:
+            kept = batch.days.get(day)
+            if kept is not None:
+                self._shape, self._tcum, self._level, self._before, self._dev, self._cum = kept
+                self._day = day
+                return
+        _, before, shape, tcum = self._days.day(day)
+        self._shape, self._tcum = shape, tcum
         week, i = divmod(max(day, _D0) - _D0, 7)
         levels, run = self._week(week)
         # whole weeks come from the shared table; the days of this week before ``day`` from the meter's own
         self._level = levels[i]
         self._before = self._days.day(_D0 + 7 * week)[1] + run[i]
-        self._day = day  # _shape_integral below reads the new shape
+        self._day = day
         r = _rng(self._seed, self._meter, _DEVIATIONS, day)
         d = self.params.deviation
-        dev = [r.uniform(-d, d) for _ in range(INTERVALS_PER_DAY)]
-        edges = [self._shape_integral(k * 0.25) for k in range(INTERVALS_PER_DAY + 1)]
-        weights = [edges[k + 1] - edges[k] for k in range(INTERVALS_PER_DAY)]
-        total = math.fsum(weights)
-        mean = math.fsum(w * x for w, x in zip(weights, dev)) / total if total > 0 else 0.0
+        # r.uniform(-d, d), INTERVALS_PER_DAY times: -d + (d - -d) * r.random()
+        lo, width, rand = -d, d - -d, r.random
+        dev = [lo + width * rand() for _ in range(INTERVALS_PER_DAY)]
+        # the share of the day's shape in each interval, and their sum (the same for every day of a template)
+        kept = batch.weights.get(id(tcum)) if batch is not None else None
+        if kept is not None and kept[0] is shape and kept[1] is tcum:
+            weights, total = kept[2], kept[3]
+        else:
+            weights = self._weights(shape, tcum)
+            total = math.fsum(weights)
+            if batch is not None:
+                batch.weights[id(tcum)] = (shape, tcum, weights, total)
+        mean = math.fsum(map(_mul, weights, dev)) / total if total > 0 else 0.0
         dev = [x - mean for x in dev]  # weighted mean zero: the day's energy is its shape's, 24 h
-        cum = [0.0]
-        acc = 0.0
-        for w, x in zip(weights, dev):
-            acc += w * (1.0 + x)
-            cum.append(acc)
+        cum = list(_accumulate([w * (1.0 + x) for w, x in zip(weights, dev)], initial=0.0))
         cum[-1] = 24.0  # exactly, by construction; drop the rounding
         self._dev, self._cum = dev, cum
+        if batch is not None:
+            batch.days[day] = (shape, tcum, self._level, self._before, dev, cum)
+
+    def _weights(self, shape: tuple, tcum: tuple) -> list[float]:
+        """The day's shape integral over each interval, from the integral at each quarter hour
+        (`_shape_integral(k * 0.25)`, term for term, for the template ``shape``, ``tcum``)."""
+        b = self.params.blend
+        ob = 1.0 - b
+        if b:
+            batch = self._batch
+            own = batch.own if batch is not None else None
+            if own is None:
+                own = self._own_grid()
+                if batch is not None:
+                    batch.own = own
+            edges = [ob * (tcum[hr] + shape[hr] * fr) + b * o for hr, fr, o in zip(_GRID_HOUR, _GRID_FRAC, own)]
+        else:
+            edges = [ob * (tcum[hr] + shape[hr] * fr) + 0.0 for hr, fr in zip(_GRID_HOUR, _GRID_FRAC)]
+        return list(map(_sub, edges[1:], edges[:-1]))
 
     def _active_integral(self, t: float) -> float:
         """Active energy (Wh) from the tables' first day to ``t``, minus the value at installation."""
         local = t + IST_SECONDS
         day = math.floor(local / DAY)
         seconds = local - day * DAY
-        self._load_day(day)
-        k = min(int(seconds // INTERVAL), INTERVALS_PER_DAY)
-        partial = self._cum[k]
-        if k < INTERVALS_PER_DAY and seconds != k * INTERVAL:  # on an interval edge the running sum is all
-            h = seconds / 3600.0
-            partial += (self._shape_integral(h) - self._shape_integral(k * 0.25)) * (1.0 + self._dev[k])
+        if day != self._day:
+            self._load_day(day)
+        k = int(seconds // INTERVAL)
+        if k >= INTERVALS_PER_DAY:
+            k = INTERVALS_PER_DAY
+            partial = self._cum[k]
+        else:
+            partial = self._cum[k]
+            if seconds != k * INTERVAL:  # on an interval edge the running sum is all
+                h = seconds / 3600.0
+                partial += (self._shape_integral(h) - self._shape_integral(k * 0.25)) * (1.0 + self._dev[k])
         return self.params.base_power * (24.0 * self._before + self._level * partial) - self._origin
 
     # -- what the meter reports ----------------------------------------------------------------------
@@ -356,6 +424,46 @@ class LoadModel:
         self._load_day(day)
         k = min(int(seconds // INTERVAL), INTERVALS_PER_DAY - 1)
         return self.params.base_power * self._level * self._shape_at(seconds / 3600.0) * (1.0 + self._dev[k])
+
+    def active_energy(self, t: float) -> float:
+        """`energy`'s active import alone (Wh), without building the other registers."""
+        if t > self.params.install_time:
+            e = self._active_integral(t)
+            return e if e > 0.0 else 0.0  # max(0.0, e)
+        return 0.0
+
+    def active_energies(self, ts) -> list[float]:
+        """[`active_energy(t)` for t in ts], in one pass (times in order load each day once)."""
+        install = self.params.install_time
+        base = self.params.base_power
+        origin = self._origin
+        floor = math.floor
+        out: list[float] = []
+        append = out.append
+        day_now = None
+        cum: list[float] = []
+        level = b24 = 0.0
+        for t in ts:
+            if not t > install:
+                append(0.0)
+                continue
+            local = t + IST_SECONDS
+            day = floor(local / DAY)
+            seconds = local - day * DAY
+            if day != day_now:
+                self._load_day(day)
+                day_now, cum, level, b24 = day, self._cum, self._level, 24.0 * self._before
+            k = int(seconds // INTERVAL)
+            if k >= INTERVALS_PER_DAY:
+                partial = cum[INTERVALS_PER_DAY]
+            else:
+                partial = cum[k]
+                if seconds != k * INTERVAL:  # as in `_active_integral`
+                    h = seconds / 3600.0
+                    partial += (self._shape_integral(h) - self._shape_integral(k * 0.25)) * (1.0 + self._dev[k])
+            e = base * (b24 + level * partial) - origin
+            append(e if e > 0.0 else 0.0)
+        return out
 
     def energy(self, t: float) -> Energy:
         p = self.params
@@ -373,50 +481,128 @@ class LoadModel:
         )
 
     def instant(self, t: float) -> Instant:
-        p = self.params
-        power = self.active_power(t)
-        # per-second jitter: five seeded uniforms from a 64-bit mix (a Random per second costs more)
-        h = mix64((self._seed * 0x100000001B3) ^ (self._meter << 34) ^ (int(t) & 0x3FFFFFFFF))
-        r = _Uniforms(h)
-        nominal = p.nominal_voltage
-        volts = tuple(nominal * (1.0 + off + r.uniform(-0.006, 0.006)) for off in p.voltage_offset)
-        if p.kind is MeterKind.SINGLE_PHASE:
-            volts = (volts[0], 0.0, 0.0)
-        currents = []
-        for v, share, pf in zip(volts, p.phase_share, p.phase_pf, strict=True):
-            currents.append(power * share / (v * pf) if share > 0 and v > 0 else 0.0)
-        if p.kind is MeterKind.SINGLE_PHASE:
-            # Whole current through the phase returns on the neutral, less a little leakage.
-            neutral = currents[0] * (1.0 - r.uniform(0.0, 0.004))
+        return Instant(*self.instant_values(t))
+
+    def instant_values(self, t: float) -> tuple:
+        """`instant`'s fields as a plain tuple, in `Instant`'s order: `active_power` and the per-second
+        jitter (five seeded uniforms from a 64-bit mix: `mix64`, and ``a + (b - a) * u`` as
+        ``random.uniform`` draws them) written out, operation for operation."""
+        batch = self._batch
+        c = batch.instant if batch is not None else None
+        if c is None:
+            c = self._instant_constants()
+            if batch is not None:
+                batch.instant = c
+        install, base, blend, (a1, p1), (a2, p2), mix0, nominal, w1, w2, w3, s1, s2, s3, f1, f2, f3, single, \
+            neutral_trig = c
+        # active_power(t)
+        if t < install:
+            power = 0.0
         else:
-            neutral = _neutral_current(currents, p.phase_pf)
+            local = t + IST_SECONDS
+            day = math.floor(local / DAY)
+            seconds = local - day * DAY
+            if day != self._day:
+                self._load_day(day)
+            k = int(seconds // INTERVAL)
+            if k > INTERVALS_PER_DAY - 1:
+                k = INTERVALS_PER_DAY - 1
+            h = seconds / 3600.0
+            hour = int(h)
+            if hour > 23:
+                hour = 23
+            if blend:
+                own = 1.0 + a1 * math.cos(_TWO_PI * (h - p1) / 24.0) + a2 * math.cos(2 * _TWO_PI * (h - p2) / 24.0)
+                shape = (1.0 - blend) * self._shape[hour] + blend * own
+            else:
+                shape = (1.0 - blend) * self._shape[hour] + 0.0
+            power = base * self._level * shape * (1.0 + self._dev[k])
+        # the jitter: h = mix64(seed mix), then uniform draws each mixing again
+        x = (mix0 ^ (int(t) & 0x3FFFFFFFF)) + _GOLDEN & _M64
+        x = ((x ^ (x >> 30)) * _MIX1) & _M64
+        x = ((x ^ (x >> 27)) * _MIX2) & _M64
+        x ^= x >> 31
+        x = (x + _GOLDEN) & _M64
+        x = ((x ^ (x >> 30)) * _MIX1) & _M64
+        x = ((x ^ (x >> 27)) * _MIX2) & _M64
+        x ^= x >> 31
+        v1 = nominal * (w1 + (-0.006 + _V_WIDTH * (x / 18446744073709551616.0)))
+        x = (x + _GOLDEN) & _M64
+        x = ((x ^ (x >> 30)) * _MIX1) & _M64
+        x = ((x ^ (x >> 27)) * _MIX2) & _M64
+        x ^= x >> 31
+        v2 = nominal * (w2 + (-0.006 + _V_WIDTH * (x / 18446744073709551616.0)))
+        x = (x + _GOLDEN) & _M64
+        x = ((x ^ (x >> 30)) * _MIX1) & _M64
+        x = ((x ^ (x >> 27)) * _MIX2) & _M64
+        x ^= x >> 31
+        v3 = nominal * (w3 + (-0.006 + _V_WIDTH * (x / 18446744073709551616.0)))
+        if single:
+            v2 = v3 = 0.0
+        c1 = power * s1 / (v1 * f1) if s1 > 0 and v1 > 0 else 0.0
+        c2 = power * s2 / (v2 * f2) if s2 > 0 and v2 > 0 else 0.0
+        c3 = power * s3 / (v3 * f3) if s3 > 0 and v3 > 0 else 0.0
+        if single:
+            # Whole current through the phase returns on the neutral, less a little leakage.
+            x = (x + _GOLDEN) & _M64
+            x = ((x ^ (x >> 30)) * _MIX1) & _M64
+            x = ((x ^ (x >> 27)) * _MIX2) & _M64
+            x ^= x >> 31
+            neutral = c1 * (1.0 - (0.0 + (0.004 - 0.0) * (x / 18446744073709551616.0)))
+        else:
+            # `_neutral_current`: the phasor sum of the three currents, 120 degrees apart, each lagging
+            cos1, sin1, cos2, sin2, cos3, sin3 = neutral_trig
+            neutral = math.hypot(0.0 + c1 * cos1 + c2 * cos2 + c3 * cos3, 0.0 + c1 * sin1 + c2 * sin2 + c3 * sin3)
+        x = (x + _GOLDEN) & _M64
+        x = ((x ^ (x >> 30)) * _MIX1) & _M64
+        x = ((x ^ (x >> 27)) * _MIX2) & _M64
+        x ^= x >> 31
+        frequency = 50.0 + (-0.08 + _F_WIDTH * (x / 18446744073709551616.0))
         reactive = self._k * power
         apparent = self._s_over_p * power
         pf_total = power / apparent if apparent > 0 else 1.0
-        return Instant(
-            voltage=volts,
-            current=tuple(currents),
-            pf=p.phase_pf,
-            pf_total=pf_total,
-            frequency=50.0 + r.uniform(-0.08, 0.08),
-            active_power=power,
-            reactive_power=reactive,
-            apparent_power=apparent,
-            current_neutral=neutral,
-        )
+        return ((v1, v2, v3), (c1, c2, c3), self.params.phase_pf, pf_total, frequency, power, reactive, apparent,
+                neutral)
+
+    def _instant_constants(self) -> tuple:
+        p = self.params
+        o1, o2, o3 = p.voltage_offset
+        s1, s2, s3 = p.phase_share
+        f1, f2, f3 = p.phase_pf
+        trig = []
+        for i, pf in enumerate(p.phase_pf):
+            angle = -i * _TWO_PI / 3.0 - math.acos(pf)
+            trig += (math.cos(angle), math.sin(angle))
+        return (p.install_time, p.base_power, p.blend, p.harmonic1, p.harmonic2,
+                (self._seed * 0x100000001B3) ^ (self._meter << 34), p.nominal_voltage, 1.0 + o1, 1.0 + o2, 1.0 + o3,
+                s1, s2, s3, f1, f2, f3, p.kind is MeterKind.SINGLE_PHASE, tuple(trig))
 
 
-class _Uniforms:
-    """``uniform(a, b)`` draws from successive 64-bit mixes of a seed (enough for a handful of values)."""
+class _Batch:
+    """What `LoadModel.batch` keeps: loaded days, the meter's own shape on the quarter-hour grid, and
+    the interval weights of each day template met."""
 
-    __slots__ = ("h",)
+    __slots__ = ("days", "own", "weights", "instant", "readings")
 
-    def __init__(self, h: int) -> None:
-        self.h = h
+    def __init__(self) -> None:
+        self.days: dict[int, tuple] = {}
+        # the meter's register readings by simulated time (`Meter.readings`, while its relay never opened)
+        self.readings: dict[float, tuple] = {}
+        self.own: list[float] | None = None
+        self.instant: tuple | None = None  # `LoadModel._instant_constants`
+        self.weights: dict[int, tuple] = {}  # id(template's cumulative shape) -> (shape, tcum, weights, sum)
 
-    def uniform(self, a: float, b: float) -> float:
-        self.h = mix64(self.h)
-        return a + (b - a) * (self.h / 18446744073709551616.0)
+
+# The quarter hours of a day: h = k * 0.25, its hour (the last is 24.0 in hour 23) and h - hour.
+_GRID_H = tuple(k * 0.25 for k in range(INTERVALS_PER_DAY + 1))
+_GRID_HOUR = tuple(min(int(h), 23) for h in _GRID_H)
+_GRID_FRAC = tuple(h - hour for h, hour in zip(_GRID_H, _GRID_HOUR, strict=True))
+_sub, _mul = operator.sub, operator.mul
+# mix64's constants, and the widths of the jitter draws (b - a of `_Uniforms.uniform(a, b)`)
+_M64 = (1 << 64) - 1
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_V_WIDTH = 0.006 - -0.006
+_F_WIDTH = 0.08 - -0.08
 
 
 def _neutral_current(currents, pfs) -> float:

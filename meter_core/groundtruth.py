@@ -49,12 +49,13 @@ class BillingRecord(NamedTuple):
 
 def _block_record(meter: Meter, period: int, row: BlockRow) -> BlockRecord:
     d = meter.energy_divisor
+    c, v, r1 = row.currents, row.volts, row.r1
     return BlockRecord(
         row.clock, period,
-        tuple(round(i * 1000) for i in row.currents),
-        tuple(round(v * 100) for v in row.volts),
-        tuple(int((b - a) * d) for a, b in zip(row.r0, row.r1)),
-        tuple(int(b * d) for b in row.r1),
+        (round(c[0] * 1000), round(c[1] * 1000), round(c[2] * 1000)),
+        (round(v[0] * 100), round(v[1] * 100), round(v[2] * 100)),
+        tuple([int((b - a) * d) for a, b in zip(row.r0, r1)]),
+        tuple([int(b * d) for b in r1]),
     )
 
 

@@ -8,6 +8,7 @@ computed from (fleet seed, meter_id, time), never stored, so a meter costs memor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import math
@@ -283,13 +284,68 @@ class Meter:
         Floored, as a meter's counters are: a register never shows more than it has counted, and any
         block or period energy is the difference of two readings, so blocks add up to register deltas.
         """
-        e = self.energy_at(t)
+        state = self.state
         d = self.energy_divisor
+        if state.limit_since is None and not state.disconnections:
+            # `energy_at` written out for a meter whose relay never opened: the same operations, without
+            # building the registers the load model keeps at zero
+            load = self.load
+            if load._batch is not None:  # in `batch()`: each time's readings computed once
+                return self.readings_many((t,))[0]
+            a = load.active_energy(t)
+            s = load._s_over_p * a
+            q = load._k * a
+            adjust = self._outage_adjustment(t)
+            if adjust != 0.0:
+                f = max(0.0, a + adjust) / a if a > 0 else 0.0
+                a, s, q = a * f, s * f, q * f
+            return int(a // d), 0, int(s // d), 0, int(q // d), 0, 0, 0
+        e = self.energy_at(t)
         return (
             int(e.active_import_wh // d), int(e.active_export_wh // d), int(e.apparent_import_vah // d),
             int(e.apparent_export_vah // d), int(e.reactive_q1_varh // d), int(e.reactive_q2_varh // d),
             int(e.reactive_q3_varh // d), int(e.reactive_q4_varh // d),
         )
+
+    def readings_many(self, ts) -> list[tuple[int, ...]]:
+        """[`readings(t)` for t in ``ts``], computed in one pass (times in order: each day loaded once;
+        within `batch()` each time is computed once)."""
+        state = self.state
+        if state.limit_since is not None or state.disconnections:
+            return [self.readings(t) for t in ts]
+        # as `readings`; only a day with an interruption has an outage adjustment
+        load = self.load
+        batch = load._batch
+        memo = batch.readings if batch is not None else None
+        if memo is not None:  # in `batch()`: compute the times not computed yet, keep them
+            todo = [t for t in ts if t not in memo]
+            if todo:
+                memo.update(zip(todo, self._readings_of(todo)))
+            return [memo[t] for t in ts]
+        return self._readings_of(ts)
+
+    def _readings_of(self, ts) -> list[tuple[int, ...]]:
+        load = self.load
+        s_over_p, k, d = load._s_over_p, load._k, self.energy_divisor
+        floor, ist, day_s = math.floor, pq.IST_S, pq.DAY
+        out = []
+        append = out.append
+        day_now = None
+        interrupted = False
+        for t, a in zip(ts, load.active_energies(ts)):
+            day = floor((t + ist) / day_s)
+            if day != day_now:
+                day_now = day
+                interrupted = self._interrupted(day)
+            s = s_over_p * a
+            q = k * a
+            if interrupted:
+                adjust = self._outage_adjustment(t)
+                if adjust != 0.0:
+                    f = max(0.0, a + adjust) / a if a > 0 else 0.0
+                    a, s, q = a * f, s * f, q * f
+            append((int(a // d), 0, int(s // d), 0, int(q // d), 0, 0, 0))
+        return out
 
     def clock_bytes(self, now: float) -> bytes:
         """The 12-byte date-time of the meter clock, IST wall time, deviation not specified."""
@@ -334,6 +390,18 @@ class Meter:
             cache = self._pq = pq.DayCache(p.seed, p.meter_id, self.identity.kind)
         return cache.get(day)
 
+    @contextlib.contextmanager
+    def batch(self):
+        """Within the block, values computed in bulk (ground truth, backfill: weeks of profile rows)
+        share what they have in common: each day of the load model and of supply events is computed
+        once. Nothing is kept after the block; values are the same with or without it."""
+        cache = self._pq
+        if cache is None:
+            p = self.load.params
+            cache = self._pq = pq.DayCache(p.seed, p.meter_id, self.identity.kind)
+        with self.load.batch(), cache.hold():
+            yield self
+
     def energy_at(self, t: float):
         """Cumulative energies at simulated time ``t``: the load model's, less what the supply and the
         relay did not let through (`meter_core.powerquality`)."""
@@ -361,12 +429,30 @@ class Meter:
                          min(pq.PICKUP, next_midnight - s1)) for s0, s1 in outs] or [None]
         return entry[1]
 
+    def _interrupted(self, day: int) -> bool:
+        """Whether IST day ``day`` has an interruption (whose energy `_outage_adjustment` moves); a day
+        whose events are not computed yet is drawn only as far as that is decided."""
+        cache = self._pq
+        kept = cache.days.get(day) if cache is not None else None
+        if kept is None:
+            p = self.load.params
+            return pq.has_interruption(p.seed, p.meter_id, self.identity.kind, day)
+        return bool(kept[0]) and self._outages(day)[0] is not None
+
     def _outage_adjustment(self, t: float) -> float:
-        day = pq.day_of(t)
-        if not self.pq_events(day):
+        day = math.floor((t + pq.IST_S) / pq.DAY)  # pq.day_of(t)
+        cache = self._pq
+        kept = cache.days.get(day) if cache is not None else None
+        if kept is None:
+            if not self.pq_events(day):
+                return 0.0
+            outages = self._outages(day)
+        elif not kept[0]:
             return 0.0
+        else:
+            outages = kept[1] if kept[1] is not None else self._outages(day)
         adjust = 0.0
-        for o in self._outages(day):
+        for o in outages:
             if o is None or t <= o[0]:
                 continue
             s0, s1, e0, e1, pickup = o
@@ -519,17 +605,22 @@ class Meter:
         if t + period > until:
             return
         scale = 3600.0 * self.energy_divisor / period
-        prev = self.readings(max(t, d.period_start))
+        ts = [max(t, d.period_start)]
         while t + period <= until:
             t += period
-            nxt = self.readings(t)
+            ts.append(t)
+        max_active, max_apparent = d.max_active, d.max_apparent
+        readings = iter(self.readings_many(ts))
+        prev = next(readings)
+        for x, nxt in zip(ts[1:], readings):
             active = (nxt[0] - prev[0]) * scale
             apparent = (nxt[2] - prev[2]) * scale
-            if active > d.max_active:
-                d.max_active, d.max_active_time = active, t
-            if apparent > d.max_apparent:
-                d.max_apparent, d.max_apparent_time = apparent, t
+            if active > max_active:
+                max_active, d.max_active_time = active, x
+            if apparent > max_apparent:
+                max_apparent, d.max_apparent_time = apparent, x
             prev = nxt
+        d.max_active, d.max_apparent = max_active, max_apparent
         d.last_block_end = t
 
     def demand_between(self, start: float, end: float) -> _DemandCache:

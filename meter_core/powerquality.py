@@ -24,6 +24,7 @@ What the events do (facts sections 10, 11, 14):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from dataclasses import dataclass
@@ -130,23 +131,63 @@ def day_events(seed: int, meter_id: int, kind: MeterKind, day: int,
     return tuple(out)
 
 
+def has_interruption(seed: int, meter_id: int, kind: MeterKind, day: int,
+                     config: tuple[PowerQualityConfig, ...] | None = None) -> bool:
+    """Whether `day_events` of the day holds an interruption, drawing the day's events only as far as
+    that is decided (up to the interruption rows of the configuration: the first, by default)."""
+    if config is None:
+        config = CONFIG[0]
+    last = max((i for i, c in enumerate(config) if c.event_type == "INTERRUPTION"), default=-1)
+    r = random.Random(stable_hash("pq-day", seed, meter_id, day))
+    factor = KIND_FACTOR[kind]
+    for c in config[:last + 1]:
+        count = _poisson(r, c.probability_per_day * factor)  # the same draws as `day_events`
+        if not c.enabled or (c.event_type == "VOLTAGE_UNBALANCE" and kind is MeterKind.SINGLE_PHASE):
+            continue
+        if c.event_type == "INTERRUPTION" and count:
+            return True  # the first event of a type is always kept
+        for _ in range(count):
+            duration = float(round(r.uniform(c.min_duration_s, c.max_duration_s)))
+            r.uniform(0.0, max(0.0, (LAST_END if c.event_type == "INTERRUPTION" else DAY) - duration))
+            r.uniform(c.magnitude_min, c.magnitude_max)
+            if not (c.phases == "ALL" or kind is MeterKind.SINGLE_PHASE):
+                r.randrange(3)
+    return False
+
+
 class DayCache:
     """A meter's events of the last few IST days in use (a block or a day read spans two; kept small)."""
 
-    __slots__ = ("seed", "meter_id", "kind", "days")
+    __slots__ = ("seed", "meter_id", "kind", "days", "held")
 
     def __init__(self, seed: int, meter_id: int, kind: MeterKind) -> None:
         self.seed, self.meter_id, self.kind = seed, meter_id, kind
         # day -> [events, interruptions with their energies (filled by the meter) or None]
         self.days: dict[int, list] = {}
+        self.held = False
 
     def entry(self, day: int) -> list:
         e = self.days.get(day)
         if e is None:
-            if len(self.days) >= 3:
+            if len(self.days) >= 3 and not self.held:
                 del self.days[next(iter(self.days))]
             e = self.days[day] = [day_events(self.seed, self.meter_id, self.kind, day), None]
         return e
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Within the block every day computed is kept (values computed in bulk over weeks compute
+        each day once); on exit the cache is cut back to its last three days."""
+        if self.held:  # nested: the outer block cuts back
+            yield self
+            return
+        self.held = True
+        try:
+            yield self
+        finally:
+            self.held = False
+            while len(self.days) > 3:
+                del self.days[next(iter(self.days))]
 
     def get(self, day: int) -> tuple[PqEvent, ...]:
         return self.entry(day)[0]
