@@ -263,6 +263,8 @@ class Association:
                 return _EXCEPTION_PDU_TOO_LONG
             if apdu[0] == ApduTag.GENERAL_CIPHERING:
                 return self._on_general_ciphering(apdu, now)
+            if apdu[0] == ApduTag.GENERAL_SIGNING:
+                return self._on_general_signing(apdu, now)
             if apdu[0] in sec.CIPHERED_TAGS:
                 return self._on_ciphered(apdu, now)
             if apdu[0] in _PLAIN_REQUESTS:  # the policy demands protected requests
@@ -401,6 +403,38 @@ class Association:
         resp_sc = ks.suite | _response_protection(self.spec.policy, sc)
         content = sec.protect_aad(resp_sc, tx, title, key, ak, response, out.aad_extra(ks.suite))
         return sec.GeneralCiphering(out.transaction_id, title, ctx.client_title, b"", b"", None, content).encode()
+
+    def _on_general_signing(self, apdu: bytes, now: float) -> bytes | None:
+        """general-signing (suites 1 and 2): the head-end's signature is checked with its signing key,
+        the content (a glo-/ded- request) is served as if it came alone, and the answer goes back signed
+        by the meter's key."""
+        from meter_core import keys as keymod
+
+        ctx, ks = self._sec, self._keyset()
+        meter, title = self.meter, self.meter.identity.system_title
+        try:
+            if not ks.suite:
+                raise sec.SecurityError(sec.Failure.SECURITY_CONTROL, "suite 0 has no signatures")
+            g = sec.parse_general_signing(apdu)
+            if g.originator != ctx.client_title or (g.recipient and g.recipient != title):
+                raise sec.SecurityError(sec.Failure.SYSTEM_TITLE, "general-signing between other parties")
+            state = meter.keys()
+            if state.client_public is None:
+                state.client_public = keymod.client_signing_key(meter.fleet, ks.suite).public_key()
+            if not sec.ecdsa_verify(ks.suite, state.client_public, g.signature, g.signed_data()):
+                raise sec.SecurityError(sec.Failure.AUTHENTICATION, "general-signing signature does not verify")
+            if not g.content or g.content[0] not in _SERVER_REQUESTS:
+                raise sec.SecurityError(sec.Failure.POLICY, "general-signing content is not a ciphered request")
+        except sec.SecurityError as e:
+            return self._security_refusal(e.failure, ks.rx_ic)
+        content = self._on_ciphered(g.content, now)
+        if content is None or content[0] == ApduTag.EXCEPTION_RESPONSE:
+            return content
+        if state.signing is None:
+            state.signing = keymod.signing_key(meter.fleet, meter.identity.meter_id, ks.suite)
+        out = sec.GeneralSigning(ks.tx_ic.to_bytes(8, "big"), title, ctx.client_title, b"", b"", content)
+        return sec.GeneralSigning(out.transaction_id, title, ctx.client_title, b"", b"", content,
+                                  sec.ecdsa_sign(ks.suite, state.signing, out.signed_data())).encode()
 
     def _security_refusal(self, failure: sec.Failure, counter: int = 0) -> bytes:
         """Count and report a refused protected exchange; the exception-response for it. An

@@ -446,3 +446,46 @@ def protect_aad(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, pla
         sealed = _aead(ek).encrypt(iv, plaintext, aad)
         return header + sealed[:-16] + sealed[-16:-16 + TAG_LENGTH]
     return header + plaintext + _aead(ek).encrypt(iv, b"", aad + plaintext)[:TAG_LENGTH]
+
+
+# -- general-signing (0xDF), suites 1 and 2 ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GeneralSigning:
+    """general-signing: addressing fields, the content (an xDLMS APDU, usually glo-/ded- ciphered) and
+    an ECDSA signature of everything after the tag up to the content, the content's own length left out
+    (as gurux-dlms signs it; the Green Book text is not public - UNCONFIRMED)."""
+
+    transaction_id: bytes
+    originator: bytes
+    recipient: bytes
+    date_time: bytes
+    other_information: bytes
+    content: bytes
+    signature: bytes = b""
+
+    def signed_data(self) -> bytes:
+        return b"".join(encode_length(len(f)) + f for f in (
+            self.transaction_id, self.originator, self.recipient, self.date_time, self.other_information)
+        ) + self.content
+
+    def encode(self) -> bytes:
+        head = bytes((ApduTag.GENERAL_SIGNING,)) + b"".join(encode_length(len(f)) + f for f in (
+            self.transaction_id, self.originator, self.recipient, self.date_time, self.other_information))
+        return (head + encode_length(len(self.content)) + self.content + encode_length(len(self.signature))
+                + self.signature)
+
+
+def parse_general_signing(apdu: bytes) -> GeneralSigning:
+    try:
+        r = Reader(apdu)
+        if r.pull_u8() != ApduTag.GENERAL_SIGNING:
+            raise DecodeError("not general-signing")
+        fields = [r.pull_bytes(r.pull_length()) for _ in range(6)]
+        signature = r.pull_bytes(r.pull_length())
+        if not r.eof():
+            raise DecodeError("trailing bytes after general-signing")
+    except DecodeError as e:
+        raise SecurityError(Failure.TRUNCATED, f"general-signing does not decode: {e}") from None
+    return GeneralSigning(*fields, signature)

@@ -93,3 +93,31 @@ def test_key_agreement_gives_both_sides_the_same_new_key(suite):
         suite, stranger, b"\x00" + point))))
     again.client.action(64, "0.0.43.0.3.255", 3, Data(DataType.ARRAY, (forged,)))
     assert again.exchange().result == 250 and p.meter.keys().sets[3].ek == new_ek
+
+
+@pytest.mark.parametrize("suite", [1, 2])
+def test_general_signing_is_checked_and_answered_signed(suite):
+    """general-signing around a glo-get-request: the head-end's signature over the fields after the tag
+    and the content (without its length), checked; the answer signed by the meter."""
+    from meter_core import security as sec
+    from meter_core.apdu import decode_apdu
+    from meter_core.keys import client_signing_key, signing_key
+
+    p = _pair(5, suite, Transport.WRAPPER)
+    assert isinstance(p.associate(), Associated)
+    c, fleet, a = p.client, p.meter.fleet, p.conn._assocs[48]
+    me, server = c.settings.security.system_title, p.meter.identity.system_title
+
+    def signed(signer) -> bytes:
+        content = sec.seal(0xC8, c._protect(bytes.fromhex("c001c100080000010000ff0200")))
+        g = sec.GeneralSigning(c._ic.to_bytes(8, "big"), me, server, b"", b"", content)
+        return sec.GeneralSigning(g.transaction_id, me, server, b"", b"", content,
+                                  sec.ecdsa_sign(suite, signer, g.signed_data())).encode()
+
+    answer = sec.parse_general_signing(a.handle_apdu(signed(client_signing_key(fleet, suite)), p.now))
+    assert (answer.originator, answer.recipient) == (server, me)
+    assert sec.ecdsa_verify(suite, signing_key(fleet, 3, suite).public_key(), answer.signature, answer.signed_data())
+    inner = decode_apdu(c._unprotect(answer.content))
+    assert inner.error is None and len(inner.data) == 14  # the clock, octet-string of 12
+    refused = decode_apdu(a.handle_apdu(signed(signing_key(fleet, 9, suite)), p.now))  # someone else's key
+    assert refused.service_error == 5
