@@ -167,3 +167,33 @@ def test_dlms_cosem_reads_the_same_rows_and_verifies_every_tag(secured):
         c.action(capture, dlms_data.IntegerData(0).to_bytes())
     assert len(by_gurux) == 13 and by_cosem == by_gurux
     assert entries_cosem == entries_gurux
+
+
+def test_gurux_with_a_dedicated_key_uses_general_ded_ciphering(secured):
+    """A dedicated key sent in the ciphered InitiateRequest ciphers the rest of the association
+    (general-ded-ciphering, as gurux-dlms sends it when general protection is negotiated)."""
+    import os
+
+    s = GuruxSession(secured.port(0), secured.options.transport,
+                     physical_address=secured.identity(0).hdlc_physical_address, max_pdu=256,
+                     secure=onboarding(secured), invocation_counter=invocation_counter(secured) + 1)
+    if secured.options.security_suite == 2:
+        s.client.ciphering.dedicatedKey = os.urandom(32)
+    else:
+        s.client.ciphering.dedicatedKey = os.urandom(16)
+    s.open()
+    try:
+        if secured.options.transport is Transport.WRAPPER:  # (over HDLC a frame built and not sent
+            # would put gurux's send sequence out of step)
+            request = bytes(s.client.read(GXDLMSClock("0.0.1.0.0.255"), 2)[0])
+            assert request[8] == 0xDC  # general-ded-ciphering
+        s.read(GXDLMSClock("0.0.1.0.0.255"), 2)
+        pg = GXDLMSProfileGeneric(BLOCK)
+        s.read(pg, 3)
+        pg.buffer = []
+        reply = s.exchange(s.client.readRowsByEntry(pg, 1, 5))
+        s.client.updateValue(pg, 2, reply.value)
+        assert len(gurux_rows(pg)) == 5
+        s.close()
+    finally:
+        s.sock.close()
