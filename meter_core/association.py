@@ -469,7 +469,7 @@ class Association:
                 return self._reject(AcseServiceUser.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED,
                                     "mechanism not offered by this association")
             if mechanism is AuthenticationMechanism.LOW:
-                password = self.meter.identity.lls_password.encode("ascii")
+                password = self.meter.lls_secret()
                 if not hmac.compare_digest(aarq.calling_authentication_value or b"", password):
                     return self._reject(AcseServiceUser.AUTHENTICATION_FAILURE, "wrong LLS password")
         ctx = None

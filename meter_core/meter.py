@@ -131,6 +131,8 @@ class MeterState:
     event_counts: tuple = ()
     tamper_count: int = 0
     eswf: bytes | None = None
+    # The meter reader's LLS password when a head-end changed it (None: derived from the fleet secret).
+    lls_password: bytes | None = None
     # Keys, HLS secrets and invocation counters (`meter_core.keys.MeterSecurity`), from the first
     # secured association on; None = derived from the fleet secret, counters untouched.
     security: object = None
@@ -207,6 +209,10 @@ class Meter:
         self._pq = None
         self.outage_cache = None
         self.tod_cache = None
+
+    def lls_secret(self) -> bytes:
+        """The meter reader's LLS password in force."""
+        return self.state.lls_password or self.identity.lls_password.encode("ascii")
 
     def keys(self):
         """The meter's `MeterSecurity` (keys, secrets, invocation counters), created on first use."""
@@ -1015,13 +1021,27 @@ def _association_object(obis: str, owner_sap: int | None) -> CosemObject:
             Attribute(context),
             Attribute(xdlms_info),
             Attribute(mechanism),
-            Attribute(encode_octets(b"")),  # secret: never readable (no access in every association)
+            # secret: never readable; the meter reader's LLS password is written through client 48
+            Attribute(encode_octets(b""), _set_lls_secret if owner_sap == 32 else None),
             Attribute(status),
             Attribute(security_setup),
         ),
         (None, _change_hls_secret(owner_sap) if owner_sap is None or owner_sap in cat.SECURED_SAPS else None,
          None, None),
     )
+
+
+def _set_lls_secret(m, a, value, now):
+    """Association LN attribute 7 of the meter reader (LLS): a new password, 1 to 16 visible characters
+    as IS 15959 meters take (transaction event 161)."""
+    if value.tag is not DataType.OCTET_STRING:
+        return DataAccessResult.TYPE_UNMATCHED
+    secret = bytes(value.value)
+    if not 1 <= len(secret) <= 16 or not all(0x21 <= b <= 0x7E for b in secret):
+        return DataAccessResult.OTHER_REASON
+    m.state.lls_password = secret
+    m.record_event(eventlog.TRANSACTION, 161, now)
+    return DataAccessResult.SUCCESS
 
 
 def _change_hls_secret(owner_sap: int | None):
@@ -1250,8 +1270,10 @@ def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
         for obj in objects:
             if obj.ic.class_id == ASSOCIATION_LN.class_id and obj.ln not in (ln(cat.CURRENT_ASSOCIATION),
                                                                               ln(a.obis)):
-                # an association sees itself; the meter reader also sees the public one
-                if not (a.mechanism is AuthenticationMechanism.LOW and obj.ln == ln("0.0.40.0.1.255")):
+                # an association sees itself; the meter reader also sees the public one, and utility
+                # settings the meter reader's (to change its password)
+                if not ((a.mechanism is AuthenticationMechanism.LOW and obj.ln == ln("0.0.40.0.1.255"))
+                        or (a.client_sap == 48 and obj.ln == ln("0.0.40.0.2.255"))):
                     continue
             if a.mechanism is AuthenticationMechanism.NONE:
                 if obj.ln not in public and obj.ln != ln(a.obis):

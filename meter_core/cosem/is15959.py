@@ -300,6 +300,7 @@ PLAIN_LN_CONTEXT = frozenset({ApplicationContextName.LOGICAL_NAME})
 # only. The standard's per-association access tables are not public (facts section 7, UNCONFIRMED);
 # these are the writes and methods head-ends' settings jobs use.
 US_WRITABLE: dict[str, frozenset[int]] = {
+    "0.0.40.0.2.255": frozenset({7}),  # the meter reader's LLS password (event 161)
     CLOCK: frozenset({2}),
     "1.0.99.1.0.255": frozenset({4}),  # block load capture period (15 or 30 min)
     "1.0.0.8.0.255": frozenset({2}),  # demand integration period

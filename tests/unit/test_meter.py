@@ -312,3 +312,21 @@ def test_any_bytes_only_events(chunks, transport):
     conn.handle_timer(T0 + 10_000)
     while conn.next_event() is not NEED_DATA:
         pass
+
+
+def test_utility_settings_changes_the_meter_reader_password():
+    p = us_pair()
+    assert isinstance(p.associate(), Associated)
+    p.client.set(15, "0.0.40.0.2.255", 7, Data(DataType.OCTET_STRING, b"NEWPASS2026"))
+    assert p.exchange().result is DataAccessResult.SUCCESS
+    p.client.set(15, "0.0.40.0.2.255", 7, Data(DataType.OCTET_STRING, b"has space"))
+    assert p.exchange().result is DataAccessResult.OTHER_REASON  # not a password a meter takes
+    assert p.get(15, "0.0.40.0.2.255", 7).error is DataAccessResult.READ_WRITE_DENIED  # write only
+    assert p.get(1, "0.0.96.11.3.255", 2).value.value == 161  # LLS secret changed
+    old = Pair(Transport.WRAPPER, client_sap=32, password=mr_password(), meter=p.meter)
+    assert isinstance(old.associate(), AssociationFailed)
+    new = Pair(Transport.WRAPPER, client_sap=32, password=b"NEWPASS2026", meter=p.meter)
+    assert isinstance(new.associate(), Associated)
+    # the meter reader cannot change its own password
+    new.client.set(15, "0.0.40.0.2.255", 7, Data(DataType.OCTET_STRING, b"MINE"))
+    assert new.exchange().result is DataAccessResult.READ_WRITE_DENIED
