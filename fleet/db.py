@@ -156,7 +156,7 @@ STAGE_ASSOCIATIONS = "fleet_stage_associations"
 STAGE_KEYS = "fleet_stage_meter_keys"
 KEY_COLUMNS = ("meter_id", "security_setup", "client_sap", "security_suite", "block_key", "auth_key", "master_key",
                "hls_secret", "client_system_title", "rx_invocation_counter", "tx_invocation_counter", "changed",
-               "signing_key", "agreement_key")
+               "signing_key", "agreement_key", "lls_password")
 CERT_COLUMNS = ("meter_id", "certificate_entity", "certificate_type", "serial_number", "issuer", "subject", "der")
 REPLACE_CERTIFICATES = "DELETE FROM certificates WHERE meter_id = ANY($1::bigint[])"
 SELECT_CERTIFICATES = ("SELECT meter_id, certificate_entity, certificate_type, der FROM certificates"
@@ -166,7 +166,7 @@ CREATE_STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_KEYS} (
     meter_id bigint, security_setup smallint, client_sap integer, security_suite smallint, block_key bytea,
     auth_key bytea, master_key bytea, hls_secret bytea, client_system_title bytea, rx_invocation_counter bigint,
-    tx_invocation_counter bigint, changed boolean, signing_key bytea, agreement_key bytea
+    tx_invocation_counter bigint, changed boolean, signing_key bytea, agreement_key bytea, lls_password bytea
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_METERS} (
     meter_id bigint, serial text, logical_device_name text, system_title bytea, kind text, transport text,
@@ -191,10 +191,10 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE_ASSOCIATIONS} (
 UPSERT_KEYS = f"""
 INSERT INTO meter_keys AS k (meter_id, security_setup, client_sap, security_suite, block_key, auth_key, master_key,
                              hls_secret, client_system_title, rx_invocation_counter, tx_invocation_counter,
-                             keys_changed_at, updated_at, signing_key, agreement_key)
+                             keys_changed_at, updated_at, signing_key, agreement_key, lls_password)
 SELECT meter_id, security_setup, client_sap, security_suite, block_key, auth_key, master_key, hls_secret,
        client_system_title, rx_invocation_counter, tx_invocation_counter, CASE WHEN changed THEN now() END, now(),
-       signing_key, agreement_key
+       signing_key, agreement_key, lls_password
 FROM {STAGE_KEYS}
 ON CONFLICT (meter_id, security_setup) DO UPDATE SET
     keys_changed_at = CASE
@@ -213,6 +213,7 @@ ON CONFLICT (meter_id, security_setup) DO UPDATE SET
     client_system_title = COALESCE(EXCLUDED.client_system_title, k.client_system_title),
     signing_key = COALESCE(EXCLUDED.signing_key, k.signing_key),
     agreement_key = COALESCE(EXCLUDED.agreement_key, k.agreement_key),
+    lls_password = COALESCE(EXCLUDED.lls_password, k.lls_password),
     updated_at = now()
 """
 SELECT_KEYS = "SELECT * FROM meter_keys WHERE meter_id >= $1 AND meter_id < $2 ORDER BY meter_id, security_setup"

@@ -60,7 +60,7 @@ def meter_record(options: FleetOptions, meter_id: int, keys=None) -> dict:
             "authentication": AUTHENTICATION_NAMES[mechanism],
         }
         if a.mechanism is AuthenticationMechanism.LOW:
-            client["password"] = ident.lls_password
+            client["password"] = keys.lls_password.decode("ascii") if keys.lls_password else ident.lls_password
         if secured:
             ks = keys.sets[SETUP_OF_CLIENT[a.client_sap]]
             if mechanism is AuthenticationMechanism.HIGH:

@@ -54,6 +54,7 @@ class MeterSecurity:
     certs: list | None = None
     certs_changed: bool = False
     generated: set = field(default_factory=set)
+    lls_password: bytes | None = None  # the meter reader's, when a head-end changed it
 
 
 def signing_key(fleet: FleetConfig, meter_id: int, suite: int):
@@ -112,7 +113,8 @@ def rows(meter_id: int, sec: MeterSecurity) -> list[tuple]:
         signing = _pkcs8(sec.signing) if e == 3 and 0 in sec.generated else None
         agreement = _pkcs8(sec.agreement) if e == 3 and 1 in sec.generated else None
         out.append((meter_id, e, sap, ks.suite, ks.ek, ks.ak, sec.kek, sec.hls.get(sap) if sap != 64 else None,
-                    ks.client_system_title or None, ks.rx_ic, ks.tx_ic, changed, signing, agreement))
+                    ks.client_system_title or None, ks.rx_ic, ks.tx_ic, changed, signing, agreement,
+                    sec.lls_password if e == 3 else None))
     return out
 
 
@@ -138,6 +140,8 @@ def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0
             sec.hls[sap] = bytes(r["hls_secret"])
         if r["keys_changed_at"] is not None:
             sec.changed.update({("key", e, KEY_EK), ("hls", sap)})
+        if r.get("lls_password") is not None:
+            sec.lls_password = bytes(r["lls_password"])
         for column, kind in (("signing_key", 0), ("agreement_key", 1)):
             if r.get(column) is not None:
                 from cryptography.hazmat.primitives.serialization import load_der_private_key

@@ -131,8 +131,6 @@ class MeterState:
     event_counts: tuple = ()
     tamper_count: int = 0
     eswf: bytes | None = None
-    # The meter reader's LLS password when a head-end changed it (None: derived from the fleet secret).
-    lls_password: bytes | None = None
     # Keys, HLS secrets and invocation counters (`meter_core.keys.MeterSecurity`), from the first
     # secured association on; None = derived from the fleet secret, counters untouched.
     security: object = None
@@ -212,7 +210,8 @@ class Meter:
 
     def lls_secret(self) -> bytes:
         """The meter reader's LLS password in force."""
-        return self.state.lls_password or self.identity.lls_password.encode("ascii")
+        sec = self.state.security
+        return (sec.lls_password if sec is not None else None) or self.identity.lls_password.encode("ascii")
 
     def keys(self):
         """The meter's `MeterSecurity` (keys, secrets, invocation counters), created on first use."""
@@ -1039,7 +1038,9 @@ def _set_lls_secret(m, a, value, now):
     secret = bytes(value.value)
     if not 1 <= len(secret) <= 16 or not all(0x21 <= b <= 0x7E for b in secret):
         return DataAccessResult.OTHER_REASON
-    m.state.lls_password = secret
+    sec = m.keys()
+    sec.lls_password = secret
+    sec.changed.add(("lls", 32))
     m.record_event(eventlog.TRANSACTION, 161, now)
     return DataAccessResult.SUCCESS
 

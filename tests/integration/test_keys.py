@@ -203,3 +203,26 @@ def test_a_regenerated_key_pair_and_its_certificate_survive_a_restart(database_u
                                                         m.identity(0).system_title))
         assert x509.load_der_x509_certificate(bytes(der)).serial_number == new_cert.serial_number
         s.close()
+
+
+def test_a_changed_meter_reader_password_is_stored_exported_and_survives_a_restart(database_url):
+    from gurux_dlms.objects import GXDLMSAssociationLogicalName
+
+    with running_meters(1, Transport.WRAPPER, database_url=database_url) as m:
+        s = session(m, client48(meter_record(m.options, 0)))
+        try:
+            mr = GXDLMSAssociationLogicalName("0.0.40.0.2.255")
+            mr.secret = b"HESPASS2026"
+            assert s.exchange(s.client.write(mr, 7)).error == 0
+            s.close()
+        finally:
+            s.sock.close()
+        wait_for_row(database_url, lambda r: bytes(r["lls_password"] or b"") == b"HESPASS2026")
+    with running_meters(1, Transport.WRAPPER, database_url=database_url) as m:
+        s = GuruxSession(m.port(0), Transport.WRAPPER, client_sap=32, password="HESPASS2026")
+        s.open()
+        s.read(GXDLMSClock("0.0.1.0.0.255"), 2)
+        s.close()
+    stored = asyncio.run(stored_keys(database_url, range(1)))
+    rec = next(records(m.options, stored))
+    assert next(c for c in rec["clients"] if c["client_sap"] == 32)["password"] == "HESPASS2026"

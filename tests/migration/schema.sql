@@ -371,7 +371,8 @@ CREATE TABLE meter_keys (
     keys_changed_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     signing_key bytea,
-    agreement_key bytea
+    agreement_key bytea,
+    lls_password bytea
 );
 COMMENT ON TABLE meter_keys IS 'Keys and invocation counters in force per meter and security setup 0.0.43.0.e.255 (e 3 US, 4 push, 5 FW), from the meter''s first ciphered association on; no row = keys derived from the fleet secret, counters never used';
 COMMENT ON COLUMN meter_keys.block_key IS 'Global unicast encryption key (EK, key id 0)';
@@ -383,6 +384,7 @@ COMMENT ON COLUMN meter_keys.tx_invocation_counter IS 'Last invocation counter t
 COMMENT ON COLUMN meter_keys.keys_changed_at IS 'When a head-end last changed a key or the HLS secret (NULL: keys as derived)';
 COMMENT ON COLUMN meter_keys.signing_key IS 'ECDSA private key (PKCS #8 DER) generated on a head-end''s request; NULL = derived from the fleet secret';
 COMMENT ON COLUMN meter_keys.agreement_key IS 'ECDH private key (PKCS #8 DER) generated on a head-end''s request; NULL = derived from the fleet secret';
+COMMENT ON COLUMN meter_keys.lls_password IS 'Meter reader (client 32) LLS password set by a head-end; NULL = derived from the fleet secret';
 
 ALTER TABLE meter_keys ADD CONSTRAINT meter_keys_counters_check CHECK ((((rx_invocation_counter >= 0) AND (rx_invocation_counter <= '4294967295'::bigint)) AND ((tx_invocation_counter >= 0) AND (tx_invocation_counter <= '4294967295'::bigint))));
 ALTER TABLE meter_keys ADD CONSTRAINT meter_keys_pkey PRIMARY KEY (meter_id, security_setup);
