@@ -1210,6 +1210,7 @@ class MeterModel:
     kind: MeterKind
     objects: tuple[CosemObject, ...]
     associations: dict[int, AssociationView] = field(default_factory=dict)
+    by_key: dict = field(default_factory=dict)  # (class_id, logical name) -> object
 
 
 @functools.cache
@@ -1249,7 +1250,7 @@ def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
     objects += [profiles.event_log_object(kind, c, by_key) for c in range(7)]
     objects.append(profiles.event_scaler_profile(kind, by_key))
 
-    model = MeterModel(kind, tuple(objects))
+    model = MeterModel(kind, tuple(objects), by_key={o.key: o for o in objects})
     public = {ln(s.obis) for s in cat.DATA_OBJECTS if s.public}
     public |= {ln(cat.CLOCK), ln(cat.CURRENT_ASSOCIATION), ln(cat.SAP_ASSIGNMENT)}
     public |= {ln(o) for o in cat.INVOCATION_COUNTERS}  # read before a secured association (facts 5.6)

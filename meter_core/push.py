@@ -1,4 +1,4 @@
-"""Push setup objects (class 40) as IS 15959 meters list them; pushing itself comes with issue 6.
+"""Push setup objects (class 40) as IS 15959 meters list them, and the pushes they send.
 
 Objects and push object lists follow facts section 12: every push starts with the device ID
 (0.0.96.1.2.255), the push setup's own logical name and the clock, then the pushed data: the
@@ -73,4 +73,78 @@ def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
     return out
 
 
-__all__ = ["ALERT_PUSH", "BLOCK_LOAD_PUSH", "DAILY_LOAD_PUSH", "INSTANT_PUSH", "push_setup_objects"]
+# -- what a push sends (facts 12.2) ---------------------------------------------------------------------
+
+PUSH_CLIENT_SAP = 64  # wPort / HDLC client of the push association 0.0.40.0.4.255 (facts 7)
+PUSH_SETUP_E = 4  # its security setup 0.0.43.0.4.255
+_LLC_RESPONSE = b"\xe6\xe7\x00"
+_UI_FINAL = 0x13
+
+
+def _value(meter, class_id: int, obis: str, attribute: int, push: str, now: float) -> bytes:
+    """The encoded value one push object list entry names. A profile buffer pushes its last entry (the
+    block or day just captured), not the whole buffer."""
+    from meter_core.cosem.profile import Stream
+
+    if class_id == 40 and attribute == 1:
+        return b"\x09\x06" + ln(push)
+    obj = meter.model.by_key[(class_id, ln(obis))]
+    attr = obj.attributes[attribute - 1]
+    if class_id == 7 and attribute == 2:
+        count_get = obj.attributes[6].get  # entries_in_use
+        count = int.from_bytes((count_get if type(count_get) is bytes else count_get(meter, None, now))[1:], "big")
+        if count == 0:
+            return b"\x01\x00"
+        entry = Data(DataType.STRUCTURE, (Data(DataType.DOUBLE_LONG_UNSIGNED, count),
+                                          Data(DataType.DOUBLE_LONG_UNSIGNED, count),
+                                          Data(DataType.LONG_UNSIGNED, 1), Data(DataType.LONG_UNSIGNED, 0)))
+        got = attr.select(meter, None, now, 2, entry)
+        return got.materialise() if type(got) is Stream else got
+    get = attr.get
+    return get if type(get) is bytes else get(meter, None, now)
+
+
+def notification_body(meter, push: str, now: float) -> bytes:
+    """The pushed structure: one element per entry of the push object list (device ID, the push
+    setup's name, the clock, then the data)."""
+    kind = meter.identity.kind
+    entries = (*_HEAD, (40, push, 1), (8, "0.0.1.0.0.255", 2), *_data_for(push, kind))
+    return b"\x02" + bytes((len(entries),)) + b"".join(_value(meter, c, o, a, push, now) for c, o, a in entries)
+
+
+def data_notification(meter, push: str, now: float, invoke_id: int) -> bytes:
+    """The plain DataNotification APDU of push setup ``push`` (long-invoke-id-and-priority ``invoke_id``;
+    date-time = the meter clock)."""
+    from meter_core.apdu import DataNotification, encode_apdu
+
+    return encode_apdu(DataNotification(long_invoke_id_and_priority=invoke_id & 0x00FFFFFF,
+                                        date_time=meter.clock_bytes(now), body=notification_body(meter, push, now)))
+
+
+def protect(meter, apdu: bytes) -> bytes:
+    """A push as IS 15959 meters cipher it: general-glo-ciphering under the push setup's keys (suite as
+    set, authenticated and encrypted), with the meter's next invocation counter."""
+    from meter_core import security as sec
+
+    ks = meter.keys().sets[PUSH_SETUP_E]
+    title = meter.identity.system_title
+    return sec.seal(0xDB, sec.protect(0x30 | ks.suite, ks.next_tx(), title, ks.ek, ks.ak, apdu), title)
+
+
+def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
+    """The push on the wire: a wrapper frame from the management logical device to the push client, or
+    an HDLC UI frame (facts 12.2)."""
+    if not hdlc:
+        from meter_core.wrapper import wrap
+
+        return wrap(1, PUSH_CLIENT_SAP, apdu)
+    from meter_core.hdlc import HdlcAddress
+    from meter_core.hdlc.frames import Frame
+
+    source = hdlc_server_address or HdlcAddress(upper=1, lower=meter.identity.hdlc_physical_address, size=4)
+    return Frame(destination=HdlcAddress(upper=PUSH_CLIENT_SAP, lower=None, size=1), source=source,
+                 control=_UI_FINAL, info=_LLC_RESPONSE + apdu).to_bytes()
+
+
+__all__ = ["ALERT_PUSH", "BLOCK_LOAD_PUSH", "DAILY_LOAD_PUSH", "INSTANT_PUSH", "PUSH_CLIENT_SAP", "data_notification",
+           "frame", "notification_body", "protect", "push_setup_objects"]
