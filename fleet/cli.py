@@ -383,6 +383,50 @@ def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, 
         raise FleetError(f"cannot write {output}: {e.strerror}") from None
 
 
+@cli.command("hes-sink")
+@_fleet_options
+@click.option("--listen", default="127.0.0.1:4063", show_default=True, help="HOST:PORT the meters push to.")
+@_database_option
+def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
+             security_suite, listen, database_url, data_dir) -> None:
+    """Receive the meters' pushes, decipher them and record each in push_received (until Ctrl-C)."""
+    from fleet import pg, sink
+
+    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
+                             hls_mechanism, security_suite)
+    listen_host, _, listen_port = listen.rpartition(":")
+    if not listen_host or not listen_port.isdigit() or not 0 < int(listen_port) < 65536:
+        raise FleetError(f"--listen {listen!r}: expected HOST:PORT")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s fleet: %(message)s", stream=sys.stderr)
+    url, server = pg.resolve_database(database_url, data_dir or pg.default_data_dir())
+    try:
+        asyncio.run(_migrate(url))
+
+        async def serve() -> None:
+            directory = sink.Directory(options, await sink.stored_keys(url, options.meters))
+            receiver = sink.PushSink(url, directory)
+            try:
+                await receiver.start(listen_host, int(listen_port))
+            except OSError as e:
+                raise FleetError(f"--listen {listen}: {e.strerror}") from None
+            log.info("hes-sink listening on %s for %d meters", listen, options.meters)
+            try:
+                while True:
+                    await asyncio.sleep(10)
+                    log.info("pushes received %d, recorded %d, refused %s, connections %d", receiver.received,
+                             receiver.recorded, dict(receiver.refused) or 0, receiver.connections)
+            finally:
+                await receiver.stop()
+
+        try:
+            asyncio.run(serve())
+        except KeyboardInterrupt:
+            log.info("stopped")
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: click without its tracebacks, one line per error."""
     try:

@@ -29,7 +29,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["db"], ["db", "migrate"], ["meters"], ["meters", "export"],
-                                     ["backfill"]])
+                                     ["backfill"], ["hes-sink"]])
 def test_every_command_has_help(command):
     proc = fleet(*command, "--help")
     assert proc.returncode == 0, proc.stderr
@@ -50,6 +50,8 @@ def test_every_command_has_help(command):
     (["run", "--nonsense"], ["--nonsense"]),
     (["meters", "export", "--format", "xml"], ["--format"]),
     (["meters", "export", "-o", "/nonexistent-dir/x.json"], ["/nonexistent-dir/x.json"]),
+    (["run", "--hls-mechanism", "high-ecdsa"], ["--security-suite"]),
+    (["hes-sink", "--listen", "nowhere"], ["--listen"]),
 ])
 def test_user_mistakes_get_one_line_and_a_nonzero_exit(args, words):
     assert_one_line_error(fleet(*args), *words)

@@ -472,6 +472,21 @@ COMMENT ON TABLE push_objects IS 'push_object_list of each push setup, in order 
 
 CREATE UNIQUE INDEX push_objects_meter_idx ON public.push_objects USING btree (COALESCE(meter_id, ('-1'::integer)::bigint), push_logical_name, "position");
 
+CREATE TABLE push_received (
+    meter_id bigint NOT NULL,
+    push_logical_name text NOT NULL,
+    notified_at timestamp with time zone NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    long_invoke_id bigint NOT NULL,
+    ciphered boolean NOT NULL,
+    apdu_bytes integer NOT NULL,
+    peer text
+);
+COMMENT ON TABLE push_received IS 'Pushes (DataNotification) received by fleet hes-sink, deciphered and attributed to their meter; a push received twice is one row';
+COMMENT ON COLUMN push_received.notified_at IS 'The date-time the notification carries (meter clock, IST), as UTC';
+
+ALTER TABLE push_received ADD CONSTRAINT push_received_pkey PRIMARY KEY (meter_id, push_logical_name, notified_at);
+
 CREATE TABLE push_schedules (
     meter_id bigint,
     push_logical_name text NOT NULL,
@@ -1019,6 +1034,38 @@ CREATE TABLE meter_keys_p13 PARTITION OF meter_keys FOR VALUES WITH (modulus 16,
 CREATE TABLE meter_keys_p14 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 14);
 
 CREATE TABLE meter_keys_p15 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 15);
+
+CREATE TABLE push_received_p00 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE push_received_p01 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE push_received_p02 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE push_received_p03 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE push_received_p04 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE push_received_p05 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE push_received_p06 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE push_received_p07 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE push_received_p08 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE push_received_p09 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE push_received_p10 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE push_received_p11 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE push_received_p12 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE push_received_p13 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE push_received_p14 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE push_received_p15 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 15);
 
 CREATE VIEW active_schedules AS
  SELECT s.meter_id,

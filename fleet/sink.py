@@ -1,0 +1,202 @@
+"""`fleet hes-sink`: a head-end's push receiver that keeps the score in PostgreSQL.
+
+It accepts any number of meter connections (wrapper framing), takes every DataNotification, plain or
+general-glo-ciphered, finds its meter (by the system title of a ciphered push, by the device ID of a
+plain one), checks and deciphers it with that meter's push keys (meter_core.security, the keys the
+onboarding file gives: derived from the fleet secret, or as stored in `meter_keys`), and records it in
+`push_received` with batched COPY. A push that does not decipher or decode is counted and dropped; a
+push received twice is one row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import time
+from collections import Counter
+
+import asyncpg
+
+from fleet import pg
+from meter_core import security as sec
+from meter_core._util import NEED_DATA
+from meter_core.apdu import DataNotification, decode_apdu
+from meter_core.axdr import CosemDateTime, data_from_bytes
+from meter_core.identity import meter_identity
+from meter_core.keys import derived_keys, from_rows
+from meter_core.wrapper import WrapperDeframer
+
+log = logging.getLogger("fleet.sink")
+
+STAGE = "fleet_stage_push_received"
+COLUMNS = ("meter_id", "push_logical_name", "notified_at", "long_invoke_id", "ciphered", "apdu_bytes", "peer")
+CREATE_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE push_received INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS")
+INSERT = (f"INSERT INTO push_received ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM {STAGE} "
+          "ON CONFLICT DO NOTHING")
+IST = _dt.timezone(_dt.timedelta(minutes=330))
+PUSH_SETUP = 4
+
+
+class Directory:
+    """Who sent a push: meter ids by system title and by device ID, and each meter's push keys."""
+
+    def __init__(self, options, stored: dict[int, list] | None = None) -> None:
+        self.fleet = options.fleet
+        self.by_title: dict[bytes, int] = {}
+        self.by_device: dict[bytes, int] = {}
+        for meter_id in range(options.meters):
+            ident = meter_identity(self.fleet, meter_id)
+            self.by_title[ident.system_title] = meter_id
+            self.by_device[ident.device_id.encode()] = meter_id
+        self._stored = stored or {}
+        self._keys: dict[int, object] = {}
+
+    def keys(self, meter_id: int):
+        ks = self._keys.get(meter_id)
+        if ks is None:
+            rows = self._stored.get(meter_id)
+            state = (from_rows(self.fleet, meter_id, rows) if rows
+                     else derived_keys(self.fleet, meter_id, self.fleet.security_suite))
+            ks = self._keys[meter_id] = state.sets[PUSH_SETUP]
+        return ks
+
+
+class Refused(Exception):
+    pass
+
+
+def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, int, bool]:
+    """(meter_id, push setup, notified at, long invoke id, ciphered) of one received APDU."""
+    ciphered = apdu[:1] == b"\xdb"
+    if ciphered:
+        try:
+            env = sec.open_envelope(apdu)
+        except sec.SecurityError as e:
+            raise Refused(f"ciphered push does not decode: {e}") from None
+        meter_id = directory.by_title.get(env.system_title or b"")
+        if meter_id is None:
+            raise Refused("push from an unknown system title")
+        ks = directory.keys(meter_id)
+        try:
+            _, _, apdu = sec.unprotect(env.payload, env.system_title, ks.ek, ks.ak)
+        except sec.SecurityError as e:
+            raise Refused(f"push of meter {meter_id} does not decipher: {e}") from None
+    try:
+        note = decode_apdu(apdu)
+        if not isinstance(note, DataNotification):
+            raise Refused(f"{type(note).__name__} is not a push")
+        body = data_from_bytes(note.body).value
+        device, push_ln = bytes(body[0].value), bytes(body[1].value)
+    except Refused:
+        raise
+    except Exception as e:  # noqa: BLE001 - any malformed body: count and drop
+        raise Refused(f"push does not decode: {e}") from None
+    if not ciphered:
+        meter_id = directory.by_device.get(device)
+        if meter_id is None:
+            raise Refused("push from an unknown device ID")
+    if note.date_time is None:
+        raise Refused("push without its date-time")
+    stamp = CosemDateTime.from_bytes(note.date_time).to_datetime().replace(tzinfo=IST)
+    return meter_id, ".".join(str(b) for b in push_ln), stamp, note.long_invoke_id_and_priority & 0xFFFFFF, ciphered
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, sink: PushSink) -> None:
+        self.sink = sink
+        self.deframer = WrapperDeframer()
+        self.peer = ""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
+        self.sink.connections += 1
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.deframer.feed(data)
+            while (got := self.deframer.next_payload()) is not NEED_DATA:
+                self.sink.take(got[2], self.peer)
+        except Exception as e:  # noqa: BLE001 - a peer that does not speak the wrapper: drop it
+            self.sink.refused["framing"] += 1
+            log.warning("dropping %s: %s", self.peer, e)
+            self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        self.sink.connections -= 1
+
+
+class PushSink:
+    """The receiver and its writer task."""
+
+    def __init__(self, url: str, directory: Directory, *, flush_interval: float = 0.2) -> None:
+        self.url = url
+        self.directory = directory
+        self.flush_interval = flush_interval
+        self.pending: list[tuple] = []
+        self.received = 0
+        self.recorded = 0
+        self.refused: Counter[str] = Counter()
+        self.connections = 0
+        self._server = None
+        self._writer = None
+
+    def take(self, apdu: bytes, peer: str) -> None:
+        try:
+            meter_id, push_ln, stamp, invoke, ciphered = receive(self.directory, apdu)
+        except Refused as e:
+            self.refused["undecodable"] += 1
+            log.debug("%s: %s", peer, e)
+            return
+        self.received += 1
+        self.pending.append((meter_id, push_ln, stamp, invoke, ciphered, len(apdu), peer))
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Conn(self), host, port, reuse_address=True)
+        self._writer = loop.create_task(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        conn = None
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            if not self.pending:
+                continue
+            batch, self.pending = self.pending, []
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await pg.connect(self.url)
+                    await conn.execute(CREATE_STAGE)
+                async with conn.transaction():
+                    await conn.copy_records_to_table(STAGE, records=batch, columns=COLUMNS)
+                    self.recorded += pg_rowcount(await conn.execute(INSERT))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("writing pushes failed, retrying: %s", pg.one_line(e))
+                self.pending = batch + self.pending  # nothing lost; keys make a repeat a no-op
+                conn = None
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._writer is not None:
+            deadline = time.monotonic() + 5
+            while self.pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            self._writer.cancel()
+
+
+def pg_rowcount(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def stored_keys(url: str, meters: int) -> dict[int, list]:
+    from fleet.export import stored_keys as load
+
+    return await load(url, range(meters))
+
+
+__all__ = ["Directory", "PushSink", "receive"]
