@@ -182,7 +182,6 @@ def key_transfer(meter, e: int, params, now: float):
     old keys)."""
     from meter_core.apdu.codes import ActionResult
     from meter_core.axdr import DataType
-    from meter_core.eventlog import TRANSACTION
     from meter_core.security import KEY_LENGTH, SecurityError, unwrap_key
 
     if params is None or params.tag is not DataType.ARRAY or not params.value:
@@ -204,6 +203,16 @@ def key_transfer(meter, e: int, params, now: float):
         if len(key) != KEY_LENGTH[ks.suite]:
             return ActionResult.OTHER_REASON, None
         new[key_id] = key
+    _install(meter, sec, e, new, now)
+    return ActionResult.SUCCESS, None
+
+
+def _install(meter, sec: MeterSecurity, e: int, new: dict[int, bytes], now: float) -> None:
+    """New keys of security setup ``e`` (key id -> key) in force from the next APDU: a new EK starts its
+    counters again; the change is a transaction event (164) and is stored."""
+    from meter_core.eventlog import TRANSACTION
+
+    ks = sec.sets[e]
     if KEY_EK in new:
         ks.ek = new[KEY_EK]
         ks.rx_ic = ks.tx_ic = 0
@@ -213,7 +222,6 @@ def key_transfer(meter, e: int, params, now: float):
         sec.kek = new[KEY_MASTER]
     sec.changed.update(("key", e, k) for k in new)
     meter.record_event(TRANSACTION, EV_GLOBAL_KEY, now)
-    return ActionResult.SUCCESS, None
 
 
 def change_hls_secret(meter, client_sap: int, params, now: float):
@@ -463,7 +471,6 @@ def key_agreement(meter, e: int, suite: int, params, now: float, client_title: b
     from meter_core.apdu.codes import ActionResult
     from meter_core.axdr import Data, DataType
     from meter_core.cosem.model import encode_value
-    from meter_core.eventlog import TRANSACTION
 
     if params is None or params.tag is not DataType.ARRAY or not params.value:
         return ActionResult.TYPE_UNMATCHED, None
@@ -497,14 +504,5 @@ def key_agreement(meter, e: int, suite: int, params, now: float, client_title: b
                              sec.KEY_LENGTH[suite])
         answers.append(Data(DataType.OCTET_STRING, my_point + sec.ecdsa_sign(
             suite, state.signing, bytes((key_id,)) + my_point)))
-    ks = state.sets[e]
-    if KEY_EK in agreed:
-        ks.ek = agreed[KEY_EK]
-        ks.rx_ic = ks.tx_ic = 0
-    if KEY_AK in agreed:
-        ks.ak = agreed[KEY_AK]
-    if KEY_MASTER in agreed:
-        state.kek = agreed[KEY_MASTER]
-    state.changed.update(("key", e, k) for k in agreed)
-    meter.record_event(TRANSACTION, EV_GLOBAL_KEY, now)
+    _install(meter, state, e, agreed, now)
     return ActionResult.SUCCESS, encode_value(Data(DataType.ARRAY, tuple(answers)))
