@@ -31,11 +31,15 @@ _monotonic = time.monotonic
 class MeterProtocol(asyncio.Protocol):
     """One TCP connection to one meter."""
 
-    __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing")
+    __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing",
+                 "push", "sent")
 
-    def __init__(self, worker, meter_id: int) -> None:
+    def __init__(self, worker, meter_id: int, push: str | None = None) -> None:
         self.worker = worker
         self.meter_id = meter_id
+        # dial mode: the push setup whose push this connection opens with
+        self.push = push
+        self.sent = False
         self.transport: asyncio.Transport | None = None
         self.conn: MeterConnection | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -58,9 +62,20 @@ class MeterProtocol(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
         now = _monotonic()
         meter = w.meter(self.meter_id)
-        self.conn = MeterConnection(meter, w.transport_kind, now=now, stats=w.stats)
+        idle = w.settings.dial_idle if self.push is not None else None
+        self.conn = MeterConnection(meter, w.transport_kind, now=now, stats=w.stats, inactivity_timeout=idle)
         self.connection_id = uuid.uuid4()
         w.connection_opened(self)
+        if self.push is not None:  # a meter that dialled in speaks first: its push
+            from meter_core import push as pushes
+
+            apdu = pushes.data_notification(meter, self.push, now, w.next_push_id())
+            data = pushes.frame(meter, pushes.protect(meter, apdu), w.transport_kind.value == "hdlc")
+            transport.write(data)
+            w.metrics.bytes_out += len(data)
+            self.sent = True
+            if meter.state.security is not None:
+                w.security_dirty.add(self.meter_id)  # the push used a counter
         self._arm(now)
 
     def data_received(self, data: bytes) -> None:

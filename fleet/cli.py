@@ -47,7 +47,8 @@ def _fleet_options(f):
         click.option("--transport", type=click.Choice(["wrapper", "hdlc"]), default="wrapper", show_default=True,
                      help="Framing on each meter's TCP port: IEC 62056-47 wrapper or HDLC."),
         click.option("--mode", type=click.Choice(["listen", "gateway", "dial"]), default="listen",
-                     show_default=True, help="How a head-end reaches the meters (only listen so far)."),
+                     show_default=True, help="How a head-end reaches the meters: listen (each meter on its port) or "
+                                             "dial (each meter calls --hes to push, then serves it)."),
         click.option("--host", default="127.0.0.1", show_default=True,
                      help="Address(es) the meters listen on, comma separated; more addresses give more ports."),
         click.option("--port-base", default=4059, show_default=True, type=click.IntRange(1, 65535),
@@ -68,8 +69,8 @@ def _fleet_options(f):
 
 def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                    hls_mechanism="high", security_suite=0) -> FleetOptions:
-    if mode != "listen":
-        raise FleetError(f"--mode {mode} is not available yet; use --mode listen")
+    if mode not in ("listen", "dial"):
+        raise FleetError(f"--mode {mode} is not available yet; use --mode listen or dial")
     hosts = tuple(h.strip() for h in host.split(",") if h.strip())
     if not hosts:
         raise FleetError("--host needs at least one address")
@@ -143,7 +144,7 @@ def cli() -> None:
               help="Simulated time at start, ISO 8601 (default: now), e.g. 2026-06-01T00:00:00+05:30.")
 @click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535),
               help="Port of the Prometheus /metrics endpoint (0 turns it off).")
-@click.option("--hes", default=None, help="HOST:PORT of the head-end, for dial mode and pushes (later).")
+@click.option("--hes", default=None, help="HOST:PORT of the head-end the meters push to (--mode dial).")
 @click.option("--drift-ppm", default=0.0, show_default=True, type=click.FloatRange(0.0, 500.0),
               help="Meter clocks run up to this many ppm fast or slow (seeded per meter); 0 keeps them exact.")
 @click.option("--spool-dir", envvar="FLEET_SPOOL_DIR", type=click.Path(file_okay=False, path_type=Path),
@@ -157,8 +158,16 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                              hls_mechanism, security_suite)
-    if hes is not None:
-        raise FleetError("--hes is used by dial mode and pushes, which are not available yet")
+    hes_address = None
+    if options.mode == "dial":
+        if hes is None:
+            raise FleetError("--mode dial needs --hes HOST:PORT (where the meters push to)")
+        hes_host, _, hes_port = hes.rpartition(":")
+        if not hes_host or not hes_port.isdigit() or not 0 < int(hes_port) < 65536:
+            raise FleetError(f"--hes {hes!r}: expected HOST:PORT")
+        hes_address = (hes_host, int(hes_port))
+    elif hes is not None:
+        raise FleetError("--hes is for --mode dial")
     sim_start = _parse_start(start)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fleet: %(message)s", stream=sys.stderr)
     if metrics_port:
@@ -184,6 +193,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
             metrics_port=metrics_port or None,
             spool_dir=str(spool_dir or data_dir.parent / "spool"),
             drift_ppm=drift_ppm,
+            hes=hes_address,
         )
         if metrics_port:
             metrics.serve(metrics_port)
@@ -192,6 +202,11 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
         pod = options.pod_range()
 
         def ready(sup) -> None:
+            if options.mode == "dial":
+                log.info("%d meters ready (%s, ids %d-%d) to push to %s:%d with %d worker(s); database %s",
+                         len(pod), options.transport.value, pod.start, pod.stop - 1, *hes_address, len(sup.slots),
+                         "embedded" if server is not None else pg.redact(url))
+                return
             first, last = options.address(pod.start), options.address(pod.stop - 1)
             log.info(
                 "%d meters ready (%s, ids %d-%d) on %s:%d .. %s:%d with %d worker(s); metrics %s; database %s",

@@ -32,6 +32,8 @@ BYTES_IN = Counter("fleet_bytes_received", "Bytes received from head-ends")
 BYTES_OUT = Counter("fleet_bytes_sent", "Bytes sent to head-ends")
 CONNECTIONS_REFUSED = Counter("fleet_connections_refused", "Connections refused, by reason", ["reason"])
 PROTOCOL_VIOLATIONS = Counter("fleet_protocol_violations", "Bad input answered or dropped, by layer", ["layer"])
+PUSHES = Counter("fleet_pushes", "Pushes by push setup and outcome: due, attempted, sent, retried, failed",
+                 ["push", "outcome"])
 SECURITY_FAILURES = Counter("fleet_security_failures",
                             "Protected requests and HLS replies refused, by client SAP and reason",
                             ["client", "reason"])
@@ -70,7 +72,7 @@ class WorkerMetrics:
     """Per-worker tallies, pushed to the prometheus files by `flush` (once a second)."""
 
     __slots__ = ("latency_counts", "latency_sum", "bytes_in", "bytes_out", "_last_requests", "refused",
-                 "violations", "internal_errors", "associations", "releases", "security_failures")
+                 "violations", "internal_errors", "associations", "releases", "security_failures", "pushes")
 
     def __init__(self) -> None:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -84,6 +86,7 @@ class WorkerMetrics:
         self.associations: dict[tuple[int, str], int] = {}
         self.releases: dict[tuple[int, str], int] = {}
         self.security_failures: dict[tuple[int, str], int] = {}
+        self.pushes: dict[tuple[str, str], int] = {}
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -131,3 +134,6 @@ class WorkerMetrics:
         for (client, reason), n in self.security_failures.items():
             SECURITY_FAILURES.labels(str(client), reason).inc(n)
         self.security_failures.clear()
+        for (name, outcome), n in self.pushes.items():
+            PUSHES.labels(name, outcome).inc(n)
+        self.pushes.clear()

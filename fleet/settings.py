@@ -86,6 +86,11 @@ class RunSettings:
     drift_ppm: float = 0.0
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 10.0
+    # Dial mode: where the meters push to, how long a dialled-in connection stays open without a request
+    # (wall seconds), and how many dials a worker has in flight at once.
+    hes: tuple[str, int] | None = None
+    dial_idle: float = 30.0
+    dial_concurrency: int = 256
 
     def plan(self) -> list[range]:
         """The shard of each worker slot: the pod's range split into contiguous pieces."""

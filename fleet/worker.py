@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -94,7 +94,10 @@ class Worker:
         self.groundtruth = None
         # meters whose keys or invocation counters may have moved since the recorder last wrote them
         self.security_dirty: set[int] = set()
+        self._push_id = 0
+        self.push_counts: Counter = Counter()
         self._stop = asyncio.Event()
+        self._dials: set = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -121,7 +124,11 @@ class Worker:
                     self.groundtruth.start()
             else:
                 self.recorder = NullRecorder()
-            await self._listen()
+            if self.options.mode == "dial":
+                if s.hes is None:
+                    raise FleetError("dial mode needs the head-end's address (--hes HOST:PORT)")
+            else:
+                await self._listen()
         except FleetError as e:
             self._send(("boot-error", self.slot, str(e)))
             await self._close_recorder(1.0)
@@ -130,6 +137,8 @@ class Worker:
         metrics.WORKERS_UP.inc()
         self._send(("ready", self.slot, os.getpid(), len(self.servers)))
         tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._flush_metrics())]
+        if self.options.mode == "dial":
+            tasks.append(asyncio.create_task(self._dial()))
         await self._stop.wait()
         await self._shutdown(tasks)
         return 0
@@ -150,6 +159,68 @@ class Worker:
             install_settings(settings)
         except (ValueError, KeyError, TypeError) as e:
             raise FleetError(f"the database's load templates or power-quality settings are unusable: {e}") from None
+
+    # -- dial mode --------------------------------------------------------------------------------
+
+    def next_push_id(self) -> int:
+        """long-invoke-id of the next push (24 bits, per worker)."""
+        self._push_id = (self._push_id + 1) & 0xFFFFFF
+        return self._push_id
+
+    def _count_push(self, name: str, outcome: str) -> None:
+        key = (name, outcome)
+        self.metrics.pushes[key] = self.metrics.pushes.get(key, 0) + 1  # flushed to prometheus, then cleared
+        self.push_counts[key] += 1  # the worker's running totals
+
+    async def _dial(self) -> None:
+        """Dial mode: each meter of the shard calls the head-end when one of its scheduled pushes is due
+        (a connection of its own per push), pushes, then serves the head-end's requests until the
+        connection has been idle for ``dial_idle`` seconds."""
+        import heapq
+
+        from meter_core import push
+
+        clock, seed = self.clock, self.fleet.seed
+        now_sim = clock.sim(time.monotonic())
+        heap = [(push.next_due(seed, mid, p, now_sim), mid, p) for mid in self.shard for p in push.DEFAULT_SCHEDULES]
+        heapq.heapify(heap)
+        gate = asyncio.Semaphore(self.settings.dial_concurrency)
+        while heap:
+            due, mid, p = heap[0]
+            wait = (due - clock.sim(time.monotonic())) / clock.speed
+            if wait > 0:
+                await asyncio.sleep(min(wait, 1.0))
+                continue
+            heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p))
+            self._count_push(p, "due")
+            await gate.acquire()
+            task = self.loop.create_task(self._push_with_retries(mid, p, gate))
+            self._dials.add(task)
+            task.add_done_callback(self._dials.discard)
+
+    async def _push_with_retries(self, meter_id: int, push_ln: str, gate: asyncio.Semaphore) -> None:
+        """Connect and push; on failure retry after the repetition delay, as often as the push setup
+        says (3 times, 60 s apart in simulated time), then count the push as failed."""
+        from fleet.actor import MeterProtocol
+
+        host, port = self.settings.hes
+        try:
+            for attempt in range(4):
+                if attempt:
+                    self._count_push(push_ln, "retried")
+                    await asyncio.sleep(60.0 / self.clock.speed)
+                self._count_push(push_ln, "attempted")
+                try:
+                    _, proto = await asyncio.wait_for(self.loop.create_connection(
+                        lambda: MeterProtocol(self, meter_id, push=push_ln), host, port), 10.0)
+                except (OSError, TimeoutError):
+                    continue
+                if proto.sent:
+                    self._count_push(push_ln, "sent")
+                    return
+            self._count_push(push_ln, "failed")
+        finally:
+            gate.release()
 
     def stop(self) -> None:
         """Ask the worker to shut down (thread-safe through ``loop.call_soon_threadsafe``)."""
@@ -183,6 +254,8 @@ class Worker:
             proto.abort()
         await asyncio.sleep(0)  # let connection_lost callbacks run
         for t in tasks:
+            t.cancel()
+        for t in list(self._dials):
             t.cancel()
         self._flush_metrics_once()
         metrics.METERS_ONLINE.dec(len(self.servers))

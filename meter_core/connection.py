@@ -71,6 +71,7 @@ class MeterConnection:
         now: float,
         stats: ServiceStats | None = None,
         hdlc_settings: HdlcServerSettings | None = None,
+        inactivity_timeout: float | None = None,
     ) -> None:
         self.meter = meter
         self.transport = transport
@@ -80,7 +81,8 @@ class MeterConnection:
         self._out: list[bytes] = []
         self._last_activity = now
         self._closed = False
-        self._timeout = float(meter.state.inactivity_timeout)
+        # the TCP-UDP setup's inactivity_time_out, or the caller's (a meter that dialled in hangs up sooner)
+        self._timeout = float(meter.state.inactivity_timeout if inactivity_timeout is None else inactivity_timeout)
         if transport is Transport.WRAPPER:
             self._wrapper = WrapperDeframer()
             self._hdlc = None

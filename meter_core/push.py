@@ -73,6 +73,46 @@ def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
     return out
 
 
+# -- when a push is due ------------------------------------------------------------------------------------
+
+# Schedules of the periodic pushes (the seed's push_schedules types): period in seconds, aligned to IST
+# midnight. The alert push goes on an ESW change, not on a schedule.
+SCHEDULE_SECONDS = {"FIFTEEN_MIN": 900, "THIRTY_MIN": 1800, "ONE_HOUR": 3600, "FOUR_HOUR": 14400,
+                    "EIGHT_HOUR": 28800, "TWELVE_HOUR": 43200, "TWENTY_FOUR_HOUR": 86400}
+DEFAULT_SCHEDULES = {INSTANT_PUSH: "FIFTEEN_MIN", BLOCK_LOAD_PUSH: "THIRTY_MIN", DAILY_LOAD_PUSH: "TWENTY_FOUR_HOUR"}
+_IST_S = 19800
+
+
+def randomisation(seed: int, meter_id: int, push: str) -> float:
+    """The meter's own delay (s) after each scheduled instant, within the push setup's randomisation
+    start interval: seeded, so a fleet's pushes spread the same way every run."""
+    from meter_core.identity import stable_hash
+
+    interval = _RANDOMISATION.get(push, 0)
+    if not interval:
+        return 0.0
+    return (stable_hash("push-randomisation", seed, meter_id, push) % (interval * 1000)) / 1000.0
+
+
+def next_due(seed: int, meter_id: int, push: str, after: float, schedule: str | None = None) -> float:
+    """The first time (simulated, UTC seconds) strictly after ``after`` at which meter ``meter_id`` pushes
+    ``push`` on its schedule: the schedule's instant plus the meter's randomisation delay."""
+    period = SCHEDULE_SECONDS[schedule or DEFAULT_SCHEDULES[push]]
+    delay = randomisation(seed, meter_id, push)
+    k = (after - delay + _IST_S) // period + 1
+    return k * period - _IST_S + delay
+
+
+def due_between(seed: int, meter_id: int, push: str, t0: float, t1: float, schedule: str | None = None) -> list:
+    """Every scheduled push of the meter in (t0, t1]."""
+    out = []
+    t = next_due(seed, meter_id, push, t0, schedule)
+    while t <= t1:
+        out.append(t)
+        t = next_due(seed, meter_id, push, t, schedule)
+    return out
+
+
 # -- what a push sends (facts 12.2) ---------------------------------------------------------------------
 
 PUSH_CLIENT_SAP = 64  # wPort / HDLC client of the push association 0.0.40.0.4.255 (facts 7)
@@ -146,5 +186,6 @@ def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
                  control=_UI_FINAL, info=_LLC_RESPONSE + apdu).to_bytes()
 
 
-__all__ = ["ALERT_PUSH", "BLOCK_LOAD_PUSH", "DAILY_LOAD_PUSH", "INSTANT_PUSH", "PUSH_CLIENT_SAP", "data_notification",
-           "frame", "notification_body", "protect", "push_setup_objects"]
+__all__ = ["ALERT_PUSH", "BLOCK_LOAD_PUSH", "DAILY_LOAD_PUSH", "DEFAULT_SCHEDULES", "INSTANT_PUSH", "PUSH_CLIENT_SAP",
+           "data_notification", "due_between", "frame", "next_due", "notification_body", "protect",
+           "push_setup_objects", "randomisation"]

@@ -75,7 +75,8 @@ class RunningMeters:
 def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
                    kind: MeterKind = MeterKind.THREE_PHASE, seed: int = 1, speed: float = 1.0,
                    database_url: str | None = None, sim_start: float | None = None, spool_dir=None,
-                   hls_mechanism: int = 2, security_suite: int = 0):
+                   hls_mechanism: int = 2, security_suite: int = 0, hes: tuple[str, int] | None = None,
+                   dial_idle: float = 30.0):
     """Serve ``meters`` meters from one worker in a background thread; stop them on exit."""
     import uvloop
 
@@ -83,11 +84,12 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
 
     options = FleetOptions(meters=meters, seed=seed, kind=kind, transport=transport,
                            port_base=free_port_base(meters), hls_mechanism=hls_mechanism,
-                           security_suite=security_suite)
+                           security_suite=security_suite, mode="dial" if hes else "listen")
     settings = RunSettings(options=options, workers=1, speed=speed,
                            sim_start=time.time() if sim_start is None else sim_start,
                            sim_t0=time.monotonic(), epoch_start=EPOCH, database_url=database_url,
-                           shutdown_timeout=5.0, spool_dir=None if spool_dir is None else str(spool_dir))
+                           shutdown_timeout=5.0, spool_dir=None if spool_dir is None else str(spool_dir),
+                           hes=hes, dial_idle=dial_idle)
     pipe = _Pipe()
     worker = Worker(0, range(meters), settings, pipe)
     result: dict = {}

@@ -1,0 +1,106 @@
+"""Dial mode against fleet hes-sink: meters call the head-end when their scheduled pushes are due, each
+push arrives once and deciphers, the head-end may read the meter on the connection the meter opened,
+and with the head-end away the pushes are retried, then counted as failed."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import asyncpg
+import pytest
+
+from meter_core import push
+from tests.integration.test_sink import RunningSink
+from tests.servers import running_meters
+
+pytestmark = pytest.mark.integration
+
+SPEED = 900.0  # 15 simulated minutes a second
+
+
+async def _received(url: str) -> set:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT meter_id, push_logical_name, notified_at FROM push_received")
+    finally:
+        await conn.close()
+    return {(r["meter_id"], r["push_logical_name"]) for r in rows}, len(rows)
+
+
+def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
+    from fleet.settings import FleetOptions
+
+    sink = RunningSink(database_url, FleetOptions(meters=6, seed=1))
+    try:
+        start = time.time()
+        with running_meters(6, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=start,
+                            dial_idle=0.5) as m:
+            t0 = m.worker.clock.sim(time.monotonic())
+            time.sleep(6.0)  # 1.5 simulated hours
+            t1 = m.worker.clock.sim(time.monotonic())
+            counts = dict(m.worker.push_counts)
+        due = [(mid, p, t) for mid in range(6) for p in push.DEFAULT_SCHEDULES
+               for t in push.due_between(1, mid, p, t0, t1 - 120)]  # (the last two minutes may be in flight)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            kinds, n = asyncio.run(_received(database_url))
+            if n >= len(due):
+                break
+            time.sleep(0.2)
+        assert n >= len(due) > 30
+        assert {(mid, p) for mid, p, _ in due} <= kinds
+        assert sink.sink.refused["undecodable"] == 0
+        assert sink.sink.received == n  # nothing delivered twice
+        sent = sum(v for (_, outcome), v in counts.items() if outcome == "sent")
+        assert sent >= n and not any(outcome == "failed" for _, outcome in counts)
+    finally:
+        sink.stop()
+
+
+def test_a_head_end_that_is_away_gets_retries_then_failures():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there
+    with running_meters(2, hes=("127.0.0.1", port), speed=SPEED) as m:
+        time.sleep(5.0)
+        pushes = {}
+        for (_push, outcome), n in m.worker.push_counts.items():
+            pushes[outcome] = pushes.get(outcome, 0) + n
+    # every due push was attempted, retried 60 simulated seconds apart, and never sent
+    assert pushes.get("sent", 0) == 0
+    assert pushes.get("retried", 0) >= pushes.get("failed", 0) * 3 > 0
+
+
+def test_the_head_end_reads_the_meter_on_the_connection_it_dialled():
+    """The meter calls, pushes, then answers the head-end's AARQ and GET on that same connection."""
+    from meter_core import NEED_DATA
+    from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
+
+    hes = socket.socket()
+    hes.bind(("127.0.0.1", 0))
+    hes.listen(8)
+    hes.settimeout(10)
+    with running_meters(1, hes=("127.0.0.1", hes.getsockname()[1]), speed=SPEED, dial_idle=5.0):
+        conn, _ = hes.accept()
+        conn.settimeout(5)
+        with conn:
+            head = conn.recv(8, socket.MSG_WAITALL)
+            assert head[2:6] == b"\x00\x01\x00\x40"  # from the meter's logical device to the push client
+            conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)  # the push itself
+            client = DlmsClient(ClientSettings(client_sap=16))
+
+            def talk():
+                conn.sendall(client.data_to_send())
+                while (ev := client.next_event()) is NEED_DATA:
+                    client.receive_data(conn.recv(65536))
+                return ev
+
+            client.associate()
+            assert isinstance(talk(), Associated)
+            client.get(8, "0.0.1.0.0.255", 2)
+            ev = talk()
+            assert isinstance(ev, GetResult) and ev.value is not None and len(ev.value.value) == 12
+    hes.close()
