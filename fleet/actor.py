@@ -32,13 +32,14 @@ class MeterProtocol(asyncio.Protocol):
     """One TCP connection to one meter."""
 
     __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing",
-                 "push", "sent")
+                 "push", "sent", "push_id")
 
-    def __init__(self, worker, meter_id: int, push: str | None = None) -> None:
+    def __init__(self, worker, meter_id: int, push: str | None = None, push_id: int = 0) -> None:
         self.worker = worker
         self.meter_id = meter_id
-        # dial mode: the push setup whose push this connection opens with
+        # dial mode: the push setup whose push this connection opens with, and its long-invoke-id
         self.push = push
+        self.push_id = push_id
         self.sent = False
         self.transport: asyncio.Transport | None = None
         self.conn: MeterConnection | None = None
@@ -69,7 +70,7 @@ class MeterProtocol(asyncio.Protocol):
         if self.push is not None:  # a meter that dialled in speaks first: its push
             from meter_core import push as pushes
 
-            apdu = pushes.data_notification(meter, self.push, now, w.next_push_id())
+            apdu = pushes.data_notification(meter, self.push, now, self.push_id)
             data = pushes.frame(meter, pushes.protect(meter, apdu), w.transport_kind.value == "hdlc")
             transport.write(data)
             w.metrics.bytes_out += len(data)

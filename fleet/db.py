@@ -162,7 +162,16 @@ REPLACE_CERTIFICATES = "DELETE FROM certificates WHERE meter_id = ANY($1::bigint
 SELECT_CERTIFICATES = ("SELECT meter_id, certificate_entity, certificate_type, der FROM certificates"
                        " WHERE meter_id >= $1 AND meter_id < $2 ORDER BY meter_id, certificate_entity, certificate_type")
 
+STAGE_PUSH_DUE = "fleet_stage_push_due"
+PUSH_DUE_COLUMNS = ("meter_id", "push_logical_name", "due_at", "long_invoke_id", "outcome", "attempts")
+INSERT_PUSH_DUE = (f"INSERT INTO push_due ({', '.join(PUSH_DUE_COLUMNS)}) SELECT {', '.join(PUSH_DUE_COLUMNS)} "
+                   f"FROM {STAGE_PUSH_DUE} ON CONFLICT DO NOTHING")
+
 CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_PUSH_DUE} (
+    meter_id bigint, push_logical_name text, due_at timestamptz, long_invoke_id bigint, outcome text,
+    attempts integer
+) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_KEYS} (
     meter_id bigint, security_setup smallint, client_sap integer, security_suite smallint, block_key bytea,
     auth_key bytea, master_key bytea, hls_secret bytea, client_system_title bytea, rx_invocation_counter bigint,

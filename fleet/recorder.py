@@ -99,6 +99,9 @@ class NullRecorder:
     def flush_metrics(self, metrics) -> None:
         pass
 
+    def push_settled(self, *args) -> None:
+        pass
+
     async def close(self, timeout: float) -> None:
         pass
 
@@ -133,6 +136,7 @@ class Recorder:
         self._reported = {"rows": dict(self.rows_written), "dropped": 0, "errors": 0, "discarded": 0}
         self._keys_due = 0.0
         self._keys_pending: set[int] = set()
+        self._pushes: list[tuple] = []  # settled scheduled pushes, written with the keys (once a second)
 
     @classmethod
     async def open(cls, url: str, worker, **kwargs) -> Recorder:
@@ -289,6 +293,10 @@ class Recorder:
         if conn is not None:
             await _close_quietly(conn)
 
+    def push_settled(self, meter_id: int, push_ln: str, due: float, push_id: int, outcome: str, attempts: int) -> None:
+        """A scheduled push was sent or has failed for good (dial mode)."""
+        self._pushes.append((meter_id, push_ln, _ts(due), push_id, outcome, attempts))
+
     # -- the writer task ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -343,6 +351,8 @@ class Recorder:
 
         self._keys_due = time.monotonic() + KEYS_INTERVAL
         w = self.worker
+        if self._pushes:
+            await self._write_pushes()
         if w.security_dirty:
             self._keys_pending |= w.security_dirty
             w.security_dirty = set()
@@ -374,6 +384,21 @@ class Recorder:
         for sec in written_certs:
             sec.certs_changed = False  # (a change made while writing marks the meter dirty again)
         self._keys_pending.clear()
+
+    async def _write_pushes(self) -> None:
+        batch, self._pushes = self._pushes, []
+        try:
+            conn = await self._conn.get()
+            async with conn.transaction():
+                await conn.copy_records_to_table(db.STAGE_PUSH_DUE, records=batch, columns=db.PUSH_DUE_COLUMNS)
+                await conn.execute(db.INSERT_PUSH_DUE)
+        except Exception as e:  # noqa: BLE001 - kept for the next try; the key makes a repeat a no-op
+            self.errors += 1
+            self._conn.drop()
+            self._pushes = batch + self._pushes
+            log.warning("writing settled pushes failed, retrying: %s", pg.one_line(e))
+            return
+        self.rows_written["push_due"] = self.rows_written.get("push_due", 0) + len(batch)
 
     def _take(self) -> tuple[list, list, int, float]:
         """Fold up to ``batch_size`` queued events into staging rows: (connections, associations, n, oldest)."""

@@ -94,7 +94,6 @@ class Worker:
         self.groundtruth = None
         # meters whose keys or invocation counters may have moved since the recorder last wrote them
         self.security_dirty: set[int] = set()
-        self._push_id = 0
         self.push_counts: Counter = Counter()
         self._stop = asyncio.Event()
         self._dials: set = set()
@@ -162,11 +161,6 @@ class Worker:
 
     # -- dial mode --------------------------------------------------------------------------------
 
-    def next_push_id(self) -> int:
-        """long-invoke-id of the next push (24 bits, per worker)."""
-        self._push_id = (self._push_id + 1) & 0xFFFFFF
-        return self._push_id
-
     def _count_push(self, name: str, outcome: str) -> None:
         key = (name, outcome)
         self.metrics.pushes[key] = self.metrics.pushes.get(key, 0) + 1  # flushed to prometheus, then cleared
@@ -194,31 +188,37 @@ class Worker:
             heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p))
             self._count_push(p, "due")
             await gate.acquire()
-            task = self.loop.create_task(self._push_with_retries(mid, p, gate))
+            task = self.loop.create_task(self._push_with_retries(mid, p, due, gate))
             self._dials.add(task)
             task.add_done_callback(self._dials.discard)
 
-    async def _push_with_retries(self, meter_id: int, push_ln: str, gate: asyncio.Semaphore) -> None:
+    async def _push_with_retries(self, meter_id: int, push_ln: str, due: float, gate: asyncio.Semaphore) -> None:
         """Connect and push; on failure retry after the repetition delay, as often as the push setup
         says (3 times, 60 s apart in simulated time), then count the push as failed."""
         from fleet.actor import MeterProtocol
+        from meter_core import push
 
         host, port = self.settings.hes
+        push_id = push.invoke_id_for(due)
+        attempts = 0
         try:
             for attempt in range(4):
                 if attempt:
                     self._count_push(push_ln, "retried")
                     await asyncio.sleep(60.0 / self.clock.speed)
                 self._count_push(push_ln, "attempted")
+                attempts += 1
                 try:
                     _, proto = await asyncio.wait_for(self.loop.create_connection(
-                        lambda: MeterProtocol(self, meter_id, push=push_ln), host, port), 10.0)
+                        lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id), host, port), 10.0)
                 except (OSError, TimeoutError):
                     continue
                 if proto.sent:
                     self._count_push(push_ln, "sent")
+                    self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts)
                     return
             self._count_push(push_ln, "failed")
+            self.recorder.push_settled(meter_id, push_ln, due, push_id, "FAILED", attempts)
         finally:
             gate.release()
 

@@ -103,6 +103,12 @@ def next_due(seed: int, meter_id: int, push: str, after: float, schedule: str | 
     return k * period - _IST_S + delay
 
 
+def invoke_id_for(due: float) -> int:
+    """The long-invoke-id a push carries: the minute of its due time (mod 2^24), so a head-end's record of
+    it meets the meter's record of what it owed."""
+    return int(due // 60) & 0xFFFFFF
+
+
 def due_between(seed: int, meter_id: int, push: str, t0: float, t1: float, schedule: str | None = None) -> list:
     """Every scheduled push of the meter in (t0, t1]."""
     out = []
@@ -187,5 +193,5 @@ def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
 
 
 __all__ = ["ALERT_PUSH", "BLOCK_LOAD_PUSH", "DAILY_LOAD_PUSH", "DEFAULT_SCHEDULES", "INSTANT_PUSH", "PUSH_CLIENT_SAP",
-           "data_notification", "due_between", "frame", "next_due", "notification_body", "protect",
+           "data_notification", "due_between", "frame", "invoke_id_for", "next_due", "notification_body", "protect",
            "push_setup_objects", "randomisation"]

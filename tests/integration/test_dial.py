@@ -29,6 +29,14 @@ async def _received(url: str) -> set:
     return {(r["meter_id"], r["push_logical_name"]) for r in rows}, len(rows)
 
 
+async def _rates(url: str) -> list:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch("SELECT * FROM push_success ORDER BY meter_id, push_logical_name")
+    finally:
+        await conn.close()
+
+
 def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
     from fleet.settings import FleetOptions
 
@@ -36,7 +44,7 @@ def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
     try:
         start = time.time()
         with running_meters(6, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=start,
-                            dial_idle=0.5) as m:
+                            dial_idle=0.5, database_url=database_url) as m:
             t0 = m.worker.clock.sim(time.monotonic())
             time.sleep(6.0)  # 1.5 simulated hours
             t1 = m.worker.clock.sim(time.monotonic())
@@ -55,6 +63,15 @@ def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
         assert sink.sink.received == n  # nothing delivered twice
         sent = sum(v for (_, outcome), v in counts.items() if outcome == "sent")
         assert sent >= n and not any(outcome == "failed" for _, outcome in counts)
+        # the success rate is one query: every push the meters owed and sent, the head-end received
+        deadline = time.monotonic() + 10
+        while True:  # (the sink may still be writing the last pushes)
+            rates = asyncio.run(_rates(database_url))
+            if all(r["success_rate"] == 1 for r in rates) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert rates and all(r["pushes_due"] == r["pushes_received"] and r["success_rate"] == 1 for r in rates)
+        assert sum(r["pushes_due"] for r in rates) == sent
     finally:
         sink.stop()
 

@@ -459,6 +459,20 @@ ALTER TABLE power_quality_events_config ADD CONSTRAINT power_quality_events_conf
 ALTER TABLE power_quality_events_config ADD CONSTRAINT power_quality_events_config_type_check CHECK ((event_type = ANY (ARRAY['VOLTAGE_SAG'::text, 'VOLTAGE_SWELL'::text, 'INTERRUPTION'::text, 'FREQUENCY_VARIATION'::text, 'VOLTAGE_UNBALANCE'::text, 'HARMONIC_DISTORTION'::text])));
 ALTER TABLE power_quality_events_config ADD CONSTRAINT power_quality_events_config_values_check CHECK (((probability_per_day >= (0)::double precision) AND ((0)::double precision < min_duration_s) AND (min_duration_s <= max_duration_s) AND (magnitude_min <= magnitude_max)));
 
+CREATE TABLE push_due (
+    meter_id bigint NOT NULL,
+    push_logical_name text NOT NULL,
+    due_at timestamp with time zone NOT NULL,
+    long_invoke_id bigint NOT NULL,
+    outcome text NOT NULL,
+    attempts integer NOT NULL,
+    settled_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE push_due IS 'Scheduled pushes the meters owed (dial mode), as settled: SENT or FAILED after the retries';
+
+ALTER TABLE push_due ADD CONSTRAINT push_due_outcome_check CHECK ((outcome = ANY (ARRAY['SENT'::text, 'FAILED'::text])));
+ALTER TABLE push_due ADD CONSTRAINT push_due_pkey PRIMARY KEY (meter_id, push_logical_name, due_at);
+
 CREATE TABLE push_objects (
     meter_id bigint,
     push_logical_name text NOT NULL,
@@ -1035,6 +1049,38 @@ CREATE TABLE meter_keys_p14 PARTITION OF meter_keys FOR VALUES WITH (modulus 16,
 
 CREATE TABLE meter_keys_p15 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 15);
 
+CREATE TABLE push_due_p00 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE TABLE push_due_p01 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE TABLE push_due_p02 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE TABLE push_due_p03 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE TABLE push_due_p04 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE TABLE push_due_p05 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE TABLE push_due_p06 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE TABLE push_due_p07 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE TABLE push_due_p08 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE TABLE push_due_p09 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE TABLE push_due_p10 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE TABLE push_due_p11 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE TABLE push_due_p12 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE TABLE push_due_p13 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE TABLE push_due_p14 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE TABLE push_due_p15 PARTITION OF push_due FOR VALUES WITH (modulus 16, remainder 15);
+
 CREATE TABLE push_received_p00 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 0);
 
 CREATE TABLE push_received_p01 PARTITION OF push_received FOR VALUES WITH (modulus 16, remainder 1);
@@ -1108,3 +1154,14 @@ CREATE VIEW latest_measurements AS
    FROM instant_profile
   ORDER BY meter_id, capture_time DESC;
 COMMENT ON VIEW latest_measurements IS 'The most recent instantaneous snapshot of each meter';
+
+CREATE VIEW push_success AS
+ SELECT d.meter_id,
+    d.push_logical_name,
+    count(*) AS pushes_due,
+    count(r.meter_id) AS pushes_received,
+    count(r.meter_id)::numeric / count(*)::numeric AS success_rate
+   FROM push_due d
+     LEFT JOIN push_received r ON r.meter_id = d.meter_id AND r.push_logical_name = d.push_logical_name AND r.long_invoke_id = d.long_invoke_id
+  GROUP BY d.meter_id, d.push_logical_name;
+COMMENT ON VIEW push_success IS 'Push success rate per meter and push setup: pushes received by the head-end (push_received) / pushes due (push_due)';
