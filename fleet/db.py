@@ -167,7 +167,16 @@ PUSH_DUE_COLUMNS = ("meter_id", "push_logical_name", "due_at", "long_invoke_id",
 INSERT_PUSH_DUE = (f"INSERT INTO push_due ({', '.join(PUSH_DUE_COLUMNS)}) SELECT {', '.join(PUSH_DUE_COLUMNS)} "
                    f"FROM {STAGE_PUSH_DUE} ON CONFLICT DO NOTHING")
 
+STAGE_ALARMS = "fleet_stage_eswf_push_alarms"
+ALARM_COLUMNS = ("meter_id", "raised_at", "bit", "status", "retry_count")
+UPSERT_ALARMS = (f"INSERT INTO eswf_push_alarms AS a ({', '.join(ALARM_COLUMNS)}) SELECT {', '.join(ALARM_COLUMNS)} "
+                 f"FROM {STAGE_ALARMS} ON CONFLICT (meter_id, raised_at, bit) DO UPDATE SET status = EXCLUDED.status, "
+                 "retry_count = EXCLUDED.retry_count, updated_at = now()")
+
 CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_ALARMS} (
+    meter_id bigint, raised_at timestamptz, bit smallint, status text, retry_count integer
+) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_PUSH_DUE} (
     meter_id bigint, push_logical_name text, due_at timestamptz, long_invoke_id bigint, outcome text,
     attempts integer

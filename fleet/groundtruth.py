@@ -167,16 +167,8 @@ def event_row(meter, e: eventlog.Event, phases) -> tuple:
 
 def esw_changes(meter, sim_from: float, sim_to: float) -> list[tuple]:
     """Each change of the Event Status Word in (sim_from, sim_to]: (meter_id, time, 16 bytes, bits)."""
-    points = {e.time for e in eventlog.events_between(meter, sim_from - eventlog.FIRST_BREATH_S, sim_to)}
-    points |= {t + eventlog.FIRST_BREATH_S for t in points}
-    points = sorted(t for t in points if sim_from < t <= sim_to)
-    out = []
-    for t in points:
-        before, after = eventlog.esw_bits(meter, t - 0.001), eventlog.esw_bits(meter, t)
-        if before != after:
-            out.append((meter.identity.meter_id, _ts(eventlog.stamp_of(meter, t)), eventlog.bitstring(after),
-                        sorted(after)))
-    return out
+    return [(meter.identity.meter_id, _ts(eventlog.stamp_of(meter, t)), eventlog.bitstring(after), sorted(after))
+            for t, _before, after in eventlog.esw_changes(meter, sim_from, sim_to)]
 
 
 def instant_row(meter, clock_time: float, phases, cumulative_wh=None) -> tuple:

@@ -136,7 +136,8 @@ class Recorder:
         self._reported = {"rows": dict(self.rows_written), "dropped": 0, "errors": 0, "discarded": 0}
         self._keys_due = 0.0
         self._keys_pending: set[int] = set()
-        self._pushes: list[tuple] = []  # settled scheduled pushes, written with the keys (once a second)
+        self._pushes: list[tuple] = []  # settled pushes, written with the keys (once a second)
+        self._alarms: list[tuple] = []  # ESW bits of settled alert pushes (eswf_push_alarms)
 
     @classmethod
     async def open(cls, url: str, worker, **kwargs) -> Recorder:
@@ -293,9 +294,12 @@ class Recorder:
         if conn is not None:
             await _close_quietly(conn)
 
-    def push_settled(self, meter_id: int, push_ln: str, due: float, push_id: int, outcome: str, attempts: int) -> None:
-        """A scheduled push was sent or has failed for good (dial mode)."""
+    def push_settled(self, meter_id: int, push_ln: str, due: float, push_id: int, outcome: str, attempts: int,
+                     bits: tuple = ()) -> None:
+        """A push was sent or has failed for good (dial mode); an alert push settles its ESW bits too."""
         self._pushes.append((meter_id, push_ln, _ts(due), push_id, outcome, attempts))
+        for bit in bits:
+            self._alarms.append((meter_id, _ts(due), bit, outcome, attempts - 1))
 
     # -- the writer task ----------------------------------------------------------------------------
 
@@ -387,15 +391,20 @@ class Recorder:
 
     async def _write_pushes(self) -> None:
         batch, self._pushes = self._pushes, []
+        alarms, self._alarms = self._alarms, []
         try:
             conn = await self._conn.get()
             async with conn.transaction():
                 await conn.copy_records_to_table(db.STAGE_PUSH_DUE, records=batch, columns=db.PUSH_DUE_COLUMNS)
                 await conn.execute(db.INSERT_PUSH_DUE)
+                if alarms:
+                    await conn.copy_records_to_table(db.STAGE_ALARMS, records=alarms, columns=db.ALARM_COLUMNS)
+                    await conn.execute(db.UPSERT_ALARMS)
         except Exception as e:  # noqa: BLE001 - kept for the next try; the key makes a repeat a no-op
             self.errors += 1
             self._conn.drop()
             self._pushes = batch + self._pushes
+            self._alarms = alarms + self._alarms
             log.warning("writing settled pushes failed, retrying: %s", pg.one_line(e))
             return
         self.rows_written["push_due"] = self.rows_written.get("push_due", 0) + len(batch)

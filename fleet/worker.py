@@ -51,6 +51,9 @@ def worker_main(slot: int, shard: range, settings: RunSettings, pipe) -> None:
     sys.exit(code)
 
 
+# How far ahead (simulated seconds) dial mode looks for the ESW changes that call for alert pushes.
+ALERT_WINDOW = 900.0
+
 # Sent invocation counters of a meter with none stored start here: 16 per second since 2025-01-01, so
 # a counter used before a crash that came before the first write is never used again (2**32 lasts to 2033).
 _COUNTER_EPOCH = 1735689600.0
@@ -168,31 +171,43 @@ class Worker:
 
     async def _dial(self) -> None:
         """Dial mode: each meter of the shard calls the head-end when one of its scheduled pushes is due
-        (a connection of its own per push), pushes, then serves the head-end's requests until the
-        connection has been idle for ``dial_idle`` seconds."""
+        or its ESW raises a bit the ESW filter enables (a connection of its own per push), pushes, then
+        serves the head-end's requests until the connection has been idle for ``dial_idle`` seconds."""
         import heapq
 
         from meter_core import push
 
         clock, seed = self.clock, self.fleet.seed
         now_sim = clock.sim(time.monotonic())
-        heap = [(push.next_due(seed, mid, p, now_sim), mid, p) for mid in self.shard for p in push.DEFAULT_SCHEDULES]
+        heap = [(push.next_due(seed, mid, p, now_sim), mid, p, ()) for mid in self.shard for p in push.DEFAULT_SCHEDULES]
         heapq.heapify(heap)
+        scanned = now_sim  # alerts are looked for ALERT_WINDOW ahead of simulated time
         gate = asyncio.Semaphore(self.settings.dial_concurrency)
         while heap:
-            due, mid, p = heap[0]
-            wait = (due - clock.sim(time.monotonic())) / clock.speed
+            now_sim = clock.sim(time.monotonic())
+            if scanned < now_sim + ALERT_WINDOW / 2:
+                for mid in self.shard:
+                    for t, bits in push.alerts_between(self.meter_for_rows(mid), scanned, scanned + ALERT_WINDOW):
+                        heapq.heappush(heap, (t, mid, push.ALERT_PUSH, tuple(sorted(bits))))
+                scanned += ALERT_WINDOW
+                continue
+            due, mid, p, bits = heap[0]
+            wait = (due - now_sim) / clock.speed
             if wait > 0:
                 await asyncio.sleep(min(wait, 1.0))
                 continue
-            heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p))
+            if p == push.ALERT_PUSH:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p, ()))
             self._count_push(p, "due")
             await gate.acquire()
-            task = self.loop.create_task(self._push_with_retries(mid, p, due, gate))
+            task = self.loop.create_task(self._push_with_retries(mid, p, due, gate, bits))
             self._dials.add(task)
             task.add_done_callback(self._dials.discard)
 
-    async def _push_with_retries(self, meter_id: int, push_ln: str, due: float, gate: asyncio.Semaphore) -> None:
+    async def _push_with_retries(self, meter_id: int, push_ln: str, due: float, gate: asyncio.Semaphore,
+                                 bits: tuple = ()) -> None:
         """Connect and push; on failure retry after the repetition delay, as often as the push setup
         says (3 times, 60 s apart in simulated time), then count the push as failed."""
         from fleet.actor import MeterProtocol
@@ -215,10 +230,10 @@ class Worker:
                     continue
                 if proto.sent:
                     self._count_push(push_ln, "sent")
-                    self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts)
+                    self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts, bits)
                     return
             self._count_push(push_ln, "failed")
-            self.recorder.push_settled(meter_id, push_ln, due, push_id, "FAILED", attempts)
+            self.recorder.push_settled(meter_id, push_ln, due, push_id, "FAILED", attempts, bits)
         finally:
             gate.release()
 

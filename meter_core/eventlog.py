@@ -157,6 +157,18 @@ def outage_totals(meter: Meter, t: float) -> tuple[int, float]:
 # -- Event Status Word ----------------------------------------------------------------------------------
 
 
+def esw_changes(meter: Meter, t0: float, t1: float) -> list[tuple[float, set[int], set[int]]]:
+    """Each change of the Event Status Word in (t0, t1], simulated time: (time, bits before, bits after)."""
+    points = {e.time for e in events_between(meter, t0 - FIRST_BREATH_S, t1)}
+    points |= {t + FIRST_BREATH_S for t in points}
+    out = []
+    for t in sorted(t for t in points if t0 < t <= t1):
+        before, after = esw_bits(meter, t - 0.001), esw_bits(meter, t)
+        if before != after:
+            out.append((t, before, after))
+    return out
+
+
 def esw_bits(meter: Meter, t: float) -> set[int]:
     """The ESW bits set at simulated ``t`` (facts section 11)."""
     bits: set[int] = set()

@@ -103,6 +103,20 @@ def next_due(seed: int, meter_id: int, push: str, after: float, schedule: str | 
     return k * period - _IST_S + delay
 
 
+def alerts_between(meter, t0: float, t1: float) -> list[tuple[float, frozenset[int]]]:
+    """The alert pushes the meter owes in (t0, t1]: each time ESW bits that the ESW filter enables are
+    raised (a bit that clears raises nothing), with those bits."""
+    from meter_core import eventlog
+
+    mask = meter.state.eswf or b"\xff" * 16
+    out = []
+    for t, before, after in eventlog.esw_changes(meter, t0, t1):
+        raised = frozenset(b for b in after - before if mask[b // 8] & (0x80 >> (b % 8)))
+        if raised:
+            out.append((t, raised))
+    return out
+
+
 def invoke_id_for(due: float) -> int:
     """The long-invoke-id a push carries: the minute of its due time (mod 2^24), so a head-end's record of
     it meets the meter's record of what it owed."""
@@ -192,6 +206,6 @@ def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
                  control=_UI_FINAL, info=_LLC_RESPONSE + apdu).to_bytes()
 
 
-__all__ = ["ALERT_PUSH", "BLOCK_LOAD_PUSH", "DAILY_LOAD_PUSH", "DEFAULT_SCHEDULES", "INSTANT_PUSH", "PUSH_CLIENT_SAP",
+__all__ = ["ALERT_PUSH", "alerts_between", "BLOCK_LOAD_PUSH", "DAILY_LOAD_PUSH", "DEFAULT_SCHEDULES", "INSTANT_PUSH", "PUSH_CLIENT_SAP",
            "data_notification", "due_between", "frame", "invoke_id_for", "next_due", "notification_body", "protect",
            "push_setup_objects", "randomisation"]

@@ -121,3 +121,45 @@ def test_the_head_end_reads_the_meter_on_the_connection_it_dialled():
             ev = talk()
             assert isinstance(ev, GetResult) and ev.value is not None and len(ev.value.value) == 12
     hes.close()
+
+
+def test_an_esw_change_sends_an_alert_push_and_its_bits_are_settled(database_url):
+    """A supply event the meter's seeded day holds raises ESW bits: the meter dials in with the alert
+    push at that moment, and eswf_push_alarms records each raised bit as SENT."""
+    from fleet.settings import FleetOptions
+    from meter_core.meter import Meter, SimClock
+    from tests.servers import EPOCH
+
+    options = FleetOptions(meters=1, seed=1)
+    probe = Meter(options.fleet, 0, epoch_start=EPOCH, clock=SimClock.real_time())
+    t = time.time()
+    alerts = push.alerts_between(probe, t, t + 20 * 86400)
+    assert alerts, "no supply event in 20 days for meter 0"
+    when, bits = alerts[0]
+    sink = RunningSink(database_url, options)
+    try:
+        with running_meters(1, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=when - 300, dial_idle=0.5,
+                            database_url=database_url):
+            time.sleep(3.0)  # 45 simulated minutes: the alert comes 5 minutes in
+
+        async def fetch():
+            conn = await asyncpg.connect(database_url)
+            try:
+                got = await conn.fetch("SELECT push_logical_name FROM push_received WHERE push_logical_name = $1",
+                                       push.ALERT_PUSH)
+                alarms = await conn.fetch("SELECT bit, status, retry_count FROM eswf_push_alarms WHERE meter_id = 0")
+                return got, alarms
+            finally:
+                await conn.close()
+
+        deadline = time.monotonic() + 10
+        while True:
+            got, alarms = asyncio.run(fetch())
+            if (got and alarms) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert got, "the alert push did not arrive"
+        assert {a["bit"] for a in alarms} >= set(bits)
+        assert all(a["status"] == "SENT" and a["retry_count"] == 0 for a in alarms)
+    finally:
+        sink.stop()
