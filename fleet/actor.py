@@ -20,6 +20,7 @@ from meter_core.events import (
     ConnectionTerminated,
     InternalError,
     ProtocolViolation,
+    PushRequested,
     SecurityFailure,
 )
 
@@ -68,16 +69,23 @@ class MeterProtocol(asyncio.Protocol):
         self.connection_id = uuid.uuid4()
         w.connection_opened(self)
         if self.push is not None:  # a meter that dialled in speaks first: its push
-            from meter_core import push as pushes
-
-            apdu = pushes.data_notification(meter, self.push, now, self.push_id)
-            data = pushes.frame(meter, pushes.protect(meter, apdu), w.transport_kind.value == "hdlc")
-            transport.write(data)
-            w.metrics.bytes_out += len(data)
+            self.send_push(self.push, self.push_id)
             self.sent = True
-            if meter.state.security is not None:
-                w.security_dirty.add(self.meter_id)  # the push used a counter
         self._arm(now)
+
+    def send_push(self, push_ln: str, push_id: int | None = None) -> None:
+        """Write push ``push_ln`` (ciphered with the push setup's keys) on this connection."""
+        from meter_core import push as pushes
+
+        w, meter = self.worker, self.conn.meter
+        now = _monotonic()
+        if push_id is None:
+            push_id = pushes.invoke_id_for(meter.sim(now))
+        apdu = pushes.data_notification(meter, push_ln, now, push_id)
+        data = pushes.frame(meter, pushes.protect(meter, apdu), w.transport_kind.value == "hdlc")
+        self.transport.write(data)
+        w.metrics.bytes_out += len(data)
+        w.security_dirty.add(self.meter_id)  # the push used a counter
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -171,6 +179,8 @@ class MeterProtocol(asyncio.Protocol):
                 log.error("meter %d: %s", self.meter_id, ev.detail)
             elif t is ConnectionTerminated:
                 w.connection_terminated(self, ev)
+            elif t is PushRequested:
+                self.send_push(ev.push)
             ev = conn.next_event()
 
     def abort(self) -> None:

@@ -75,3 +75,10 @@ class SecurityFailure:
 
     client_sap: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushRequested:
+    """A head-end invoked push() (class 40 method 1) of push setup ``push`` (its logical name, dotted)."""
+
+    push: str

@@ -68,9 +68,24 @@ def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
                 static(3, DataType.UNSIGNED),  # number_of_retries
                 static(60, DataType.LONG_UNSIGNED),  # repetition_delay, s
             ),
-            (None,),
+            (_push_method(push),),
         ))
     return out
+
+
+def _push_method(push: str):
+    """push (method 1, data integer 0): the meter sends this push now (the connection's owner sends it
+    on the same connection, after the answer)."""
+    def invoke(meter, assoc, params, now):
+        from meter_core.apdu.codes import ActionResult
+        from meter_core.events import PushRequested
+
+        if params is not None and params.tag is not DataType.INTEGER:
+            return ActionResult.TYPE_UNMATCHED, None
+        if assoc is not None:
+            assoc.events.append(PushRequested(push))
+        return ActionResult.SUCCESS, None
+    return invoke
 
 
 # -- when a push is due ------------------------------------------------------------------------------------

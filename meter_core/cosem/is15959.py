@@ -311,6 +311,10 @@ US_WRITABLE: dict[str, frozenset[int]] = {
     "0.0.94.91.26.255": frozenset({2}),  # ESW filter
 }
 US_METHODS: dict[str, frozenset[int]] = {
+    "0.0.25.9.0.255": frozenset({1}),  # push() of the instant, alert, block and daily load push setups
+    "0.4.25.9.0.255": frozenset({1}),
+    "0.5.25.9.0.255": frozenset({1}),
+    "0.6.25.9.0.255": frozenset({1}),
     CLOCK: frozenset({1, 2, 3, 6}),
     "0.0.10.0.1.255": frozenset({1}),  # MD reset
     "0.0.13.0.0.255": frozenset({1}),  # activate passive calendar

@@ -129,3 +129,38 @@ def test_dlms_cosem_parses_every_push(ciphered):
             continue
         body = parse_as_dlms_data(parsed.body)
         assert bytes(body[0]) == m.identity.device_id.encode() and bytes(body[1]) == ln
+
+
+def test_push_method_sends_the_push_on_the_head_ends_connection():
+    """push() (class 40 method 1) over a ciphered client-48 association: the answer, then the push on
+    the same connection, which gurux-dlms decodes with the push keys."""
+    from meter_core import NEED_DATA
+    from meter_core.axdr import Data, DataType
+    from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSettings, DlmsClient
+    from meter_core.connection import Transport
+    from tests.interop.clients import next_invocation_counter, onboarding_client
+    from tests.servers import running_meters
+
+    with running_meters(1, Transport.WRAPPER) as m:
+        security = ClientSecurity.from_onboarding(onboarding_client(m), next_invocation_counter(m))
+        client = DlmsClient(ClientSettings(client_sap=48, security=security))
+        with socket.create_connection(("127.0.0.1", m.port(0)), timeout=5) as s:
+            def talk():
+                while (ev := client.next_event()) is NEED_DATA:
+                    out = client.data_to_send()  # (HLS pass 3 goes out by itself after the AARE)
+                    if out:
+                        s.sendall(out)
+                    head = s.recv(8, socket.MSG_WAITALL)  # whole frames only: the push must stay in the socket
+                    client.receive_data(head + s.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL), 0.0)
+                return ev
+
+            client.associate()
+            assert isinstance(talk(), Associated)
+            client.action(40, push.INSTANT_PUSH, 1, Data(DataType.INTEGER, 0))
+            done = talk()
+            assert isinstance(done, ActionDone) and done.result == 0
+            head = s.recv(8, socket.MSG_WAITALL)
+            body = s.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
+        keys = derived_keys(m.fleet, 0).sets[4]
+        value = gurux_decode(gurux_listener(False, keys), head + body)
+        assert bytes(value[1]) == bytes(int(x) for x in push.INSTANT_PUSH.split("."))
