@@ -145,6 +145,8 @@ def cli() -> None:
 @click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535),
               help="Port of the Prometheus /metrics endpoint (0 turns it off).")
 @click.option("--hes", default=None, help="HOST:PORT of the head-end the meters push to (--mode dial).")
+@click.option("--source-base", default=None,
+              help="Dial mode: meter i dials from this IPv4 address + i (e.g. 127.1.0.0: one address per meter).")
 @click.option("--drift-ppm", default=0.0, show_default=True, type=click.FloatRange(0.0, 500.0),
               help="Meter clocks run up to this many ppm fast or slow (seeded per meter); 0 keeps them exact.")
 @click.option("--spool-dir", envvar="FLEET_SPOOL_DIR", type=click.Path(file_okay=False, path_type=Path),
@@ -152,7 +154,7 @@ def cli() -> None:
                                  "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
 @_database_option
 def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, security_suite,
-        workers, speed, start, metrics_port, hes, drift_ppm, spool_dir, database_url, data_dir) -> None:
+        workers, speed, start, metrics_port, hes, source_base, drift_ppm, spool_dir, database_url, data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
     from fleet import pg
 
@@ -166,8 +168,17 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
         if not hes_host or not hes_port.isdigit() or not 0 < int(hes_port) < 65536:
             raise FleetError(f"--hes {hes!r}: expected HOST:PORT")
         hes_address = (hes_host, int(hes_port))
-    elif hes is not None:
-        raise FleetError("--hes is for --mode dial")
+    elif hes is not None or source_base is not None:
+        raise FleetError("--hes and --source-base are for --mode dial")
+    if source_base is not None:
+        try:
+            socket.inet_aton(source_base)
+            import ipaddress
+
+            ipaddress.IPv4Address(source_base) + (options.meters - 1)
+        except (OSError, ValueError, ipaddress.AddressValueError):
+            raise FleetError(f"--source-base {source_base!r}: not an IPv4 address with room for "
+                             f"{options.meters} meters") from None
     sim_start = _parse_start(start)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fleet: %(message)s", stream=sys.stderr)
     if metrics_port:
@@ -194,6 +205,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
             spool_dir=str(spool_dir or data_dir.parent / "spool"),
             drift_ppm=drift_ppm,
             hes=hes_address,
+            source_base=source_base,
         )
         if metrics_port:
             metrics.serve(metrics_port)

@@ -89,8 +89,18 @@ class RunSettings:
     # Dial mode: where the meters push to, how long a dialled-in connection stays open without a request
     # (wall seconds), and how many dials a worker has in flight at once.
     hes: tuple[str, int] | None = None
+    # first source address of the meters' dial-in connections (meter i uses source_base + i), None: any
+    source_base: str | None = None
     dial_idle: float = 30.0
     dial_concurrency: int = 256
+
+    def source_address(self, meter_id: int) -> tuple[str, int] | None:
+        """The local address meter ``meter_id`` dials from (one IPv4 address per meter)."""
+        if self.source_base is None:
+            return None
+        import ipaddress
+
+        return str(ipaddress.IPv4Address(self.source_base) + meter_id), 0
 
     def plan(self) -> list[range]:
         """The shard of each worker slot: the pod's range split into contiguous pieces."""

@@ -225,7 +225,8 @@ class Worker:
                 attempts += 1
                 try:
                     _, proto = await asyncio.wait_for(self.loop.create_connection(
-                        lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id), host, port), 10.0)
+                        lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id), host, port,
+                        local_addr=self.settings.source_address(meter_id)), 10.0)
                 except (OSError, TimeoutError):
                     continue
                 if proto.sent:

@@ -23,9 +23,10 @@ SPEED = 900.0  # 15 simulated minutes a second
 async def _received(url: str) -> set:
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch("SELECT meter_id, push_logical_name, notified_at FROM push_received")
+        rows = await conn.fetch("SELECT meter_id, push_logical_name, notified_at, peer FROM push_received")
     finally:
         await conn.close()
+    _received.peers = {(r["meter_id"], r["peer"].rpartition(":")[0]) for r in rows}
     return {(r["meter_id"], r["push_logical_name"]) for r in rows}, len(rows)
 
 
@@ -44,22 +45,24 @@ def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
     try:
         start = time.time()
         with running_meters(6, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=start,
-                            dial_idle=0.5, database_url=database_url) as m:
+                            dial_idle=0.5, database_url=database_url, source_base="127.1.0.0") as m:
             t0 = m.worker.clock.sim(time.monotonic())
             time.sleep(6.0)  # 1.5 simulated hours
             t1 = m.worker.clock.sim(time.monotonic())
-            counts = dict(m.worker.push_counts)
+        counts = dict(m.worker.push_counts)  # the worker has stopped: these are final
         due = [(mid, p, t) for mid in range(6) for p in push.DEFAULT_SCHEDULES
                for t in push.due_between(1, mid, p, t0, t1 - 120)]  # (the last two minutes may be in flight)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # until the sink has written all it received
             kinds, n = asyncio.run(_received(database_url))
-            if n >= len(due):
+            if n >= len(due) and n == sink.sink.received and not sink.sink.pending:
                 break
             time.sleep(0.2)
         assert n >= len(due) > 30
         assert {(mid, p) for mid, p, _ in due} <= kinds
         assert sink.sink.refused["undecodable"] == 0
+        # each meter dialled from its own address (--source-base 127.1.0.0: meter i from 127.1.0.i)
+        assert _received.peers == {(mid, f"127.1.0.{mid}") for mid in range(6)}
         assert sink.sink.received == n  # nothing delivered twice
         sent = sum(v for (_, outcome), v in counts.items() if outcome == "sent")
         assert sent >= n and not any(outcome == "failed" for _, outcome in counts)
