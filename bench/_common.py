@@ -29,12 +29,21 @@ def rss_bytes(pid: int) -> int:
 
 def spawn_worker(options: FleetOptions, shard: range, slot: int = 0):
     """Start one real fleet worker process (as the supervisor does); returns (process, pipe) once ready."""
+    settings = RunSettings(options=options, workers=1, sim_start=time.time(), sim_t0=time.monotonic(),
+                           epoch_start=EPOCH, heartbeat_interval=1.0)
+    return _spawn(settings, shard, slot)
+
+
+def spawn_worker_settings(settings: RunSettings, shard: range, slot: int = 0):
+    """A worker with the given run settings (dial mode, speed, ...); returns the process once ready."""
+    return _spawn(settings, shard, slot)[0]
+
+
+def _spawn(settings: RunSettings, shard: range, slot: int):
     from fleet.worker import worker_main
 
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    settings = RunSettings(options=options, workers=1, sim_start=time.time(), sim_t0=time.monotonic(),
-                           epoch_start=EPOCH, heartbeat_interval=1.0)
     proc = ctx.Process(target=worker_main, args=(slot, shard, settings, child), daemon=True)
     proc.start()
     deadline = time.monotonic() + 300
