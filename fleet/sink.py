@@ -155,8 +155,9 @@ class PushSink:
         self.pending.append((meter_id, push_ln, stamp, invoke, ciphered, len(apdu), peer))
 
     async def start(self, host: str, port: int) -> None:
+        _raise_fd_limit()  # thousands of meters connect at once
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Conn(self), host, port, reuse_address=True)
+        self._server = await loop.create_server(lambda: _Conn(self), host, port, reuse_address=True, backlog=4096)
         self._writer = loop.create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
@@ -187,6 +188,17 @@ class PushSink:
             while self.pending and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             self._writer.cancel()
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def pg_rowcount(status: str) -> int:

@@ -51,8 +51,9 @@ def worker_main(slot: int, shard: range, settings: RunSettings, pipe) -> None:
     sys.exit(code)
 
 
-# How far ahead (simulated seconds) dial mode looks for the ESW changes that call for alert pushes.
-ALERT_WINDOW = 900.0
+# Dial mode looks for the ESW changes that call for alert pushes a simulated day at a time (one transient
+# Meter per meter and day; what it keeps is the few alerts found).
+ALERT_WINDOW = 86400.0
 
 # Sent invocation counters of a meter with none stored start here: 16 per second since 2025-01-01, so
 # a counter used before a crash that came before the first write is never used again (2**32 lasts to 2033).
@@ -179,32 +180,53 @@ class Worker:
 
         clock, seed = self.clock, self.fleet.seed
         now_sim = clock.sim(time.monotonic())
-        heap = [(push.next_due(seed, mid, p, now_sim), mid, p, ()) for mid in self.shard for p in push.DEFAULT_SCHEDULES]
+        heap = self._heap = [(push.next_due(seed, mid, p, now_sim), mid, p, ())
+                             for mid in self.shard for p in push.DEFAULT_SCHEDULES]
         heapq.heapify(heap)
-        scanned = now_sim  # alerts are looked for ALERT_WINDOW ahead of simulated time
+        self._heap_changed = asyncio.Event()
+        scanner = self.loop.create_task(self._scan_alerts(now_sim))
         gate = asyncio.Semaphore(self.settings.dial_concurrency)
-        while heap:
-            now_sim = clock.sim(time.monotonic())
-            if scanned < now_sim + ALERT_WINDOW / 2:
-                for mid in self.shard:
-                    for t, bits in push.alerts_between(self.meter_for_rows(mid), scanned, scanned + ALERT_WINDOW):
-                        heapq.heappush(heap, (t, mid, push.ALERT_PUSH, tuple(sorted(bits))))
-                scanned += ALERT_WINDOW
-                continue
-            due, mid, p, bits = heap[0]
-            wait = (due - now_sim) / clock.speed
-            if wait > 0:
-                await asyncio.sleep(min(wait, 1.0))
-                continue
-            if p == push.ALERT_PUSH:
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p, ()))
-            self._count_push(p, "due")
-            await gate.acquire()
-            task = self.loop.create_task(self._push_with_retries(mid, p, due, gate, bits))
-            self._dials.add(task)
-            task.add_done_callback(self._dials.discard)
+        try:
+            while heap:
+                due, mid, p, bits = heap[0]
+                wait = (due - clock.sim(time.monotonic())) / clock.speed
+                if wait > 0:
+                    self._heap_changed.clear()
+                    try:  # sleep until due, or until the alert scanner adds an earlier push
+                        await asyncio.wait_for(self._heap_changed.wait(), min(wait, 1.0))
+                    except TimeoutError:
+                        pass
+                    continue
+                if p == push.ALERT_PUSH:
+                    heapq.heappop(heap)
+                else:
+                    heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p, ()))
+                self._count_push(p, "due")
+                await gate.acquire()
+                task = self.loop.create_task(self._push_with_retries(mid, p, due, gate, bits))
+                self._dials.add(task)
+                task.add_done_callback(self._dials.discard)
+        finally:
+            scanner.cancel()
+
+    async def _scan_alerts(self, start: float) -> None:
+        """Find the alert pushes of the shard's meters a simulated day ahead (ESW changes are a function of
+        the meter and time), a meter at a time, yielding to the dials between meters."""
+        import heapq
+
+        from meter_core import push
+
+        scanned = start
+        while True:
+            while scanned > self.clock.sim(time.monotonic()) + ALERT_WINDOW / 2:
+                await asyncio.sleep(ALERT_WINDOW / 4 / self.clock.speed)
+            for i, mid in enumerate(self.shard):
+                for t, bits in push.alerts_between(self.meter_for_rows(mid), scanned, scanned + ALERT_WINDOW):
+                    heapq.heappush(self._heap, (t, mid, push.ALERT_PUSH, tuple(sorted(bits))))
+                    self._heap_changed.set()
+                if i % 50 == 49:
+                    await asyncio.sleep(0)
+            scanned += ALERT_WINDOW
 
     async def _push_with_retries(self, meter_id: int, push_ln: str, due: float, gate: asyncio.Semaphore,
                                  bits: tuple = ()) -> None:
