@@ -368,6 +368,8 @@ class Recorder:
             if sec is not None:
                 records += keys.rows(meter_id, sec)
                 if sec.certs_changed:
+                    # taken now: a change while the write is under way sets the flag again
+                    sec.certs_changed = False
                     cert_meters.append(meter_id)
                     cert_rows += keys.certificate_rows(meter_id, sec)
                     written_certs.append(sec)
@@ -382,11 +384,11 @@ class Recorder:
         except Exception as e:  # noqa: BLE001 - kept for the next try
             self.errors += 1
             self._conn.drop()
+            for sec in written_certs:
+                sec.certs_changed = True
             log.warning("writing meter keys failed, retrying: %s", pg.one_line(e))
             return
         self.rows_written["meter_keys"] = self.rows_written.get("meter_keys", 0) + len(records)
-        for sec in written_certs:
-            sec.certs_changed = False  # (a change made while writing marks the meter dirty again)
         self._keys_pending.clear()
 
     async def _write_pushes(self) -> None:
