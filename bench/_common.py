@@ -35,8 +35,9 @@ def spawn_worker(options: FleetOptions, shard: range, slot: int = 0):
 
 
 def spawn_worker_settings(settings: RunSettings, shard: range, slot: int = 0):
-    """A worker with the given run settings (dial mode, speed, ...); returns the process once ready."""
-    return _spawn(settings, shard, slot)[0]
+    """A worker with the given run settings (dial mode, speed, ...); returns (process, pipe) once ready.
+    Keep the pipe: a worker whose supervisor's end is gone stops."""
+    return _spawn(settings, shard, slot)
 
 
 def _spawn(settings: RunSettings, shard: range, slot: int):

@@ -136,7 +136,7 @@ def main(argv=None) -> int:
                                sim_t0=time.monotonic(), epoch_start=EPOCH, hes=("127.0.0.1", port), dial_idle=0.2,
                                dial_concurrency=args.concurrency, heartbeat_interval=1.0)
         before = _received(parent)
-        proc = spawn_worker_settings(settings, range(args.meters))
+        proc, _pipe = spawn_worker_settings(settings, range(args.meters))
         t0 = time.monotonic()
         time.sleep(args.seconds)
         fleet_n = _received(parent) - before
