@@ -166,3 +166,47 @@ def test_an_esw_change_sends_an_alert_push_and_its_bits_are_settled(database_url
         assert all(a["status"] == "SENT" and a["retry_count"] == 0 for a in alarms)
     finally:
         sink.stop()
+
+
+def test_with_the_sink_away_pushes_fail_after_retries_and_nothing_counts_twice(database_url):
+    """The head-end goes away for a while and comes back on the same port: pushes due meanwhile are
+    retried, then FAILED in push_due; those before and after arrive once; the rate drops accordingly."""
+    from fleet.settings import FleetOptions
+
+    options = FleetOptions(meters=4, seed=1)
+    sink = RunningSink(database_url, options)
+    port = sink.port
+    try:
+        with running_meters(4, hes=("127.0.0.1", port), speed=SPEED, dial_idle=0.3, database_url=database_url) as m:
+            time.sleep(2.0)
+            sink.stop()  # half a simulated hour and more without a head-end
+            time.sleep(3.0)
+            sink = RunningSink(database_url, options, port=port)
+            time.sleep(3.0)
+            counts = dict(m.worker.push_counts)
+        outcomes = {}
+        for (_push, outcome), n in counts.items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+        assert outcomes.get("failed", 0) > 0 and outcomes.get("retried", 0) >= 3 * outcomes["failed"]
+        assert outcomes.get("sent", 0) > 0
+
+        async def fetch():
+            conn = await asyncpg.connect(database_url)
+            try:
+                due = await conn.fetch("SELECT outcome, attempts FROM push_due")
+                rates = await conn.fetch("SELECT * FROM push_success")
+                dupes = await conn.fetchval("SELECT count(*) - count(DISTINCT (meter_id, push_logical_name, "
+                                            "long_invoke_id)) FROM push_received")
+                return due, rates, dupes
+            finally:
+                await conn.close()
+
+        due, rates, dupes = asyncio.run(fetch())
+        failed = [r for r in due if r["outcome"] == "FAILED"]
+        assert len(failed) == outcomes["failed"] and all(r["attempts"] == 4 for r in failed)
+        assert dupes == 0
+        total_due = sum(r["pushes_due"] for r in rates)
+        total_received = sum(r["pushes_received"] for r in rates)
+        assert total_due == len(due) and total_received == total_due - len(failed)
+    finally:
+        sink.stop()

@@ -22,14 +22,16 @@ EPOCH = 1767205800.0
 
 
 class RunningSink:
-    def __init__(self, url: str, options: FleetOptions) -> None:
+    def __init__(self, url: str, options: FleetOptions, port: int = 0) -> None:
         self.url, self.options = url, options
         self.loop = asyncio.new_event_loop()
         self.sink = PushSink(url, Directory(options), flush_interval=0.05)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        if not port:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            s.close()
+        self.port = port
         started = threading.Event()
 
         def run():
