@@ -145,6 +145,9 @@ def cli() -> None:
 @click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535),
               help="Port of the Prometheus /metrics endpoint (0 turns it off).")
 @click.option("--hes", default=None, help="HOST:PORT of the head-end the meters push to (--mode dial).")
+@click.option("--dial-idle", default=30.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True),
+              help="Dial mode: seconds a meter's call stays open without a request from the head-end (pushes due "
+                   "meanwhile go on the open call).")
 @click.option("--source-base", default=None,
               help="Dial mode: meter i dials from this IPv4 address + i (e.g. 127.1.0.0: one address per meter).")
 @click.option("--drift-ppm", default=0.0, show_default=True, type=click.FloatRange(0.0, 500.0),
@@ -154,7 +157,8 @@ def cli() -> None:
                                  "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
 @_database_option
 def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, security_suite,
-        workers, speed, start, metrics_port, hes, source_base, drift_ppm, spool_dir, database_url, data_dir) -> None:
+        workers, speed, start, metrics_port, hes, dial_idle, source_base, drift_ppm, spool_dir, database_url,
+        data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
     from fleet import pg
 
@@ -206,6 +210,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
             drift_ppm=drift_ppm,
             hes=hes_address,
             source_base=source_base,
+            dial_idle=dial_idle,
         )
         if metrics_port:
             metrics.serve(metrics_port)

@@ -114,6 +114,7 @@ class _Conn(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
         self.sink.connections += 1
+        self.sink._conns.add(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -127,6 +128,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.sink.connections -= 1
+        self.sink._conns.discard(self)
 
 
 class PushSink:
@@ -143,6 +145,7 @@ class PushSink:
         self.connections = 0
         self._server = None
         self._writer = None
+        self._conns: set = set()
 
     def take(self, apdu: bytes, peer: str) -> None:
         try:
@@ -180,8 +183,11 @@ class PushSink:
                 conn = None
 
     async def stop(self) -> None:
+        """Stop taking pushes: no new connections, the open ones hung up, what was taken written."""
         if self._server is not None:
             self._server.close()
+            for c in list(self._conns):
+                c.transport.abort()
             await self._server.wait_closed()
         if self._writer is not None:
             deadline = time.monotonic() + 5

@@ -239,6 +239,15 @@ class Worker:
         push_id = push.invoke_id_for(due)
         attempts = 0
         try:
+            # Already connected to the head-end (an earlier call still open): the push goes on that line,
+            # as a modem-connected meter sends it, instead of a second call.
+            for proto in self.connections.get(meter_id, ()):
+                if proto.push is not None and proto.transport is not None and not proto._closing:
+                    self._count_push(push_ln, "attempted")
+                    proto.send_push(push_ln, push_id)
+                    self._count_push(push_ln, "sent")
+                    self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", 1, bits)
+                    return
             for attempt in range(4):
                 if attempt:
                     self._count_push(push_ln, "retried")

@@ -496,10 +496,10 @@ CREATE TABLE push_received (
     apdu_bytes integer NOT NULL,
     peer text
 );
-COMMENT ON TABLE push_received IS 'Pushes (DataNotification) received by fleet hes-sink, deciphered and attributed to their meter; a push received twice is one row';
+COMMENT ON TABLE push_received IS 'Pushes (DataNotification) received by fleet hes-sink, deciphered and attributed to their meter; keyed by meter, push setup and long-invoke-id (the minute the push was due): a push received twice is one row';
 COMMENT ON COLUMN push_received.notified_at IS 'The date-time the notification carries (meter clock, IST), as UTC';
 
-ALTER TABLE push_received ADD CONSTRAINT push_received_pkey PRIMARY KEY (meter_id, push_logical_name, notified_at);
+ALTER TABLE push_received ADD CONSTRAINT push_received_pkey PRIMARY KEY (meter_id, push_logical_name, long_invoke_id);
 
 CREATE TABLE push_schedules (
     meter_id bigint,
