@@ -435,7 +435,9 @@ def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
         asyncio.run(_migrate(url))
 
         async def serve() -> None:
-            directory = sink.Directory(options, await sink.stored_keys(url, options.meters))
+            from fleet.export import stored_keys
+
+            directory = sink.Directory(options, await stored_keys(url, range(options.meters)))
             receiver = sink.PushSink(url, directory)
             try:
                 await receiver.start(listen_host, int(listen_port))

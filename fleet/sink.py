@@ -211,10 +211,4 @@ def pg_rowcount(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def stored_keys(url: str, meters: int) -> dict[int, list]:
-    from fleet.export import stored_keys as load
-
-    return await load(url, range(meters))
-
-
 __all__ = ["Directory", "PushSink", "receive"]
