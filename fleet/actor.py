@@ -54,10 +54,14 @@ class MeterProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         w = self.worker
-        if not w.admit(self.meter_id):
-            # TCP-UDP setup maximum_simultaneous_connections reached: refuse this one cleanly.
-            w.metrics.refused["max-connections"] = w.metrics.refused.get("max-connections", 0) + 1
+        refused = w.admit(self.meter_id, self.push is not None)
+        if refused is not None:
+            # TCP-UDP setup maximum_simultaneous_connections reached, or the meter is dark (no supply, no
+            # link: an injected fault): refuse this one cleanly.
+            w.metrics.refused[refused] = w.metrics.refused.get(refused, 0) + 1
             transport.close()
+            if not w.connections.get(self.meter_id):
+                w._release_meter(self.meter_id)
             return
         self.transport = transport
         peer = transport.get_extra_info("peername")

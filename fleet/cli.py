@@ -461,6 +461,74 @@ def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
             server.stop()
 
 
+@cli.command()
+@click.argument("action", type=click.Choice(["power-failure", "restore", "tamper", "link-down", "load-change"]))
+@click.option("--share", default=1.0, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="Fraction of the region's meters it reaches (a seeded draw per command).")
+@click.option("--region", default=None, metavar="FIRST-LAST",
+              help="Meter ids it applies to (a feeder or substation: consecutive ids), e.g. 0-999. Default: all.")
+@click.option("--duration", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Simulated seconds until it ends by itself (default: until `fleet inject restore`).")
+@click.option("--code", type=click.Choice(["201", "203", "251"]), default="201", show_default=True,
+              help="tamper: event code (201 magnet, 203 neutral disturbance, 251 cover open).")
+@click.option("--factor", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="load-change: the load drawn times FACTOR (e.g. 1.5).")
+@click.option("--wait", default=10.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="Seconds to wait for the running workers to apply it (0: do not wait).")
+@_database_option
+def inject(action, share, region, duration, code, factor, wait, database_url, data_dir) -> None:
+    """Inject a power failure, restore, tamper, link fault or load change into a running fleet.
+
+    The command goes through the fleet's database (the fleet_commands table; workers LISTEN for it) and
+    applies to the meters of --region the seeded --share selects. A power failure sends the meters'
+    last-gasp pushes (ESW bit 85, within the alert push's randomisation interval) and stops their
+    load; `restore` brings supply and links back (first-breath pushes, ESW bit 86).
+    """
+    from fleet import commands, pg
+
+    first = last = None
+    if region is not None:
+        a, sep, b = region.partition("-")
+        try:
+            first, last = int(a), int(b if sep else a)
+        except ValueError:
+            raise FleetError(f"--region {region!r}: expected FIRST-LAST, e.g. 0-999") from None
+        if not 0 <= first <= last:
+            raise FleetError(f"--region {region!r}: expected FIRST-LAST with 0 <= FIRST <= LAST")
+    params: dict = {}
+    if duration is not None:
+        params["duration_s"] = duration
+    if action == "tamper":
+        params["code"] = int(code)
+    if action == "load-change":
+        if factor is None:
+            raise FleetError("load-change needs --factor (the load drawn times FACTOR)")
+        params["factor"] = factor
+    elif factor is not None:
+        raise FleetError(f"--factor applies to load-change, not {action}")
+    url, server = pg.resolve_database(database_url, data_dir or pg.default_data_dir())
+    try:
+        asyncio.run(_migrate(url))
+        command_id = asyncio.run(commands.issue(url, action, first=first, last=last, share=share, params=params))
+        click.echo(f"command {command_id}: {action} issued")
+        if not wait:
+            return
+        deadline = time.monotonic() + wait
+        seen = (0, 0)
+        while time.monotonic() < deadline:
+            time.sleep(min(0.5, wait))
+            seen = asyncio.run(commands.results(url, command_id))
+            if seen[0] and time.monotonic() > deadline - wait + 2.0:
+                break  # workers answer within a second of each other
+        if not seen[0]:
+            raise FleetError(f"no fleet worker applied command {command_id} within {wait:g} s "
+                             "(is a fleet running on this database?)")
+        click.echo(f"command {command_id}: applied by {seen[0]} worker(s) to {seen[1]} meter(s)")
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: click without its tracebacks, one line per error."""
     try:

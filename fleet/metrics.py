@@ -32,8 +32,13 @@ BYTES_IN = Counter("fleet_bytes_received", "Bytes received from head-ends")
 BYTES_OUT = Counter("fleet_bytes_sent", "Bytes sent to head-ends")
 CONNECTIONS_REFUSED = Counter("fleet_connections_refused", "Connections refused, by reason", ["reason"])
 PROTOCOL_VIOLATIONS = Counter("fleet_protocol_violations", "Bad input answered or dropped, by layer", ["layer"])
-PUSHES = Counter("fleet_pushes", "Pushes by push setup and outcome: due, attempted, sent, retried, failed",
-                 ["push", "outcome"])
+PUSHES = Counter("fleet_pushes", "Pushes by push setup and outcome: due, attempted, sent, retried, failed, "
+                 "no-supply (due while the meter had no supply: not owed)", ["push", "outcome"])
+PUSH_LATENCY_BUCKETS = (0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+PUSH_LATENCY = Histogram("fleet_push_latency_seconds", "Simulated seconds from a push's due time (its "
+                         "randomisation included) to its send, retries included", buckets=PUSH_LATENCY_BUCKETS)
+DIALS = Counter("fleet_dials", "Calls meters placed to the head-end (dial mode), by outcome: connected, refused, "
+                "timeout, link-down", ["outcome"])
 SECURITY_FAILURES = Counter("fleet_security_failures",
                             "Protected requests and HLS replies refused, by client SAP and reason",
                             ["client", "reason"])
@@ -72,7 +77,8 @@ class WorkerMetrics:
     """Per-worker tallies, pushed to the prometheus files by `flush` (once a second)."""
 
     __slots__ = ("latency_counts", "latency_sum", "bytes_in", "bytes_out", "_last_requests", "refused",
-                 "violations", "internal_errors", "associations", "releases", "security_failures", "pushes")
+                 "violations", "internal_errors", "associations", "releases", "security_failures", "pushes",
+                 "push_latency", "dials")
 
     def __init__(self) -> None:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -87,6 +93,8 @@ class WorkerMetrics:
         self.releases: dict[tuple[int, str], int] = {}
         self.security_failures: dict[tuple[int, str], int] = {}
         self.pushes: dict[tuple[str, str], int] = {}
+        self.push_latency: list[float] = []
+        self.dials: dict[str, int] = {}
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -137,3 +145,15 @@ class WorkerMetrics:
         for (name, outcome), n in self.pushes.items():
             PUSHES.labels(name, outcome).inc(n)
         self.pushes.clear()
+        if self.push_latency:
+            counts = [0] * (len(PUSH_LATENCY_BUCKETS) + 1)
+            for x in self.push_latency:
+                counts[bisect.bisect_left(PUSH_LATENCY_BUCKETS, x)] += 1
+            for i, n in enumerate(counts):
+                if n:
+                    PUSH_LATENCY._buckets[i].inc(n)
+            PUSH_LATENCY._sum.inc(sum(self.push_latency))
+            self.push_latency.clear()
+        for outcome, n in self.dials.items():
+            DIALS.labels(outcome).inc(n)
+        self.dials.clear()

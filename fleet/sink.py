@@ -30,7 +30,8 @@ from meter_core.wrapper import WrapperDeframer
 log = logging.getLogger("fleet.sink")
 
 STAGE = "fleet_stage_push_received"
-COLUMNS = ("meter_id", "push_logical_name", "notified_at", "long_invoke_id", "ciphered", "apdu_bytes", "peer")
+COLUMNS = ("meter_id", "push_logical_name", "notified_at", "long_invoke_id", "ciphered", "apdu_bytes", "peer",
+           "body")
 CREATE_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE push_received INCLUDING DEFAULTS) "
                 "ON COMMIT DELETE ROWS")
 INSERT = (f"INSERT INTO push_received ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM {STAGE} "
@@ -67,8 +68,8 @@ class Refused(Exception):
     pass
 
 
-def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, int, bool]:
-    """(meter_id, push setup, notified at, long invoke id, ciphered) of one received APDU."""
+def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, int, bool, bytes]:
+    """(meter_id, push setup, notified at, long invoke id, ciphered, body) of one received APDU."""
     ciphered = apdu[:1] == b"\xdb"
     if ciphered:
         try:
@@ -100,7 +101,8 @@ def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, 
     if note.date_time is None:
         raise Refused("push without its date-time")
     stamp = CosemDateTime.from_bytes(note.date_time).to_datetime().replace(tzinfo=IST)
-    return meter_id, ".".join(str(b) for b in push_ln), stamp, note.long_invoke_id_and_priority & 0xFFFFFF, ciphered
+    return (meter_id, ".".join(str(b) for b in push_ln), stamp, note.long_invoke_id_and_priority & 0xFFFFFF,
+            ciphered, bytes(note.body))
 
 
 class _Conn(asyncio.Protocol):
@@ -149,13 +151,13 @@ class PushSink:
 
     def take(self, apdu: bytes, peer: str) -> None:
         try:
-            meter_id, push_ln, stamp, invoke, ciphered = receive(self.directory, apdu)
+            meter_id, push_ln, stamp, invoke, ciphered, body = receive(self.directory, apdu)
         except Refused as e:
             self.refused["undecodable"] += 1
             log.debug("%s: %s", peer, e)
             return
         self.received += 1
-        self.pending.append((meter_id, push_ln, stamp, invoke, ciphered, len(apdu), peer))
+        self.pending.append((meter_id, push_ln, stamp, invoke, ciphered, len(apdu), peer, body))
 
     async def start(self, host: str, port: int) -> None:
         _raise_fd_limit()  # thousands of meters connect at once

@@ -12,6 +12,7 @@ import asyncio
 import errno
 import functools
 import logging
+import math
 import os
 import resource
 import signal
@@ -101,6 +102,11 @@ class Worker:
         self.push_counts: Counter = Counter()
         self._stop = asyncio.Event()
         self._dials: set = set()
+        # meters whose link to the head-end an operator took down (`fleet inject link-down`): simulated end
+        self.link_down: dict[int, float] = {}
+        self._heap: list | None = None
+        self._alerts_scanned = -math.inf
+        self.commands = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -140,6 +146,11 @@ class Worker:
         metrics.WORKERS_UP.inc()
         self._send(("ready", self.slot, os.getpid(), len(self.servers)))
         tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._flush_metrics())]
+        if s.database_url:
+            from fleet.commands import CommandListener
+
+            self.commands = CommandListener(s.database_url, self.shard, self.apply_command)
+            tasks.append(asyncio.create_task(self.commands.run()))
         if self.options.mode == "dial":
             tasks.append(asyncio.create_task(self._dial()))
         await self._stop.wait()
@@ -201,7 +212,6 @@ class Worker:
                     heapq.heappop(heap)
                 else:
                     heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p, ()))
-                self._count_push(p, "due")
                 await gate.acquire()
                 task = self.loop.create_task(self._push_with_retries(mid, p, due, gate, bits))
                 self._dials.add(task)
@@ -217,57 +227,171 @@ class Worker:
         from meter_core import push
 
         scanned = start
+        seed = self.fleet.seed
         while True:
             while scanned > self.clock.sim(time.monotonic()) + ALERT_WINDOW / 2:
                 await asyncio.sleep(ALERT_WINDOW / 4 / self.clock.speed)
             for i, mid in enumerate(self.shard):
+                delay = push.randomisation(seed, mid, push.ALERT_PUSH)
                 for t, bits in push.alerts_between(self.meter_for_rows(mid), scanned, scanned + ALERT_WINDOW):
-                    heapq.heappush(self._heap, (t, mid, push.ALERT_PUSH, tuple(sorted(bits))))
+                    heapq.heappush(self._heap, (t + delay, mid, push.ALERT_PUSH, tuple(sorted(bits))))
                     self._heap_changed.set()
                 if i % 50 == 49:
                     await asyncio.sleep(0)
             scanned += ALERT_WINDOW
+            self._alerts_scanned = scanned
+
+    def _rescan_alerts(self, meter_ids: list[int], t: float) -> None:
+        """The ESW of these meters changed from simulated ``t`` on (an injected command): their alert
+        pushes after ``t`` that the scanner found are looked up again, up to where it has looked."""
+        import heapq
+
+        from meter_core import push
+
+        heap = self._heap
+        if heap is None:
+            return
+        seed, ids = self.fleet.seed, set(meter_ids)
+        delays = {mid: push.randomisation(seed, mid, push.ALERT_PUSH) for mid in ids}
+        heap[:] = [e for e in heap if not (e[2] == push.ALERT_PUSH and e[1] in ids and e[0] - delays[e[1]] >= t)]
+        until = max(self._alerts_scanned, t)
+        for mid in meter_ids:
+            for when, bits in push.alerts_between(self.meter_for_rows(mid), t - 1e-3, until):
+                heap.append((when + delays[mid], mid, push.ALERT_PUSH, tuple(sorted(bits))))
+        heapq.heapify(heap)
+        self._heap_changed.set()
 
     async def _push_with_retries(self, meter_id: int, push_ln: str, due: float, gate: asyncio.Semaphore,
                                  bits: tuple = ()) -> None:
-        """Connect and push; on failure retry after the repetition delay, as often as the push setup
-        says (3 times, 60 s apart in simulated time), then count the push as failed."""
+        """Connect and push; on failure retry after the repetition delay (with a seeded jitter of up to
+        a tenth of it), as often as the push setup says (3 times, 60 s apart in simulated time), then
+        count the push as failed. A meter without supply owes no push but its last gasp (an alert push
+        of ESW bit 85)."""
         from fleet.actor import MeterProtocol
         from meter_core import push
+        from meter_core.identity import stable_hash
 
         host, port = self.settings.hes
         push_id = push.invoke_id_for(due)
         attempts = 0
+        clock = self.clock
         try:
+            meter = self.meter(meter_id)
+            try:
+                if 85 not in bits and meter.supply_off(due):
+                    self._count_push(push_ln, "no-supply")
+                    return
+            finally:
+                if meter_id not in self.connections:
+                    self._release_meter(meter_id)
+            self._count_push(push_ln, "due")
             # Already connected to the head-end (an earlier call still open): the push goes on that line,
             # as a modem-connected meter sends it, instead of a second call.
             for proto in self.connections.get(meter_id, ()):
                 if proto.push is not None and proto.transport is not None and not proto._closing:
                     self._count_push(push_ln, "attempted")
                     proto.send_push(push_ln, push_id)
-                    self._count_push(push_ln, "sent")
-                    self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", 1, bits)
+                    self._sent(meter_id, push_ln, due, push_id, 1, bits)
                     return
             for attempt in range(4):
                 if attempt:
                     self._count_push(push_ln, "retried")
-                    await asyncio.sleep(60.0 / self.clock.speed)
+                    jitter = stable_hash("push-retry", self.fleet.seed, meter_id, due, attempt) % 6000 / 1000.0
+                    await asyncio.sleep((60.0 + jitter) / clock.speed)
                 self._count_push(push_ln, "attempted")
                 attempts += 1
+                if self.link_is_down(meter_id, clock.sim(time.monotonic())):
+                    self.metrics.dials["link-down"] = self.metrics.dials.get("link-down", 0) + 1
+                    continue
                 try:
                     _, proto = await asyncio.wait_for(self.loop.create_connection(
                         lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id), host, port,
                         local_addr=self.settings.source_address(meter_id)), 10.0)
-                except (OSError, TimeoutError):
+                except TimeoutError:
+                    self.metrics.dials["timeout"] = self.metrics.dials.get("timeout", 0) + 1
                     continue
+                except OSError:
+                    self.metrics.dials["refused"] = self.metrics.dials.get("refused", 0) + 1
+                    continue
+                self.metrics.dials["connected"] = self.metrics.dials.get("connected", 0) + 1
                 if proto.sent:
-                    self._count_push(push_ln, "sent")
-                    self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts, bits)
+                    self._sent(meter_id, push_ln, due, push_id, attempts, bits)
                     return
             self._count_push(push_ln, "failed")
             self.recorder.push_settled(meter_id, push_ln, due, push_id, "FAILED", attempts, bits)
         finally:
             gate.release()
+
+    def _sent(self, meter_id: int, push_ln: str, due: float, push_id: int, attempts: int, bits: tuple) -> None:
+        self._count_push(push_ln, "sent")
+        self.metrics.push_latency.append(max(0.0, self.clock.sim(time.monotonic()) - due))
+        self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts, bits)
+
+    def link_is_down(self, meter_id: int, t: float) -> bool:
+        end = self.link_down.get(meter_id)
+        if end is None:
+            return False
+        if t < end:
+            return True
+        del self.link_down[meter_id]
+        return False
+
+    # -- injected commands (`fleet inject`, through PostgreSQL) -------------------------------------------
+
+    def apply_command(self, cmd) -> tuple[int, float]:
+        """Apply a command to the meters of this shard it selects; returns (how many, simulated time)."""
+        from meter_core import eventlog
+
+        now = time.monotonic()
+        t = self.clock.sim(now)
+        ids = cmd.meters(self.fleet.seed, self.shard)
+        duration = cmd.params.get("duration_s")
+        duration = float(duration) if duration is not None else None
+        changed = []
+        for mid in ids:
+            m = self._meter_to_change(mid)
+            if cmd.action == "power-failure":
+                if m.change_supply(0.0, now, duration):
+                    changed.append(mid)
+                self._drop(mid)
+            elif cmd.action == "load-change":
+                if m.change_supply(float(cmd.params.get("factor", 1.0)), now, duration):
+                    changed.append(mid)
+            elif cmd.action == "tamper":
+                m.inject_tamper(int(cmd.params.get("code", 201)), now, duration)
+                changed.append(mid)
+            elif cmd.action == "link-down":
+                self.link_down[mid] = math.inf if duration is None else t + duration
+                self._drop(mid)
+            elif cmd.action == "restore":
+                self.link_down.pop(mid, None)
+                restored = m.change_supply(None, now)
+                bits = eventlog.esw_bits(m, t)
+                for code, (category, restore, bit) in eventlog.TAMPERS.items():
+                    if restore is not None and bit in bits:
+                        eventlog.record(m, category, restore, t)
+                        restored = True
+                if restored:
+                    changed.append(mid)
+        if changed and self.options.mode == "dial":
+            self._rescan_alerts(changed, t)
+        log.info("command %d: %s on %d meters", cmd.command_id, cmd.action, len(ids))
+        return len(ids), t
+
+    def _meter_to_change(self, meter_id: int):
+        """The meter whose state a command changes: the live one, or one built on the state kept for it."""
+        m = self._active_meters.get(meter_id) or self._cache.get(meter_id)
+        if m is not None:
+            return m
+        from meter_core.meter import MeterState
+
+        self.states.setdefault(meter_id, MeterState())
+        return self.meter_for_rows(meter_id)
+
+    def _drop(self, meter_id: int) -> None:
+        """The meter went dark (no supply, no link): its open connections end without a goodbye."""
+        for proto in list(self.connections.get(meter_id, ())):
+            proto.abort()
 
     def stop(self) -> None:
         """Ask the worker to shut down (thread-safe through ``loop.call_soon_threadsafe``)."""
@@ -343,13 +467,21 @@ class Worker:
 
     # -- meters -------------------------------------------------------------------------------------
 
-    def admit(self, meter_id: int) -> bool:
-        """Take a connection slot of ``meter_id`` if its TCP-UDP setup allows one more."""
+    def admit(self, meter_id: int, dialling: bool = False) -> str | None:
+        """Take a connection slot of ``meter_id``: None if it may have one more, else why not (its
+        TCP-UDP setup's maximum, no supply, no link). A meter dialling out for its last gasp has no
+        supply and still sends it."""
         meter = self.meter(meter_id)
         open_now = self.connections.get(meter_id)
         if open_now is not None and len(open_now) >= meter.state.max_connections:
-            return False
-        return True
+            return "max-connections"
+        if meter.state.supply or meter_id in self.link_down:  # an injected power failure or link fault
+            t = self.clock.sim(time.monotonic())
+            if self.link_is_down(meter_id, t):
+                return "link-down"
+            if not dialling and meter.supply_factor(t) == 0.0:
+                return "no-supply"
+        return None
 
     def meter(self, meter_id: int):
         """The Meter object of ``meter_id`` (cached while in use and for a while after)."""

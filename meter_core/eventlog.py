@@ -151,6 +151,10 @@ def outage_totals(meter: Meter, t: float) -> tuple[int, float]:
         if e.kind == "INTERRUPTION" and meter.install_time < e.start <= t:
             count += 1
             seconds += min(e.end, t) - e.start
+    for start, end, factor in meter.state.supply:  # injected power failures
+        if factor == 0.0 and start <= t:
+            count += 1
+            seconds += (t if end is None else min(end, t)) - start
     return count, seconds
 
 
@@ -192,6 +196,12 @@ def esw_bits(meter: Meter, t: float) -> set[int]:
             if code == restore:
                 active.discard(bit)
     bits |= active
+    for start, end, factor in meter.state.supply:  # injected power failures: last gasp, first breath
+        if factor == 0.0 and start <= t:
+            if end is None or t < end:
+                bits.add(85)
+            elif t < end + FIRST_BREATH_S:
+                bits.add(86)
     if meter.relay_open(t):
         bits.add(84)
     from meter_core.profiles import billing_closures

@@ -125,6 +125,9 @@ class MeterState:
     limit_over_since: float | None = None
     # Relay open intervals, simulated time ((start, end or None while open), ...).
     disconnections: tuple = ()
+    # Supply changes an operator injected (`fleet inject`), simulated time: ((start, end or None, factor),
+    # ...), factor 0.0 = no supply (a power failure), else the load drawn times factor (a load change).
+    supply: tuple = ()
     # Events that happened to this meter (simulated time, category, code), bounded per log depth, and
     # how many per category in all; injected tampers; the ESW filter (None = all bits reported).
     events: tuple = ()
@@ -291,7 +294,7 @@ class Meter:
         """
         state = self.state
         d = self.energy_divisor
-        if state.limit_since is None and not state.disconnections:
+        if state.limit_since is None and not state.disconnections and not state.supply:
             # `energy_at` written out for a meter whose relay never opened: the same operations, without
             # building the registers the load model keeps at zero
             load = self.load
@@ -316,7 +319,7 @@ class Meter:
         """[`readings(t)` for t in ``ts``], computed in one pass (times in order: each day loaded once;
         within `batch()` each time is computed once)."""
         state = self.state
-        if state.limit_since is not None or state.disconnections:
+        if state.limit_since is not None or state.disconnections or state.supply:
             return [self.readings(t) for t in ts]
         # as `readings`; only a day with an interruption has an outage adjustment
         load = self.load
@@ -414,8 +417,8 @@ class Meter:
         adjust = self._outage_adjustment(t)
         if self.state.limit_since is not None:
             self._scan_limiter(t)
-        if self.state.disconnections:
-            adjust -= self._disconnected_energy(t)
+        if self.state.disconnections or self.state.supply:
+            adjust += self._relay_and_supply_energy(t)
         if adjust == 0.0:
             return e
         a = e.active_import_wh
@@ -468,15 +471,101 @@ class Meter:
                 adjust -= lost * (1.0 - (t - s1) / pickup)
         return adjust
 
-    def _disconnected_energy(self, t: float) -> float:
-        """Active energy the load would have used while the relay was open, up to ``t``."""
-        lost = 0.0
-        for start, end in self.state.disconnections:
-            if t <= start:
-                continue
-            stop = t if end is None or end > t else end
-            lost += self.load.energy(stop).active_import_wh - self.load.energy(start).active_import_wh
-        return lost
+    def _relay_and_supply_energy(self, t: float) -> float:
+        """Active energy (Wh) up to ``t`` that the relay's open intervals and the injected supply changes
+        took from (negative) or added to the load model's: a sweep over their start and end times, the
+        load drawn times 0 wherever the relay is open or the supply off, times the product of the load
+        factors in force elsewhere."""
+        state = self.state
+        marks = []
+        for start, end in state.disconnections:
+            if start < t:
+                marks.append((start, 1, 0.0))
+                if end is not None and end < t:
+                    marks.append((end, -1, 0.0))
+        for start, end, factor in state.supply:
+            if start < t:
+                marks.append((start, 1, factor))
+                if end is not None and end < t:
+                    marks.append((end, -1, factor))
+        if not marks:
+            return 0.0
+        marks.sort(key=lambda m: (m[0], m[1]))
+        energy = self.load.energy
+        adjust = 0.0
+        active: list[float] = []
+        last = marks[0][0]
+        e_last = energy(last).active_import_wh
+        for when, step, factor in (*marks, (t, 0, 1.0)):
+            if when > last:
+                e_now = energy(when).active_import_wh
+                m = 0.0 if 0.0 in active else math.prod(active)
+                adjust += (m - 1.0) * (e_now - e_last)
+                last, e_last = when, e_now
+            if step > 0:
+                active.append(factor)
+            elif step < 0:
+                active.remove(factor)
+        return adjust
+
+    def supply_factor(self, t: float) -> float:
+        """The injected supply change in force at simulated ``t``: 0.0 without supply, else the load factor
+        (1.0: none)."""
+        m = 1.0
+        for start, end, factor in self.state.supply:
+            if start <= t and (end is None or t < end):
+                if factor == 0.0:
+                    return 0.0
+                m *= factor
+        return m
+
+    def supply_off(self, t: float) -> bool:
+        """Whether the meter has no supply at simulated ``t`` (a generated interruption or an injected
+        power failure)."""
+        if self.state.supply and self.supply_factor(t) == 0.0:
+            return True
+        return any(e.kind == "INTERRUPTION" and e.start <= t < e.end for e in self.pq_events(pq.day_of(t)))
+
+    def change_supply(self, factor: float | None, now: float, duration: float | None = None) -> bool:
+        """An injected supply change from now: ``factor`` 0.0 = power failure, > 0 = the load times
+        ``factor``, None = restore (end the power failure and load changes in force). Ends after
+        ``duration`` simulated seconds if given. Returns whether anything changed. A power failure logs
+        101 and, when it ends, 102 (the power log), as a generated interruption does."""
+        t = self.sim(now)
+        state = self.state
+        changed = False
+        if factor is None or factor == 0.0:
+            # a power failure or a restore ends the load changes in force (the load comes back as modelled)
+            kept = []
+            for start, end, f in state.supply:
+                if end is None or end > t:
+                    if factor is None or f != 0.0:
+                        if f == 0.0:
+                            eventlog.record(self, eventlog.POWER, 102, t)
+                        end, changed = t, True
+                kept.append((start, end, f))
+            state.supply = tuple(kept)
+            if factor is None:
+                self._supply_changed()
+                return changed
+        elif self.supply_factor(t) == 0.0:
+            return False  # no supply: nothing draws a load
+        if factor == 0.0 and self.supply_factor(t) == 0.0:
+            self._supply_changed()
+            return changed
+        end = None if duration is None else t + duration
+        state.supply = (*state.supply, (t, end, float(factor)))[-64:]
+        if factor == 0.0:
+            eventlog.record(self, eventlog.POWER, 101, t)
+            if end is not None:
+                eventlog.record(self, eventlog.POWER, 102, end)
+        self._supply_changed()
+        return True
+
+    def _supply_changed(self) -> None:
+        self._energy_key = self._inst_key = -1
+        self.outage_cache = None
+        self.reset_demand_cache()
 
     def record_event(self, category: int, code: int, now: float) -> None:
         """Log an event that happened to this meter now (transaction, control, tamper)."""
@@ -503,6 +592,12 @@ class Meter:
             if o is not None and o[1] <= t < o[1] + o[4]:
                 pickup += (o[3] - o[2]) * 3600.0 / o[4]  # W: the outage's energy spread over the pickup
         off = self.relay_open(t)
+        if self.state.supply:
+            m = self.supply_factor(t)
+            if m == 0.0:
+                return pq.apply(inst, [pq.PqEvent("INTERRUPTION", t, t + 1.0, 0.0, -1)], 0.0, off, self.load.params)
+            if m != 1.0:
+                inst = pq.scale_load(inst, m)
         if not events and not pickup and not off:
             return inst
         return pq.apply(inst, events, pickup, off, self.load.params)
@@ -568,6 +663,8 @@ class Meter:
         if any(e.kind == "INTERRUPTION" and e.start <= t < e.end for e in events):
             return 0.0
         power = self.load.active_power(t)
+        if self.state.supply:
+            power *= self.supply_factor(t)
         for o in self._outages(day) if events else ():
             if o is not None and o[1] <= t < o[1] + o[4]:
                 power += (o[3] - o[2]) * 3600.0 / o[4]

@@ -236,6 +236,16 @@ def apply(inst, events: list[PqEvent], pickup_w: float, disconnected: bool, para
     )
 
 
+def scale_load(inst, factor: float):
+    """``inst`` with the load drawn ``factor`` times what the model draws (an injected load change)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        inst, current=tuple(c * factor for c in inst.current), active_power=inst.active_power * factor,
+        reactive_power=inst.reactive_power * factor, apparent_power=inst.apparent_power * factor,
+        current_neutral=inst.current_neutral * factor)
+
+
 def voltage_factors(events: tuple[PqEvent, ...], t0: float, t1: float) -> tuple[float, float, float]:
     """Mean factor on each phase voltage over [t0, t1] from the events (0 while the supply is off)."""
     span = t1 - t0

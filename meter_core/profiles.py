@@ -26,6 +26,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from meter_core import powerquality as pq
 from meter_core._util import mix64
 from meter_core.apdu.codes import ActionResult, DataAccessResult
 from meter_core.axdr import DataType, encode_datetime_at
@@ -118,10 +119,11 @@ def _event_factors(meter: Meter, t0: float, t1: float) -> tuple[float, float, fl
     if d1 != d0:
         events = (*events, *meter.pq_events(d1))
     # only events overlapping the block move it (min(end, t1) - max(start, t0) > 0)
+    if meter.state.supply:  # injected power failures take the supply off like generated interruptions
+        events = (*events, *(pq.PqEvent("INTERRUPTION", s, math.inf if e is None else e, 0.0, -1)
+                             for s, e, f in meter.state.supply if f == 0.0))
     for e in events:
         if e.start < t1 and e.end > t0:
-            from meter_core import powerquality as pq
-
             return pq.voltage_factors(events, t0, t1)
     return _NO_EVENTS
 
@@ -150,7 +152,7 @@ class BlockLoad:
         to_sim = meter.clock_to_sim
         prev = None
         state = meter.state
-        if state.limit_since is not None or state.disconnections:  # readings as the limiter scans them
+        if state.limit_since is not None or state.disconnections or state.supply:  # readings one by one
             for k in keys:
                 clock = k * period - IST_S
                 t1 = to_sim(clock)

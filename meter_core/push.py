@@ -38,8 +38,9 @@ def _data_for(push: str, kind: MeterKind) -> tuple[tuple[int, str, int], ...]:
     return ((7, "1.0.99.2.0.255", 2),)
 
 
-# Randomisation start interval (s) per push: the alert push goes out at once, periodic ones spread.
-_RANDOMISATION = {INSTANT_PUSH: 60, ALERT_PUSH: 0, BLOCK_LOAD_PUSH: 300, DAILY_LOAD_PUSH: 900}
+# Randomisation start interval (s) per push: every meter waits its own seeded share of it after the
+# instant a push falls due (a power failure across a feeder spreads its last gasps over a minute).
+_RANDOMISATION = {INSTANT_PUSH: 60, ALERT_PUSH: 60, BLOCK_LOAD_PUSH: 300, DAILY_LOAD_PUSH: 900}
 
 
 def push_object_list(push: str, kind: MeterKind) -> Data:

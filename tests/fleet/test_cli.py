@@ -29,7 +29,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["db"], ["db", "migrate"], ["meters"], ["meters", "export"],
-                                     ["backfill"], ["hes-sink"]])
+                                     ["backfill"], ["hes-sink"], ["inject"]])
 def test_every_command_has_help(command):
     proc = fleet(*command, "--help")
     assert proc.returncode == 0, proc.stderr
@@ -52,6 +52,12 @@ def test_every_command_has_help(command):
     (["meters", "export", "-o", "/nonexistent-dir/x.json"], ["/nonexistent-dir/x.json"]),
     (["run", "--hls-mechanism", "high-ecdsa"], ["--security-suite"]),
     (["hes-sink", "--listen", "nowhere"], ["--listen"]),
+    (["inject", "explode"], ["explode"]),
+    (["inject", "power-failure", "--share", "1.5"], ["--share"]),
+    (["inject", "power-failure", "--region", "9-2"], ["--region"]),
+    (["inject", "power-failure", "--region", "north"], ["--region"]),
+    (["inject", "load-change"], ["--factor"]),
+    (["inject", "tamper", "--factor", "2"], ["--factor"]),
 ])
 def test_user_mistakes_get_one_line_and_a_nonzero_exit(args, words):
     assert_one_line_error(fleet(*args), *words)
@@ -60,6 +66,11 @@ def test_user_mistakes_get_one_line_and_a_nonzero_exit(args, words):
 def test_unreachable_database_is_one_line():
     proc = fleet("db", "migrate", "--database-url", "postgresql://fleet@127.0.0.1:1/fleet")
     assert_one_line_error(proc, "database")
+
+
+def test_inject_without_a_running_fleet_says_so(database_url):
+    proc = fleet("inject", "power-failure", "--share", "0.3", "--database-url", database_url, "--wait", "1")
+    assert_one_line_error(proc, "no fleet worker", "command 1")
 
 
 def test_metrics_port_in_use_is_one_line():

@@ -158,6 +158,21 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
                 assert time.monotonic() - killed_at < 15, "killed shard did not come back"
                 time.sleep(0.1)
         assert time.monotonic() - killed_at < 15
+
+        # `fleet inject` reaches the workers through the database: meter 12 loses its supply (its
+        # connections are refused), the others serve on; a restore brings it back.
+        proc = subprocess.run([sys.executable, "-m", "fleet", "inject", "power-failure", "--region", "12-12",
+                               "--database-url", database_url, "--wait", "5"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(r"applied by 3 worker\(s\) to 1 meter\(s\)", proc.stdout), proc.stdout
+        with pytest.raises((OSError, GXDLMSException)):
+            read_serial(base + 12, 12, fleet_cfg)
+        read_serial(base + 13, 13, fleet_cfg)
+        proc = subprocess.run([sys.executable, "-m", "fleet", "inject", "restore", "--region", "10-19",
+                               "--database-url", database_url], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert read_serial(base + 12, 12, fleet_cfg) == meter_identity(fleet_cfg, 12).serial
     finally:
         code = f.stop()
     assert code == 0, "\n".join(f.lines)

@@ -274,6 +274,35 @@ COMMENT ON COLUMN event_logs.sequence_number IS 'The meter''s event sequence num
 ALTER TABLE event_logs ADD CONSTRAINT event_logs_category_check CHECK ((category = ANY (ARRAY['voltage'::text, 'current'::text, 'power'::text, 'transaction'::text, 'other'::text, 'non_rollover'::text, 'control'::text])));
 ALTER TABLE event_logs ADD CONSTRAINT event_logs_pkey PRIMARY KEY (meter_id, category, occurred_at, event_code);
 
+CREATE TABLE fleet_command_results (
+    command_id bigint NOT NULL,
+    shard_start bigint NOT NULL,
+    shard_stop bigint NOT NULL,
+    meters integer NOT NULL,
+    sim_at timestamp with time zone NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE fleet_command_results IS 'What each worker did with a command: how many of its meters it reached, at which simulated time';
+
+ALTER TABLE fleet_command_results ADD CONSTRAINT fleet_command_results_command_id_fkey FOREIGN KEY (command_id) REFERENCES fleet_commands(command_id) ON DELETE CASCADE;
+ALTER TABLE fleet_command_results ADD CONSTRAINT fleet_command_results_pkey PRIMARY KEY (command_id, shard_start);
+
+CREATE TABLE fleet_commands (
+    command_id bigint DEFAULT nextval('fleet_commands_command_id_seq'::regclass) NOT NULL,
+    action text NOT NULL,
+    first_meter bigint,
+    last_meter bigint,
+    share double precision DEFAULT 1.0 NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    issued_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE fleet_commands IS 'Runtime commands to a running fleet (fleet inject): power failures, restores, tampers, link faults, load changes';
+
+ALTER TABLE fleet_commands ADD CONSTRAINT fleet_commands_action_check CHECK ((action = ANY (ARRAY['power-failure'::text, 'restore'::text, 'tamper'::text, 'link-down'::text, 'load-change'::text])));
+ALTER TABLE fleet_commands ADD CONSTRAINT fleet_commands_pkey PRIMARY KEY (command_id);
+ALTER TABLE fleet_commands ADD CONSTRAINT fleet_commands_region_check CHECK (((first_meter IS NULL) OR (last_meter IS NULL) OR (first_meter <= last_meter)));
+ALTER TABLE fleet_commands ADD CONSTRAINT fleet_commands_share_check CHECK (((share > (0)::double precision) AND (share <= (1)::double precision)));
+
 CREATE TABLE hdlc_settings (
     meter_id bigint,
     comm_speed smallint NOT NULL,
@@ -494,10 +523,12 @@ CREATE TABLE push_received (
     long_invoke_id bigint NOT NULL,
     ciphered boolean NOT NULL,
     apdu_bytes integer NOT NULL,
-    peer text
+    peer text,
+    body bytea
 );
 COMMENT ON TABLE push_received IS 'Pushes (DataNotification) received by fleet hes-sink, deciphered and attributed to their meter; keyed by meter, push setup and long-invoke-id (the minute the push was due): a push received twice is one row';
 COMMENT ON COLUMN push_received.notified_at IS 'The date-time the notification carries (meter clock, IST), as UTC';
+COMMENT ON COLUMN push_received.body IS 'The DataNotification body (A-XDR, deciphered): the values of the push object list';
 
 ALTER TABLE push_received ADD CONSTRAINT push_received_pkey PRIMARY KEY (meter_id, push_logical_name, long_invoke_id);
 
@@ -1165,3 +1196,16 @@ CREATE VIEW push_success AS
      LEFT JOIN push_received r ON r.meter_id = d.meter_id AND r.push_logical_name = d.push_logical_name AND r.long_invoke_id = d.long_invoke_id
   GROUP BY d.meter_id, d.push_logical_name;
 COMMENT ON VIEW push_success IS 'Push success rate per meter and push setup: pushes received by the head-end (push_received) / pushes due (push_due)';
+
+CREATE SEQUENCE fleet_commands_command_id_seq AS bigint;
+CREATE OR REPLACE FUNCTION public.fleet_commands_notify()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    PERFORM pg_notify('fleet_commands', NEW.command_id::text);
+    RETURN NEW;
+END
+$function$;
+
+CREATE TRIGGER fleet_commands_notify AFTER INSERT ON fleet_commands FOR EACH ROW EXECUTE FUNCTION fleet_commands_notify();

@@ -1,0 +1,104 @@
+"""Injected supply changes on the sans-I/O meter (what `fleet inject` does to each meter it reaches): a
+power failure stops the energy, zeroes the instant values, logs 101/102, raises ESW bit 85 then 86 for
+an hour, and leaves a gap in the block profile; a load change scales the load drawn."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+
+from meter_core import eventlog, profiles
+from meter_core import powerquality as pq
+from meter_core.identity import FleetConfig, MeterKind
+from meter_core.meter import Meter
+from tests.unit.test_meter import EPOCH
+
+HOUR = 3600.0
+
+
+def quiet_meter(kind=MeterKind.THREE_PHASE) -> tuple[Meter, float]:
+    """A meter and a midnight (IST) that starts two days without generated supply events."""
+    fleet = FleetConfig(seed=11, kind=kind)
+    for meter_id in range(50):
+        m = Meter(fleet, meter_id, epoch_start=EPOCH)
+        day = pq.day_of(dt.datetime(2026, 11, 20, tzinfo=dt.UTC).timestamp())
+        if not m.pq_events(day) and not m.pq_events(day + 1):
+            return m, day * pq.DAY - pq.IST_S
+    raise AssertionError("no quiet meter")
+
+
+@pytest.mark.parametrize("kind", list(MeterKind))
+def test_a_power_failure_stops_the_energy_and_leaves_a_gap(kind):
+    m, midnight = quiet_meter(kind)
+    fresh = Meter(m.fleet, m.identity.meter_id, epoch_start=EPOCH)
+    t = midnight + 10 * HOUR + 7  # a little after 10:00 IST: the 10:00-10:30 block is partly off
+    before = m.readings(t)
+    count0, seconds0 = eventlog.outage_totals(m, t)
+    assert m.change_supply(0.0, now=t) is True
+    assert m.change_supply(0.0, now=t + 10) is False  # already off
+    assert m.readings(t + HOUR) == before
+    inst = m.instant_at(t + 60)
+    assert inst.voltage == (0.0, 0.0, 0.0) and inst.current == (0.0, 0.0, 0.0) and inst.active_power == 0.0
+    assert m.supply_off(t + 60) and not m.supply_off(t - 1)
+    assert 85 in eventlog.esw_bits(m, t + 1) and 85 not in eventlog.esw_bits(m, t - 1)
+    assert m.change_supply(1.5, now=t + 100) is False  # no supply, no load to change
+
+    restore = t + 2 * HOUR
+    assert m.change_supply(None, now=restore) is True
+    assert 85 not in eventlog.esw_bits(m, restore) and 86 in eventlog.esw_bits(m, restore + 10)
+    assert 86 not in eventlog.esw_bits(m, restore + HOUR + 1)
+    log = [(e.code, e.time) for e in eventlog.last_events(m, eventlog.POWER, restore + 1, 40)]
+    assert log[-2:] == [(101, t), (102, restore)]
+    assert eventlog.outage_totals(m, restore + 1) == (count0 + 1, pytest.approx(seconds0 + 2 * HOUR))
+    # after the restore the load is the model's again: the energy goes on from where it stopped
+    later = restore + 3 * HOUR
+    lost = fresh.readings(restore)[0] - fresh.readings(t)[0]
+    assert lost > 0
+    assert abs((fresh.readings(later)[0] - m.readings(later)[0]) - lost) <= 1
+    # the block profile: blocks inside the outage have no energy and no voltage, the one it started
+    # in has part of both
+    period = m.state.profile_capture_period
+    keys = range(math.floor((t + pq.IST_S) / period), math.floor((restore + pq.IST_S) / period) + 2)
+    rows = list(profiles.BlockLoad().rows(m, keys, later, None))
+    inside = [r for r in rows if t <= r.clock - period and r.clock <= restore]
+    assert len(inside) >= 2
+    for r in inside:
+        assert r.r1 == r.r0 and max(r.volts) == 0.0 and max(r.currents) == 0.0
+    first = rows[1]  # 10:00-10:30, off from 10:00:07
+    assert 0 < max(first.volts) < 200
+
+
+def test_a_load_change_scales_the_load_and_a_failure_ends_it():
+    m, midnight = quiet_meter()
+    fresh = Meter(m.fleet, m.identity.meter_id, epoch_start=EPOCH)
+    t = midnight + 12 * HOUR
+    assert m.change_supply(2.0, now=t, duration=HOUR) is True
+    model = fresh.readings(t + HOUR)[0] - fresh.readings(t)[0]
+    got = m.readings(t + HOUR)[0] - m.readings(t)[0]
+    assert abs(got - 2 * model) <= 2
+    assert m.instant_at(t + 60).active_power == pytest.approx(2 * fresh.instant_at(t + 60).active_power)
+    # it ended by itself after an hour: the next hour is the model's
+    model2 = fresh.readings(t + 2 * HOUR)[0] - fresh.readings(t + HOUR)[0]
+    assert abs((m.readings(t + 2 * HOUR)[0] - m.readings(t + HOUR)[0]) - model2) <= 1
+    # an open-ended change, then a power failure: the change ends with the supply
+    assert m.change_supply(0.5, now=t + 3 * HOUR) is True
+    assert m.change_supply(0.0, now=t + 4 * HOUR) is True
+    assert m.change_supply(None, now=t + 5 * HOUR) is True
+    assert m.supply_factor(t + 6 * HOUR) == 1.0
+    assert m.change_supply(None, now=t + 7 * HOUR) is False  # nothing left to restore
+
+
+def test_the_relay_and_a_power_failure_overlapping_count_the_lost_energy_once():
+    m, midnight = quiet_meter()
+    fresh = Meter(m.fleet, m.identity.meter_id, epoch_start=EPOCH)
+    t = midnight + 9 * HOUR
+    m.set_disconnected(True, now=t)
+    m.change_supply(0.0, now=t + HOUR)
+    m.set_disconnected(False, now=t + 2 * HOUR)
+    m.change_supply(None, now=t + 3 * HOUR)
+    end = t + 5 * HOUR
+    lost = fresh.readings(t + 3 * HOUR)[0] - fresh.readings(t)[0]
+    assert abs((fresh.readings(end)[0] - m.readings(end)[0]) - lost) <= 1
+    assert m.readings(t + 3 * HOUR) == m.readings(t)
