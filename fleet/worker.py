@@ -367,7 +367,7 @@ class Worker:
                 self.link_down.pop(mid, None)
                 restored = m.change_supply(None, now)
                 bits = eventlog.esw_bits(m, t)
-                for code, (category, restore, bit) in eventlog.TAMPERS.items():
+                for category, restore, bit in eventlog.TAMPERS.values():
                     if restore is not None and bit in bits:
                         eventlog.record(m, category, restore, t)
                         restored = True

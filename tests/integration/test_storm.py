@@ -15,8 +15,8 @@ from fleet import commands
 from fleet.commands import Command
 from meter_core import push
 from meter_core.axdr import data_from_bytes
-from tests.integration.test_sink import RunningSink
 from meter_core.meter import Meter, SimClock
+from tests.integration.test_sink import RunningSink
 from tests.servers import EPOCH, running_meters
 
 pytestmark = pytest.mark.integration
