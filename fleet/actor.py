@@ -33,14 +33,17 @@ class MeterProtocol(asyncio.Protocol):
     """One TCP connection to one meter."""
 
     __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing",
-                 "push", "sent", "push_id")
+                 "push", "sent", "push_id", "push_at")
 
-    def __init__(self, worker, meter_id: int, push: str | None = None, push_id: int = 0) -> None:
+    def __init__(self, worker, meter_id: int, push: str | None = None, push_id: int = 0,
+                 push_at: float | None = None) -> None:
         self.worker = worker
         self.meter_id = meter_id
-        # dial mode: the push setup whose push this connection opens with, and its long-invoke-id
+        # dial mode: the push setup whose push this connection opens with, its long-invoke-id, and the
+        # moment (monotonic) its values are taken at: when it fell due, whatever retries came since
         self.push = push
         self.push_id = push_id
+        self.push_at = push_at
         self.sent = False
         self.transport: asyncio.Transport | None = None
         self.conn: MeterConnection | None = None
@@ -73,16 +76,17 @@ class MeterProtocol(asyncio.Protocol):
         self.connection_id = uuid.uuid4()
         w.connection_opened(self)
         if self.push is not None:  # a meter that dialled in speaks first: its push
-            self.send_push(self.push, self.push_id)
+            self.send_push(self.push, self.push_id, self.push_at)
             self.sent = True
         self._arm(now)
 
-    def send_push(self, push_ln: str, push_id: int | None = None) -> None:
-        """Write push ``push_ln`` (ciphered with the push setup's keys) on this connection."""
+    def send_push(self, push_ln: str, push_id: int | None = None, at: float | None = None) -> None:
+        """Write push ``push_ln`` (ciphered with the push setup's keys) on this connection, with the
+        values of moment ``at`` (monotonic; default now)."""
         from meter_core import push as pushes
 
         w, meter = self.worker, self.conn.meter
-        now = _monotonic()
+        now = _monotonic() if at is None else at
         if push_id is None:
             push_id = pushes.invoke_id_for(meter.sim(now))
         apdu = pushes.data_notification(meter, push_ln, now, push_id)

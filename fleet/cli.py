@@ -10,6 +10,7 @@ import datetime as _dt
 import functools
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -444,18 +445,23 @@ def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
             except OSError as e:
                 raise FleetError(f"--listen {listen}: {e.strerror}") from None
             log.info("hes-sink listening on %s for %d meters", listen, options.meters)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):  # stop taking pushes, write what was taken
+                loop.add_signal_handler(sig, stop.set)
             try:
-                while True:
-                    await asyncio.sleep(10)
+                while not stop.is_set():
+                    try:
+                        await asyncio.wait_for(stop.wait(), 10)
+                    except TimeoutError:
+                        pass
                     log.info("pushes received %d, recorded %d, refused %s, connections %d", receiver.received,
                              receiver.recorded, dict(receiver.refused) or 0, receiver.connections)
             finally:
                 await receiver.stop()
+                log.info("stopped: pushes received %d, recorded %d", receiver.received, receiver.recorded)
 
-        try:
-            asyncio.run(serve())
-        except KeyboardInterrupt:
-            log.info("stopped")
+        asyncio.run(serve())
     finally:
         if server is not None:
             server.stop()
@@ -516,10 +522,11 @@ def inject(action, share, region, duration, code, factor, wait, database_url, da
         deadline = time.monotonic() + wait
         seen = (0, 0)
         while time.monotonic() < deadline:
-            time.sleep(min(0.5, wait))
-            seen = asyncio.run(commands.results(url, command_id))
-            if seen[0] and time.monotonic() > deadline - wait + 2.0:
-                break  # workers answer within a second of each other
+            time.sleep(min(0.2, wait))
+            now_seen = asyncio.run(commands.results(url, command_id))
+            if now_seen[0] and now_seen == seen:
+                break  # the workers answer within moments of each other: none more for a while
+            seen = now_seen
         if not seen[0]:
             raise FleetError(f"no fleet worker applied command {command_id} within {wait:g} s "
                              "(is a fleet running on this database?)")

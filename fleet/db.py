@@ -167,6 +167,17 @@ PUSH_DUE_COLUMNS = ("meter_id", "push_logical_name", "due_at", "long_invoke_id",
 INSERT_PUSH_DUE = (f"INSERT INTO push_due ({', '.join(PUSH_DUE_COLUMNS)}) SELECT {', '.join(PUSH_DUE_COLUMNS)} "
                    f"FROM {STAGE_PUSH_DUE} ON CONFLICT DO NOTHING")
 
+STAGE_MESSAGES = "fleet_stage_message_queue"
+MESSAGE_COLUMNS = ("meter_id", "message_id", "push_logical_name", "due_at", "payload", "attempts", "status",
+                   "last_attempt_at")
+# A settled message is never set back to PENDING (a late write of an older state changes nothing).
+UPSERT_MESSAGES = (f"INSERT INTO message_queue AS q ({', '.join(MESSAGE_COLUMNS)}) SELECT {', '.join(MESSAGE_COLUMNS)} "
+                   f"FROM {STAGE_MESSAGES} ON CONFLICT (meter_id, message_id) DO UPDATE SET attempts = EXCLUDED.attempts, "
+                   "status = EXCLUDED.status, last_attempt_at = EXCLUDED.last_attempt_at WHERE q.status = 'PENDING'")
+SELECT_PENDING_MESSAGES = ("SELECT meter_id, message_id, push_logical_name, extract(epoch FROM due_at) AS due, attempts "
+                           "FROM message_queue WHERE status = 'PENDING' AND meter_id >= $1 AND meter_id < $2 "
+                           "ORDER BY due_at")
+
 STAGE_ALARMS = "fleet_stage_eswf_push_alarms"
 ALARM_COLUMNS = ("meter_id", "raised_at", "bit", "status", "retry_count")
 UPSERT_ALARMS = (f"INSERT INTO eswf_push_alarms AS a ({', '.join(ALARM_COLUMNS)}) SELECT {', '.join(ALARM_COLUMNS)} "
@@ -174,6 +185,10 @@ UPSERT_ALARMS = (f"INSERT INTO eswf_push_alarms AS a ({', '.join(ALARM_COLUMNS)}
                  "retry_count = EXCLUDED.retry_count, updated_at = now()")
 
 CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_MESSAGES} (
+    meter_id bigint, message_id bigint, push_logical_name text, due_at timestamptz, payload bytea, attempts integer,
+    status text, last_attempt_at timestamptz
+) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_ALARMS} (
     meter_id bigint, raised_at timestamptz, bit smallint, status text, retry_count integer
 ) ON COMMIT DELETE ROWS;

@@ -99,7 +99,10 @@ class NullRecorder:
     def flush_metrics(self, metrics) -> None:
         pass
 
-    def push_settled(self, *args) -> None:
+    def push_settled(self, *args, **kw) -> None:
+        pass
+
+    def push_queued(self, *args) -> None:
         pass
 
     async def close(self, timeout: float) -> None:
@@ -138,6 +141,7 @@ class Recorder:
         self._keys_pending: set[int] = set()
         self._pushes: list[tuple] = []  # settled pushes, written with the keys (once a second)
         self._alarms: list[tuple] = []  # ESW bits of settled alert pushes (eswf_push_alarms)
+        self._queued: dict[tuple, tuple] = {}  # message_queue rows by (meter, message id), last state kept
 
     @classmethod
     async def open(cls, url: str, worker, **kwargs) -> Recorder:
@@ -295,11 +299,18 @@ class Recorder:
             await _close_quietly(conn)
 
     def push_settled(self, meter_id: int, push_ln: str, due: float, push_id: int, outcome: str, attempts: int,
-                     bits: tuple = ()) -> None:
-        """A push was sent or has failed for good (dial mode); an alert push settles its ESW bits too."""
+                     bits: tuple = (), raised: float | None = None) -> None:
+        """A push was sent or has failed for good (dial mode); an alert push settles its ESW bits too
+        (raised at ``raised``, before the push's randomisation)."""
         self._pushes.append((meter_id, push_ln, _ts(due), push_id, outcome, attempts))
         for bit in bits:
-            self._alarms.append((meter_id, _ts(due), bit, outcome, attempts - 1))
+            self._alarms.append((meter_id, _ts(due if raised is None else raised), bit, outcome, attempts - 1))
+
+    def push_queued(self, meter_id: int, message_id: int, push_ln: str, due: float, payload: bytes, attempts: int,
+                    status: str) -> None:
+        """A push waiting in the meter's message queue for its retries (PENDING), or settled (SENT, FAILED)."""
+        self._queued[(meter_id, message_id)] = (meter_id, message_id, push_ln, _ts(due), payload, attempts, status,
+                                                _dt.datetime.now(_dt.UTC))
 
     # -- the writer task ----------------------------------------------------------------------------
 
@@ -355,7 +366,7 @@ class Recorder:
 
         self._keys_due = time.monotonic() + KEYS_INTERVAL
         w = self.worker
-        if self._pushes:
+        if self._pushes or self._queued:
             await self._write_pushes()
         if w.security_dirty:
             self._keys_pending |= w.security_dirty
@@ -394,9 +405,14 @@ class Recorder:
     async def _write_pushes(self) -> None:
         batch, self._pushes = self._pushes, []
         alarms, self._alarms = self._alarms, []
+        queued, self._queued = self._queued, {}
         try:
             conn = await self._conn.get()
             async with conn.transaction():
+                if queued:
+                    await conn.copy_records_to_table(db.STAGE_MESSAGES, records=list(queued.values()),
+                                                     columns=db.MESSAGE_COLUMNS)
+                    await conn.execute(db.UPSERT_MESSAGES)
                 await conn.copy_records_to_table(db.STAGE_PUSH_DUE, records=batch, columns=db.PUSH_DUE_COLUMNS)
                 await conn.execute(db.INSERT_PUSH_DUE)
                 if alarms:
@@ -407,6 +423,7 @@ class Recorder:
             self._conn.drop()
             self._pushes = batch + self._pushes
             self._alarms = alarms + self._alarms
+            self._queued = {**queued, **self._queued}
             log.warning("writing settled pushes failed, retrying: %s", pg.one_line(e))
             return
         self.rows_written["push_due"] = self.rows_written.get("push_due", 0) + len(batch)

@@ -1,6 +1,6 @@
 """`fleet hes-sink`: a head-end's push receiver that keeps the score in PostgreSQL.
 
-It accepts any number of meter connections (wrapper framing), takes every DataNotification, plain or
+It accepts any number of meter connections (wrapper framing or HDLC UI frames), takes every DataNotification, plain or
 general-glo-ciphered, finds its meter (by the system title of a ciphered push, by the device ID of a
 plain one), checks and deciphers it with that meter's push keys (meter_core.security, the keys the
 onboarding file gives: derived from the fleet secret, or as stored in `meter_keys`), and records it in
@@ -23,6 +23,7 @@ from meter_core import security as sec
 from meter_core._util import NEED_DATA
 from meter_core.apdu import DataNotification, decode_apdu
 from meter_core.axdr import CosemDateTime, data_from_bytes
+from meter_core.hdlc.frames import Deframer, FrameKind
 from meter_core.identity import meter_identity
 from meter_core.keys import derived_keys, from_rows
 from meter_core.wrapper import WrapperDeframer
@@ -106,9 +107,11 @@ def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, 
 
 
 class _Conn(asyncio.Protocol):
+    """One meter's call: wrapper frames, or HDLC UI frames (the first byte tells: 0x7E is an HDLC flag)."""
+
     def __init__(self, sink: PushSink) -> None:
         self.sink = sink
-        self.deframer = WrapperDeframer()
+        self.deframer = None
         self.peer = ""
 
     def connection_made(self, transport) -> None:
@@ -120,10 +123,18 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
+            if self.deframer is None:
+                self.deframer = Deframer() if data[:1] == b"\x7e" else WrapperDeframer()
             self.deframer.feed(data)
-            while (got := self.deframer.next_payload()) is not NEED_DATA:
-                self.sink.take(got[2], self.peer)
-        except Exception as e:  # noqa: BLE001 - a peer that does not speak the wrapper: drop it
+            if type(self.deframer) is Deframer:
+                while (frame := self.deframer.next_frame()) is not NEED_DATA:
+                    info = frame.info
+                    if frame.kind is FrameKind.UI and info[:2] in (b"\xe6\xe7", b"\xe6\xe6"):
+                        self.sink.take(bytes(info[3:]), self.peer)
+            else:
+                while (got := self.deframer.next_payload()) is not NEED_DATA:
+                    self.sink.take(got[2], self.peer)
+        except Exception as e:  # noqa: BLE001 - a peer that speaks neither framing: drop it
             self.sink.refused["framing"] += 1
             log.warning("dropping %s: %s", self.peer, e)
             self.transport.close()

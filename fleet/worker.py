@@ -56,6 +56,17 @@ def worker_main(slot: int, shard: range, settings: RunSettings, pipe) -> None:
 # Meter per meter and day; what it keeps is the few alerts found).
 ALERT_WINDOW = 86400.0
 
+# Pushes a meter keeps waiting for their retries (the seed's message_queue, bounded per meter): beyond
+# these, a push that fails its first attempt fails for good ("queue-full").
+MESSAGE_QUEUE_DEPTH = 16
+_PUSH_INDEX = {"0.0.25.9.0.255": 0, "0.4.25.9.0.255": 1, "0.5.25.9.0.255": 2, "0.6.25.9.0.255": 3}
+
+
+def _message_id(push_ln: str, due: float) -> int:
+    """A queued push's message id: its due time in ms and its push setup (unique per meter)."""
+    return round(due * 1000) * 8 + _PUSH_INDEX.get(push_ln, 7)
+
+
 # Sent invocation counters of a meter with none stored start here: 16 per second since 2025-01-01, so
 # a counter used before a crash that came before the first write is never used again (2**32 lasts to 2033).
 _COUNTER_EPOCH = 1735689600.0
@@ -104,6 +115,7 @@ class Worker:
         self._dials: set = set()
         # meters whose link to the head-end an operator took down (`fleet inject link-down`): simulated end
         self.link_down: dict[int, float] = {}
+        self.queued: Counter = Counter()  # pushes waiting for a retry, per meter
         self._heap: list | None = None
         self._alerts_scanned = -math.inf
         self.commands = None
@@ -197,6 +209,11 @@ class Worker:
         self._heap_changed = asyncio.Event()
         scanner = self.loop.create_task(self._scan_alerts(now_sim))
         gate = asyncio.Semaphore(self.settings.dial_concurrency)
+        if self.settings.database_url:
+            try:
+                await self._resume_queue(self.settings.database_url, gate)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+                log.warning("queued pushes not taken up: %s", e)
         try:
             while heap:
                 due, mid, p, bits = heap[0]
@@ -212,7 +229,6 @@ class Worker:
                     heapq.heappop(heap)
                 else:
                     heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p, ()))
-                await gate.acquire()
                 task = self.loop.create_task(self._push_with_retries(mid, p, due, gate, bits))
                 self._dials.add(task)
                 task.add_done_callback(self._dials.discard)
@@ -262,70 +278,138 @@ class Worker:
         self._heap_changed.set()
 
     async def _push_with_retries(self, meter_id: int, push_ln: str, due: float, gate: asyncio.Semaphore,
-                                 bits: tuple = ()) -> None:
+                                 bits: tuple = (), attempts: int = 0) -> None:
         """Connect and push; on failure retry after the repetition delay (with a seeded jitter of up to
         a tenth of it), as often as the push setup says (3 times, 60 s apart in simulated time), then
-        count the push as failed. A meter without supply owes no push but its last gasp (an alert push
-        of ESW bit 85)."""
+        count the push as failed. A push waiting for a retry is in the meter's message queue (the
+        message_queue table, at most `MESSAGE_QUEUE_DEPTH` per meter), so a worker that restarts takes
+        it up again (``attempts``: those made before). A meter without supply owes no push but its last
+        gasp (an alert push of ESW bit 85)."""
         from fleet.actor import MeterProtocol
         from meter_core import push
         from meter_core.identity import stable_hash
 
         host, port = self.settings.hes
         push_id = push.invoke_id_for(due)
-        attempts = 0
         clock = self.clock
+        at = clock.t0 + (due - clock.start) / clock.speed  # the push carries the values of its due time
+        message_id = None
+        resumed = attempts > 0
         try:
-            meter = self.meter(meter_id)
-            try:
-                if 85 not in bits and meter.supply_off(due):
-                    self._count_push(push_ln, "no-supply")
-                    return
-            finally:
-                if meter_id not in self.connections:
-                    self._release_meter(meter_id)
-            self._count_push(push_ln, "due")
-            # Already connected to the head-end (an earlier call still open): the push goes on that line,
-            # as a modem-connected meter sends it, instead of a second call.
-            for proto in self.connections.get(meter_id, ()):
-                if proto.push is not None and proto.transport is not None and not proto._closing:
-                    self._count_push(push_ln, "attempted")
-                    proto.send_push(push_ln, push_id)
-                    self._sent(meter_id, push_ln, due, push_id, 1, bits)
-                    return
-            for attempt in range(4):
-                if attempt:
+            if not resumed:
+                meter = self.meter(meter_id)
+                try:
+                    if 85 not in bits and meter.supply_off(due):
+                        self._count_push(push_ln, "no-supply")
+                        return
+                finally:
+                    if meter_id not in self.connections:
+                        self._release_meter(meter_id)
+                self._count_push(push_ln, "due")
+            else:
+                message_id = _message_id(push_ln, due)
+                self.queued[meter_id] += 1
+            while attempts < 4:
+                if attempts:
                     self._count_push(push_ln, "retried")
-                    jitter = stable_hash("push-retry", self.fleet.seed, meter_id, due, attempt) % 6000 / 1000.0
+                    jitter = stable_hash("push-retry", self.fleet.seed, meter_id, due, attempts) % 6000 / 1000.0
                     await asyncio.sleep((60.0 + jitter) / clock.speed)
                 self._count_push(push_ln, "attempted")
                 attempts += 1
+                # Already connected to the head-end (an earlier call still open): the push goes on that
+                # line, as a modem-connected meter sends it, instead of a second call.
+                proto = self._open_call(meter_id)
+                if proto is not None:
+                    proto.send_push(push_ln, push_id, at)
+                    self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id)
+                    return
                 if self.link_is_down(meter_id, clock.sim(time.monotonic())):
                     self.metrics.dials["link-down"] = self.metrics.dials.get("link-down", 0) + 1
-                    continue
-                try:
-                    _, proto = await asyncio.wait_for(self.loop.create_connection(
-                        lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id), host, port,
-                        local_addr=self.settings.source_address(meter_id)), 10.0)
-                except TimeoutError:
-                    self.metrics.dials["timeout"] = self.metrics.dials.get("timeout", 0) + 1
-                    continue
-                except OSError:
-                    self.metrics.dials["refused"] = self.metrics.dials.get("refused", 0) + 1
-                    continue
-                self.metrics.dials["connected"] = self.metrics.dials.get("connected", 0) + 1
-                if proto.sent:
-                    self._sent(meter_id, push_ln, due, push_id, attempts, bits)
-                    return
+                else:
+                    try:
+                        async with gate:  # calls being placed at once (not the retries waiting)
+                            _, proto = await asyncio.wait_for(self.loop.create_connection(
+                                lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id, push_at=at), host, port,
+                                local_addr=self.settings.source_address(meter_id)), 10.0)
+                    except TimeoutError:
+                        self.metrics.dials["timeout"] = self.metrics.dials.get("timeout", 0) + 1
+                    except OSError:
+                        self.metrics.dials["refused"] = self.metrics.dials.get("refused", 0) + 1
+                    else:
+                        self.metrics.dials["connected"] = self.metrics.dials.get("connected", 0) + 1
+                        if proto.sent:
+                            self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id)
+                            return
+                if message_id is None and attempts < 4:  # first failure: the push waits in the queue
+                    if self.queued[meter_id] >= MESSAGE_QUEUE_DEPTH:
+                        self._count_push(push_ln, "queue-full")
+                        break
+                    message_id = _message_id(push_ln, due)
+                    self.queued[meter_id] += 1
+                    self.recorder.push_queued(meter_id, message_id, push_ln, due, self._payload(meter_id, push_ln,
+                                                                                                due, push_id),
+                                              attempts, "PENDING")
+                elif message_id is not None:
+                    self.recorder.push_queued(meter_id, message_id, push_ln, due, b"", attempts, "PENDING")
             self._count_push(push_ln, "failed")
-            self.recorder.push_settled(meter_id, push_ln, due, push_id, "FAILED", attempts, bits)
+            self.recorder.push_settled(meter_id, push_ln, due, push_id, "FAILED", attempts, bits,
+                                       self._raised(meter_id, push_ln, due))
+            if message_id is not None:
+                self.recorder.push_queued(meter_id, message_id, push_ln, due, b"", attempts, "FAILED")
         finally:
-            gate.release()
+            if message_id is not None:
+                self.queued[meter_id] -= 1
+                if not self.queued[meter_id]:
+                    del self.queued[meter_id]
 
-    def _sent(self, meter_id: int, push_ln: str, due: float, push_id: int, attempts: int, bits: tuple) -> None:
+    def _open_call(self, meter_id: int):
+        for proto in self.connections.get(meter_id, ()):
+            if proto.push is not None and proto.transport is not None and not proto._closing:
+                return proto
+        return None
+
+    def _payload(self, meter_id: int, push_ln: str, due: float, push_id: int) -> bytes:
+        """The plain DataNotification the queued push carries (as of its due time), for message_queue."""
+        from meter_core import push
+
+        c = self.clock
+        return push.data_notification(self.meter_for_rows(meter_id), push_ln, c.t0 + (due - c.start) / c.speed,
+                                      push_id)
+
+    def _raised(self, meter_id: int, push_ln: str, due: float) -> float | None:
+        from meter_core import push
+
+        if push_ln != push.ALERT_PUSH:
+            return None
+        return due - push.randomisation(self.fleet.seed, meter_id, push_ln)
+
+    def _sent(self, meter_id: int, push_ln: str, due: float, push_id: int, attempts: int, bits: tuple,
+              message_id: int | None = None) -> None:
         self._count_push(push_ln, "sent")
         self.metrics.push_latency.append(max(0.0, self.clock.sim(time.monotonic()) - due))
-        self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts, bits)
+        self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts, bits,
+                                   self._raised(meter_id, push_ln, due))
+        if message_id is not None:
+            self.recorder.push_queued(meter_id, message_id, push_ln, due, b"", attempts, "SENT")
+
+    async def _resume_queue(self, url: str, gate: asyncio.Semaphore) -> None:
+        """Take up the pushes an earlier run of this shard left waiting for retries (message_queue)."""
+        from fleet import db, pg
+
+        conn = await pg.connect(url)
+        try:
+            rows = await conn.fetch(db.SELECT_PENDING_MESSAGES, self.shard.start, self.shard.stop)
+        except asyncpg.UndefinedTableError:
+            rows = []
+        finally:
+            await conn.close()
+        for r in rows:
+            task = self.loop.create_task(self._push_with_retries(
+                r["meter_id"], r["push_logical_name"], float(r["due"]), gate, (), max(1, min(3, r["attempts"]))))
+            self._dials.add(task)
+            task.add_done_callback(self._dials.discard)
+        if rows:
+            log.info("%d queued push(es) taken up again", len(rows))
 
     def link_is_down(self, meter_id: int, t: float) -> bool:
         end = self.link_down.get(meter_id)

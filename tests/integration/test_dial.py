@@ -213,3 +213,130 @@ def test_with_the_sink_away_pushes_fail_after_retries_and_nothing_counts_twice(d
         assert total_due - len(failed) - 4 <= total_received <= total_due - len(failed)
     finally:
         sink.stop()
+
+
+def test_over_hdlc_the_meter_pushes_a_ui_frame_then_takes_snrm_and_a_read_on_its_call(database_url):
+    """--transport hdlc in dial mode: the push arrives as an HDLC UI frame (to the push client, from the
+    meter's own address) that fleet hes-sink records; a head-end that answers the call brings the link
+    up with SNRM and reads the clock on it."""
+    from fleet.settings import FleetOptions
+    from meter_core import NEED_DATA
+    from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult, LinkUp
+    from meter_core.connection import Transport
+    from meter_core.hdlc import HdlcAddress
+    from meter_core.hdlc.frames import Deframer, FrameKind
+    from meter_core.identity import meter_identity
+
+    options = FleetOptions(meters=3, seed=1, transport=Transport.HDLC)
+    sink = RunningSink(database_url, options)
+    try:
+        with running_meters(3, transport=Transport.HDLC, hes=("127.0.0.1", sink.port), speed=SPEED,
+                            dial_idle=0.3, database_url=database_url):
+            time.sleep(4.0)
+        deadline = time.monotonic() + 10
+        while True:
+            kinds, n = asyncio.run(_received(database_url))
+            if {m for m, _ in kinds} == {0, 1, 2} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert {m for m, _ in kinds} == {0, 1, 2} and sink.sink.refused["framing"] == 0
+    finally:
+        sink.stop()
+
+    hes = socket.socket()
+    hes.bind(("127.0.0.1", 0))
+    hes.listen(8)
+    hes.settimeout(10)
+    with running_meters(1, transport=Transport.HDLC, hes=("127.0.0.1", hes.getsockname()[1]), speed=SPEED,
+                        dial_idle=5.0):
+        conn, _ = hes.accept()
+        conn.settimeout(5)
+        with conn:
+            deframer = Deframer()
+            while (frame := deframer.next_frame()) is NEED_DATA:
+                deframer.feed(conn.recv(4096))
+            phys = meter_identity(options.fleet, 0).hdlc_physical_address
+            assert frame.kind is FrameKind.UI and frame.destination.upper == push.PUSH_CLIENT_SAP
+            assert (frame.source.upper, frame.source.lower) == (1, phys)
+            assert frame.info[:3] == b"\xe6\xe7\x00" and frame.info[3] == 0xDB  # a ciphered DataNotification
+            client = DlmsClient(ClientSettings(client_sap=16, transport=Transport.HDLC,
+                                               hdlc_server_address=HdlcAddress(upper=1, lower=phys, size=4)))
+
+            def talk():
+                conn.sendall(client.data_to_send())
+                while (ev := client.next_event()) is NEED_DATA:
+                    client.receive_data(conn.recv(65536))
+                return ev
+
+            client.connect()
+            assert isinstance(talk(), LinkUp)
+            client.associate()
+            assert isinstance(talk(), Associated)
+            client.get(8, "0.0.1.0.0.255", 2)
+            ev = talk()
+            assert isinstance(ev, GetResult) and ev.value is not None and len(ev.value.value) == 12
+    hes.close()
+
+
+def test_a_push_waiting_for_its_retries_survives_a_worker_restart(database_url):
+    """The head-end is away: the push that failed its first attempt waits in message_queue (PENDING);
+    the worker stops before its retries are over; the next run of the shard takes it up, sends it
+    once the head-end is back, and settles it SENT in message_queue and push_due."""
+    from fleet.settings import FleetOptions
+
+    options = FleetOptions(meters=2, seed=1)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there yet
+    start = time.time()
+    first_due = min(push.next_due(1, mid, push.INSTANT_PUSH, start) for mid in range(2))
+
+    async def queue():
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await conn.fetch("SELECT meter_id, message_id, push_logical_name, extract(epoch FROM due_at) "
+                                    "AS due, attempts, status, length(payload) AS n FROM message_queue")
+        finally:
+            await conn.close()
+
+    with running_meters(2, hes=("127.0.0.1", port), speed=60.0, sim_start=first_due - 6,
+                        database_url=database_url):
+        deadline = time.monotonic() + 10
+        while not (waiting := asyncio.run(queue())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert waiting and all(r["status"] == "PENDING" and 1 <= r["attempts"] < 4 for r in waiting)
+    assert all(r["n"] > 20 for r in waiting)  # the DataNotification it carries
+    sink = RunningSink(database_url, options, port=port)
+    try:
+        with running_meters(2, hes=("127.0.0.1", port), speed=60.0, sim_start=first_due + 30, dial_idle=0.3,
+                            database_url=database_url):
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                done = {r["message_id"]: r for r in asyncio.run(queue())}
+                if all(done[r["message_id"]]["status"] != "PENDING" for r in waiting):
+                    break
+                time.sleep(0.2)
+        assert all(done[r["message_id"]]["status"] == "SENT" for r in waiting)
+        deadline = time.monotonic() + 5
+        while sink.sink.pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        async def settled():
+            conn = await asyncpg.connect(database_url)
+            try:
+                due = await conn.fetch("SELECT meter_id, push_logical_name, long_invoke_id, outcome, attempts "
+                                       "FROM push_due")
+                got = await conn.fetch("SELECT meter_id, push_logical_name, long_invoke_id FROM push_received")
+                return due, {tuple(r) for r in got}
+            finally:
+                await conn.close()
+
+        due, got = asyncio.run(settled())
+        for r in waiting:
+            key = (r["meter_id"], r["push_logical_name"], push.invoke_id_for(float(r["due"])))
+            assert key in got
+            row = [d for d in due if (d["meter_id"], d["push_logical_name"], d["long_invoke_id"]) == key]
+            assert len(row) == 1 and row[0]["outcome"] == "SENT" and row[0]["attempts"] >= 2
+    finally:
+        sink.stop()
