@@ -229,6 +229,7 @@ class Worker:
                     heapq.heappop(heap)
                 else:
                     heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p, ()))
+                await gate.acquire()  # released by the push after its first call
                 task = self.loop.create_task(self._push_with_retries(mid, p, due, gate, bits))
                 self._dials.add(task)
                 task.add_done_callback(self._dials.discard)
@@ -327,10 +328,9 @@ class Worker:
                     self.metrics.dials["link-down"] = self.metrics.dials.get("link-down", 0) + 1
                 else:
                     try:
-                        async with gate:  # calls being placed at once (not the retries waiting)
-                            _, proto = await asyncio.wait_for(self.loop.create_connection(
-                                lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id, push_at=at), host, port,
-                                local_addr=self.settings.source_address(meter_id)), 10.0)
+                        _, proto = await asyncio.wait_for(self.loop.create_connection(
+                            lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id, push_at=at), host,
+                            port, local_addr=self.settings.source_address(meter_id)), 10.0)
                     except TimeoutError:
                         self.metrics.dials["timeout"] = self.metrics.dials.get("timeout", 0) + 1
                     except OSError:
@@ -340,6 +340,9 @@ class Worker:
                         if proto.sent:
                             self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id)
                             return
+                if gate is not None:  # the first call is over: a push waiting for its retries holds no slot
+                    gate.release()
+                    gate = None
                 if message_id is None and attempts < 4:  # first failure: the push waits in the queue
                     if self.queued[meter_id] >= MESSAGE_QUEUE_DEPTH:
                         self._count_push(push_ln, "queue-full")
@@ -357,6 +360,8 @@ class Worker:
             if message_id is not None:
                 self.recorder.push_queued(meter_id, message_id, push_ln, due, b"", attempts, "FAILED")
         finally:
+            if gate is not None:
+                gate.release()
             if message_id is not None:
                 self.queued[meter_id] -= 1
                 if not self.queued[meter_id]:
@@ -404,6 +409,7 @@ class Worker:
         finally:
             await conn.close()
         for r in rows:
+            await gate.acquire()
             task = self.loop.create_task(self._push_with_retries(
                 r["meter_id"], r["push_logical_name"], float(r["due"]), gate, (), max(1, min(3, r["attempts"]))))
             self._dials.add(task)

@@ -157,14 +157,24 @@ _LLC_RESPONSE = b"\xe6\xe7\x00"
 _UI_FINAL = 0x13
 
 
+_LN: dict[str, bytes] = {}
+
+
+def _ln(obis: str) -> bytes:
+    got = _LN.get(obis)
+    if got is None:
+        got = _LN[obis] = ln(obis)
+    return got
+
+
 def _value(meter, class_id: int, obis: str, attribute: int, push: str, now: float) -> bytes:
     """The encoded value one push object list entry names. A profile buffer pushes its last entry (the
     block or day just captured), not the whole buffer."""
     from meter_core.cosem.profile import Stream
 
     if class_id == 40 and attribute == 1:
-        return b"\x09\x06" + ln(push)
-    obj = meter.model.by_key[(class_id, ln(obis))]
+        return b"\x09\x06" + _ln(push)
+    obj = meter.model.by_key[(class_id, _ln(obis))]
     attr = obj.attributes[attribute - 1]
     if class_id == 7 and attribute == 2:
         count_get = obj.attributes[6].get  # entries_in_use
