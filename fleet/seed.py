@@ -18,8 +18,6 @@ from meter_core.cosem.is15959 import ASSOCIATIONS, HDLC_SETUP, IPV4_SETUP, SECUR
 from meter_core.identity import MeterKind
 from meter_core.meter import model_for, str_obis
 
-_SCHEDULES = {push.INSTANT_PUSH: "FIFTEEN_MIN", push.ALERT_PUSH: "ON_ALARM", push.BLOCK_LOAD_PUSH: "THIRTY_MIN",
-              push.DAILY_LOAD_PUSH: "TWENTY_FOUR_HOUR"}
 _AUTH = {0: "none", 1: "low", 2: "high", 5: "high-gmac", 7: "high-ecdsa"}
 
 
@@ -76,10 +74,11 @@ async def _obis_codes(conn) -> None:
 async def _push(conn) -> None:
     for obj in push.push_setup_objects(MeterKind.THREE_PHASE):
         obis = str_obis(obj.ln)
+        c = push.DEFAULT_CONFIG[[d.logical_name for d in push.DEFAULT_CONFIG].index(obis)]
         await conn.execute(
             "INSERT INTO push_setups (meter_id, logical_name, name, randomisation_start_interval_s, number_of_retries,"
-            " repetition_delay_s) VALUES (NULL, $1, $2, $3, 3, 60) ON CONFLICT DO NOTHING",
-            obis, obj.name, push._RANDOMISATION[obis])
+            " repetition_delay_s) VALUES (NULL, $1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            obis, obj.name, c.randomisation_s, c.retries, c.repetition_delay_s)
         entries = push.push_object_list(obis, MeterKind.THREE_PHASE).value
         await conn.executemany(
             "INSERT INTO push_objects (meter_id, push_logical_name, position, class_id, logical_name,"
@@ -87,8 +86,8 @@ async def _push(conn) -> None:
             [(obis, i, e.value[0].value, str_obis(e.value[1].value), e.value[2].value, e.value[3].value)
              for i, e in enumerate(entries, start=1)])
         await conn.execute(
-            "INSERT INTO push_schedules (meter_id, push_logical_name, schedule_type) VALUES (NULL, $1, $2)"
-            " ON CONFLICT DO NOTHING", obis, _SCHEDULES[obis])
+            "INSERT INTO push_schedules (meter_id, push_logical_name, schedule_type, enabled) VALUES (NULL, $1, $2, $3)"
+            " ON CONFLICT DO NOTHING", obis, c.schedule or push.TRIGGER_OF[obis], c.enabled)
 
 
 async def _access_rights(conn) -> None:
@@ -115,6 +114,17 @@ async def load_settings(conn: asyncpg.Connection) -> tuple[list[dict], list[dict
         "SELECT event_type, probability_per_day, min_duration_s, max_duration_s, magnitude_min, magnitude_max,"
         " phases, enabled FROM power_quality_events_config")]
     return tpl_rows, pq_rows
+
+
+async def load_push_settings(conn: asyncpg.Connection) -> list[dict]:
+    """The fleet's push setups as the database holds them (the rows without a meter_id), with their
+    schedule type (the enabled push_schedules row; none: the push setup is off)."""
+    rows = await conn.fetch(
+        "SELECT p.logical_name, p.randomisation_start_interval_s, p.number_of_retries, p.repetition_delay_s,"
+        " p.enabled AND s.schedule_type IS NOT NULL AS enabled, s.schedule_type"
+        " FROM push_setups p LEFT JOIN push_schedules s ON s.push_logical_name = p.logical_name"
+        " AND s.meter_id IS NULL AND s.enabled WHERE p.meter_id IS NULL")
+    return [dict(r) for r in rows]
 
 
 def install_settings(settings: tuple[list[dict], list[dict]]) -> None:

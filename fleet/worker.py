@@ -172,19 +172,22 @@ class Worker:
     async def _load_settings(self, url: str) -> None:
         """Use the load templates and power-quality configuration the database holds (as edited there)."""
         from fleet import pg
-        from fleet.seed import install_settings, load_settings
+        from fleet.seed import install_settings, load_push_settings, load_settings
+        from meter_core import push
 
         conn = await pg.connect(url)
         try:
             settings = await load_settings(conn)
+            pushes = await load_push_settings(conn)
         except asyncpg.UndefinedTableError:
-            settings = ([], [])  # a database migrated before 0004: the code's defaults
+            settings, pushes = ([], []), []  # a database migrated before 0004: the code's defaults
         finally:
             await conn.close()
         try:
             install_settings(settings)
+            push.install(pushes)
         except (ValueError, KeyError, TypeError) as e:
-            raise FleetError(f"the database's load templates or power-quality settings are unusable: {e}") from None
+            raise FleetError(f"the database's load templates, power-quality or push settings are unusable: {e}") from None
 
     # -- dial mode --------------------------------------------------------------------------------
 
@@ -203,8 +206,9 @@ class Worker:
 
         clock, seed = self.clock, self.fleet.seed
         now_sim = clock.sim(time.monotonic())
+        periodic = push.scheduled()
         heap = self._heap = [(push.next_due(seed, mid, p, now_sim), mid, p, ())
-                             for mid in self.shard for p in push.DEFAULT_SCHEDULES]
+                             for mid in self.shard for p in periodic]
         heapq.heapify(heap)
         self._heap_changed = asyncio.Event()
         scanner = self.loop.create_task(self._scan_alerts(now_sim))
@@ -225,7 +229,7 @@ class Worker:
                     except TimeoutError:
                         pass
                     continue
-                if p == push.ALERT_PUSH:
+                if p not in periodic:  # a triggered push: once
                     heapq.heappop(heap)
                 else:
                     heapq.heapreplace(heap, (push.next_due(seed, mid, p, due), mid, p, ()))
@@ -237,8 +241,9 @@ class Worker:
             scanner.cancel()
 
     async def _scan_alerts(self, start: float) -> None:
-        """Find the alert pushes of the shard's meters a simulated day ahead (ESW changes are a function of
-        the meter and time), a meter at a time, yielding to the dials between meters."""
+        """Find the pushes the shard's meters owe on their triggers (alerts on ESW changes, billing closures,
+        events) a simulated day ahead (all are functions of the meter and time), a meter at a time,
+        yielding to the dials between meters."""
         import heapq
 
         from meter_core import push
@@ -249,9 +254,8 @@ class Worker:
             while scanned > self.clock.sim(time.monotonic()) + ALERT_WINDOW / 2:
                 await asyncio.sleep(ALERT_WINDOW / 4 / self.clock.speed)
             for i, mid in enumerate(self.shard):
-                delay = push.randomisation(seed, mid, push.ALERT_PUSH)
-                for t, bits in push.alerts_between(self.meter_for_rows(mid), scanned, scanned + ALERT_WINDOW):
-                    heapq.heappush(self._heap, (t + delay, mid, push.ALERT_PUSH, tuple(sorted(bits))))
+                for t, p, bits in push.triggered_between(self.meter_for_rows(mid), scanned, scanned + ALERT_WINDOW):
+                    heapq.heappush(self._heap, (t + push.randomisation(seed, mid, p), mid, p, bits))
                     self._heap_changed.set()
                 if i % 50 == 49:
                     await asyncio.sleep(0)
@@ -259,8 +263,8 @@ class Worker:
             self._alerts_scanned = scanned
 
     def _rescan_alerts(self, meter_ids: list[int], t: float) -> None:
-        """The ESW of these meters changed from simulated ``t`` on (an injected command): their alert
-        pushes after ``t`` that the scanner found are looked up again, up to where it has looked."""
+        """The ESW or logs of these meters changed from simulated ``t`` on (an injected command): their
+        triggered pushes after ``t`` that the scanner found are looked up again, up to where it has looked."""
         import heapq
 
         from meter_core import push
@@ -268,13 +272,13 @@ class Worker:
         heap = self._heap
         if heap is None:
             return
-        seed, ids = self.fleet.seed, set(meter_ids)
-        delays = {mid: push.randomisation(seed, mid, push.ALERT_PUSH) for mid in ids}
-        heap[:] = [e for e in heap if not (e[2] == push.ALERT_PUSH and e[1] in ids and e[0] - delays[e[1]] >= t)]
+        seed, ids, periodic = self.fleet.seed, set(meter_ids), push.scheduled()
+        heap[:] = [e for e in heap if not (e[1] in ids and e[2] not in periodic
+                                           and e[0] - push.randomisation(seed, e[1], e[2]) >= t)]
         until = max(self._alerts_scanned, t)
         for mid in meter_ids:
-            for when, bits in push.alerts_between(self.meter_for_rows(mid), t - 1e-3, until):
-                heap.append((when + delays[mid], mid, push.ALERT_PUSH, tuple(sorted(bits))))
+            for when, p, bits in push.triggered_between(self.meter_for_rows(mid), t - 1e-3, until):
+                heap.append((when + push.randomisation(seed, mid, p), mid, p, bits))
         heapq.heapify(heap)
         self._heap_changed.set()
 
@@ -310,11 +314,13 @@ class Worker:
             else:
                 message_id = _message_id(push_ln, due)
                 self.queued[meter_id] += 1
-            while attempts < 4:
+            config = push.CONFIG[push_ln]
+            tries, delay = config.retries + 1, float(config.repetition_delay_s)
+            while attempts < tries:
                 if attempts:
                     self._count_push(push_ln, "retried")
-                    jitter = stable_hash("push-retry", self.fleet.seed, meter_id, due, attempts) % 6000 / 1000.0
-                    await asyncio.sleep((60.0 + jitter) / clock.speed)
+                    jitter = stable_hash("push-retry", self.fleet.seed, meter_id, due, attempts) % 1000 / 1e4 * delay
+                    await asyncio.sleep((delay + jitter) / clock.speed)
                 self._count_push(push_ln, "attempted")
                 attempts += 1
                 # Already connected to the head-end (an earlier call still open): the push goes on that
@@ -343,7 +349,7 @@ class Worker:
                 if gate is not None:  # the first call is over: a push waiting for its retries holds no slot
                     gate.release()
                     gate = None
-                if message_id is None and attempts < 4:  # first failure: the push waits in the queue
+                if message_id is None and attempts < tries:  # first failure: the push waits in the queue
                     if self.queued[meter_id] >= MESSAGE_QUEUE_DEPTH:
                         self._count_push(push_ln, "queue-full")
                         break
@@ -386,7 +392,7 @@ class Worker:
 
         if push_ln != push.ALERT_PUSH:
             return None
-        return due - push.randomisation(self.fleet.seed, meter_id, push_ln)
+        return due - push.randomisation(self.fleet.seed, meter_id, push_ln)  # when the bits rose
 
     def _sent(self, meter_id: int, push_ln: str, due: float, push_id: int, attempts: int, bits: tuple,
               message_id: int | None = None) -> None:
@@ -408,10 +414,16 @@ class Worker:
             rows = []
         finally:
             await conn.close()
+        from meter_core import push
+
         for r in rows:
+            config = push.CONFIG.get(r["push_logical_name"])
+            if config is None:
+                continue
             await gate.acquire()
             task = self.loop.create_task(self._push_with_retries(
-                r["meter_id"], r["push_logical_name"], float(r["due"]), gate, (), max(1, min(3, r["attempts"]))))
+                r["meter_id"], r["push_logical_name"], float(r["due"]), gate, (),
+                max(1, min(config.retries, r["attempts"]))))
             self._dials.add(task)
             task.add_done_callback(self._dials.discard)
         if rows:

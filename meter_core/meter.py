@@ -1342,6 +1342,7 @@ def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
     objects += control.control_objects(kind)
     objects += _event_objects()
     objects += push.push_setup_objects(kind)
+    objects += push.trigger_objects()
     by_key = {o.key: o for o in objects}
     objects += [profiles.profile_object(kind, spec, by_key) for spec in cat.PROFILES]
     objects += [profiles.event_log_object(kind, c, by_key) for c in range(7)]

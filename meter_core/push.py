@@ -9,16 +9,33 @@ intervals are in seconds (facts 2.1, UNCONFIRMED).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from meter_core.axdr import Data, DataType
 from meter_core.cosem.ic import PUSH_SETUP
 from meter_core.cosem.model import CosemObject, ln_attribute, static
 from meter_core.identity import MeterKind
 from meter_core.obis import ln
 
+# Schedules of the periodic pushes (the seed's push_schedules types): period in seconds, aligned to IST
+# midnight. The alert push goes on an ESW change, not on a schedule.
+SCHEDULE_SECONDS = {"FIFTEEN_MIN": 900, "THIRTY_MIN": 1800, "ONE_HOUR": 3600, "FOUR_HOUR": 14400,
+                    "EIGHT_HOUR": 28800, "TWELVE_HOUR": 43200, "TWENTY_FOUR_HOUR": 86400}
+
 INSTANT_PUSH = "0.0.25.9.0.255"
 ALERT_PUSH = "0.4.25.9.0.255"
 BLOCK_LOAD_PUSH = "0.5.25.9.0.255"
 DAILY_LOAD_PUSH = "0.6.25.9.0.255"
+# Billing push (the closed period's billing profile entry) and one push per event log (its new entry):
+# OBIS codes as one IS 15959 communication module uses them (facts 12.1: 0.103 vs 0.132 for billing,
+# event-log pushes vendor-specific; UNCONFIRMED). Event-log pushes are off by default.
+BILLING_PUSH = "0.103.25.9.0.255"
+EVENT_PUSHES = tuple(f"0.{120 + c}.25.9.0.255" for c in range(7))
+_NAMES = {INSTANT_PUSH: "Instant push setup", ALERT_PUSH: "Alert push setup", BLOCK_LOAD_PUSH: "Block load push setup",
+          DAILY_LOAD_PUSH: "Daily load push setup", BILLING_PUSH: "Billing push setup",
+          **{p: f"Event log {c} push setup" for c, p in enumerate(EVENT_PUSHES)}}
+# push_schedules types of the pushes that go on their trigger rather than a period
+TRIGGERS = ("ON_ALARM", "ON_BILLING", "ON_EVENT")
 
 _HEAD = ((1, "0.0.96.1.2.255", 2),)
 _INSTANT_POLY = tuple((3, o, 2) for o in (
@@ -35,12 +52,61 @@ def _data_for(push: str, kind: MeterKind) -> tuple[tuple[int, str, int], ...]:
         return ((1, "0.0.94.91.18.255", 2),)
     if push == BLOCK_LOAD_PUSH:
         return ((7, "1.0.99.1.0.255", 2),)
-    return ((7, "1.0.99.2.0.255", 2),)
+    if push == DAILY_LOAD_PUSH:
+        return ((7, "1.0.99.2.0.255", 2),)
+    if push == BILLING_PUSH:
+        return ((7, "1.0.98.1.0.255", 2),)
+    return ((7, f"0.0.99.98.{EVENT_PUSHES.index(push)}.255", 2),)
 
 
-# Randomisation start interval (s) per push: every meter waits its own seeded share of it after the
-# instant a push falls due (a power failure across a feeder spreads its last gasps over a minute).
-_RANDOMISATION = {INSTANT_PUSH: 60, ALERT_PUSH: 60, BLOCK_LOAD_PUSH: 300, DAILY_LOAD_PUSH: 900}
+@dataclass(frozen=True, slots=True)
+class PushSetupConfig:
+    """How one push setup pushes (a row of the seed's push_setups joined with push_schedules)."""
+
+    logical_name: str
+    schedule: str | None  # a `SCHEDULE_SECONDS` type, or None: on its trigger only (alarm, billing, event)
+    randomisation_s: int  # randomisation_start_interval: each meter waits its own seeded share of it
+    retries: int = 3  # number_of_retries
+    repetition_delay_s: int = 60
+    enabled: bool = True
+
+
+# The fleet's defaults: every meter waits its own seeded share of the randomisation start interval after
+# the instant a push falls due (a power failure across a feeder spreads its last gasps over a minute).
+DEFAULT_CONFIG: tuple[PushSetupConfig, ...] = (
+    PushSetupConfig(INSTANT_PUSH, "FIFTEEN_MIN", 60),
+    PushSetupConfig(ALERT_PUSH, None, 60),
+    PushSetupConfig(BLOCK_LOAD_PUSH, "THIRTY_MIN", 300),
+    PushSetupConfig(DAILY_LOAD_PUSH, "TWENTY_FOUR_HOUR", 900),
+    PushSetupConfig(BILLING_PUSH, None, 900),
+    *(PushSetupConfig(p, None, 60, enabled=False) for p in EVENT_PUSHES),
+)
+TRIGGER_OF = {ALERT_PUSH: "ON_ALARM", BILLING_PUSH: "ON_BILLING", **{p: "ON_EVENT" for p in EVENT_PUSHES}}
+# The configuration in force in this process (`install` replaces it with the database's rows).
+CONFIG: dict[str, PushSetupConfig] = {c.logical_name: c for c in DEFAULT_CONFIG}
+
+
+def install(rows: list[dict]) -> None:
+    """Use these push setups from now on: rows of push_setups (fleet defaults) with their schedule type
+    from push_schedules (``schedule_type``: a period, ON_ALARM, or None)."""
+    config = dict(CONFIG)
+    for r in rows:
+        ln_ = r["logical_name"]
+        if ln_ not in config:
+            continue  # a push setup these meters do not have
+        schedule = r.get("schedule_type")
+        if schedule is not None and schedule not in TRIGGERS and schedule not in SCHEDULE_SECONDS:
+            raise ValueError(f"push setup {ln_}: unknown schedule type {schedule!r}")
+        config[ln_] = PushSetupConfig(ln_, None if schedule in (None, *TRIGGERS) else schedule,
+                                      int(r["randomisation_start_interval_s"]), int(r["number_of_retries"]),
+                                      int(r["repetition_delay_s"]), bool(r.get("enabled", True)))
+    CONFIG.clear()
+    CONFIG.update(config)
+
+
+def scheduled() -> dict[str, str]:
+    """The enabled push setups that push on a schedule, with their schedule types."""
+    return {c.logical_name: c.schedule for c in CONFIG.values() if c.enabled and c.schedule is not None}
 
 
 def push_object_list(push: str, kind: MeterKind) -> Data:
@@ -51,27 +117,106 @@ def push_object_list(push: str, kind: MeterKind) -> Data:
         for c, o, a in entries))
 
 
+# Push setup version 1 (facts 8.4: IS 15959 meters list class 40 v1): attributes 8-10 after v0's seven.
+PORT_REFERENCE = "0.0.25.0.0.255"  # the TCP-UDP setup the pushes go out on
+
+
 def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
+    from meter_core.cosem.model import Attribute
+
     out = []
-    for push, name in ((INSTANT_PUSH, "Instant push setup"), (ALERT_PUSH, "Alert push setup"),
-                       (BLOCK_LOAD_PUSH, "Block load push setup"), (DAILY_LOAD_PUSH, "Daily load push setup")):
+    for push, name in _NAMES.items():
         o = ln(push)
         out.append(CosemObject(
             PUSH_SETUP, o, name,
             (
                 ln_attribute(o),
                 static(push_object_list(push, kind)),
-                # send_destination_and_method: TCP, no destination until a head-end is configured, A-XDR
+                # send_destination_and_method: TCP, the head-end's address is the modem's business, A-XDR
                 static(Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, b""),
                                                  Data(DataType.ENUM, 0)))),
                 static(Data(DataType.ARRAY, ())),  # communication_window: always
-                static(_RANDOMISATION[push], DataType.LONG_UNSIGNED),
-                static(3, DataType.UNSIGNED),  # number_of_retries
-                static(60, DataType.LONG_UNSIGNED),  # repetition_delay, s
+                Attribute(_config_value(push, "randomisation_s", DataType.LONG_UNSIGNED)),
+                Attribute(_config_value(push, "retries", DataType.UNSIGNED)),
+                Attribute(_config_value(push, "repetition_delay_s", DataType.LONG_UNSIGNED)),  # s
+                static(Data(DataType.OCTET_STRING, ln(PORT_REFERENCE))),
+                static(PUSH_CLIENT_SAP, DataType.INTEGER),
+                static(Data(DataType.ARRAY, ())),  # push_protection_parameters: the push setup's keys
             ),
             (_push_method(push),),
         ))
     return out
+
+
+PUSH_SCHEDULE = "0.0.15.0.4.255"  # single action schedule of the periodic pushes (facts 8.6, 12.1)
+PUSH_SCRIPT_TABLE = "0.0.10.0.108.255"  # push script table: script n runs push() of push setup n
+_SCRIPTED = (INSTANT_PUSH, ALERT_PUSH, BLOCK_LOAD_PUSH, DAILY_LOAD_PUSH, BILLING_PUSH, *EVENT_PUSHES)
+
+
+def trigger_objects() -> list[CosemObject]:
+    """What starts the periodic pushes, as a head-end reads it: the push single action schedule (its
+    execution times follow the instant push's schedule type) and the push script table it runs (script
+    n calls push() of push setup n; a head-end may execute a script to have that push sent)."""
+    from meter_core.cosem.ic import SCRIPT_TABLE, SINGLE_ACTION_SCHEDULE
+    from meter_core.cosem.model import Attribute
+
+    o = ln(PUSH_SCHEDULE)
+    executed = Data(DataType.STRUCTURE, (Data(DataType.OCTET_STRING, ln(PUSH_SCRIPT_TABLE)),
+                                         Data(DataType.LONG_UNSIGNED, 1)))
+    schedule = CosemObject(
+        SINGLE_ACTION_SCHEDULE, o, "Push schedule",
+        # type 5: n execution times, which may differ, wildcards in the date allowed
+        (ln_attribute(o), static(executed), static(5, DataType.ENUM), Attribute(_execution_times)),
+    )
+    s = ln(PUSH_SCRIPT_TABLE)
+    scripts = Data(DataType.ARRAY, tuple(Data(DataType.STRUCTURE, (
+        Data(DataType.LONG_UNSIGNED, i),
+        Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
+            Data(DataType.ENUM, 2), Data(DataType.LONG_UNSIGNED, 40), Data(DataType.OCTET_STRING, ln(p)),
+            Data(DataType.INTEGER, 1), Data(DataType.INTEGER, 0))),)),
+    )) for i, p in enumerate(_SCRIPTED, start=1)))
+    table = CosemObject(SCRIPT_TABLE, s, "Push script table", (ln_attribute(s), static(scripts)), (_run_script,))
+    return [schedule, table]
+
+
+def _execution_times(meter, assoc, now) -> bytes:
+    """execution_time ::= array { structure { time octet-string(4), date octet-string(5) } }: the instant
+    push's period as times of day, every day (date all wildcards); an hour wildcard below an hour."""
+    from meter_core.cosem.model import encode_value
+
+    c = CONFIG[INSTANT_PUSH]
+    period = SCHEDULE_SECONDS.get(c.schedule or "", 0) if c.enabled else 0
+    if not period:
+        times: list[bytes] = []
+    elif period < 3600:
+        times = [bytes((0xFF, m, 0, 0)) for m in range(0, 60, period // 60)]
+    else:
+        times = [bytes((h, 0, 0, 0)) for h in range(0, 24, period // 3600)]
+    date = b"\xff\xff\xff\xff\xff"
+    return encode_value(Data(DataType.ARRAY, tuple(Data(DataType.STRUCTURE, (
+        Data(DataType.OCTET_STRING, t), Data(DataType.OCTET_STRING, date))) for t in times)))
+
+
+def _run_script(meter, assoc, params, now):
+    """execute (method 1, data long-unsigned script id): script n sends push setup n's push now."""
+    from meter_core.apdu.codes import ActionResult
+    from meter_core.events import PushRequested
+
+    if params is None or params.tag is not DataType.LONG_UNSIGNED:
+        return ActionResult.TYPE_UNMATCHED, None
+    if not 1 <= params.value <= len(_SCRIPTED):
+        return ActionResult.OBJECT_UNAVAILABLE, None
+    if assoc is not None:
+        assoc.events.append(PushRequested(_SCRIPTED[params.value - 1]))
+    return ActionResult.SUCCESS, None
+
+
+def _config_value(push: str, field: str, dtype: DataType):
+    from meter_core.cosem.model import encode_value
+
+    def get(meter, assoc, now) -> bytes:
+        return encode_value(Data(dtype, getattr(CONFIG[push], field)))
+    return get
 
 
 def _push_method(push: str):
@@ -91,11 +236,6 @@ def _push_method(push: str):
 
 # -- when a push is due ------------------------------------------------------------------------------------
 
-# Schedules of the periodic pushes (the seed's push_schedules types): period in seconds, aligned to IST
-# midnight. The alert push goes on an ESW change, not on a schedule.
-SCHEDULE_SECONDS = {"FIFTEEN_MIN": 900, "THIRTY_MIN": 1800, "ONE_HOUR": 3600, "FOUR_HOUR": 14400,
-                    "EIGHT_HOUR": 28800, "TWELVE_HOUR": 43200, "TWENTY_FOUR_HOUR": 86400}
-DEFAULT_SCHEDULES = {INSTANT_PUSH: "FIFTEEN_MIN", BLOCK_LOAD_PUSH: "THIRTY_MIN", DAILY_LOAD_PUSH: "TWENTY_FOUR_HOUR"}
 _IST_S = 19800
 
 
@@ -104,7 +244,8 @@ def randomisation(seed: int, meter_id: int, push: str) -> float:
     start interval: seeded, so a fleet's pushes spread the same way every run."""
     from meter_core.identity import stable_hash
 
-    interval = _RANDOMISATION.get(push, 0)
+    c = CONFIG.get(push)
+    interval = c.randomisation_s if c is not None else 0
     if not interval:
         return 0.0
     return (stable_hash("push-randomisation", seed, meter_id, push) % (interval * 1000)) / 1000.0
@@ -113,7 +254,7 @@ def randomisation(seed: int, meter_id: int, push: str) -> float:
 def next_due(seed: int, meter_id: int, push: str, after: float, schedule: str | None = None) -> float:
     """The first time (simulated, UTC seconds) strictly after ``after`` at which meter ``meter_id`` pushes
     ``push`` on its schedule: the schedule's instant plus the meter's randomisation delay."""
-    period = SCHEDULE_SECONDS[schedule or DEFAULT_SCHEDULES[push]]
+    period = SCHEDULE_SECONDS[schedule or CONFIG[push].schedule]
     delay = randomisation(seed, meter_id, push)
     k = (after - delay + _IST_S) // period + 1
     return k * period - _IST_S + delay
@@ -131,6 +272,33 @@ def alerts_between(meter, t0: float, t1: float) -> list[tuple[float, frozenset[i
         if raised:
             out.append((t, raised))
     return out
+
+
+def triggered_between(meter, t0: float, t1: float) -> list[tuple[float, str, tuple[int, ...]]]:
+    """The pushes the meter owes in (t0, t1] on their triggers, for the push setups enabled: (time of the
+    trigger, push setup, ESW bits raised for an alert push). Alert pushes when ESW bits the ESW filter
+    enables rise; the billing push when a billing period closes (scheduled date or MD reset); an
+    event-log push for each event its log takes."""
+    out = []
+    if _enabled(ALERT_PUSH):
+        out += [(t, ALERT_PUSH, tuple(sorted(bits))) for t, bits in alerts_between(meter, t0, t1)]
+    if _enabled(BILLING_PUSH):
+        from meter_core.profiles import billing_closures
+
+        _, recent = billing_closures(meter, meter.clock_at_sim(t1), 16)
+        out += [(t, BILLING_PUSH, ()) for t in map(meter.clock_to_sim, recent) if t0 < t <= t1]
+    wanted = {c: p for c, p in enumerate(EVENT_PUSHES) if _enabled(p)}
+    if wanted:
+        from meter_core.eventlog import events_between
+
+        out += [(e.time, wanted[e.category], ()) for e in events_between(meter, t0, t1) if e.category in wanted]
+    out.sort()
+    return out
+
+
+def _enabled(push: str) -> bool:
+    c = CONFIG.get(push)
+    return c is not None and c.enabled
 
 
 def invoke_id_for(due: float) -> int:
@@ -232,6 +400,7 @@ def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
                  control=_UI_FINAL, info=_LLC_RESPONSE + apdu).to_bytes()
 
 
-__all__ = ["ALERT_PUSH", "alerts_between", "BLOCK_LOAD_PUSH", "DAILY_LOAD_PUSH", "DEFAULT_SCHEDULES", "INSTANT_PUSH", "PUSH_CLIENT_SAP",
+__all__ = ["ALERT_PUSH", "alerts_between", "BLOCK_LOAD_PUSH", "CONFIG", "DAILY_LOAD_PUSH", "INSTANT_PUSH", "PUSH_CLIENT_SAP",
+           "BILLING_PUSH", "EVENT_PUSHES", "PushSetupConfig", "install", "scheduled", "triggered_between",
            "data_notification", "due_between", "frame", "invoke_id_for", "next_due", "notification_body", "protect",
            "push_setup_objects", "randomisation"]

@@ -315,6 +315,9 @@ US_METHODS: dict[str, frozenset[int]] = {
     "0.4.25.9.0.255": frozenset({1}),
     "0.5.25.9.0.255": frozenset({1}),
     "0.6.25.9.0.255": frozenset({1}),
+    "0.103.25.9.0.255": frozenset({1}),  # billing push
+    **{f"0.{120 + c}.25.9.0.255": frozenset({1}) for c in range(7)},  # event-log pushes
+    "0.0.10.0.108.255": frozenset({1}),  # execute() of the push script table
     CLOCK: frozenset({1, 2, 3, 6}),
     "0.0.10.0.1.255": frozenset({1}),  # MD reset
     "0.0.13.0.0.255": frozenset({1}),  # activate passive calendar

@@ -50,7 +50,7 @@ def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
             time.sleep(6.0)  # 1.5 simulated hours
             t1 = m.worker.clock.sim(time.monotonic())
         counts = dict(m.worker.push_counts)  # the worker has stopped: these are final
-        due = [(mid, p, t) for mid in range(6) for p in push.DEFAULT_SCHEDULES
+        due = [(mid, p, t) for mid in range(6) for p in push.scheduled()
                for t in push.due_between(1, mid, p, t0, t1 - 120)]  # (the last two minutes may be in flight)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # until the sink has written all it received

@@ -37,7 +37,24 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
         assert again == counts
         assert await conn.fetchval("SELECT probability_per_day FROM power_quality_events_config "
                                    "WHERE event_type = 'INTERRUPTION'") == 3
-        assert await conn.fetchval("SELECT count(*) FROM active_schedules") == 4
+        # instant, alert, block load, daily load and billing pushes; the event-log pushes are off
+        assert await conn.fetchval("SELECT count(*) FROM active_schedules") == 5
+        # the push settings as edited are what workers use
+        from fleet.seed import load_push_settings
+        from meter_core import push
+
+        await conn.execute("UPDATE push_schedules SET schedule_type = 'ONE_HOUR' WHERE push_logical_name = $1",
+                           push.INSTANT_PUSH)
+        await conn.execute("UPDATE push_setups SET number_of_retries = 5 WHERE logical_name = $1", push.INSTANT_PUSH)
+        saved = dict(push.CONFIG)
+        try:
+            push.install(await load_push_settings(conn))
+            assert push.scheduled()[push.INSTANT_PUSH] == "ONE_HOUR" and push.CONFIG[push.INSTANT_PUSH].retries == 5
+            assert push.EVENT_PUSHES[0] not in push.scheduled() and not push.CONFIG[push.EVENT_PUSHES[0]].enabled
+            assert push.CONFIG[push.BILLING_PUSH].enabled
+        finally:
+            push.CONFIG.clear()
+            push.CONFIG.update(saved)
         # the object_list's rights are the table's: utility settings may write the clock time, the
         # meter reader only read it
         rights = {r["client_sap"]: r["attribute_access"][1] for r in await conn.fetch(

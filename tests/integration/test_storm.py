@@ -159,3 +159,43 @@ def test_a_meter_without_supply_answers_nobody_and_logs_the_failure_after_the_re
         with reader() as s:
             s.open()
             assert s.read(GXDLMSData("0.0.96.11.2.255"), 2) == 102  # last power event: restoration
+
+
+def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pushes_on_closure(database_url):
+    """An operator's tamper (magnet, 201) on one meter: the alert push carries ESW bit 81 and, with the
+    'other' event log's push enabled in push_schedules, that push carries the log's new entry (201).
+    A billing period that closes sends the billing push with the closed period's billing profile row."""
+    from fleet.settings import FleetOptions
+    from meter_core.profiles import month_of, scheduled_billing
+
+    asyncio.run(_sql(database_url, "UPDATE push_schedules SET enabled = true WHERE push_logical_name = $1",
+                     push.EVENT_PUSHES[eventlog.OTHER]))
+    options = FleetOptions(meters=2, seed=1)
+    sink = RunningSink(database_url, options)
+    now = time.time()
+    closing = scheduled_billing(month_of(now) + 1, 1, 0, 0)  # the next 1st of the month, 00:00 IST
+    try:
+        with running_meters(2, hes=("127.0.0.1", sink.port), speed=600.0, sim_start=closing - 1800, dial_idle=0.2,
+                            database_url=database_url):
+            time.sleep(0.5)
+            _, reached, t_tamper = _issue(database_url, "tamper", first=1, last=1, params={"code": 201})
+            assert reached == 1
+            time.sleep(5.0)  # the billing date passes, and the billing push's randomisation (15 min)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sink.sink.pending:
+            time.sleep(0.1)
+        rows = asyncio.run(_sql(database_url, "SELECT meter_id, push_logical_name AS p, notified_at, body "
+                                "FROM push_received ORDER BY notified_at"))
+    finally:
+        sink.stop()
+    alerts = [r for r in rows if r["p"] == push.ALERT_PUSH and r["meter_id"] == 1
+              and 81 in _esw_bits(r["body"])]
+    assert alerts and alerts[0]["notified_at"].timestamp() >= t_tamper
+    events = [r for r in rows if r["p"] == push.EVENT_PUSHES[eventlog.OTHER]]
+    assert [r["meter_id"] for r in events] == [1]
+    entry = data_from_bytes(events[0]["body"]).value[3].value  # the log's last entry: clock, code, ...
+    assert entry[0].value[1].value == 201
+    billing = [r for r in rows if r["p"] == push.BILLING_PUSH]
+    assert sorted(r["meter_id"] for r in billing) == [0, 1]
+    assert all(closing <= r["notified_at"].timestamp() <= closing + 900 for r in billing)
+    assert all(len(data_from_bytes(r["body"]).value[3].value) == 1 for r in billing)  # one billing row

@@ -164,3 +164,37 @@ def test_push_method_sends_the_push_on_the_head_ends_connection():
         keys = derived_keys(m.fleet, 0).sets[4]
         value = gurux_decode(gurux_listener(False, keys), head + body)
         assert bytes(value[1]) == bytes(int(x) for x in push.INSTANT_PUSH.split("."))
+
+
+def test_gurux_reads_the_push_setups_and_the_push_schedule():
+    """A head-end's view of the push configuration: gurux-dlms reads the push setups (class 40 version 1:
+    object list, destination, window, randomisation, retries, delay, port, push client SAP) and the
+    push single action schedule over the meter reader's association."""
+    from gurux_dlms.objects import GXDLMSActionSchedule, GXDLMSPushSetup
+
+    from meter_core.connection import Transport
+    from meter_core.identity import meter_identity
+    from tests.interop.clients import GuruxSession
+    from tests.servers import running_meters
+
+    with running_meters(1, Transport.WRAPPER) as m:
+        password = meter_identity(m.fleet, 0).lls_password
+        with GuruxSession(m.port(0), Transport.WRAPPER, client_sap=32, password=password) as s:
+            s.open()
+            listed = {str(o.logicalName): o for o in s.object_list() if o.objectType == 40}
+            assert set(listed) >= {push.INSTANT_PUSH, push.ALERT_PUSH, push.BLOCK_LOAD_PUSH, push.DAILY_LOAD_PUSH}
+            assert all(o.version == 1 for o in listed.values())
+            setup = GXDLMSPushSetup(push.BLOCK_LOAD_PUSH)
+            setup.version = 1
+            for attr in range(2, 11):
+                s.read(setup, attr)
+            assert [str(o[0].logicalName) for o in setup.pushObjectList] == [
+                "0.0.96.1.2.255", push.BLOCK_LOAD_PUSH, "0.0.1.0.0.255", "1.0.99.1.0.255"]
+            assert setup.randomisationStartInterval == 300 and setup.numberOfRetries == 3
+            assert setup.repetitionDelay == 60 and setup.pushClientSAP == 64
+            assert str(getattr(setup.portReference, "logicalName", setup.portReference)) == "0.0.25.0.0.255"
+            schedule = GXDLMSActionSchedule(push.PUSH_SCHEDULE)
+            s.read(schedule, 2)
+            s.read(schedule, 4)
+            assert str(getattr(schedule.target, "logicalName", schedule.target)) == push.PUSH_SCRIPT_TABLE
+            assert len(schedule.executionTime) == 4

@@ -540,7 +540,7 @@ CREATE TABLE push_schedules (
 );
 COMMENT ON TABLE push_schedules IS 'When each push goes out: a period (single action schedule 0.0.15.0.4.255 and others) or ON_ALARM (ESW bits enabled in the ESWF)';
 
-ALTER TABLE push_schedules ADD CONSTRAINT push_schedules_type_check CHECK ((schedule_type = ANY (ARRAY['FIFTEEN_MIN'::text, 'THIRTY_MIN'::text, 'ONE_HOUR'::text, 'FOUR_HOUR'::text, 'EIGHT_HOUR'::text, 'TWELVE_HOUR'::text, 'TWENTY_FOUR_HOUR'::text, 'ON_ALARM'::text])));
+ALTER TABLE push_schedules ADD CONSTRAINT push_schedules_type_check CHECK ((schedule_type = ANY (ARRAY['FIFTEEN_MIN'::text, 'THIRTY_MIN'::text, 'ONE_HOUR'::text, 'FOUR_HOUR'::text, 'EIGHT_HOUR'::text, 'TWELVE_HOUR'::text, 'TWENTY_FOUR_HOUR'::text, 'ON_ALARM'::text, 'ON_BILLING'::text, 'ON_EVENT'::text])));
 CREATE UNIQUE INDEX push_schedules_meter_idx ON public.push_schedules USING btree (COALESCE(meter_id, ('-1'::integer)::bigint), push_logical_name, schedule_type);
 
 CREATE TABLE push_setups (

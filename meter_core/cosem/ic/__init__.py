@@ -135,9 +135,10 @@ SINGLE_ACTION_SCHEDULE = InterfaceClass(
     22, 0, "Single action schedule", ("logical_name", "executed_script", "type", "execution_time")
 )
 PUSH_SETUP = InterfaceClass(
-    40, 0, "Push setup",
+    40, 1, "Push setup",
     ("logical_name", "push_object_list", "send_destination_and_method", "communication_window",
-     "randomisation_start_interval", "number_of_retries", "repetition_delay"),
+     "randomisation_start_interval", "number_of_retries", "repetition_delay", "port_reference", "push_client_SAP",
+     "push_protection_parameters"),
     ("push",),
 )
 DISCONNECT_CONTROL = InterfaceClass(

@@ -1,0 +1,68 @@
+"""Push setup objects as a head-end reads them (class 40 version 1), the push schedule and script table
+that trigger them, and the fleet's push configuration (the seed's push_setups and push_schedules)."""
+
+from __future__ import annotations
+
+import pytest
+
+from meter_core import push
+from meter_core.apdu.codes import ActionResult
+from meter_core.axdr import Data, DataType
+from meter_core.events import PushRequested
+from meter_core.obis import ln
+from tests.unit.test_control import act, reader
+
+
+@pytest.fixture
+def config():
+    saved = dict(push.CONFIG)
+    yield push.CONFIG
+    push.CONFIG.clear()
+    push.CONFIG.update(saved)
+
+
+def test_push_setups_are_version_1_with_their_port_client_and_retries():
+    p = reader()
+    for obis in (push.INSTANT_PUSH, push.ALERT_PUSH, push.BLOCK_LOAD_PUSH, push.DAILY_LOAD_PUSH):
+        obj = p.meter.model.by_key[(40, ln(obis))]
+        assert obj.ic.version == 1 and len(obj.attributes) == 10
+        c = push.CONFIG[obis]
+        assert p.get(40, obis, 5).value.value == c.randomisation_s
+        assert p.get(40, obis, 6).value.value == c.retries == 3
+        assert p.get(40, obis, 7).value.value == c.repetition_delay_s == 60
+        assert bytes(p.get(40, obis, 8).value.value) == ln("0.0.25.0.0.255")
+        assert p.get(40, obis, 9).value.value == push.PUSH_CLIENT_SAP == 64
+        assert p.get(40, obis, 10).value.value == ()
+
+
+def test_the_push_schedule_follows_the_instant_push_schedule_type(config):
+    p = reader()
+    times = p.get(22, push.PUSH_SCHEDULE, 4).value.value
+    assert [bytes(t.value[0].value) for t in times] == [bytes((0xFF, m, 0, 0)) for m in (0, 15, 30, 45)]
+    assert all(bytes(t.value[1].value) == b"\xff" * 5 for t in times)
+    script = p.get(22, push.PUSH_SCHEDULE, 2).value.value
+    assert bytes(script[0].value) == ln(push.PUSH_SCRIPT_TABLE) and script[1].value == 1
+    push.install([{"logical_name": push.INSTANT_PUSH, "randomisation_start_interval_s": 30, "number_of_retries": 5,
+                   "repetition_delay_s": 120, "schedule_type": "FOUR_HOUR"}])
+    times = p.get(22, push.PUSH_SCHEDULE, 4).value.value
+    assert [bytes(t.value[0].value) for t in times] == [bytes((h, 0, 0, 0)) for h in range(0, 24, 4)]
+    assert p.get(40, push.INSTANT_PUSH, 6).value.value == 5
+    assert push.next_due(1, 0, push.INSTANT_PUSH, 0.0) % 14400 == (push.randomisation(1, 0, push.INSTANT_PUSH)
+                                                                   - 19800) % 14400
+    assert push.scheduled()[push.INSTANT_PUSH] == "FOUR_HOUR"
+
+
+def test_install_checks_the_schedule_type_and_can_turn_a_push_off(config):
+    with pytest.raises(ValueError, match="schedule type"):
+        push.install([{"logical_name": push.INSTANT_PUSH, "randomisation_start_interval_s": 30,
+                       "number_of_retries": 1, "repetition_delay_s": 10, "schedule_type": "FORTNIGHTLY"}])
+    push.install([{"logical_name": push.BLOCK_LOAD_PUSH, "randomisation_start_interval_s": 30, "number_of_retries": 1,
+                   "repetition_delay_s": 10, "schedule_type": "THIRTY_MIN", "enabled": False}])
+    assert push.BLOCK_LOAD_PUSH not in push.scheduled()
+
+
+def test_a_script_of_the_push_script_table_asks_for_its_push():
+    p = reader()
+    assert act(p, 9, push.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 3)) == ActionResult.SUCCESS
+    assert PushRequested(push.BLOCK_LOAD_PUSH) in p.meter_events
+    assert act(p, 9, push.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 99)) == ActionResult.OBJECT_UNAVAILABLE
