@@ -195,10 +195,17 @@ class PushSink:
                 self.pending = batch + self.pending  # nothing lost; keys make a repeat a no-op
                 conn = None
 
-    async def stop(self) -> None:
-        """Stop taking pushes: no new connections, the open ones hung up, what was taken written."""
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop taking pushes: no new connections; the open ones hung up once nothing has come in on them
+        for a moment (at most ``grace`` seconds: what the meters sent before is read, not dropped);
+        what was taken written."""
         if self._server is not None:
             self._server.close()
+            deadline = time.monotonic() + grace
+            last = -1
+            while self._conns and time.monotonic() < deadline and self.received != last:
+                last = self.received
+                await asyncio.sleep(0.2)
             for c in list(self._conns):
                 c.transport.abort()
             await self._server.wait_closed()

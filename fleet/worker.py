@@ -523,8 +523,13 @@ class Worker:
 
         for server in self.servers:
             server.close()
+        for t in list(self._dials):  # no more calls placed
+            t.cancel()
         for proto in list(self.protocols):
-            proto.abort()
+            if proto.push is not None and proto.transport is not None:
+                proto.transport.close()  # a call that pushed: its bytes go out before it ends
+            else:
+                proto.abort()
         await asyncio.sleep(0)  # let connection_lost callbacks run
         for t in tasks:
             t.cancel()

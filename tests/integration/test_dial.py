@@ -340,3 +340,47 @@ def test_a_push_waiting_for_its_retries_survives_a_worker_restart(database_url):
             assert len(row) == 1 and row[0]["outcome"] == "SENT" and row[0]["attempts"] >= 2
     finally:
         sink.stop()
+
+
+def test_a_head_end_that_answers_garbage_or_hangs_up_mid_call_leaves_the_meter_serving():
+    """The head-end takes the call and the push, then answers with bytes that are not DLMS (the meter
+    drops that call), or hangs up at once: each push counts once, as sent; the worker goes on placing
+    calls and a later call is answered normally."""
+    from meter_core import NEED_DATA
+    from meter_core.client import Associated, ClientSettings, DlmsClient
+
+    hes = socket.socket()
+    hes.bind(("127.0.0.1", 0))
+    hes.listen(16)
+    hes.settimeout(10)
+    with running_meters(1, hes=("127.0.0.1", hes.getsockname()[1]), speed=SPEED, dial_idle=5.0) as m:
+        for behaviour in ("garbage", "hang-up", "garbage"):
+            conn, _ = hes.accept()
+            conn.settimeout(5)
+            head = conn.recv(8, socket.MSG_WAITALL)
+            conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
+            if behaviour == "garbage":
+                conn.sendall(b"\x7f\x00GARBAGE" * 40)
+                assert conn.recv(4096) == b""  # the meter closes a call that lost its framing
+            conn.close()
+        conn, _ = hes.accept()  # the next due push: a head-end that speaks DLMS is served
+        conn.settimeout(5)
+        with conn:
+            head = conn.recv(8, socket.MSG_WAITALL)
+            conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
+            client = DlmsClient(ClientSettings(client_sap=16))
+            client.associate()
+            conn.sendall(client.data_to_send())
+            while (ev := client.next_event()) is NEED_DATA:
+                client.receive_data(conn.recv(65536))
+            assert isinstance(ev, Associated)
+        time.sleep(0.3)
+        counts = dict(m.worker.push_counts)
+    hes.close()
+    outcomes = {}
+    for (_push, outcome), n in counts.items():
+        outcomes[outcome] = outcomes.get(outcome, 0) + n
+    assert outcomes.get("sent", 0) >= 4 and outcomes.get("failed", 0) == 0
+    # one call per push: nothing retried (one push may be on its way as the counts are taken)
+    assert outcomes.get("retried", 0) == 0 and outcomes["attempted"] - outcomes["sent"] <= 1
+    assert m.worker.metrics.internal_errors == 0
