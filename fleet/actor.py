@@ -20,6 +20,7 @@ from meter_core.events import (
     ConnectionTerminated,
     InternalError,
     ProtocolViolation,
+    PushConfirmed,
     PushRequested,
     SecurityFailure,
 )
@@ -189,6 +190,8 @@ class MeterProtocol(asyncio.Protocol):
                 w.connection_terminated(self, ev)
             elif t is PushRequested:
                 self.send_push(ev.push)
+            elif t is PushConfirmed:
+                w.push_confirmed(self.meter_id, ev.invoke_id)
             ev = conn.next_event()
 
     def abort(self) -> None:

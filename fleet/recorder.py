@@ -299,12 +299,13 @@ class Recorder:
             await _close_quietly(conn)
 
     def push_settled(self, meter_id: int, push_ln: str, due: float, push_id: int, outcome: str, attempts: int,
-                     bits: tuple = (), raised: float | None = None) -> None:
+                     bits: tuple = (), raised: float | None = None, acknowledged: bool = False) -> None:
         """A push was sent or has failed for good (dial mode); an alert push settles its ESW bits too
-        (raised at ``raised``, before the push's randomisation)."""
+        (raised at ``raised``, before the push's randomisation): ACKNOWLEDGED when the head-end confirmed it."""
         self._pushes.append((meter_id, push_ln, _ts(due), push_id, outcome, attempts))
+        status = "ACKNOWLEDGED" if acknowledged else outcome
         for bit in bits:
-            self._alarms.append((meter_id, _ts(due if raised is None else raised), bit, outcome, attempts - 1))
+            self._alarms.append((meter_id, _ts(due if raised is None else raised), bit, status, attempts - 1))
 
     def push_queued(self, meter_id: int, message_id: int, push_ln: str, due: float, payload: bytes, attempts: int,
                     status: str) -> None:

@@ -21,12 +21,12 @@ import asyncpg
 from fleet import pg
 from meter_core import security as sec
 from meter_core._util import NEED_DATA
-from meter_core.apdu import DataNotification, decode_apdu
+from meter_core.apdu import DataNotification, DataNotificationConfirm, decode_apdu, encode_apdu
 from meter_core.axdr import CosemDateTime, data_from_bytes
 from meter_core.hdlc.frames import Deframer, FrameKind
 from meter_core.identity import meter_identity
 from meter_core.keys import derived_keys, from_rows
-from meter_core.wrapper import WrapperDeframer
+from meter_core.wrapper import WrapperDeframer, wrap
 
 log = logging.getLogger("fleet.sink")
 
@@ -39,6 +39,13 @@ INSERT = (f"INSERT INTO push_received ({', '.join(COLUMNS)}) SELECT {', '.join(C
           "ON CONFLICT DO NOTHING")
 IST = _dt.timezone(_dt.timedelta(minutes=330))
 PUSH_SETUP = 4
+SINK_SYSTEM_TITLE = b"CSFHES\x00\x01"  # the head-end's system title in the confirms it sends
+CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority: service-class confirmed
+
+
+def _counter_floor() -> int:
+    """Confirms' invocation counters start above any an earlier run of the sink used: 16 a second since 2025."""
+    return max(1, int((time.time() - 1735689600.0) * 16))
 
 
 class Directory:
@@ -69,8 +76,9 @@ class Refused(Exception):
     pass
 
 
-def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, int, bool, bytes]:
-    """(meter_id, push setup, notified at, long invoke id, ciphered, body) of one received APDU."""
+def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, int, bool, bytes, bool]:
+    """(meter_id, push setup, notified at, long invoke id, ciphered, body, confirmation asked) of one
+    received APDU."""
     ciphered = apdu[:1] == b"\xdb"
     if ciphered:
         try:
@@ -102,8 +110,9 @@ def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, 
     if note.date_time is None:
         raise Refused("push without its date-time")
     stamp = CosemDateTime.from_bytes(note.date_time).to_datetime().replace(tzinfo=IST)
-    return (meter_id, ".".join(str(b) for b in push_ln), stamp, note.long_invoke_id_and_priority & 0xFFFFFF,
-            ciphered, bytes(note.body))
+    iip = note.long_invoke_id_and_priority
+    return (meter_id, ".".join(str(b) for b in push_ln), stamp, iip & 0xFFFFFF, ciphered, bytes(note.body),
+            bool(iip & CONFIRMED_SERVICE))
 
 
 class _Conn(asyncio.Protocol):
@@ -133,7 +142,9 @@ class _Conn(asyncio.Protocol):
                         self.sink.take(bytes(info[3:]), self.peer)
             else:
                 while (got := self.deframer.next_payload()) is not NEED_DATA:
-                    self.sink.take(got[2], self.peer)
+                    reply = self.sink.take(got[2], self.peer)
+                    if reply is not None:  # to the meter's logical device, from the push client
+                        self.transport.write(wrap(got[1], got[0], reply))
         except Exception as e:  # noqa: BLE001 - a peer that speaks neither framing: drop it
             self.sink.refused["framing"] += 1
             log.warning("dropping %s: %s", self.peer, e)
@@ -154,21 +165,33 @@ class PushSink:
         self.pending: list[tuple] = []
         self.received = 0
         self.recorded = 0
+        self.confirmed = 0
+        self._counters: dict[int, int] = {}  # invocation counters of the confirms sent, per meter
         self.refused: Counter[str] = Counter()
         self.connections = 0
         self._server = None
         self._writer = None
         self._conns: set = set()
 
-    def take(self, apdu: bytes, peer: str) -> None:
+    def take(self, apdu: bytes, peer: str) -> bytes | None:
+        """Record one push; for a confirmed push, return the Data-Notification-Confirm to send back
+        (general-glo-ciphered with the meter's push keys, from the sink's own system title)."""
         try:
-            meter_id, push_ln, stamp, invoke, ciphered, body = receive(self.directory, apdu)
+            meter_id, push_ln, stamp, invoke, ciphered, body, confirm = receive(self.directory, apdu)
         except Refused as e:
             self.refused["undecodable"] += 1
             log.debug("%s: %s", peer, e)
-            return
+            return None
         self.received += 1
         self.pending.append((meter_id, push_ln, stamp, invoke, ciphered, len(apdu), peer, body))
+        if not confirm or not ciphered:
+            return None
+        self.confirmed += 1
+        ks = self.directory.keys(meter_id)
+        ic = self._counters[meter_id] = max(self._counters.get(meter_id, 0) + 1, _counter_floor())
+        plain = encode_apdu(DataNotificationConfirm(long_invoke_id_and_priority=CONFIRMED_SERVICE | invoke))
+        return sec.seal(0xDB, sec.protect(0x30 | ks.suite, ic, SINK_SYSTEM_TITLE, ks.ek, ks.ak, plain),
+                        SINK_SYSTEM_TITLE)
 
     async def start(self, host: str, port: int) -> None:
         _raise_fd_limit()  # thousands of meters connect at once

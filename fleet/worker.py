@@ -116,6 +116,8 @@ class Worker:
         # meters whose link to the head-end an operator took down (`fleet inject link-down`): simulated end
         self.link_down: dict[int, float] = {}
         self.queued: Counter = Counter()  # pushes waiting for a retry, per meter
+        # confirmed pushes waiting for the head-end's Data-Notification-Confirm: (meter, invoke id) -> futures
+        self._awaiting: dict[tuple[int, int], list] = {}
         self._heap: list | None = None
         self._alerts_scanned = -math.inf
         self.commands = None
@@ -179,13 +181,16 @@ class Worker:
         try:
             settings = await load_settings(conn)
             pushes = await load_push_settings(conn)
-        except asyncpg.UndefinedTableError:
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
             settings, pushes = ([], []), []  # a database migrated before 0004: the code's defaults
         finally:
             await conn.close()
         try:
             install_settings(settings)
             push.install(pushes)
+            from meter_core.meter import model_for
+
+            model_for.cache_clear()  # the push setups' versions follow their push_operation_method
         except (ValueError, KeyError, TypeError) as e:
             raise FleetError(f"the database's load templates, power-quality or push settings are unusable: {e}") from None
 
@@ -326,11 +331,13 @@ class Worker:
                 # Already connected to the head-end (an earlier call still open): the push goes on that
                 # line, as a modem-connected meter sends it, instead of a second call.
                 proto = self._open_call(meter_id)
+                fut = self._expect(meter_id, push_ln, push_id, config)
                 if proto is not None:
                     proto.send_push(push_ln, push_id, at)
-                    self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id)
-                    return
-                if self.link_is_down(meter_id, clock.sim(time.monotonic())):
+                    if await self._confirmed(meter_id, push_ln, push_id, config, fut):
+                        self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id, config)
+                        return
+                elif self.link_is_down(meter_id, clock.sim(time.monotonic())):
                     self.metrics.dials["link-down"] = self.metrics.dials.get("link-down", 0) + 1
                 else:
                     try:
@@ -343,9 +350,13 @@ class Worker:
                         self.metrics.dials["refused"] = self.metrics.dials.get("refused", 0) + 1
                     else:
                         self.metrics.dials["connected"] = self.metrics.dials.get("connected", 0) + 1
-                        if proto.sent:
-                            self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id)
+                        if gate is not None:  # the call is placed: waiting for a confirmation holds no slot
+                            gate.release()
+                            gate = None
+                        if proto.sent and await self._confirmed(meter_id, push_ln, push_id, config, fut):
+                            self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id, config)
                             return
+                self._forget(meter_id, push_id, fut)  # (a call that failed: nothing to wait for)
                 if gate is not None:  # the first call is over: a push waiting for its retries holds no slot
                     gate.release()
                     gate = None
@@ -394,12 +405,63 @@ class Worker:
             return None
         return due - push.randomisation(self.fleet.seed, meter_id, push_ln)  # when the bits rose
 
+    def _expect(self, meter_id: int, push_ln: str, push_id: int, config):
+        """For a confirmed push setup (push_operation_method 2), the future the head-end's confirmation
+        of this push will resolve: registered before the push goes out (a confirm can come back before
+        the call's opening returns). None for an unconfirmed one."""
+        if config.operation_method != 2:
+            return None
+        fut = self.loop.create_future()
+        self._awaiting.setdefault((meter_id, push_id), []).append((push_ln, fut))
+        return fut
+
+    async def _confirmed(self, meter_id: int, push_ln: str, push_id: int, config, fut) -> bool:
+        """Whether the push just written counts as delivered: at once for an unconfirmed push setup;
+        for a confirmed one when the head-end confirms it within the repetition delay (at least a second)."""
+        if fut is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), max(1.0, config.repetition_delay_s / self.clock.speed))
+            self._count_push(push_ln, "confirmed")
+            return True
+        except TimeoutError:
+            self._count_push(push_ln, "unconfirmed")
+            return False
+        finally:
+            self._forget(meter_id, push_id, fut)
+
+    def _forget(self, meter_id: int, push_id: int, fut) -> None:
+        if fut is None:
+            return
+        key = (meter_id, push_id)
+        waiting = self._awaiting.get(key)
+        if waiting is not None:
+            waiting[:] = [w for w in waiting if w[1] is not fut]
+            if not waiting:
+                del self._awaiting[key]
+
+    def push_confirmed(self, meter_id: int, invoke_id: int) -> None:
+        """The head-end confirmed meter ``meter_id``'s push ``invoke_id`` (called by its call's actor)."""
+        from meter_core import push
+
+        waiting = self._awaiting.get((meter_id, invoke_id))
+        if not waiting:
+            self.metrics.violations["push-confirm-unexpected"] = (
+                self.metrics.violations.get("push-confirm-unexpected", 0) + 1)
+            return
+        t = self.clock.sim(time.monotonic())
+        for push_ln, fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
+                push.confirmed(self._meter_to_change(meter_id), push_ln, t)
+
     def _sent(self, meter_id: int, push_ln: str, due: float, push_id: int, attempts: int, bits: tuple,
-              message_id: int | None = None) -> None:
+              message_id: int | None = None, config=None) -> None:
         self._count_push(push_ln, "sent")
         self.metrics.push_latency.append(max(0.0, self.clock.sim(time.monotonic()) - due))
         self.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts, bits,
-                                   self._raised(meter_id, push_ln, due))
+                                   self._raised(meter_id, push_ln, due),
+                                   acknowledged=config is not None and config.operation_method == 2)
         if message_id is not None:
             self.recorder.push_queued(meter_id, message_id, push_ln, due, b"", attempts, "SENT")
 

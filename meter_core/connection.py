@@ -28,7 +28,9 @@ from meter_core.events import (
     ConnectionTerminated,
     InternalError,
     ProtocolViolation,
+    PushConfirmed,
     ReleaseReason,
+    SecurityFailure,
 )
 from meter_core.hdlc import (
     ApduReceived,
@@ -38,6 +40,7 @@ from meter_core.hdlc import (
     LinkConnected,
     LinkDisconnected,
 )
+from meter_core.push import PUSH_CLIENT_SAP, take_confirm
 from meter_core.wrapper import WrapperDeframer, wrap
 
 # The management logical device: the only server SAP an IS 15959 meter has (facts section 7).
@@ -238,6 +241,15 @@ class MeterConnection:
 
     def _serve(self, client_sap: int, apdu: bytes, now: float) -> bytes | None:
         assoc = self._assocs.get(client_sap)
+        if client_sap == PUSH_CLIENT_SAP and apdu[:1] == b"\xdb" and (assoc is None or not assoc.associated):
+            # the head-end's confirmation of a confirmed push (no association: the push association is
+            # pre-established); it has no answer
+            invoke = take_confirm(self.meter, apdu)
+            if invoke is None:
+                self._events.append(SecurityFailure(client_sap, "push-confirm"))
+            else:
+                self._events.append(PushConfirmed(invoke))
+            return None
         if assoc is None:
             view = self.meter.model.associations.get(client_sap)
             if view is None:

@@ -78,6 +78,14 @@ class SecurityFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class PushConfirmed:
+    """A head-end confirmed a confirmed push (Data-Notification-Confirm, ciphered with the push setup's
+    keys) whose long-invoke-id is ``invoke_id``."""
+
+    invoke_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PushRequested:
     """A head-end invoked push() (class 40 method 1) of push setup ``push`` (its logical name, dotted)."""
 

@@ -134,6 +134,8 @@ class MeterState:
     event_counts: tuple = ()
     tamper_count: int = 0
     eswf: bytes | None = None
+    # Confirmed pushes: when each push setup's last push was confirmed ((push setup, simulated time), ...).
+    push_confirmations: tuple = ()
     # Keys, HLS secrets and invocation counters (`meter_core.keys.MeterSecurity`), from the first
     # secured association on; None = derived from the fleet secret, counters untouched.
     security: object = None
@@ -358,6 +360,10 @@ class Meter:
     def clock_bytes(self, now: float) -> bytes:
         """The 12-byte date-time of the meter clock, IST wall time, deviation not specified."""
         return encode_datetime_at(self.clock(now), IST, None, 0)
+
+    def clock_bytes_at(self, t: float) -> bytes:
+        """`clock_bytes` at simulated time ``t``."""
+        return encode_datetime_at(self.clock_at_sim(t), IST, None, 0)
 
     def clock_value(self, now: float) -> bytes:
         """The encoded clock attribute (octet-string of 12), its date and time cached per second."""

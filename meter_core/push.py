@@ -69,6 +69,10 @@ class PushSetupConfig:
     retries: int = 3  # number_of_retries
     repetition_delay_s: int = 60
     enabled: bool = True
+    # push_operation_method (push setup v2): 0 unconfirmed (retry when the call fails), 1 unconfirmed
+    # (retry on a missing lower-layer confirmation: over TCP the same), 2 confirmed (retry until the
+    # head-end sends Data-Notification-Confirm). A push setup with 2 is shown as version 2.
+    operation_method: int = 0
 
 
 # The fleet's defaults: every meter waits its own seeded share of the randomisation start interval after
@@ -97,9 +101,12 @@ def install(rows: list[dict]) -> None:
         schedule = r.get("schedule_type")
         if schedule is not None and schedule not in TRIGGERS and schedule not in SCHEDULE_SECONDS:
             raise ValueError(f"push setup {ln_}: unknown schedule type {schedule!r}")
+        method = int(r.get("push_operation_method") or 0)
+        if method not in (0, 1, 2):
+            raise ValueError(f"push setup {ln_}: push_operation_method {method} is not 0, 1 or 2")
         config[ln_] = PushSetupConfig(ln_, None if schedule in (None, *TRIGGERS) else schedule,
                                       int(r["randomisation_start_interval_s"]), int(r["number_of_retries"]),
-                                      int(r["repetition_delay_s"]), bool(r.get("enabled", True)))
+                                      int(r["repetition_delay_s"]), bool(r.get("enabled", True)), method)
     CONFIG.clear()
     CONFIG.update(config)
 
@@ -122,30 +129,85 @@ PORT_REFERENCE = "0.0.25.0.0.255"  # the TCP-UDP setup the pushes go out on
 
 
 def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
+    """The push setups, as `CONFIG` has them when the model is built: version 1, or version 2 for a push
+    setup whose pushes are confirmed (push_operation_method 2)."""
+    from meter_core.cosem.ic import PUSH_SETUP_V2
     from meter_core.cosem.model import Attribute
 
     out = []
     for push, name in _NAMES.items():
         o = ln(push)
-        out.append(CosemObject(
-            PUSH_SETUP, o, name,
-            (
-                ln_attribute(o),
-                static(push_object_list(push, kind)),
-                # send_destination_and_method: TCP, the head-end's address is the modem's business, A-XDR
-                static(Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, b""),
-                                                 Data(DataType.ENUM, 0)))),
-                static(Data(DataType.ARRAY, ())),  # communication_window: always
-                Attribute(_config_value(push, "randomisation_s", DataType.LONG_UNSIGNED)),
-                Attribute(_config_value(push, "retries", DataType.UNSIGNED)),
-                Attribute(_config_value(push, "repetition_delay_s", DataType.LONG_UNSIGNED)),  # s
-                static(Data(DataType.OCTET_STRING, ln(PORT_REFERENCE))),
-                static(PUSH_CLIENT_SAP, DataType.INTEGER),
-                static(Data(DataType.ARRAY, ())),  # push_protection_parameters: the push setup's keys
-            ),
-            (_push_method(push),),
-        ))
+        v2 = CONFIG[push].operation_method == 2
+        attributes = [
+            ln_attribute(o),
+            static(push_object_list(push, kind)),
+            # send_destination_and_method: TCP, the head-end's address is the modem's business, A-XDR
+            static(Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, b""),
+                                             Data(DataType.ENUM, 0)))),
+            static(Data(DataType.ARRAY, ())),  # communication_window: always
+            Attribute(_config_value(push, "randomisation_s", DataType.LONG_UNSIGNED)),
+            Attribute(_config_value(push, "retries", DataType.UNSIGNED)),
+            Attribute(_repetition_delay_v2(push) if v2 else _config_value(push, "repetition_delay_s",
+                                                                             DataType.LONG_UNSIGNED)),
+            static(Data(DataType.OCTET_STRING, ln(PORT_REFERENCE))),
+            static(PUSH_CLIENT_SAP, DataType.INTEGER),
+            static(Data(DataType.ARRAY, ())),  # push_protection_parameters: the push setup's keys
+        ]
+        methods = [_push_method(push)]
+        if v2:
+            attributes += [
+                Attribute(_config_value(push, "operation_method", DataType.ENUM)),
+                # confirmation_parameters: { confirmation_start_date (not specified), confirmation_interval
+                # 0: every push asks for its confirmation }
+                static(Data(DataType.STRUCTURE, (Data(DataType.OCTET_STRING, _NOT_SPECIFIED),
+                                                 Data(DataType.DOUBLE_LONG_UNSIGNED, 0)))),
+                Attribute(_last_confirmation(push)),
+            ]
+            methods.append(_reset_method(push))
+        out.append(CosemObject(PUSH_SETUP_V2 if v2 else PUSH_SETUP, o, name, tuple(attributes), tuple(methods)))
     return out
+
+
+_NOT_SPECIFIED = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff"  # a date-time not specified
+
+
+def _repetition_delay_v2(push: str):
+    """repetition_delay in v2: { repetition_delay_min, repetition_delay_exponent (percent), max }: a
+    constant delay (exponent 100)."""
+    from meter_core.cosem.model import encode_value
+
+    def get(meter, assoc, now) -> bytes:
+        d = CONFIG[push].repetition_delay_s
+        return encode_value(Data(DataType.STRUCTURE, (Data(DataType.LONG_UNSIGNED, d), Data(DataType.UNSIGNED, 100),
+                                                      Data(DataType.LONG_UNSIGNED, d))))
+    return get
+
+
+def _last_confirmation(push: str):
+    from meter_core.cosem.model import encode_octets
+
+    def get(meter, assoc, now) -> bytes:
+        when = dict(meter.state.push_confirmations).get(push)
+        return encode_octets(_NOT_SPECIFIED if when is None else meter.clock_bytes_at(when))
+    return get
+
+
+def _reset_method(push: str):
+    """reset (method 2, data integer 0): forget the last confirmation."""
+    def invoke(meter, assoc, params, now):
+        from meter_core.apdu.codes import ActionResult
+
+        if params is not None and params.tag is not DataType.INTEGER:
+            return ActionResult.TYPE_UNMATCHED, None
+        meter.state.push_confirmations = tuple(e for e in meter.state.push_confirmations if e[0] != push)
+        return ActionResult.SUCCESS, None
+    return invoke
+
+
+def confirmed(meter, push: str, t: float) -> None:
+    """Push setup ``push``'s push was confirmed at simulated ``t`` (last_confirmation_date_time)."""
+    state = meter.state
+    state.push_confirmations = (*(e for e in state.push_confirmations if e[0] != push), (push, t))
 
 
 PUSH_SCHEDULE = "0.0.15.0.4.255"  # single action schedule of the periodic pushes (facts 8.6, 12.1)
@@ -366,12 +428,16 @@ def notification_body(meter, push: str, now: float) -> bytes:
     return b"\x02" + bytes((len(entries),)) + b"".join(_value(meter, c, o, a, push, now) for c, o, a in entries)
 
 
+CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority bit 30: service-class confirmed
+
+
 def data_notification(meter, push: str, now: float, invoke_id: int) -> bytes:
-    """The plain DataNotification APDU of push setup ``push`` (long-invoke-id-and-priority ``invoke_id``;
-    date-time = the meter clock)."""
+    """The plain DataNotification APDU of push setup ``push`` (long-invoke-id-and-priority ``invoke_id``,
+    service class confirmed when the push setup's pushes are; date-time = the meter clock)."""
     from meter_core.apdu import DataNotification, encode_apdu
 
-    return encode_apdu(DataNotification(long_invoke_id_and_priority=invoke_id & 0x00FFFFFF,
+    service = CONFIRMED_SERVICE if CONFIG[push].operation_method == 2 else 0
+    return encode_apdu(DataNotification(long_invoke_id_and_priority=(invoke_id & 0x00FFFFFF) | service,
                                         date_time=meter.clock_bytes(now), body=notification_body(meter, push, now)))
 
 
@@ -383,6 +449,26 @@ def protect(meter, apdu: bytes) -> bytes:
     ks = meter.keys().sets[PUSH_SETUP_E]
     title = meter.identity.system_title
     return sec.seal(0xDB, sec.protect(0x30 | ks.suite, ks.next_tx(), title, ks.ek, ks.ak, apdu), title)
+
+
+def take_confirm(meter, apdu: bytes) -> int | None:
+    """A Data-Notification-Confirm from the head-end, general-glo-ciphered with the push setup's keys (as
+    the pushes are): the long-invoke-id it confirms, or None if it is not one, does not decipher, or
+    replays an invocation counter (the push keys' counter from the head-end only grows)."""
+    from meter_core import security as sec
+    from meter_core.apdu import DataNotificationConfirm, decode_apdu
+
+    ks = meter.keys().sets[PUSH_SETUP_E]
+    try:
+        env = sec.open_envelope(apdu)
+        sc, ic, plain = sec.unprotect(env.payload, env.system_title or b"", ks.ek, ks.ak)
+        note = decode_apdu(plain)
+    except Exception:  # noqa: BLE001 - anything that is not a good confirm is not one
+        return None
+    if not isinstance(note, DataNotificationConfirm) or ic <= ks.rx_ic or sc & 0x30 != 0x30:
+        return None
+    ks.rx_ic = ic
+    return note.long_invoke_id_and_priority & 0xFFFFFF
 
 
 def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
@@ -401,6 +487,6 @@ def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
 
 
 __all__ = ["ALERT_PUSH", "alerts_between", "BLOCK_LOAD_PUSH", "CONFIG", "DAILY_LOAD_PUSH", "INSTANT_PUSH", "PUSH_CLIENT_SAP",
-           "BILLING_PUSH", "EVENT_PUSHES", "PushSetupConfig", "install", "scheduled", "triggered_between",
+           "BILLING_PUSH", "EVENT_PUSHES", "confirmed", "take_confirm", "PushSetupConfig", "install", "scheduled", "triggered_between",
            "data_notification", "due_between", "frame", "invoke_id_for", "next_due", "notification_body", "protect",
            "push_setup_objects", "randomisation"]

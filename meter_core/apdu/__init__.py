@@ -23,6 +23,7 @@ from meter_core.apdu.xdlms import (
     CosemMethodDescriptor,
     DataBlock,
     DataNotification,
+    DataNotificationConfirm,
     ExceptionResponse,
     GetRequestNext,
     GetRequestNormal,
@@ -61,6 +62,7 @@ TAG_TYPES: dict[int, type] = {
     for t in (
         AARQ, AARE, RLRQ, RLRE,
         InitiateRequest, InitiateResponse, ConfirmedServiceError, ExceptionResponse, DataNotification,
+        DataNotificationConfirm,
     )
 }
 
@@ -100,7 +102,7 @@ __all__ = [
     "ActionRequestWithList", "ActionRequestWithListAndFirstPblock", "ActionRequestWithPblock",
     "ActionResponseNextPblock", "ActionResponseNormal", "ActionResponseWithList", "ActionResponseWithPblock",
     "AttributeWithSelection", "ConfirmedServiceError", "CosemAttributeDescriptor", "CosemMethodDescriptor",
-    "DataBlock", "DataNotification", "ExceptionResponse", "GetRequestNext", "GetRequestNormal",
+    "DataBlock", "DataNotification", "DataNotificationConfirm", "ExceptionResponse", "GetRequestNext", "GetRequestNormal",
     "GetRequestWithList", "GetResponseNormal", "GetResponseWithDatablock", "GetResponseWithList",
     "InitiateRequest", "InitiateResponse", "SelectiveAccess", "SetRequestNormal", "SetRequestWithDatablock",
     "SetRequestWithFirstDatablock", "SetRequestWithList", "SetRequestWithListAndFirstDatablock",

@@ -384,3 +384,85 @@ def test_a_head_end_that_answers_garbage_or_hangs_up_mid_call_leaves_the_meter_s
     # one call per push: nothing retried (one push may be on its way as the counts are taken)
     assert outcomes.get("retried", 0) == 0 and outcomes["attempted"] - outcomes["sent"] <= 1
     assert m.worker.metrics.internal_errors == 0
+
+
+def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confirmation(database_url):
+    """push_operation_method 2 in push_setups: the push setups become version 2, pushes ask for a
+    confirmation (service class confirmed), fleet hes-sink answers each with a ciphered
+    Data-Notification-Confirm, and the meter settles them (alert bits ACKNOWLEDGED, last confirmation
+    time set). A head-end that takes the push and never confirms gets it again after the repetition
+    delay, as the push setup's retries say, then FAILED."""
+    from fleet.settings import FleetOptions
+    from meter_core.meter import Meter, SimClock
+    from tests.servers import EPOCH
+
+    async def configure():
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("UPDATE push_setups SET push_operation_method = 2")
+        finally:
+            await conn.close()
+
+    asyncio.run(configure())
+    options = FleetOptions(meters=1, seed=1)
+    probe = Meter(options.fleet, 0, epoch_start=EPOCH, clock=SimClock.real_time())
+    start = time.time()
+    when = push.alerts_between(probe, start, start + 20 * 86400)[0][0]
+    sink = RunningSink(database_url, options)
+    try:
+        with running_meters(1, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=when - 900, dial_idle=0.3,
+                            database_url=database_url) as m:
+            time.sleep(2.5)
+            counts = dict(m.worker.push_counts)
+            meter = m.worker.meter_for_rows(0)
+            obj = meter.model.by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
+            assert obj.ic.version == 2 and len(obj.attributes) == 13
+            assert dict(meter.state.push_confirmations).get(push.INSTANT_PUSH) is not None
+        assert sink.sink.confirmed > 0
+        confirmed = sum(n for (_, o), n in counts.items() if o == "confirmed")
+        sent = sum(n for (_, o), n in counts.items() if o == "sent")
+        assert confirmed == sent > 0 and not any(o in ("unconfirmed", "failed") for _, o in counts), counts
+
+        async def alarms():
+            conn = await asyncpg.connect(database_url)
+            try:
+                return await conn.fetch("SELECT status FROM eswf_push_alarms")
+            finally:
+                await conn.close()
+
+        deadline = time.monotonic() + 10
+        while not (rows := asyncio.run(alarms())) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert rows and all(r["status"] == "ACKNOWLEDGED" for r in rows)
+    finally:
+        sink.stop()
+
+    # a head-end that never confirms: the same push comes again, 3 retries, then FAILED
+    hes = socket.socket()
+    hes.bind(("127.0.0.1", 0))
+    hes.listen(16)
+    hes.settimeout(10)
+    first_due = push.next_due(1, 0, push.INSTANT_PUSH, time.time())
+    with running_meters(1, hes=("127.0.0.1", hes.getsockname()[1]), speed=60.0, dial_idle=30.0,
+                        sim_start=first_due - 5, database_url=database_url) as m:
+        conn, _ = hes.accept()
+        conn.settimeout(10)
+        with conn:
+            invoke_ids = []
+            while len(invoke_ids) < 4:
+                head = conn.recv(8, socket.MSG_WAITALL)
+                body = conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
+                keys = m.worker.meter_for_rows(0).keys().sets[4]
+                from meter_core import security as sec
+                from meter_core.apdu import decode_apdu
+
+                env = sec.open_envelope(body)
+                note = decode_apdu(sec.unprotect(env.payload, env.system_title, keys.ek, keys.ak)[2])
+                assert note.long_invoke_id_and_priority & 0x40000000  # confirmed service class
+                invoke_ids.append(note.long_invoke_id_and_priority & 0xFFFFFF)
+            time.sleep(2.0)  # the last retry's wait for a confirmation runs out
+            counts = dict(m.worker.push_counts)
+    hes.close()
+    first = invoke_ids[0]
+    assert invoke_ids.count(first) == 4  # the first push, then its 3 retries on the same call
+    assert any(o == "failed" for _, o in counts) and any(o == "unconfirmed" for _, o in counts)

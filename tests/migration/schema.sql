@@ -553,10 +553,13 @@ CREATE TABLE push_setups (
     randomisation_start_interval_s integer NOT NULL,
     number_of_retries smallint NOT NULL,
     repetition_delay_s integer NOT NULL,
-    enabled boolean DEFAULT true NOT NULL
+    enabled boolean DEFAULT true NOT NULL,
+    push_operation_method smallint DEFAULT 0 NOT NULL
 );
 COMMENT ON TABLE push_setups IS 'Push setup objects (class 40): destination and method, randomisation, retries (fleet default with meter_id NULL)';
+COMMENT ON COLUMN push_setups.push_operation_method IS 'push_operation_method of push setup v2: 0/1 unconfirmed, 2 confirmed (the push setup then shows as version 2)';
 
+ALTER TABLE push_setups ADD CONSTRAINT push_setups_operation_method_check CHECK ((push_operation_method = ANY (ARRAY[0, 1, 2])));
 ALTER TABLE push_setups ADD CONSTRAINT push_setups_retries_check CHECK ((number_of_retries >= 0));
 CREATE UNIQUE INDEX push_setups_meter_idx ON public.push_setups USING btree (COALESCE(meter_id, ('-1'::integer)::bigint), logical_name);
 

@@ -141,6 +141,13 @@ PUSH_SETUP = InterfaceClass(
      "push_protection_parameters"),
     ("push",),
 )
+# Version 2 (push_operation_method, confirmation_parameters, last_confirmation_date_time; reset()): the
+# push setups a fleet configures for confirmed pushes.
+PUSH_SETUP_V2 = InterfaceClass(
+    40, 2, "Push setup",
+    (*PUSH_SETUP.attributes, "push_operation_method", "confirmation_parameters", "last_confirmation_date_time"),
+    ("push", "reset"),
+)
 DISCONNECT_CONTROL = InterfaceClass(
     70, 0, "Disconnect control", ("logical_name", "output_state", "control_state", "control_mode"),
     ("remote_disconnect", "remote_reconnect"),
