@@ -25,6 +25,7 @@ from meter_core.apdu import (
     CosemMethodDescriptor,
     DataBlock,
     DataNotification,
+    DataNotificationConfirm,
     ExceptionResponse,
     GetRequestNext,
     GetRequestNormal,
@@ -195,6 +196,8 @@ def apdus():
         st.builds(ActionResponseWithList, invoke_id_and_priority=u8,
                   outcomes=st.lists(st.builds(ActionOutcome, st.sampled_from(ActionResult)), max_size=3).map(tuple)),
         st.builds(ActionResponseNextPblock, invoke_id_and_priority=u8, block_number=u32),
+        st.builds(DataNotificationConfirm, long_invoke_id_and_priority=u32,
+                  date_time=st.none() | st.binary(min_size=12, max_size=12)),
         st.builds(DataNotification, long_invoke_id_and_priority=u32, body=encoded,
                   date_time=st.none() | st.binary(min_size=12, max_size=12)),
     )

@@ -4,6 +4,8 @@ that trigger them, and the fleet's push configuration (the seed's push_setups an
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meter_core import push
 from meter_core.apdu.codes import ActionResult
@@ -66,3 +68,43 @@ def test_a_script_of_the_push_script_table_asks_for_its_push():
     assert act(p, 9, push.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 3)) == ActionResult.SUCCESS
     assert PushRequested(push.BLOCK_LOAD_PUSH) in p.meter_events
     assert act(p, 9, push.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 99)) == ActionResult.OBJECT_UNAVAILABLE
+
+
+@given(st.binary(max_size=120))
+@settings(max_examples=300, deadline=None)
+def test_anything_from_the_push_client_is_a_confirm_or_refused(data):
+    """Bytes the push client sends outside an association (a head-end's confirm, or garbage) never break
+    the meter: a confirm that does not decipher is a security failure, the association goes on."""
+    from meter_core.connection import MeterConnection, Transport
+    from meter_core.events import PushConfirmed, SecurityFailure
+    from meter_core.identity import FleetConfig
+    from meter_core.meter import Meter
+    from meter_core.wrapper import wrap
+    from tests.unit.test_meter import EPOCH
+
+    meter = Meter(FleetConfig(seed=7), 3, epoch_start=EPOCH)
+    conn = MeterConnection(meter, Transport.WRAPPER, now=0.0)
+    conn.receive_data(wrap(push.PUSH_CLIENT_SAP, 1, b"\xdb" + data), 0.0)
+    events = []
+    while type(ev := conn.next_event()).__name__ != "Sentinel":
+        events.append(ev)
+    assert not any(isinstance(e, PushConfirmed) for e in events)
+    assert any(isinstance(e, SecurityFailure) for e in events) and not conn.closed
+
+
+def test_a_ciphered_confirm_is_taken_once():
+    from meter_core import security as sec
+    from meter_core.apdu import DataNotificationConfirm, encode_apdu
+    from meter_core.identity import FleetConfig
+    from meter_core.meter import Meter
+    from tests.unit.test_meter import EPOCH
+
+    meter = Meter(FleetConfig(seed=7), 3, epoch_start=EPOCH)
+    ks = meter.keys().sets[4]
+    title = b"HES\x00\x00\x00\x00\x01"
+    plain = encode_apdu(DataNotificationConfirm(long_invoke_id_and_priority=0x40000000 | 1234))
+    apdu = sec.seal(0xDB, sec.protect(0x30, 10, title, ks.ek, ks.ak, plain), title)
+    assert push.take_confirm(meter, apdu) == 1234
+    assert push.take_confirm(meter, apdu) is None  # a replayed counter
+    plain_only = sec.seal(0xDB, sec.protect(0x10, 11, title, ks.ek, ks.ak, plain), title)  # authenticated only
+    assert push.take_confirm(meter, plain_only) is None
