@@ -4,7 +4,9 @@
 with its id. Each worker keeps one connection listening on it: on a notification (and after a
 reconnect, for what it missed) it reads the commands newer than the last it applied, applies each to
 the meters of its shard the command selects, and records how many in ``fleet_command_results``.
-A worker applies the commands issued after it started, not the ones before.
+A worker that starts (a fleet started again, a worker restarted after a crash) first replays the
+commands issued before, each at the simulated time a worker first applied it, so a power failure,
+tamper or link fault still in force is in force for it too (the meters' state is the commands').
 
 Which meters: those of the region (``first_meter``..``last_meter``, inclusive) whose seeded draw for
 the command falls under ``share``: the same meters in every worker and run, a different set per
@@ -31,6 +33,10 @@ ACTIONS = ("power-failure", "restore", "tamper", "link-down", "load-change")
 _DRAW = 1 << 32
 
 _LAST = "SELECT coalesce(max(command_id), 0) FROM fleet_commands"
+_EARLIER = """SELECT c.command_id, c.action, c.first_meter, c.last_meter, c.share, c.params,
+                     extract(epoch FROM min(r.sim_at)) AS sim_at
+              FROM fleet_commands c JOIN fleet_command_results r USING (command_id)
+              WHERE c.command_id <= $1 GROUP BY c.command_id ORDER BY c.command_id"""
 _NEWER = """SELECT command_id, action, first_meter, last_meter, share, params
             FROM fleet_commands WHERE command_id > $1 ORDER BY command_id"""
 _RESULT = """INSERT INTO fleet_command_results (command_id, shard_start, shard_stop, meters, sim_at)
@@ -76,10 +82,11 @@ class CommandListener:
     """A worker's connection on ``fleet_commands``: calls ``apply(command) -> (meters, sim_time)`` for each
     command newer than the worker's start, in order, and records the result."""
 
-    def __init__(self, url: str, shard: range, apply) -> None:
+    def __init__(self, url: str, shard: range, apply, replay=None) -> None:
         self.url = url
         self.shard = shard
         self.apply = apply
+        self.replay = replay  # replay(command, sim_at): an earlier command, at its time
         self.last = None
         self._wake = asyncio.Event()
         self.applied = 0
@@ -92,7 +99,10 @@ class CommandListener:
             try:
                 conn = await pg.connect(self.url)
                 if self.last is None:
-                    self.last = await conn.fetchval(_LAST)
+                    last = await conn.fetchval(_LAST)
+                    if self.replay is not None:
+                        await self._replay(conn, last)
+                    self.last = last
                 await conn.add_listener(CHANNEL, self._notified)
                 delay = 0.5
                 while not conn.is_closed():
@@ -114,6 +124,17 @@ class CommandListener:
                         conn.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    async def _replay(self, conn, last: int) -> None:
+        count = 0
+        for row in await conn.fetch(_EARLIER, last):
+            cmd = Command.from_row(row)
+            try:
+                count += self.replay(cmd, float(row["sim_at"]))
+            except Exception:  # a command that fails on one meter must not stop the worker
+                log.exception("replaying command %d (%s) failed", cmd.command_id, cmd.action)
+        if count:
+            log.info("replayed earlier commands on %d meter(s)", count)
 
     def _notified(self, conn, pid, channel, payload) -> None:
         self._wake.set()

@@ -163,7 +163,7 @@ class Worker:
         if s.database_url:
             from fleet.commands import CommandListener
 
-            self.commands = CommandListener(s.database_url, self.shard, self.apply_command)
+            self.commands = CommandListener(s.database_url, self.shard, self.apply_command, self.replay_command)
             tasks.append(asyncio.create_task(self.commands.run()))
         if self.options.mode == "dial":
             tasks.append(asyncio.create_task(self._dial()))
@@ -502,11 +502,21 @@ class Worker:
 
     # -- injected commands (`fleet inject`, through PostgreSQL) -------------------------------------------
 
-    def apply_command(self, cmd) -> tuple[int, float]:
-        """Apply a command to the meters of this shard it selects; returns (how many, simulated time)."""
+    def replay_command(self, cmd, sim_at: float) -> int:
+        """Apply an earlier command (issued before this worker started) as of simulated ``sim_at``, the
+        time it was first applied; a command from this run's future is left out. Returns how many meters."""
+        c = self.clock
+        if sim_at > c.sim(time.monotonic()):
+            return 0
+        return self.apply_command(cmd, c.t0 + (sim_at - c.start) / c.speed)[0]
+
+    def apply_command(self, cmd, now: float | None = None) -> tuple[int, float]:
+        """Apply a command to the meters of this shard it selects (as of monotonic ``now``, default now);
+        returns (how many, simulated time)."""
         from meter_core import eventlog
 
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         t = self.clock.sim(now)
         ids = cmd.meters(self.fleet.seed, self.shard)
         duration = cmd.params.get("duration_s")

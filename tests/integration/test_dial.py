@@ -449,7 +449,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
         conn.settimeout(10)
         with conn:
             invoke_ids = []
-            while len(invoke_ids) < 4:
+            while len(invoke_ids) < 10 and (not invoke_ids or invoke_ids.count(invoke_ids[0]) < 4):
                 head = conn.recv(8, socket.MSG_WAITALL)
                 body = conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
                 keys = m.worker.meter_for_rows(0).keys().sets[4]
@@ -464,5 +464,5 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
             counts = dict(m.worker.push_counts)
     hes.close()
     first = invoke_ids[0]
-    assert invoke_ids.count(first) == 4  # the first push, then its 3 retries on the same call
+    assert invoke_ids.count(first) == 4  # the first push, then its 3 retries on the same call (others between)
     assert any(o == "failed" for _, o in counts) and any(o == "unconfirmed" for _, o in counts)

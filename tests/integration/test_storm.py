@@ -123,40 +123,55 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
 
 def test_a_meter_without_supply_answers_nobody_and_logs_the_failure_after_the_restore(database_url):
     """Listen mode: a power failure on meter 0 only (--region 0-0): a head-end's connection to it is
-    closed at once, meter 1 answers as before; after the restore meter 0 answers again, and gurux-dlms
-    reads the failure in its power log (101 then 102) and the outage counter."""
+    closed at once, meter 1 answers as before. The fleet is stopped and started again: the failure is
+    still in force (the worker replays the commands before its start). After the restore meter 0 answers
+    again, and gurux-dlms reads the failure in its power log (101 then 102) and the outage counter."""
     from gurux_dlms.objects import GXDLMSClock, GXDLMSData
 
     from meter_core.connection import Transport
     from meter_core.identity import meter_identity
     from tests.interop.clients import GuruxSession
 
-    with running_meters(2, speed=60.0, database_url=database_url) as m:
-        ports = [m.options.address(i)[1] for i in range(2)]
+    password = None
 
-        password = meter_identity(m.options.fleet, 0).lls_password
+    def reader(port):  # the meter reader (client 32, LLS), who may read the counters and logs
+        return GuruxSession(port, Transport.WRAPPER, client_sap=32, password=password)
 
-        def reader():  # the meter reader (client 32, LLS), who may read the counters and logs
-            return GuruxSession(ports[0], Transport.WRAPPER, client_sap=32, password=password)
+    def failures(port) -> int:
+        with reader(port) as s:
+            s.open()
+            return s.read(GXDLMSData("0.0.96.7.0.255"), 2)
 
-        def failures() -> int:
-            with reader() as s:
+    def refused(port) -> bool:
+        try:
+            with GuruxSession(port, Transport.WRAPPER) as s:
                 s.open()
-                return s.read(GXDLMSData("0.0.96.7.0.255"), 2)
+        except ConnectionError:
+            return True
+        return False
 
-        count0 = failures()
+    with running_meters(2, speed=60.0, database_url=database_url) as m:
+        password = meter_identity(m.options.fleet, 0).lls_password
+        ports = [m.options.address(i)[1] for i in range(2)]
+        count0 = failures(ports[0])
         _, reached, _ = _issue(database_url, "power-failure", first=0, last=0)
         assert reached == 1
-        with pytest.raises(ConnectionError):
-            with GuruxSession(ports[0], Transport.WRAPPER) as s:
-                s.open()
+        assert refused(ports[0])
         with GuruxSession(ports[1], Transport.WRAPPER) as s:
             s.open()
             assert s.read(GXDLMSClock("0.0.1.0.0.255"), 2) is not None  # meter 1 has its supply
         time.sleep(1.0)  # a simulated minute without supply
+        stopped_at = m.worker.clock.sim(time.monotonic())
+    with running_meters(2, speed=60.0, database_url=database_url, sim_start=stopped_at) as m:
+        ports = [m.options.address(i)[1] for i in range(2)]
+        deadline = time.monotonic() + 10
+        while m.worker.commands is None or m.worker.commands.last is None:  # (its replay is done)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert refused(ports[0]) and not refused(ports[1])
         _issue(database_url, "restore", first=0, last=0)
-        assert failures() == count0 + 1
-        with reader() as s:
+        assert failures(ports[0]) == count0 + 1
+        with reader(ports[0]) as s:
             s.open()
             assert s.read(GXDLMSData("0.0.96.11.2.255"), 2) == 102  # last power event: restoration
 
