@@ -120,6 +120,17 @@ class MeterProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
+    def pause_writing(self) -> None:
+        """The head-end does not read its answers (the write buffer passed its high-water mark): stop
+        reading its requests until it does, so a flooding client waits on its own socket instead of
+        filling the worker's memory."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         conn = self.conn
         if conn is None:

@@ -159,3 +159,58 @@ def test_a_meter_refuses_one_connection_more_than_its_tcp_udp_setup_allows(wrapp
     assert isinstance(again.next(), Associated)
     again.sock.close()
     second.sock.close()
+
+
+def test_a_flooding_head_end_is_answered_at_the_meters_pace_and_starves_nobody(wrapper_meters):
+    """A head-end that pipelines thousands of GET requests on its connection and does not read the
+    answers: the meter stops reading it once its answers back up (the worker's write buffer stays
+    bounded), another meter answers as quickly as ever meanwhile, and when the flooding head-end reads,
+    every request has its answer, in order."""
+    from meter_core.apdu import GetRequestNormal, encode_apdu
+    from meter_core.apdu.xdlms import CosemAttributeDescriptor
+
+    c = RawWrapper.__new__(RawWrapper)
+    c.client = DlmsClient(ClientSettings(transport=Transport.WRAPPER))
+    c.sock = socket.socket()
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # a head-end that hardly reads
+    c.sock.settimeout(5)
+    c.sock.connect(("127.0.0.1", wrapper_meters.port(0)))
+    c.client.associate()
+    assert isinstance(c.next(), Associated)
+    # more answers than the kernel's socket buffers hold (a few MB on loopback), so the meter must stop
+    requests = 256_000
+    one = [wrap(16, 1, encode_apdu(GetRequestNormal(
+        invoke_id_and_priority=0xC0 | i, attribute=CosemAttributeDescriptor(8, bytes((0, 0, 1, 0, 0, 255)), 2))))
+        for i in range(16)]
+    frame = b"".join(one) * (requests // 16)
+    sender = threading.Thread(target=c.sock.sendall, args=(frame,), daemon=True)
+    sender.start()  # blocks once the meter stops reading
+    protos = [p for p in wrapper_meters.worker.protocols if p.meter_id == 0]
+    peak = 0
+    for _ in range(60):  # the meter's own buffer of answers stays bounded while the flood waits
+        time.sleep(0.05)
+        peak = max(peak, *(p.transport.get_write_buffer_size() for p in protos if p.transport is not None))
+    assert peak < 1024 * 1024
+    # meanwhile another meter answers promptly
+    other = GuruxSession(wrapper_meters.port(1), Transport.WRAPPER)
+    other.open()
+    started = time.monotonic()
+    for _ in range(20):
+        other.read(GXDLMSClock("0.0.1.0.0.255"), 2)
+    assert time.monotonic() - started < 2.0
+    other.close()
+    # the flooding head-end reads: every request has its answer, in order
+    answers, buf = 0, b""
+    while answers < requests:
+        chunk = c.sock.recv(1 << 20)
+        assert chunk
+        buf += chunk
+        while len(buf) >= 8 and len(buf) >= 8 + int.from_bytes(buf[6:8], "big"):
+            n = 8 + int.from_bytes(buf[6:8], "big")
+            got = decode_apdu(buf[8:n])
+            assert isinstance(got, GetResponseNormal) and got.invoke_id_and_priority & 0x0F == answers % 16
+            answers += 1
+            buf = buf[n:]
+    sender.join(5)
+    assert answers == requests
+    c.sock.close()
