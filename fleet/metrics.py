@@ -34,6 +34,8 @@ CONNECTIONS_REFUSED = Counter("fleet_connections_refused", "Connections refused,
 PROTOCOL_VIOLATIONS = Counter("fleet_protocol_violations", "Bad input answered or dropped, by layer", ["layer"])
 PUSHES = Counter("fleet_pushes", "Pushes by push setup and outcome: due, attempted, sent, retried, failed, "
                  "no-supply (due while the meter had no supply: not owed)", ["push", "outcome"])
+PUSH_FAILURES = Counter("fleet_push_failures", "Pushes failed for good, by push setup and the last attempt's "
+                        "reason: refused, timeout, link-down, unconfirmed, queue-full", ["push", "reason"])
 PUSH_LATENCY_BUCKETS = (0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 PUSH_LATENCY = Histogram("fleet_push_latency_seconds", "Simulated seconds from a push's due time (its "
                          "randomisation included) to its send, retries included", buckets=PUSH_LATENCY_BUCKETS)
@@ -78,7 +80,7 @@ class WorkerMetrics:
 
     __slots__ = ("latency_counts", "latency_sum", "bytes_in", "bytes_out", "_last_requests", "refused",
                  "violations", "internal_errors", "associations", "releases", "security_failures", "pushes",
-                 "push_latency", "dials")
+                 "push_latency", "dials", "push_failures")
 
     def __init__(self) -> None:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -95,6 +97,7 @@ class WorkerMetrics:
         self.pushes: dict[tuple[str, str], int] = {}
         self.push_latency: list[float] = []
         self.dials: dict[str, int] = {}
+        self.push_failures: dict[tuple[str, str], int] = {}
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -157,3 +160,6 @@ class WorkerMetrics:
         for outcome, n in self.dials.items():
             DIALS.labels(outcome).inc(n)
         self.dials.clear()
+        for (name, reason), n in self.push_failures.items():
+            PUSH_FAILURES.labels(name, reason).inc(n)
+        self.push_failures.clear()

@@ -121,7 +121,8 @@ async def load_push_settings(conn: asyncpg.Connection) -> list[dict]:
     schedule type (the enabled push_schedules row; none: the push setup is off)."""
     rows = await conn.fetch(
         "SELECT p.logical_name, p.randomisation_start_interval_s, p.number_of_retries, p.repetition_delay_s,"
-        " p.enabled AND s.schedule_type IS NOT NULL AS enabled, s.schedule_type, p.push_operation_method"
+        " p.enabled AND s.schedule_type IS NOT NULL AS enabled, s.schedule_type, p.push_operation_method,"
+        " p.destination"
         " FROM push_setups p LEFT JOIN push_schedules s ON s.push_logical_name = p.logical_name"
         " AND s.meter_id IS NULL AND s.enabled WHERE p.meter_id IS NULL")
     return [dict(r) for r in rows]

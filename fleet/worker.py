@@ -150,6 +150,9 @@ class Worker:
             if self.options.mode == "dial":
                 if s.hes is None:
                     raise FleetError("dial mode needs the head-end's address (--hes HOST:PORT)")
+                from meter_core import push
+
+                push.set_destination(f"{s.hes[0]}:{s.hes[1]}")  # what the push setups show as their destination
             else:
                 await self._listen()
         except FleetError as e:
@@ -321,6 +324,7 @@ class Worker:
                 self.queued[meter_id] += 1
             config = push.CONFIG[push_ln]
             tries, delay = config.retries + 1, float(config.repetition_delay_s)
+            reason = "refused"
             while attempts < tries:
                 if attempts:
                     self._count_push(push_ln, "retried")
@@ -337,8 +341,10 @@ class Worker:
                     if await self._confirmed(meter_id, push_ln, push_id, config, fut):
                         self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id, config)
                         return
+                    reason = "unconfirmed"
                 elif self.link_is_down(meter_id, clock.sim(time.monotonic())):
                     self.metrics.dials["link-down"] = self.metrics.dials.get("link-down", 0) + 1
+                    reason = "link-down"
                 else:
                     try:
                         _, proto = await asyncio.wait_for(self.loop.create_connection(
@@ -346,8 +352,10 @@ class Worker:
                             port, local_addr=self.settings.source_address(meter_id)), 10.0)
                     except TimeoutError:
                         self.metrics.dials["timeout"] = self.metrics.dials.get("timeout", 0) + 1
+                        reason = "timeout"
                     except OSError:
                         self.metrics.dials["refused"] = self.metrics.dials.get("refused", 0) + 1
+                        reason = "refused"
                     else:
                         self.metrics.dials["connected"] = self.metrics.dials.get("connected", 0) + 1
                         if gate is not None:  # the call is placed: waiting for a confirmation holds no slot
@@ -356,6 +364,7 @@ class Worker:
                         if proto.sent and await self._confirmed(meter_id, push_ln, push_id, config, fut):
                             self._sent(meter_id, push_ln, due, push_id, attempts, bits, message_id, config)
                             return
+                        reason = "unconfirmed" if proto.sent else "refused"  # (a meter without a slot)
                 self._forget(meter_id, push_id, fut)  # (a call that failed: nothing to wait for)
                 if gate is not None:  # the first call is over: a push waiting for its retries holds no slot
                     gate.release()
@@ -363,6 +372,7 @@ class Worker:
                 if message_id is None and attempts < tries:  # first failure: the push waits in the queue
                     if self.queued[meter_id] >= MESSAGE_QUEUE_DEPTH:
                         self._count_push(push_ln, "queue-full")
+                        reason = "queue-full"
                         break
                     message_id = _message_id(push_ln, due)
                     self.queued[meter_id] += 1
@@ -372,6 +382,8 @@ class Worker:
                 elif message_id is not None:
                     self.recorder.push_queued(meter_id, message_id, push_ln, due, b"", attempts, "PENDING")
             self._count_push(push_ln, "failed")
+            key = (push_ln, reason)
+            self.metrics.push_failures[key] = self.metrics.push_failures.get(key, 0) + 1
             self.recorder.push_settled(meter_id, push_ln, due, push_id, "FAILED", attempts, bits,
                                        self._raised(meter_id, push_ln, due))
             if message_id is not None:

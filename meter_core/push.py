@@ -73,6 +73,8 @@ class PushSetupConfig:
     # (retry on a missing lower-layer confirmation: over TCP the same), 2 confirmed (retry until the
     # head-end sends Data-Notification-Confirm). A push setup with 2 is shown as version 2.
     operation_method: int = 0
+    # send_destination_and_method's destination: where the pushes go ("host:port", as Gurux writes it)
+    destination: str = ""
 
 
 # The fleet's defaults: every meter waits its own seeded share of the randomisation start interval after
@@ -106,9 +108,19 @@ def install(rows: list[dict]) -> None:
             raise ValueError(f"push setup {ln_}: push_operation_method {method} is not 0, 1 or 2")
         config[ln_] = PushSetupConfig(ln_, None if schedule in (None, *TRIGGERS) else schedule,
                                       int(r["randomisation_start_interval_s"]), int(r["number_of_retries"]),
-                                      int(r["repetition_delay_s"]), bool(r.get("enabled", True)), method)
+                                      int(r["repetition_delay_s"]), bool(r.get("enabled", True)), method,
+                                      r.get("destination") or "")
     CONFIG.clear()
     CONFIG.update(config)
+
+
+def set_destination(destination: str) -> None:
+    """Push to ``destination`` ("host:port") wherever the configuration names none (dial mode's --hes)."""
+    import dataclasses
+
+    for k, c in list(CONFIG.items()):
+        if not c.destination:
+            CONFIG[k] = dataclasses.replace(c, destination=destination)
 
 
 def scheduled() -> dict[str, str]:
@@ -141,9 +153,9 @@ def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
         attributes = [
             ln_attribute(o),
             static(push_object_list(push, kind)),
-            # send_destination_and_method: TCP, the head-end's address is the modem's business, A-XDR
-            static(Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, b""),
-                                             Data(DataType.ENUM, 0)))),
+            # send_destination_and_method: TCP, the head-end's "host:port" (none unless the fleet pushes
+            # somewhere), A-XDR encoded APDUs
+            Attribute(_destination(push)),
             static(Data(DataType.ARRAY, ())),  # communication_window: always
             Attribute(_config_value(push, "randomisation_s", DataType.LONG_UNSIGNED)),
             Attribute(_config_value(push, "retries", DataType.UNSIGNED)),
@@ -169,6 +181,16 @@ def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
 
 
 _NOT_SPECIFIED = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff"  # a date-time not specified
+
+
+def _destination(push: str):
+    from meter_core.cosem.model import encode_value
+
+    def get(meter, assoc, now) -> bytes:
+        return encode_value(Data(DataType.STRUCTURE, (
+            Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, CONFIG[push].destination.encode()),
+            Data(DataType.ENUM, 0))))
+    return get
 
 
 def _repetition_delay_v2(push: str):

@@ -92,10 +92,14 @@ def test_a_head_end_that_is_away_gets_retries_then_failures():
     # every due push was attempted, retried 60 simulated seconds apart, and never sent
     assert pushes.get("sent", 0) == 0
     assert pushes.get("retried", 0) >= pushes.get("failed", 0) * 3 > 0
+    from fleet import metrics  # (flushed as the worker stopped) the reason: the head-end refused the calls
+
+    assert sum(metrics.PUSH_FAILURES.labels(p, "refused")._value.get() for p in push.scheduled()) > 0
 
 
 def test_the_head_end_reads_the_meter_on_the_connection_it_dialled():
-    """The meter calls, pushes, then answers the head-end's AARQ and GET on that same connection."""
+    """The meter calls, pushes, then answers the head-end's AARQ and GETs on that same connection; its
+    push setups name this head-end as their destination."""
     from meter_core import NEED_DATA
     from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 
@@ -110,7 +114,11 @@ def test_the_head_end_reads_the_meter_on_the_connection_it_dialled():
             head = conn.recv(8, socket.MSG_WAITALL)
             assert head[2:6] == b"\x00\x01\x00\x40"  # from the meter's logical device to the push client
             conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)  # the push itself
-            client = DlmsClient(ClientSettings(client_sap=16))
+            from fleet.settings import FleetOptions
+            from meter_core.identity import meter_identity
+
+            password = meter_identity(FleetOptions(meters=1, seed=1).fleet, 0).lls_password.encode()
+            client = DlmsClient(ClientSettings(client_sap=32, password=password))  # the meter reader
 
             def talk():
                 conn.sendall(client.data_to_send())
@@ -123,6 +131,11 @@ def test_the_head_end_reads_the_meter_on_the_connection_it_dialled():
             client.get(8, "0.0.1.0.0.255", 2)
             ev = talk()
             assert isinstance(ev, GetResult) and ev.value is not None and len(ev.value.value) == 12
+            client.get(40, push.INSTANT_PUSH, 3)  # send_destination_and_method: TCP, this head-end, A-XDR
+            ev = talk()
+            transport, destination, message = ev.value.value
+            assert (transport.value, message.value) == (0, 0)
+            assert bytes(destination.value) == b"127.0.0.1:%d" % hes.getsockname()[1]
     hes.close()
 
 
