@@ -302,7 +302,6 @@ class Worker:
         from meter_core import push
         from meter_core.identity import stable_hash
 
-        host, port = self.settings.hes
         push_id = push.invoke_id_for(due)
         clock = self.clock
         at = clock.t0 + (due - clock.start) / clock.speed  # the push carries the values of its due time
@@ -323,7 +322,8 @@ class Worker:
                 message_id = _message_id(push_ln, due)
                 self.queued[meter_id] += 1
             config = push.CONFIG[push_ln]
-            tries, delay = config.retries + 1, float(config.repetition_delay_s)
+            (host, port), retries, delay = self._push_plan(meter_id, push_ln)
+            tries = retries + 1
             reason = "refused"
             while attempts < tries:
                 if attempts:
@@ -396,6 +396,20 @@ class Worker:
                 if not self.queued[meter_id]:
                     del self.queued[meter_id]
 
+    def _push_plan(self, meter_id: int, push_ln: str) -> tuple[tuple[str, int], int, float]:
+        """Where meter ``meter_id`` sends push ``push_ln``, its retries and repetition delay: what a
+        head-end wrote into its push setup, else the fleet's configuration (and --hes)."""
+        from meter_core import push
+
+        m = self._active_meters.get(meter_id) or self._cache.get(meter_id)
+        state = m.state if m is not None else self.states.get(meter_id)
+        config = push.CONFIG[push_ln]
+        if state is None or not state.push_settings:
+            return self.settings.hes, config.retries, float(config.repetition_delay_s)
+        own = {name: value for p, name, value in state.push_settings if p == push_ln}
+        target = push.parse_destination(own.get("destination", "")) or self.settings.hes
+        return target, own.get("retries", config.retries), float(own.get("repetition_delay_s", config.repetition_delay_s))
+
     def _open_call(self, meter_id: int):
         for proto in self.connections.get(meter_id, ()):
             if proto.push is not None and proto.transport is not None and not proto._closing:
@@ -433,7 +447,7 @@ class Worker:
         if fut is None:
             return True
         try:
-            await asyncio.wait_for(asyncio.shield(fut), max(1.0, config.repetition_delay_s / self.clock.speed))
+            await asyncio.wait_for(asyncio.shield(fut), max(1.0, self._push_plan(meter_id, push_ln)[2] / self.clock.speed))
             self._count_push(push_ln, "confirmed")
             return True
         except TimeoutError:

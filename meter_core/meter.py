@@ -136,6 +136,9 @@ class MeterState:
     eswf: bytes | None = None
     # Confirmed pushes: when each push setup's last push was confirmed ((push setup, simulated time), ...).
     push_confirmations: tuple = ()
+    # Push setup attributes a head-end wrote ((push setup, attribute name, value), ...): destination,
+    # retries, repetition_delay_s over the fleet's configuration.
+    push_settings: tuple = ()
     # Keys, HLS secrets and invocation counters (`meter_core.keys.MeterSecurity`), from the first
     # secured association on; None = derived from the fleet secret, counters untouched.
     security: object = None

@@ -114,6 +114,29 @@ def install(rows: list[dict]) -> None:
     CONFIG.update(config)
 
 
+def setting(meter, push: str, name: str):
+    """Push setup ``push``'s ``name`` (destination, retries, repetition_delay_s, ...) for this meter: what
+    a head-end wrote into it, else the fleet's configuration."""
+    for p, n, value in meter.state.push_settings:
+        if p == push and n == name:
+            return value
+    return getattr(CONFIG[push], name)
+
+
+def _write_setting(meter, push: str, name: str, value) -> None:
+    state = meter.state
+    state.push_settings = (*(e for e in state.push_settings if (e[0], e[1]) != (push, name)), (push, name, value))
+    state.programming_count += 1
+
+
+def parse_destination(text: str) -> tuple[str, int] | None:
+    """("host", port) of a "host:port" destination, or None if it is not one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
 def set_destination(destination: str) -> None:
     """Push to ``destination`` ("host:port") wherever the configuration names none (dial mode's --hes)."""
     import dataclasses
@@ -155,12 +178,13 @@ def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
             static(push_object_list(push, kind)),
             # send_destination_and_method: TCP, the head-end's "host:port" (none unless the fleet pushes
             # somewhere), A-XDR encoded APDUs
-            Attribute(_destination(push)),
+            Attribute(_destination(push), _destination_setter(push)),
             static(Data(DataType.ARRAY, ())),  # communication_window: always
             Attribute(_config_value(push, "randomisation_s", DataType.LONG_UNSIGNED)),
-            Attribute(_config_value(push, "retries", DataType.UNSIGNED)),
-            Attribute(_repetition_delay_v2(push) if v2 else _config_value(push, "repetition_delay_s",
-                                                                             DataType.LONG_UNSIGNED)),
+            Attribute(_config_value(push, "retries", DataType.UNSIGNED), _number_setter(push, "retries", DataType.UNSIGNED)),
+            Attribute(_repetition_delay_v2(push), _delay_v2_setter(push)) if v2 else
+            Attribute(_config_value(push, "repetition_delay_s", DataType.LONG_UNSIGNED),
+                      _number_setter(push, "repetition_delay_s", DataType.LONG_UNSIGNED)),
             static(Data(DataType.OCTET_STRING, ln(PORT_REFERENCE))),
             static(PUSH_CLIENT_SAP, DataType.INTEGER),
             static(Data(DataType.ARRAY, ())),  # push_protection_parameters: the push setup's keys
@@ -188,9 +212,60 @@ def _destination(push: str):
 
     def get(meter, assoc, now) -> bytes:
         return encode_value(Data(DataType.STRUCTURE, (
-            Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, CONFIG[push].destination.encode()),
+            Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, setting(meter, push, "destination").encode()),
             Data(DataType.ENUM, 0))))
     return get
+
+
+def _destination_setter(push: str):
+    """A head-end points the pushes elsewhere: { transport_service TCP (0), "host:port", message A-XDR (0) }."""
+    def set_(meter, assoc, value, now):
+        from meter_core.apdu.codes import DataAccessResult
+
+        parts = value.value if value.tag is DataType.STRUCTURE else ()
+        if (len(parts) != 3 or parts[0].tag is not DataType.ENUM or parts[1].tag is not DataType.OCTET_STRING
+                or parts[2].tag is not DataType.ENUM):
+            return DataAccessResult.TYPE_UNMATCHED
+        try:
+            text = bytes(parts[1].value).decode("ascii")
+        except UnicodeDecodeError:
+            return DataAccessResult.OTHER_REASON
+        if parts[0].value != 0 or parts[2].value != 0 or (text and parse_destination(text) is None):
+            return DataAccessResult.OTHER_REASON  # TCP and A-XDR APDUs only; a host:port (or none)
+        _write_setting(meter, push, "destination", text)
+        return DataAccessResult.SUCCESS
+    return set_
+
+
+def _number_setter(push: str, name: str, dtype: DataType):
+    limit = 255 if dtype is DataType.UNSIGNED else 65535
+
+    def set_(meter, assoc, value, now):
+        from meter_core.apdu.codes import DataAccessResult
+
+        if value.tag is not dtype:
+            return DataAccessResult.TYPE_UNMATCHED
+        if not 0 <= value.value <= limit or (name == "repetition_delay_s" and value.value == 0):
+            return DataAccessResult.OTHER_REASON
+        _write_setting(meter, push, name, int(value.value))
+        return DataAccessResult.SUCCESS
+    return set_
+
+
+def _delay_v2_setter(push: str):
+    """repetition_delay of v2: a constant delay only (min = max, exponent 100)."""
+    def set_(meter, assoc, value, now):
+        from meter_core.apdu.codes import DataAccessResult
+
+        parts = value.value if value.tag is DataType.STRUCTURE else ()
+        if len(parts) != 3 or any(p.tag is not t for p, t in zip(parts, (
+                DataType.LONG_UNSIGNED, DataType.UNSIGNED, DataType.LONG_UNSIGNED))):
+            return DataAccessResult.TYPE_UNMATCHED
+        if parts[0].value == 0 or parts[0].value != parts[2].value or parts[1].value != 100:
+            return DataAccessResult.OTHER_REASON
+        _write_setting(meter, push, "repetition_delay_s", int(parts[0].value))
+        return DataAccessResult.SUCCESS
+    return set_
 
 
 def _repetition_delay_v2(push: str):
@@ -199,7 +274,7 @@ def _repetition_delay_v2(push: str):
     from meter_core.cosem.model import encode_value
 
     def get(meter, assoc, now) -> bytes:
-        d = CONFIG[push].repetition_delay_s
+        d = setting(meter, push, "repetition_delay_s")
         return encode_value(Data(DataType.STRUCTURE, (Data(DataType.LONG_UNSIGNED, d), Data(DataType.UNSIGNED, 100),
                                                       Data(DataType.LONG_UNSIGNED, d))))
     return get
@@ -299,7 +374,7 @@ def _config_value(push: str, field: str, dtype: DataType):
     from meter_core.cosem.model import encode_value
 
     def get(meter, assoc, now) -> bytes:
-        return encode_value(Data(dtype, getattr(CONFIG[push], field)))
+        return encode_value(Data(dtype, setting(meter, push, field)))
     return get
 
 

@@ -309,6 +309,8 @@ US_WRITABLE: dict[str, frozenset[int]] = {
     "0.0.13.0.0.255": frozenset({6, 7, 8, 9, 10}),  # passive TOD calendar and its activation time
     "0.0.17.0.0.255": frozenset({4}),  # load limit (threshold_normal)
     "0.0.94.91.26.255": frozenset({2}),  # ESW filter
+    # push setups: destination, number of retries, repetition delay (a head-end points the pushes at itself)
+    **{f"0.{a}.25.9.0.255": frozenset({3, 6, 7}) for a in (0, 4, 5, 6, 103, *range(120, 127))},
 }
 US_METHODS: dict[str, frozenset[int]] = {
     "0.0.25.9.0.255": frozenset({1}),  # push() of the instant, alert, block and daily load push setups

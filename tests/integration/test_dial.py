@@ -479,3 +479,43 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
     first = invoke_ids[0]
     assert invoke_ids.count(first) == 4  # the first push, then its 3 retries on the same call (others between)
     assert any(o == "failed" for _, o in counts) and any(o == "unconfirmed" for _, o in counts)
+
+
+def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
+    """A head-end wrote another destination into meter 0's instant push setup (as the unit tests do over
+    DLMS; here straight into its state): meter 0's instant pushes go to that head-end, its other pushes
+    and meter 1's to the fleet's."""
+    from fleet.settings import FleetOptions
+    from fleet.sink import receive
+
+    options = FleetOptions(meters=2, seed=1)
+    home, elsewhere = RunningSink(database_url, options), RunningSink(database_url, options)
+    got = {home: set(), elsewhere: set()}
+    for sink in got:
+        def take(apdu, peer, sink=sink, take=sink.sink.take):
+            got[sink].add(receive(sink.sink.directory, apdu)[:2])
+            return take(apdu, peer)
+        sink.sink.take = take
+    try:
+        with running_meters(2, hes=("127.0.0.1", home.port), speed=SPEED, dial_idle=0.2,
+                            database_url=database_url) as m:
+            def point():
+                from meter_core.meter import MeterState
+
+                state = m.worker.states.setdefault(0, MeterState())
+                for mm in (m.worker._active_meters.get(0), m.worker._cache.get(0)):
+                    if mm is not None:
+                        state = mm.state
+                state.push_settings = ((push.INSTANT_PUSH, "destination", f"127.0.0.1:{elsewhere.port}"),)
+
+            m.worker.loop.call_soon_threadsafe(point)
+            time.sleep(4.0)
+        deadline = time.monotonic() + 5
+        while (home.sink.pending or elsewhere.sink.pending) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert got[elsewhere] == {(0, push.INSTANT_PUSH)}
+        assert {(0, push.BLOCK_LOAD_PUSH), (1, push.INSTANT_PUSH)} <= got[home]
+    finally:
+        home.stop()
+        elsewhere.stop()
+

@@ -108,3 +108,34 @@ def test_a_ciphered_confirm_is_taken_once():
     assert push.take_confirm(meter, apdu) is None  # a replayed counter
     plain_only = sec.seal(0xDB, sec.protect(0x10, 11, title, ks.ek, ks.ak, plain), title)  # authenticated only
     assert push.take_confirm(meter, plain_only) is None
+
+
+def test_a_head_end_writes_its_address_retries_and_delay_into_a_push_setup():
+    from meter_core.apdu.codes import DataAccessResult
+    from tests.unit.test_control import set_
+
+    p = reader()
+    count = p.meter.state.programming_count
+    dest = Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, b"10.1.2.3:4059"),
+                                     Data(DataType.ENUM, 0)))
+    assert set_(p, 40, push.INSTANT_PUSH, 3, dest) == DataAccessResult.SUCCESS
+    got = p.get(40, push.INSTANT_PUSH, 3).value.value
+    assert bytes(got[1].value) == b"10.1.2.3:4059"
+    assert push.setting(p.meter, push.INSTANT_PUSH, "destination") == "10.1.2.3:4059"
+    assert push.setting(p.meter, push.ALERT_PUSH, "destination") == ""  # the others keep the fleet's
+    assert set_(p, 40, push.INSTANT_PUSH, 6, Data(DataType.UNSIGNED, 1)) == DataAccessResult.SUCCESS
+    assert set_(p, 40, push.INSTANT_PUSH, 7, Data(DataType.LONG_UNSIGNED, 30)) == DataAccessResult.SUCCESS
+    assert p.get(40, push.INSTANT_PUSH, 6).value.value == 1 and p.get(40, push.INSTANT_PUSH, 7).value.value == 30
+    assert p.meter.state.programming_count == count + 3
+    # what a meter cannot do: SMS, XML, an address that is not host:port, a zero delay, a wrong type
+    for bad, result in (
+            (Data(DataType.STRUCTURE, (Data(DataType.ENUM, 4), Data(DataType.OCTET_STRING, b"+9198"),
+                                       Data(DataType.ENUM, 0))), DataAccessResult.OTHER_REASON),
+            (Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, b"nowhere"),
+                                       Data(DataType.ENUM, 0))), DataAccessResult.OTHER_REASON),
+            (Data(DataType.OCTET_STRING, b"10.1.2.3:4059"), DataAccessResult.TYPE_UNMATCHED)):
+        assert set_(p, 40, push.INSTANT_PUSH, 3, bad) == result
+    assert set_(p, 40, push.INSTANT_PUSH, 7, Data(DataType.LONG_UNSIGNED, 0)) == DataAccessResult.OTHER_REASON
+    assert set_(p, 40, push.INSTANT_PUSH, 6, Data(DataType.LONG_UNSIGNED, 2)) == DataAccessResult.TYPE_UNMATCHED
+    assert set_(p, 40, push.INSTANT_PUSH, 5, Data(DataType.LONG_UNSIGNED, 2)) == DataAccessResult.READ_WRITE_DENIED
+    assert bytes(p.get(40, push.INSTANT_PUSH, 3).value.value[1].value) == b"10.1.2.3:4059"
