@@ -1002,24 +1002,33 @@ class DataNotification:
     date_time: bytes | None = None
 
     def encode(self, w: Writer) -> None:
-        w.push_u8(self.TAG)
-        w.push_u32(self.long_invoke_id_and_priority)
-        if self.date_time is None:
-            w.push_u8(0)
-        else:
-            _push_octets(w, self.date_time)
+        _push_notification_head(w, self.TAG, self.long_invoke_id_and_priority, self.date_time)
         w.push_bytes(self.body)
 
     @classmethod
     def decode(cls, r: Reader) -> DataNotification:
-        if r.pull_u8() != cls.TAG:
-            raise DecodeError("not a DataNotification")
-        iip = r.pull_u32()
-        n = r.pull_u8()
-        if n not in (0, 12):
-            raise DecodeError(f"data-notification date-time of {n} bytes")
-        date_time = r.pull_bytes(12) if n else None
+        iip, date_time = _pull_notification_head(r, cls.TAG, "data-notification")
         return cls(long_invoke_id_and_priority=iip, date_time=date_time, body=_pull_data(r))
+
+
+def _push_notification_head(w: Writer, tag: int, iip: int, date_time: bytes | None) -> None:
+    """Tag, long-invoke-id-and-priority and the optional 12-byte date-time of a (confirm of a) push."""
+    w.push_u8(tag)
+    w.push_u32(iip)
+    if date_time is None:
+        w.push_u8(0)
+    else:
+        _push_octets(w, date_time)
+
+
+def _pull_notification_head(r: Reader, tag: int, what: str) -> tuple[int, bytes | None]:
+    if r.pull_u8() != tag:
+        raise DecodeError(f"not a {what}")
+    iip = r.pull_u32()
+    n = r.pull_u8()
+    if n not in (0, 12):
+        raise DecodeError(f"{what} date-time of {n} bytes")
+    return iip, (r.pull_bytes(12) if n else None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1035,22 +1044,12 @@ class DataNotificationConfirm:
     date_time: bytes | None = None
 
     def encode(self, w: Writer) -> None:
-        w.push_u8(self.TAG)
-        w.push_u32(self.long_invoke_id_and_priority)
-        if self.date_time is None:
-            w.push_u8(0)
-        else:
-            _push_octets(w, self.date_time)
+        _push_notification_head(w, self.TAG, self.long_invoke_id_and_priority, self.date_time)
 
     @classmethod
     def decode(cls, r: Reader) -> DataNotificationConfirm:
-        if r.pull_u8() != cls.TAG:
-            raise DecodeError("not a DataNotificationConfirm")
-        iip = r.pull_u32()
-        n = r.pull_u8()
-        if n not in (0, 12):
-            raise DecodeError(f"data-notification-confirm date-time of {n} bytes")
-        return cls(long_invoke_id_and_priority=iip, date_time=r.pull_bytes(12) if n else None)
+        iip, date_time = _pull_notification_head(r, cls.TAG, "data-notification-confirm")
+        return cls(long_invoke_id_and_priority=iip, date_time=date_time)
 
 
 # -- one table from (tag, choice) to type --------------------------------------------------------
