@@ -119,7 +119,8 @@ class Worker:
         # confirmed pushes waiting for the head-end's Data-Notification-Confirm: (meter, invoke id) -> futures
         self._awaiting: dict[tuple[int, int], list] = {}
         self._heap: list | None = None
-        self._alerts_scanned = -math.inf
+        # how far the trigger scanner has looked: (simulated time, last meter looked a window beyond it)
+        self._alerts_scanned = (-math.inf, -1)
         self.commands = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -265,10 +266,11 @@ class Worker:
                 for t, p, bits in push.triggered_between(self.meter_for_rows(mid), scanned, scanned + ALERT_WINDOW):
                     heapq.heappush(self._heap, (t + push.randomisation(seed, mid, p), mid, p, bits))
                     self._heap_changed.set()
+                self._alerts_scanned = (scanned, mid)  # meters up to ``mid`` are looked at a window further
                 if i % 50 == 49:
                     await asyncio.sleep(0)
             scanned += ALERT_WINDOW
-            self._alerts_scanned = scanned
+            self._alerts_scanned = (scanned, self.shard.start - 1)
 
     def _rescan_alerts(self, meter_ids: list[int], t: float) -> None:
         """The ESW or logs of these meters changed from simulated ``t`` on (an injected command): their
@@ -283,8 +285,9 @@ class Worker:
         seed, ids, periodic = self.fleet.seed, set(meter_ids), push.scheduled()
         heap[:] = [e for e in heap if not (e[1] in ids and e[2] not in periodic
                                            and e[0] - push.randomisation(seed, e[1], e[2]) >= t)]
-        until = max(self._alerts_scanned, t)
+        scanned, last = self._alerts_scanned
         for mid in meter_ids:
+            until = max(t, scanned + ALERT_WINDOW if mid <= last else scanned)  # as far as the scanner looked
             for when, p, bits in push.triggered_between(self.meter_for_rows(mid), t - 1e-3, until):
                 heap.append((when + push.randomisation(seed, mid, p), mid, p, bits))
         heapq.heapify(heap)
