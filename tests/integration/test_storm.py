@@ -75,9 +75,14 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
         rows = asyncio.run(_sql(database_url, "SELECT meter_id, notified_at, received_at, body FROM push_received "
                                 "WHERE push_logical_name = $1 AND notified_at >= $2 ORDER BY notified_at",
                                 push.ALERT_PUSH, _dt.datetime.fromtimestamp(t_fail - 1, _dt.UTC)))
-        gasps = {r["meter_id"]: r["notified_at"].timestamp() - t_fail for r in rows if 85 in _esw_bits(r["body"])}
-        breaths = {r["meter_id"]: r["notified_at"].timestamp() - t_restore for r in rows
-                   if 86 in _esw_bits(r["body"]) and r["notified_at"].timestamp() >= t_restore - 1}
+        # each meter's first alert with the bit (a meter may send more alerts later, for its own supply events)
+        gasps, breaths = {}, {}
+        for r in rows:  # (in time order)
+            bits, at = _esw_bits(r["body"]), r["notified_at"].timestamp()
+            if 85 in bits:
+                gasps.setdefault(r["meter_id"], at - t_fail)
+            if 86 in bits and at >= t_restore - 1:
+                breaths.setdefault(r["meter_id"], at - t_restore)
         # every meter that lost its supply sent its last gasp (a meter whose seeded day already had the
         # supply off at that moment raised no bit), and no other meter did but those whose seeded day
         # has an interruption of its own then
