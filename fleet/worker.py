@@ -542,8 +542,6 @@ class Worker:
     def apply_command(self, cmd, now: float | None = None) -> tuple[int, float]:
         """Apply a command to the meters of this shard it selects (as of monotonic ``now``, default now);
         returns (how many, simulated time)."""
-        from meter_core import eventlog
-
         if now is None:
             now = time.monotonic()
         t = self.clock.sim(now)
@@ -569,12 +567,7 @@ class Worker:
             elif cmd.action == "restore":
                 self.link_down.pop(mid, None)
                 restored = m.change_supply(None, now)
-                bits = eventlog.esw_bits(m, t)
-                for category, restore, bit in eventlog.TAMPERS.values():
-                    if restore is not None and bit in bits:
-                        eventlog.record(m, category, restore, t)
-                        restored = True
-                if restored:
+                if m.restore_tampers(now) or restored:
                     changed.append(mid)
         if changed and self.options.mode == "dial":
             self._rescan_alerts(changed, t)

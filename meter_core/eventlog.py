@@ -125,6 +125,19 @@ def record(meter: Meter, category: int, code: int, t: float) -> None:
     state.event_counts = tuple(sorted(counts.items()))
 
 
+def withdraw_after(meter: Meter, category: int, code: int, t: float) -> None:
+    """Take back the events of ``code`` logged ahead of simulated ``t`` (the end of a tamper or power
+    failure injected with a duration, which a restore at ``t`` brought forward)."""
+    state = meter.state
+    later = [e for e in state.events if e[0] > t and e[1] == category and e[2] == code]
+    if not later:
+        return
+    state.events = tuple(e for e in state.events if e not in later)
+    counts = dict(state.event_counts)
+    counts[category] = counts.get(category, 0) - len(later)
+    state.event_counts = tuple(sorted(counts.items()))
+
+
 # -- counters -----------------------------------------------------------------------------------------
 
 

@@ -542,24 +542,23 @@ class Meter:
         101 and, when it ends, 102 (the power log), as a generated interruption does."""
         t = self.sim(now)
         state = self.state
+        off = self.supply_factor(t) == 0.0
+        if factor is not None and factor != 0.0 and off:
+            return False  # no supply: nothing draws a load
         changed = False
         if factor is None or factor == 0.0:
-            # a power failure or a restore ends the load changes in force (the load comes back as modelled)
+            # a restore ends what is in force; a power failure ends the load changes (the load comes back
+            # as modelled when the supply does)
             kept = []
             for start, end, f in state.supply:
-                if end is None or end > t:
-                    if factor is None or f != 0.0:
-                        if f == 0.0:
-                            eventlog.record(self, eventlog.POWER, 102, t)
-                        end, changed = t, True
+                if (end is None or end > t) and (factor is None or f != 0.0):
+                    if f == 0.0:
+                        eventlog.withdraw_after(self, eventlog.POWER, 102, t)  # its end, logged ahead
+                        eventlog.record(self, eventlog.POWER, 102, t)
+                    end, changed = t, True
                 kept.append((start, end, f))
             state.supply = tuple(kept)
-            if factor is None:
-                self._supply_changed()
-                return changed
-        elif self.supply_factor(t) == 0.0:
-            return False  # no supply: nothing draws a load
-        if factor == 0.0 and self.supply_factor(t) == 0.0:
+        if factor is None or off:
             self._supply_changed()
             return changed
         end = None if duration is None else t + duration
@@ -570,6 +569,19 @@ class Meter:
                 eventlog.record(self, eventlog.POWER, 102, end)
         self._supply_changed()
         return True
+
+    def restore_tampers(self, now: float) -> bool:
+        """End the injected tampers in force that IS 15959 logs a restoration for (magnet, neutral
+        disturbance): their restoration now, instead of when their duration would have run out."""
+        t = self.sim(now)
+        bits = eventlog.esw_bits(self, t)
+        restored = False
+        for category, restore, bit in eventlog.TAMPERS.values():
+            if restore is not None and bit in bits:
+                eventlog.withdraw_after(self, category, restore, t)
+                eventlog.record(self, category, restore, t)
+                restored = True
+        return restored
 
     def _supply_changed(self) -> None:
         self._energy_key = self._inst_key = -1

@@ -102,3 +102,23 @@ def test_the_relay_and_a_power_failure_overlapping_count_the_lost_energy_once():
     lost = fresh.readings(t + 3 * HOUR)[0] - fresh.readings(t)[0]
     assert abs((fresh.readings(end)[0] - m.readings(end)[0]) - lost) <= 1
     assert m.readings(t + 3 * HOUR) == m.readings(t)
+
+
+def test_a_restore_before_the_duration_ends_logs_the_end_once():
+    """A power failure and a magnet injected for two hours, restored after one: 102 and 202 are logged at
+    the restore, and the ends their durations had logged ahead are taken back (logs and counts)."""
+    m, midnight = quiet_meter()
+    t = midnight + 8 * HOUR
+    m.change_supply(0.0, now=t, duration=2 * HOUR)
+    m.inject_tamper(201, now=t, duration=2 * HOUR)
+    counts = dict(m.state.event_counts)
+    assert m.change_supply(None, now=t + HOUR) is True
+    assert m.restore_tampers(now=t + HOUR) is True
+    later = t + 5 * HOUR
+    power = [(e.code, e.time) for e in eventlog.last_events(m, eventlog.POWER, later, 40) if e.time >= t]
+    other = [(e.code, e.time) for e in eventlog.last_events(m, eventlog.OTHER, later, 60) if e.time >= t]
+    assert power == [(101, t), (102, t + HOUR)]
+    assert other == [(201, t), (202, t + HOUR)]
+    assert dict(m.state.event_counts) == counts  # one end each, moved, not added
+    assert 85 not in eventlog.esw_bits(m, t + HOUR + 1) and 81 not in eventlog.esw_bits(m, t + HOUR + 1)
+    assert m.restore_tampers(now=t + 2 * HOUR) is False
