@@ -5,8 +5,9 @@ with its id. Each worker keeps one connection listening on it: on a notification
 reconnect, for what it missed) it reads the commands newer than the last it applied, applies each to
 the meters of its shard the command selects, and records how many in ``fleet_command_results``.
 A worker that starts (a fleet started again, a worker restarted after a crash) first replays the
-commands issued before, each at the simulated time a worker first applied it, so a power failure,
-tamper or link fault still in force is in force for it too (the meters' state is the commands').
+commands issued before, each at the simulated time a worker first applied it (or now, if none has:
+one issued while the fleet was starting), so a power failure, tamper or link fault still in force is
+in force for it too (the meters' state is the commands').
 
 Which meters: those of the region (``first_meter``..``last_meter``, inclusive) whose seeded draw for
 the command falls under ``share``: the same meters in every worker and run, a different set per
@@ -35,7 +36,7 @@ _DRAW = 1 << 32
 _LAST = "SELECT coalesce(max(command_id), 0) FROM fleet_commands"
 _EARLIER = """SELECT c.command_id, c.action, c.first_meter, c.last_meter, c.share, c.params,
                      extract(epoch FROM min(r.sim_at)) AS sim_at
-              FROM fleet_commands c JOIN fleet_command_results r USING (command_id)
+              FROM fleet_commands c LEFT JOIN fleet_command_results r USING (command_id)
               WHERE c.command_id <= $1 GROUP BY c.command_id ORDER BY c.command_id"""
 _NEWER = """SELECT command_id, action, first_meter, last_meter, share, params
             FROM fleet_commands WHERE command_id > $1 ORDER BY command_id"""
@@ -126,15 +127,26 @@ class CommandListener:
             delay = min(delay * 2, 10.0)
 
     async def _replay(self, conn, last: int) -> None:
+        """The commands up to ``last`` issued before this worker listened: each as of the time a worker
+        first applied it, or now if none has yet (issued while the fleet was starting); answered for
+        this shard like the new ones."""
         count = 0
         for row in await conn.fetch(_EARLIER, last):
             cmd = Command.from_row(row)
             try:
-                count += self.replay(cmd, float(row["sim_at"]))
+                if row["sim_at"] is None:
+                    n, sim_t = self.apply(cmd)
+                else:
+                    sim_t = float(row["sim_at"])
+                    n = self.replay(cmd, sim_t)
             except Exception:  # a command that fails on one meter must not stop the worker
                 log.exception("replaying command %d (%s) failed", cmd.command_id, cmd.action)
+                continue
+            count += n
+            when = _dt.datetime.fromtimestamp(sim_t, _dt.UTC)
+            await conn.execute(_RESULT, cmd.command_id, self.shard.start, self.shard.stop, n, when)
         if count:
-            log.info("replayed earlier commands on %d meter(s)", count)
+            log.info("commands issued before this worker listened: applied to %d meter(s)", count)
 
     def _notified(self, conn, pid, channel, payload) -> None:
         self._wake.set()

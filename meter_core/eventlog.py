@@ -215,6 +215,8 @@ def esw_bits(meter: Meter, t: float) -> set[int]:
                 bits.add(85)
             elif t < end + FIRST_BREATH_S:
                 bits.add(86)
+    if 85 in bits:
+        bits.discard(86)  # no first breath while the supply is off (another interruption goes on)
     if meter.relay_open(t):
         bits.add(84)
     from meter_core.profiles import billing_closures
