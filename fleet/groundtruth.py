@@ -119,14 +119,13 @@ def capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str,
 
 
 def _capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str, list[tuple]]:
-    c0, c1 = meter.clock_at_sim(sim_from), meter.clock_at_sim(sim_to)
     mid = meter.identity.meter_id
     phases = tuple(s > 0 for s in meter.load.params.phase_share)
     p1, p2, p3 = phases
     out: dict[str, list[tuple]] = {t: [] for t in TABLES}
     blocks, instants = out["block_load_profile"], out["instant_profile"]
     dec2, dec3 = _Decimals(2), _Decimals(3)
-    for r in block_records(meter, c0, c1, now):
+    for r in block_records(meter, sim_from, sim_to):
         i1, i2, i3 = r.avg_current_ma
         v1, v2, v3 = r.avg_voltage_cv
         stamp = _ts(r.capture_time)
@@ -136,13 +135,13 @@ def _capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str
             dec2[v1] if p1 else None, dec2[v2] if p2 else None, dec2[v3] if p3 else None,
             *r.energy_wh,
         ))
-        instants.append(_instant_row(meter, r.capture_time, stamp, phases, r.cumulative_wh, dec2, dec3))
-    for r in daily_records(meter, c0, c1, now):
+        instants.append(_instant_row(meter, r.captured_at, stamp, phases, r.cumulative_wh, dec2, dec3))
+    for r in daily_records(meter, sim_from, sim_to):
         out["daily_load_profile"].append((mid, _ts(r.capture_time), *r.energy_wh))
     for e in eventlog.events_between(meter, sim_from, sim_to):
         out["event_logs"].append(event_row(meter, e, phases))
     out["eswf_status"] += esw_changes(meter, sim_from, sim_to)
-    for r in billing_records(meter, c0, c1, now):
+    for r in billing_records(meter, sim_from, sim_to):
         out["billing_profile"].append((
             mid, _ts(r.billing_time), r.billing_count, *r.energy_wh, r.md_w, _ts(r.md_w_time), r.md_va,
             _ts(r.md_va_time), _dec(r.average_pf_milli, 3), r.power_on_minutes,
@@ -171,13 +170,13 @@ def esw_changes(meter, sim_from: float, sim_to: float) -> list[tuple]:
             for t, _before, after in eventlog.esw_changes(meter, sim_from, sim_to)]
 
 
-def instant_row(meter, clock_time: float, phases, cumulative_wh=None) -> tuple:
-    """The instantaneous profile's values when the meter clock showed ``clock_time``, rounded as served."""
-    return _instant_row(meter, clock_time, _ts(clock_time), phases, cumulative_wh, _Decimals(2), _Decimals(3))
+def instant_row(meter, t: float, phases, cumulative_wh=None) -> tuple:
+    """The instantaneous profile's values at true time ``t``, stamped with the meter clock then, rounded as
+    served."""
+    return _instant_row(meter, t, _ts(meter.clock_at_sim(t)), phases, cumulative_wh, _Decimals(2), _Decimals(3))
 
 
-def _instant_row(meter, clock_time: float, stamp, phases, cumulative_wh, dec2: _Decimals, dec3: _Decimals) -> tuple:
-    t = meter.clock_to_sim(clock_time)
+def _instant_row(meter, t: float, stamp, phases, cumulative_wh, dec2: _Decimals, dec3: _Decimals) -> tuple:
     volts, currents, pf, pf_total, frequency, power, reactive, apparent, neutral = meter.load.instant_values(t)
     if cumulative_wh is None:
         div = meter.energy_divisor

@@ -73,9 +73,11 @@ from meter_core.events import (
     AssociationEstablished,
     AssociationRejected,
     AssociationReleased,
+    Programmed,
     ReleaseReason,
     SecurityFailure,
 )
+from meter_core.journal import replayable
 
 DLMS_VERSION = 6
 # Smallest client-max-receive-pdu-size we can answer in: an AARE-sized GET block needs this much.
@@ -824,7 +826,13 @@ class Association:
             value = data_from_bytes(raw)
         except DecodeError:
             return DataAccessResult.TYPE_UNMATCHED
-        return attr.set(self.meter, self, value, now)
+        meter = self.meter
+        t, shown = meter.sim(now), meter.clock(now)
+        result = attr.set(meter, self, value, now)
+        self.events.append(Programmed(
+            self.spec.client_sap, "set", class_id, bytes(instance), attribute_id, bytes(raw), int(result), t, shown,
+            result is DataAccessResult.SUCCESS and replayable("set", class_id, attribute_id)))
+        return result
 
     def _on_set_normal(self, req: SetRequestNormal, now: float) -> bytes:
         refused = self._check_service(Conformance.SET, "set")
@@ -937,7 +945,12 @@ class Association:
                 params = data_from_bytes(raw)
             except DecodeError:
                 return ActionOutcome(ActionResult.TYPE_UNMATCHED)
-        result, data = method(self.meter, self, params, now)
+        meter = self.meter
+        t, shown = meter.sim(now), meter.clock(now)
+        result, data = method(meter, self, params, now)
+        self.events.append(Programmed(
+            self.spec.client_sap, "action", class_id, bytes(instance), method_id, bytes(raw or b""), int(result), t,
+            shown, result is ActionResult.SUCCESS and replayable("action", class_id, method_id)))
         return ActionOutcome(result, data)
 
     def _on_action_normal(self, req: ActionRequestNormal, now: float) -> bytes:

@@ -305,7 +305,7 @@ def encode_datetime_at(epoch: float, utc_offset_min: int, deviation: int | None,
     t = _dt.datetime.fromtimestamp(secs + utc_offset_min * 60, _dt.UTC)
     return _DATETIME.pack(
         t.year, t.month, t.day, t.isoweekday(), t.hour, t.minute, t.second,
-        int((epoch - secs) * 100),
+        min(99, int((epoch - secs) * 100 + 1e-3)),  # a hundredth stays itself through float rounding
         DEVIATION_NOT_SPECIFIED if deviation is None else deviation,
         status,
     )

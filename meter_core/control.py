@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from meter_core import history
 from meter_core.apdu.codes import ActionResult, DataAccessResult
 from meter_core.axdr import Data, DataType
-from meter_core.cosem import is15959 as cat
 from meter_core.cosem.ic import (
     ACTIVITY_CALENDAR,
     DISCONNECT_CONTROL,
@@ -58,7 +58,6 @@ TARIFF_SCRIPT = "0.0.10.0.100.255"
 # Disconnect control_mode 3 (Blue Book): remote disconnect, remote reconnect straight to connected,
 # no manual disconnection (IS 15959 meters have no relay button). UNCONFIRMED as the IS 15959 choice.
 CONTROL_MODE = 3
-RESETS_KEPT = cat.BILLING_PROFILE.depth
 
 _enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
 _enc_u32 = int_encoder(DataType.DOUBLE_LONG_UNSIGNED)
@@ -86,7 +85,8 @@ def set_demand_period(meter: Meter, assoc, value: Data, now: float) -> DataAcces
     if value.value not in (900, 1800):
         return DataAccessResult.OTHER_REASON
     if value.value != meter.state.demand_integration_period:
-        meter.state.demand_integration_period = value.value
+        state = meter.state
+        state.demand_periods = history.changed(state.demand_periods, meter.sim(now), value.value)
         meter.reset_demand_cache()
     programmed(meter, EV_DEMAND_PERIOD, now)
     return DataAccessResult.SUCCESS
@@ -105,7 +105,7 @@ def set_capture_period_data(meter: Meter, assoc, value: Data, now: float) -> Dat
 
 
 def _execution_time(meter: Meter, assoc, now: float) -> bytes:
-    _, day, hour, minute = meter.state.billing_schedule[-1]
+    day, hour, minute = meter.state.billing_schedule[-1][1]
     # execution_time ::= array { structure { time octet-string(4), date octet-string(5) } }:
     # every month (year 0xFFFF, month 0xFF), on ``day``, weekday not specified.
     time = bytes((hour, minute, 0, 0))
@@ -130,7 +130,7 @@ def set_execution_time(meter: Meter, assoc, value: Data, now: float) -> DataAcce
         # a monthly date on a day every month has; a full date or another month is not a billing date
         return DataAccessResult.OTHER_REASON
     state = meter.state
-    state.billing_schedule = (*state.billing_schedule, (meter.clock(now), day, hour, minute))[-4:]
+    state.billing_schedule = history.changed(state.billing_schedule, meter.sim(now), (day, hour, minute))
     programmed(meter, EV_BILLING_DATE, now)
     return DataAccessResult.SUCCESS
 
@@ -138,8 +138,9 @@ def set_execution_time(meter: Meter, assoc, value: Data, now: float) -> DataAcce
 def md_reset(meter: Meter, now: float) -> None:
     """Close the billing period now (the MD reset a head-end or the billing script asks for)."""
     state = meter.state
-    state.billing_resets = (*state.billing_resets, meter.clock(now))[-RESETS_KEPT:]
-    state.billing_reset_count += 1
+    t = meter.sim(now)
+    if not state.billing_resets or state.billing_resets[-1] < t:  # two in one instant close one period
+        state.billing_resets = (*state.billing_resets, t)
     meter.reset_demand_cache()
     record(meter, TRANSACTION, EV_MD_RESET, now)
 
@@ -226,11 +227,10 @@ def _calendar_value(index: int, active: bool):
     default = encode_value(_default_calendar()[index])
 
     def get(m: Meter, a, now: float) -> bytes:
-        cal = m.state.calendar
-        if cal is None:
+        parts = m.state.calendars[-1][1] if active else m.state.calendar_passive
+        if parts is None or parts[index] is None:
             return default
-        part = cal[0 if active else 1][index]
-        return default if part is None else part
+        return parts[index]
 
     return get
 
@@ -239,9 +239,8 @@ def _calendar_setter(index: int):
     def set_(m: Meter, a, value: Data, now: float) -> DataAccessResult:
         if not _valid_calendar_part(index, value):
             return DataAccessResult.TYPE_UNMATCHED
-        active, passive = m.state.calendar or ((None,) * 4, (None,) * 4)
-        passive = tuple(encode_value(value) if i == index else p for i, p in enumerate(passive))
-        m.state.calendar = (active, passive)
+        passive = m.state.calendar_passive or (None,) * 4
+        m.state.calendar_passive = tuple(encode_value(value) if i == index else p for i, p in enumerate(passive))
         return DataAccessResult.SUCCESS
     return set_
 
@@ -260,8 +259,12 @@ def _set_activation_time(m: Meter, a, value: Data, now: float) -> DataAccessResu
 def _activate_calendar(m: Meter, a, params: Data | None, now: float):
     if params is not None and params.tag is not DataType.INTEGER:
         return ActionResult.TYPE_UNMATCHED, None
-    active, passive = m.state.calendar or ((None,) * 4, (None,) * 4)
-    m.state.calendar = (tuple(p if p is not None else c for p, c in zip(passive, active)), passive)
+    state = m.state
+    active = state.calendars[-1][1] or (None,) * 4
+    passive = state.calendar_passive or (None,) * 4
+    activated = tuple(p if p is not None else c for p, c in zip(passive, active))
+    state.calendars = history.changed(state.calendars, m.sim(now), activated)
+    m.tod_cache = None
     programmed(m, EV_CALENDAR, now)
     return ActionResult.SUCCESS, None
 
@@ -322,10 +325,13 @@ def _set_threshold(m: Meter, a, value: Data, now: float) -> DataAccessResult:
         return DataAccessResult.TYPE_UNMATCHED
     if not 0 < value.value <= 10_000_000:
         return DataAccessResult.OTHER_REASON
-    m.state.load_limit_w = value.value
+    state = m.state
     t = m.sim(now)
-    if m.state.limit_since is None:
-        m.state.limit_since = m.state.limit_scanned = t  # load limiting applies from now on
+    if state.limit_since is not None:
+        m.scan_limiter(t)  # trips up to now come from the threshold in force until now
+    state.load_limits = history.changed(state.load_limits, t, value.value)
+    if state.limit_since is None:
+        state.limit_since = state.limit_scanned = t  # load limiting applies from now on
     programmed(m, EV_LOAD_LIMIT, now)
     return DataAccessResult.SUCCESS
 

@@ -582,12 +582,14 @@ class _Batch:
     """What `LoadModel.batch` keeps: loaded days, the meter's own shape on the quarter-hour grid, and
     the interval weights of each day template met."""
 
-    __slots__ = ("days", "own", "weights", "instant", "readings")
+    __slots__ = ("days", "own", "weights", "instant", "readings", "active")
 
     def __init__(self) -> None:
         self.days: dict[int, tuple] = {}
-        # the meter's register readings by simulated time (`Meter.readings`, while its relay never opened)
+        # the meter's register readings by simulated time (`Meter.readings`, while its relay never opened),
+        # and its active import energy there before the register floors it (Wh)
         self.readings: dict[float, tuple] = {}
+        self.active: dict[float, float] = {}
         self.own: list[float] | None = None
         self.instant: tuple | None = None  # `LoadModel._instant_constants`
         self.weights: dict[int, tuple] = {}  # id(template's cumulative shape) -> (shape, tcum, weights, sum)

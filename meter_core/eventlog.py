@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
+from meter_core import history
 from meter_core import powerquality as pq
 from meter_core.apdu.codes import DataAccessResult
 from meter_core.axdr import BitString, Data, DataType
@@ -219,11 +220,8 @@ def esw_bits(meter: Meter, t: float) -> set[int]:
         bits.discard(86)  # no first breath while the supply is off (another interruption goes on)
     if meter.relay_open(t):
         bits.add(84)
-    from meter_core.profiles import billing_closures
-
-    clock = meter.clock_at_sim(t)
-    _, recent = billing_closures(meter, clock, 1)
-    if recent and clock - recent[-1] < BILLING_BIT_S:
+    last = meter.billing_closures().last_before(t)
+    if last is not None and t - last[1] < BILLING_BIT_S:
         bits.add(87)
     return bits
 
@@ -240,7 +238,7 @@ def esw_value(meter: Meter, assoc, now: float) -> bytes:
 
 
 def eswf_value(meter: Meter, assoc, now: float) -> bytes:
-    return encode_value(Data(DataType.BIT_STRING, BitString(128, meter.state.eswf or b"\xff" * 16)))
+    return encode_value(Data(DataType.BIT_STRING, BitString(128, meter.state.eswf[-1][1] or b"\xff" * 16)))
 
 
 def set_eswf(meter: Meter, assoc, value: Data, now: float) -> DataAccessResult:
@@ -248,7 +246,8 @@ def set_eswf(meter: Meter, assoc, value: Data, now: float) -> DataAccessResult:
         return DataAccessResult.TYPE_UNMATCHED
     if value.value.bits != 128:
         return DataAccessResult.OTHER_REASON
-    meter.state.eswf = bytes(value.value.data)
+    state = meter.state
+    state.eswf = history.changed(state.eswf, meter.sim(now), bytes(value.value.data))
     from meter_core.control import programmed
 
     programmed(meter, 165, now)

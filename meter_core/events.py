@@ -90,3 +90,25 @@ class PushRequested:
     """A head-end invoked push() (class 40 method 1) of push setup ``push`` (its logical name, dotted)."""
 
     push: str
+
+
+@dataclass(frozen=True, slots=True)
+class Programmed:
+    """A head-end's SET or ACTION reached an object of the meter (whatever its result).
+
+    ``value`` is the A-XDR encoded value written or the method's parameters (b"": none); ``result`` the
+    data-access-result or action-result (0: success); ``sim_time`` the true (simulated) time it was served
+    and ``meter_time`` what the meter's clock showed then. ``replay``: it succeeded and changed the meter,
+    so the meter's owner keeps it (before the answer goes out) and replays it when the meter is built again
+    (`meter_core.journal`)."""
+
+    client_sap: int
+    service: str  # "set" or "action"
+    class_id: int
+    obis: bytes
+    index: int
+    value: bytes
+    result: int
+    sim_time: float
+    meter_time: float
+    replay: bool

@@ -33,6 +33,12 @@ class KeySet:
     rx_ic: int = 0  # the highest invocation counter accepted from a client under these keys
     tx_ic: int = 0  # the last invocation counter the meter used
     client_system_title: bytes = b""
+    # Counters accepted from clients up to ``rx_durable`` are in the meter's durable store (the fleet's
+    # meter_keys), which keeps ``rx_reserved``: the meter comes back from a crash refusing everything up to
+    # it, so it never accepts a counter twice. A counter past ``rx_durable`` is made durable (a new
+    # reservation, `RX_RESERVE` ahead) before the meter answers the request that carried it.
+    rx_reserved: int = 0
+    rx_durable: int = 0
 
     def next_tx(self) -> int:
         self.tx_ic += 1
@@ -113,7 +119,7 @@ def rows(meter_id: int, sec: MeterSecurity) -> list[tuple]:
         signing = _pkcs8(sec.signing) if e == 3 and 0 in sec.generated else None
         agreement = _pkcs8(sec.agreement) if e == 3 and 1 in sec.generated else None
         out.append((meter_id, e, sap, ks.suite, ks.ek, ks.ak, sec.kek, sec.hls.get(sap) if sap != 64 else None,
-                    ks.client_system_title or None, ks.rx_ic, ks.tx_ic, changed, signing, agreement,
+                    ks.client_system_title or None, max(ks.rx_ic, ks.rx_reserved), ks.tx_ic, changed, signing, agreement,
                     sec.lls_password if e == 3 else None))
     return out
 
@@ -124,6 +130,35 @@ def certificate_rows(meter_id: int, sec: MeterSecurity) -> list[tuple]:
              h.cert.subject.rfc4514_string(), h.der) for h in sec.certs or ()]
 
 
+# How far ahead of the counters accepted a meter reserves in its durable store: one synchronous write per
+# this many protected requests of a client, and at most this many counters a client must skip after the
+# meter crashed (it reads the counter object 0.0.43.1.e.255 and adds one, as after any restart).
+RX_RESERVE = 1000
+
+
+def counters_to_reserve(sec: MeterSecurity) -> bool:
+    """Whether a counter accepted from a client is past what is durable (the answer must wait for it)."""
+    for ks in sec.sets.values():
+        if ks.rx_ic > ks.rx_durable:
+            return True
+    return False
+
+
+def reserve_counters(sec: MeterSecurity) -> None:
+    """Move each reservation ahead of the counters accepted (before writing the meter's keys)."""
+    for ks in sec.sets.values():
+        if ks.rx_ic > ks.rx_reserved - RX_RESERVE // 2:
+            ks.rx_reserved = min(ks.rx_ic + RX_RESERVE, 0xFFFFFFFF)
+
+
+def counters_written(sec: MeterSecurity, written: list[tuple]) -> None:
+    """The rows ``written`` (`rows`) are committed: their received counters are durable."""
+    for r in written:
+        ks = sec.sets.get(r[1])
+        if ks is not None and r[9] > ks.rx_durable:
+            ks.rx_durable = r[9]
+
+
 def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0) -> MeterSecurity:
     """A meter's security state from its `meter_keys` rows (dict-like: column -> value)."""
     sec = derived_keys(fleet, meter_id, fleet.security_suite, tx_floor)
@@ -131,7 +166,8 @@ def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0
         e = r["security_setup"]
         ks = sec.sets[e]
         ks.ek, ks.ak, ks.suite = bytes(r["block_key"]), bytes(r["auth_key"]), r["security_suite"]
-        ks.rx_ic = r["rx_invocation_counter"]
+        # the counters a client may have used are refused: everything up to the reservation kept
+        ks.rx_ic = ks.rx_reserved = ks.rx_durable = r["rx_invocation_counter"]
         ks.tx_ic = min(max(ks.tx_ic, r["tx_invocation_counter"] + TX_RESTART_MARGIN), 0xFFFFFFFF)
         ks.client_system_title = bytes(r["client_system_title"] or b"")
         sec.kek = bytes(r["master_key"])
@@ -215,7 +251,7 @@ def _install(meter, sec: MeterSecurity, e: int, new: dict[int, bytes], now: floa
     ks = sec.sets[e]
     if KEY_EK in new:
         ks.ek = new[KEY_EK]
-        ks.rx_ic = ks.tx_ic = 0
+        ks.rx_ic = ks.tx_ic = ks.rx_reserved = ks.rx_durable = 0
     if KEY_AK in new:
         ks.ak = new[KEY_AK]
     if KEY_MASTER in new:

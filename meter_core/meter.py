@@ -14,7 +14,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from meter_core import control, eventlog, profiles, push, tod
+from meter_core import control, eventlog, history, profiles, push, tod
 from meter_core import powerquality as pq
 from meter_core.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
 from meter_core.axdr import (
@@ -65,6 +65,7 @@ _enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
 _enc_u32 = int_encoder(DataType.DOUBLE_LONG_UNSIGNED)
 _enc_u8 = int_encoder(DataType.UNSIGNED)
 _enc_enum = int_encoder(DataType.ENUM)
+_DAY_PERIOD = ((-math.inf, 86400),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,31 +93,33 @@ class SimClock:
 
 @dataclass(slots=True)
 class MeterState:
-    """What a head-end can change on a meter (kept only for meters whose state differs)."""
+    """What happened to a meter: each setting a head-end can change as a timeline of true (simulated)
+    time, ``((since, value), ...)`` (`meter_core.history`), so that anything captured at a time uses what
+    was in force then. Kept only for meters whose state differs from the factory's."""
 
-    clock_offset: float = 0.0
-    # Simulated time from which the clock drifts (the last time it was set); NaN = the fleet's start.
-    drift_ref: float = math.nan
+    # Clock sets: ((true time, offset, drift reference), ...): from each set on, the clock shows
+    # t + offset + drift * (t - reference) (`history.MeterClock`).
+    clock_sets: tuple = ()
     max_connections: int = 2
     inactivity_timeout: int = 180
-    demand_integration_period: int = 1800
-    profile_capture_period: int = 1800
+    demand_periods: tuple = ((-math.inf, 1800),)
+    capture_periods: tuple = ((-math.inf, 1800),)
     # Configuration changes made by head-ends (SET/ACTION that change the meter's programme).
     programming_count: int = 0
-    # Meter-clock times before which a profile holds no entries (profile reset(), capture-period change).
+    # True times from which a profile holds no entries captured before (profile reset(), capture-period change).
     block_profile_start: float = -math.inf
     daily_profile_start: float = -math.inf
-    # Billing: the schedule in force from a meter-clock time on ((since, day, hour, minute), ...), and
-    # the MD resets head-ends asked for (the last few times, and how many in all).
-    billing_schedule: tuple[tuple[float, int, int, int], ...] = ((-math.inf, 1, 0, 0),)
-    billing_resets: tuple[float, ...] = ()
-    billing_reset_count: int = 0
-    # Relay (disconnect control) and load limit (limiter threshold, W; 0 = the kind's default).
+    # Billing: the billing date in force (day, hour, minute) as a timeline, and the true time of every MD reset.
+    billing_schedule: tuple = ((-math.inf, (1, 0, 0)),)
+    billing_resets: tuple = ()
+    # Relay (disconnect control) and load limit (limiter threshold, W, as a timeline; 0 = the kind's default).
     disconnected: bool = False
-    load_limit_w: int = 0
-    # Activity calendar: None while the factory calendar is in force, else ((active parts), (passive
-    # parts)) as encoded values (None = factory part); activation time as written (12 bytes).
-    calendar: tuple | None = None
+    load_limits: tuple = ((-math.inf, 0),)
+    # Activity calendar: the active calendar as a timeline (None = the factory calendar, else its four
+    # parts as encoded values, None for a factory part), the passive one as written, the activation time
+    # as written (12 bytes).
+    calendars: tuple = ((-math.inf, None),)
+    calendar_passive: tuple | None = None
     calendar_activation: bytes | None = None
     # Load limiting, from the moment a head-end set a threshold: simulated time checked up to, and
     # since when the load has been above the threshold (None: below).
@@ -129,11 +132,11 @@ class MeterState:
     # ...), factor 0.0 = no supply (a power failure), else the load drawn times factor (a load change).
     supply: tuple = ()
     # Events that happened to this meter (simulated time, category, code), bounded per log depth, and
-    # how many per category in all; injected tampers; the ESW filter (None = all bits reported).
+    # how many per category in all; injected tampers; the ESW filter as a timeline (None = all bits).
     events: tuple = ()
     event_counts: tuple = ()
     tamper_count: int = 0
-    eswf: bytes | None = None
+    eswf: tuple = ((-math.inf, None),)
     # Confirmed pushes: when each push setup's last push was confirmed ((push setup, simulated time), ...).
     push_confirmations: tuple = ()
     # Push setup attributes a head-end wrote ((push setup, attribute name, value), ...): destination,
@@ -143,17 +146,38 @@ class MeterState:
     # secured association on; None = derived from the fleet secret, counters untouched.
     security: object = None
 
+    @property
+    def demand_integration_period(self) -> int:
+        """The demand integration period in force now (seconds)."""
+        return self.demand_periods[-1][1]
+
+    @property
+    def profile_capture_period(self) -> int:
+        """The block-load capture period in force now (seconds)."""
+        return self.capture_periods[-1][1]
+
+    @property
+    def load_limit_w(self) -> int:
+        """The limiter threshold in force now (W; 0 = the kind's default)."""
+        return self.load_limits[-1][1]
+
+    @property
+    def billing_reset_count(self) -> int:
+        return len(self.billing_resets)
+
 
 @dataclass(slots=True)
 class _DemandCache:
-    """Running maximum of block demands in the current billing period (incremental)."""
+    """Running maximum of the demands of the integration periods that ended in a billing period.
 
-    period_start: float = math.nan
-    last_block_end: float = math.nan
+    Stamps are the meter-clock ends of the periods (boundaries of the demand integration period)."""
+
+    period_start: float = math.nan  # true time the billing period began
+    next_ordinal: int = 0  # the demand capture scanned next
     max_active: float = 0.0
-    max_active_time: float = math.nan
+    max_active_stamp: float = math.nan
     max_apparent: float = 0.0
-    max_apparent_time: float = math.nan
+    max_apparent_stamp: float = math.nan
 
 
 # Load limiter (class 71): power checked every LIMIT_STEP s; tripped after LIMIT_MIN_OVER s above the
@@ -175,7 +199,7 @@ class Meter:
     __slots__ = (
         "identity", "model", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
         "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor", "drift", "_epoch_start",
-        "_pq", "outage_cache", "tod_cache", "fleet", "tx_floor",
+        "_pq", "outage_cache", "tod_cache", "fleet", "tx_floor", "_hist",
     )
 
     def __init__(
@@ -215,6 +239,7 @@ class Meter:
         self._pq = None
         self.outage_cache = None
         self.tod_cache = None
+        self._hist: dict = {}
 
     def lls_secret(self) -> bytes:
         """The meter reader's LLS password in force."""
@@ -231,6 +256,48 @@ class Meter:
                                                      self.tx_floor)
         return sec
 
+    # -- history: the clock and the captures, from what was in force when -----------------------------
+
+    def _derived(self, name: str, key: tuple, build):
+        """A structure derived from the state's timelines, rebuilt when one of them changed (timelines
+        are immutable tuples, replaced on change: compared by identity)."""
+        kept = self._hist.get(name)
+        if kept is not None and len(kept[0]) == len(key) and all(a is b for a, b in zip(kept[0], key)):
+            return kept[1]
+        value = build()
+        self._hist[name] = (key, value)
+        return value
+
+    def meter_clock(self) -> history.MeterClock:
+        """The meter clock as a function of true time (one piece per clock set)."""
+        sets = self.state.clock_sets
+        return self._derived("clock", (sets,), lambda: history.MeterClock(self.drift, self._epoch_start, sets))
+
+    def block_captures(self) -> history.Captures:
+        """The block-load captures since installation (`history.Captures`, ordinal -> stamp, time)."""
+        state = self.state
+        return self._derived("block", (state.clock_sets, state.capture_periods), lambda: history.Captures(
+            self.meter_clock(), state.capture_periods, self._install_time))
+
+    def daily_captures(self) -> history.Captures:
+        """The daily-load captures (each IST midnight the meter clock reaches) since installation."""
+        return self._derived("daily", (self.state.clock_sets,), lambda: history.Captures(
+            self.meter_clock(), _DAY_PERIOD, self._install_time))
+
+    def demand_captures(self) -> history.Captures:
+        """The ends of the demand integration periods since installation (integration restarts when the
+        period changes)."""
+        state = self.state
+        return self._derived("demand", (state.clock_sets, state.demand_periods), lambda: history.Captures(
+            self.meter_clock(), state.demand_periods, self._install_time, restart_on_change=True))
+
+    def billing_closures(self) -> history.BillingClosures:
+        """The billing periods closed since installation (billing dates the clock reached, MD resets)."""
+        state = self.state
+        return self._derived("billing", (state.clock_sets, state.billing_schedule, state.billing_resets),
+                             lambda: history.BillingClosures(self.meter_clock(), state.billing_schedule,
+                                                             state.billing_resets, self._install_time))
+
     # -- time ---------------------------------------------------------------------------------------
 
     def clock(self, now: float) -> float:
@@ -238,22 +305,23 @@ class Meter:
         return self.clock_at_sim(self.sim(now))
 
     def clock_at_sim(self, t: float) -> float:
-        """What the meter's clock shows at simulated time ``t``: offset a head-end set, plus drift.
-
-        The crystal runs ``drift`` (seeded, a few ppm) fast or slow since the clock was last set, or
-        since the fleet started if it never was.
-        """
-        state = self.state
-        ref = state.drift_ref
-        if ref != ref:  # NaN
-            ref = self._epoch_start
-        return t + state.clock_offset + self.drift * (t - ref)
+        """What the meter's clock showed at simulated time ``t``: the offset of the last set before ``t``,
+        plus drift (the crystal runs ``drift``, a few seeded ppm, fast or slow since that set, or since
+        the fleet's epoch if it never was)."""
+        if not self.state.clock_sets:
+            return t + self.drift * (t - self._epoch_start)
+        return self.meter_clock().at(t)
 
     def set_clock(self, target: float, now: float) -> None:
         """Set the clock to show ``target`` now; the drift counts from here."""
         t = self.sim(now)
-        self.state.clock_offset = target - t
-        self.state.drift_ref = t
+        state = self.state
+        sets = state.clock_sets
+        if sets and sets[-1][0] >= t:  # set twice in one instant: the second wins
+            sets = sets[:-1]
+        state.clock_sets = (*sets, (t, target - t, t))
+        self._inst_key = self._energy_key = -1
+        self.reset_demand_cache()
 
     @property
     def install_time(self) -> float:
@@ -282,15 +350,6 @@ class Meter:
         self._energy_key = self._inst_key = -1
         self.reset_demand_cache()
 
-    def clock_to_sim(self, clock_time: float) -> float:
-        """The simulated time at which the meter's clock shows ``clock_time``."""
-        state = self.state
-        ref = state.drift_ref
-        if ref != ref:
-            ref = self._epoch_start
-        d = self.drift
-        return (clock_time - state.clock_offset + d * ref) / (1.0 + d)
-
     def readings(self, t: float) -> tuple[int, ...]:
         """The cumulative energy registers at simulated time ``t``, in register units (`ENERGY_FIELDS`).
 
@@ -304,7 +363,7 @@ class Meter:
             # building the registers the load model keeps at zero
             load = self.load
             if load._batch is not None:  # in `batch()`: each time's readings computed once
-                return self.readings_many((t,))[0]
+                return self.readings_and_energy_many((t,))[0][0]
             a = load.active_energy(t)
             s = load._s_over_p * a
             q = load._k * a
@@ -323,26 +382,35 @@ class Meter:
     def readings_many(self, ts) -> list[tuple[int, ...]]:
         """[`readings(t)` for t in ``ts``], computed in one pass (times in order: each day loaded once;
         within `batch()` each time is computed once)."""
+        return self.readings_and_energy_many(ts)[0]
+
+    def readings_and_energy_many(self, ts) -> tuple[list[tuple[int, ...]], list[float]]:
+        """(`readings_many(ts)`, the active import energy at each time in Wh before the register floors
+        it), in one pass."""
         state = self.state
         if state.limit_since is not None or state.disconnections or state.supply:
-            return [self.readings(t) for t in ts]
+            return [self.readings(t) for t in ts], [self.energy_at(t).active_import_wh for t in ts]
         # as `readings`; only a day with an interruption has an outage adjustment
         load = self.load
         batch = load._batch
-        memo = batch.readings if batch is not None else None
-        if memo is not None:  # in `batch()`: compute the times not computed yet, keep them
+        if batch is not None:  # in `batch()`: compute the times not computed yet, keep them
+            memo, active = batch.readings, batch.active
             todo = [t for t in ts if t not in memo]
             if todo:
-                memo.update(zip(todo, self._readings_of(todo)))
-            return [memo[t] for t in ts]
+                readings, energies = self._readings_of(todo)
+                memo.update(zip(todo, readings))
+                active.update(zip(todo, energies))
+            return [memo[t] for t in ts], [active[t] for t in ts]
         return self._readings_of(ts)
 
-    def _readings_of(self, ts) -> list[tuple[int, ...]]:
+    def _readings_of(self, ts) -> tuple[list[tuple[int, ...]], list[float]]:
         load = self.load
         s_over_p, k, d = load._s_over_p, load._k, self.energy_divisor
         floor, ist, day_s = math.floor, pq.IST_S, pq.DAY
         out = []
+        energies = []
         append = out.append
+        keep = energies.append
         day_now = None
         interrupted = False
         for t, a in zip(ts, load.active_energies(ts)):
@@ -358,7 +426,8 @@ class Meter:
                     f = max(0.0, a + adjust) / a if a > 0 else 0.0
                     a, s, q = a * f, s * f, q * f
             append((int(a // d), 0, int(s // d), 0, int(q // d), 0, 0, 0))
-        return out
+            keep(a)
+        return out, energies
 
     def clock_bytes(self, now: float) -> bytes:
         """The 12-byte date-time of the meter clock, IST wall time, deviation not specified."""
@@ -425,7 +494,7 @@ class Meter:
         e = self.load.energy(t)
         adjust = self._outage_adjustment(t)
         if self.state.limit_since is not None:
-            self._scan_limiter(t)
+            self.scan_limiter(t)
         if self.state.disconnections or self.state.supply:
             adjust += self._relay_and_supply_energy(t)
         if adjust == 0.0:
@@ -482,9 +551,10 @@ class Meter:
 
     def _relay_and_supply_energy(self, t: float) -> float:
         """Active energy (Wh) up to ``t`` that the relay's open intervals and the injected supply changes
-        took from (negative) or added to the load model's: a sweep over their start and end times, the
-        load drawn times 0 wherever the relay is open or the supply off, times the product of the load
-        factors in force elsewhere."""
+        took from (negative) or added to what the load drew through the supply's own interruptions: a
+        sweep over their start and end times, the load drawn times 0 wherever the relay is open or the
+        supply off, times the product of the load factors in force elsewhere (so an interruption during
+        a power failure takes nothing twice)."""
         state = self.state
         marks = []
         for start, end in state.disconnections:
@@ -500,14 +570,18 @@ class Meter:
         if not marks:
             return 0.0
         marks.sort(key=lambda m: (m[0], m[1]))
-        energy = self.load.energy
+        model, outage = self.load.energy, self._outage_adjustment
+
+        def drawn(x: float) -> float:  # what the load drew with the supply's own interruptions
+            return model(x).active_import_wh + outage(x)
+
         adjust = 0.0
         active: list[float] = []
         last = marks[0][0]
-        e_last = energy(last).active_import_wh
+        e_last = drawn(last)
         for when, step, factor in (*marks, (t, 0, 1.0)):
             if when > last:
-                e_now = energy(when).active_import_wh
+                e_now = drawn(when)
                 m = 0.0 if 0.0 in active else math.prod(active)
                 adjust += (m - 1.0) * (e_now - e_last)
                 last, e_last = when, e_now
@@ -627,13 +701,13 @@ class Meter:
         """Whether the load relay is open at simulated ``t`` (remote disconnect or a load-limit trip)."""
         state = self.state
         if state.limit_since is not None:
-            self._scan_limiter(t)
+            self.scan_limiter(t)
         for start, end in state.disconnections:
             if start <= t and (end is None or t < end):
                 return True
         return False
 
-    def _scan_limiter(self, t: float) -> None:
+    def scan_limiter(self, t: float) -> None:
         """Trip the relay wherever the load stayed above the limiter's threshold long enough.
 
         From the moment a head-end set the threshold, power is checked every `LIMIT_STEP` simulated
@@ -645,7 +719,8 @@ class Meter:
         x = state.limit_scanned
         if x >= t:
             return
-        threshold = state.load_limit_w or control.default_load_limit(self.identity.kind)
+        limits = state.load_limits
+        default = control.default_load_limit(self.identity.kind)
         over_since = state.limit_over_since
         lockout_end = -math.inf
         for start, end in state.disconnections:
@@ -656,7 +731,7 @@ class Meter:
             if x < lockout_end or self._remote_open(x):
                 over_since = None
                 continue
-            if self._supply_power(x) > threshold:
+            if self._supply_power(x) > (history.value_at(limits, x) or default):
                 if over_since is None:
                     over_since = x
                 elif x - over_since >= LIMIT_MIN_OVER:
@@ -692,73 +767,74 @@ class Meter:
         return power
 
     def billing_period_start(self, t: float) -> float:
-        """Start of the billing period holding simulated time ``t``: the last billing (or installation)."""
-        _, recent = profiles.billing_closures(self, self.clock_at_sim(t), 1)
-        return self.clock_to_sim(recent[-1]) if recent else self._install_time
+        """Start of the billing period holding simulated time ``t``: the last close (or installation)."""
+        last = self.billing_closures().last_before(t)
+        return self._install_time if last is None else max(last[1], self._install_time)
 
     def billing_count(self, now: float) -> int:
         """Billing periods closed since installation (scheduled billing dates and MD resets)."""
-        return profiles.billing_closures(self, self.clock(now), 0)[0]
+        return self.billing_closures().upto(self.sim(now), 0)[0]
 
     def max_demand(self, now: float) -> _DemandCache:
-        """Maximum block demand (W and VA) since the billing period began, and when it occurred.
+        """Maximum demand (W and VA) of the integration periods ended since the billing period began,
+        and the meter-clock end of the period it occurred in.
 
-        Times in the cache are simulated time. Demands are register-reading differences over each
-        demand integration period, so they agree with the block-load profile's energies.
+        Demands are register-reading differences over each demand integration period, so they agree
+        with the block-load profile's energies.
         """
         now = self.sim(now)
-        start = max(self.billing_period_start(now), self._install_time)
+        start = self.billing_period_start(now)
         d = self._demand
         if d.period_start != start:
-            self._demand = d = _DemandCache(period_start=start)
-            d.last_block_end = self._first_demand_end(start) - self.state.demand_integration_period
+            self._demand = d = _DemandCache(period_start=start, next_ordinal=self.demand_captures().count(start))
         self._scan_demand(d, now)
         return d
 
-    def _first_demand_end(self, start: float) -> float:
-        """End of the first demand integration period that ends after ``start`` (periods aligned in IST)."""
-        period = self.state.demand_integration_period
-        local = start + IST * 60
-        return (math.floor(local / period) + 1) * period - IST * 60
-
     def _scan_demand(self, d: _DemandCache, until: float) -> None:
-        """Extend ``d`` with every demand period that ended by simulated time ``until``."""
-        period = self.state.demand_integration_period
-        t = d.last_block_end
-        if t + period > until:
+        """Extend ``d`` with every demand integration period that ended by simulated time ``until``.
+
+        A period's demand is its energy over its length: the integration period in force, or the time it
+        really lasted if longer (a clock set back); a period that began before the billing period is
+        counted from the billing period's start."""
+        caps = self.demand_captures()
+        n1 = caps.count(until)
+        n0 = d.next_ordinal
+        if n1 <= n0:
             return
-        scale = 3600.0 * self.energy_divisor / period
-        ts = [max(t, d.period_start)]
-        while t + period <= until:
-            t += period
-            ts.append(t)
+        entries = list(caps.entries(n0, n1))
+        start = d.period_start
+        times = sorted({max(e[3], start) for e in entries} | {e[2] for e in entries})
+        readings = dict(zip(times, self.readings_many(times)))
+        scale = 3600.0 * self.energy_divisor
         max_active, max_apparent = d.max_active, d.max_apparent
-        readings = iter(self.readings_many(ts))
-        prev = next(readings)
-        for x, nxt in zip(ts[1:], readings):
-            active = (nxt[0] - prev[0]) * scale
-            apparent = (nxt[2] - prev[2]) * scale
+        for n, stamp, t, prev in entries:
+            prev = max(prev, start)
+            r0, r1 = readings[prev], readings[t]
+            length = max(float(caps.period_of(n)), t - prev)
+            active = (r1[0] - r0[0]) * scale / length
+            apparent = (r1[2] - r0[2]) * scale / length
             if active > max_active:
-                max_active, d.max_active_time = active, x
+                max_active, d.max_active_stamp = active, stamp
             if apparent > max_apparent:
-                max_apparent, d.max_apparent_time = apparent, x
-            prev = nxt
+                max_apparent, d.max_apparent_stamp = apparent, stamp
         d.max_active, d.max_apparent = max_active, max_apparent
-        d.last_block_end = t
+        d.next_ordinal = n1
 
     def demand_between(self, start: float, end: float) -> _DemandCache:
         """Maximum demands over the demand periods that end in (start, end] (simulated time)."""
-        d = _DemandCache(period_start=start)
-        d.last_block_end = self._first_demand_end(start) - self.state.demand_integration_period
+        d = _DemandCache(period_start=start, next_ordinal=self.demand_captures().count(start))
         self._scan_demand(d, end)
         return d
 
-    def demand_window(self, now: float) -> tuple[float, float]:
-        """(start of the current demand integration period, its length), simulated time."""
+    def demand_window(self, now: float) -> tuple[float, float, float]:
+        """(start of the demand integration period in progress, start of the one before, its length):
+        simulated times."""
         t = self.sim(now)
-        period = self.state.demand_integration_period
-        start = t - (t + IST * 60) % period
-        return start, float(period)
+        caps = self.demand_captures()
+        n = caps.count(t)
+        start = caps.start_of(n)
+        before = caps.start_of(n - 1) if n > 0 else start
+        return start, before, float(caps.period_of(max(n - 1, 0)))
 
 
 # -- value getters -------------------------------------------------------------------------------------
@@ -1021,7 +1097,7 @@ def _max_demand_register(spec: cat.RegisterSpec) -> CosemObject:
         if export:
             return _UNSPECIFIED_DATETIME
         d = m.max_demand(now)
-        return _datetime_at(m, d.max_apparent_time if apparent else d.max_active_time)
+        return profiles.clock_stamp(d.max_apparent_stamp if apparent else d.max_active_stamp)
 
     return CosemObject(
         EXTENDED_REGISTER, ln(spec.obis), spec.name,
@@ -1044,16 +1120,16 @@ def _demand_register(spec: cat.RegisterSpec) -> CosemObject:
         # t0, t1: simulated time
         if t1 <= t0:
             return 0.0
-        e0, e1 = getattr(m.load.energy(t0), field_name), getattr(m.load.energy(t1), field_name)
+        e0, e1 = getattr(m.energy_at(t0), field_name), getattr(m.energy_at(t1), field_name)
         return (e1 - e0) * 3600.0 / (t1 - t0)
 
     def current(m: Meter, a, now):
-        start, _ = m.demand_window(now)
+        start, _, _ = m.demand_window(now)
         return encode(round(average(m, start, m.sim(now))))
 
     def last(m: Meter, a, now):
-        start, period = m.demand_window(now)
-        return encode(round(average(m, start - period, start)))
+        start, before, _ = m.demand_window(now)
+        return encode(round(average(m, before, start)))
 
     def start_time(m: Meter, a, now):
         return _datetime_at(m, m.demand_window(now)[0])

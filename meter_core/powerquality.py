@@ -246,22 +246,47 @@ def scale_load(inst, factor: float):
         current_neutral=inst.current_neutral * factor)
 
 
-def voltage_factors(events: tuple[PqEvent, ...], t0: float, t1: float) -> tuple[float, float, float]:
-    """Mean factor on each phase voltage over [t0, t1] from the events (0 while the supply is off)."""
-    span = t1 - t0
+def _off_intervals(events, t0: float, t1: float) -> list[tuple[float, float]]:
+    """The parts of [t0, t1] without supply (interruptions merged), in order."""
+    spans = sorted((max(e.start, t0), min(e.end, t1)) for e in events
+                   if e.kind == "INTERRUPTION" and e.start < t1 and e.end > t0)
+    merged: list[list[float]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+def off_seconds(events, t0: float, t1: float) -> float:
+    """Seconds of [t0, t1] without supply."""
+    return sum(b - a for a, b in _off_intervals(events, t0, t1))
+
+
+def supplied_voltage_factors(events, t0: float, t1: float) -> tuple[tuple[float, float, float], float]:
+    """(mean factor on each phase voltage over the parts of [t0, t1] with supply, seconds with supply).
+
+    A block's averages are those of the time the meter was powered: an interruption shortens the time
+    averaged over instead of pulling the mean voltage down."""
+    off = _off_intervals(events, t0, t1)
+    supplied = (t1 - t0) - sum(b - a for a, b in off)
     f = [1.0, 1.0, 1.0]
-    if span <= 0:
-        return tuple(f)
+    if supplied <= 0:
+        return (0.0, 0.0, 0.0), 0.0
     for e in events:
-        overlap = min(e.end, t1) - max(e.start, t0)
+        if e.kind == "INTERRUPTION":
+            continue
+        lo, hi = max(e.start, t0), min(e.end, t1)
+        if hi <= lo:
+            continue
+        overlap = (hi - lo) - sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in off)
         if overlap <= 0:
             continue
-        w = overlap / span
+        w = overlap / supplied
         for i in range(3):
-            if e.kind == "INTERRUPTION":
-                f[i] -= w
-            elif e.kind in ("VOLTAGE_SAG", "VOLTAGE_SWELL") and (e.phase < 0 or e.phase == i):
+            if e.kind in ("VOLTAGE_SAG", "VOLTAGE_SWELL") and (e.phase < 0 or e.phase == i):
                 f[i] += w * (e.magnitude - 1.0)
             elif e.kind == "VOLTAGE_UNBALANCE":
                 f[i] += w * (-e.magnitude if i == e.phase else e.magnitude / 2)
-    return tuple(max(0.0, x) for x in f)
+    return (max(0.0, f[0]), max(0.0, f[1]), max(0.0, f[2])), supplied

@@ -19,13 +19,12 @@ the buffer and its capture time are computed in O(1), and a range selection bise
 
 from __future__ import annotations
 
-import calendar
-import datetime as _dt
 import itertools
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from meter_core import history
 from meter_core import powerquality as pq
 from meter_core._util import mix64
 from meter_core.apdu.codes import ActionResult, DataAccessResult
@@ -74,23 +73,25 @@ def clock_stamp(clock_time: float) -> bytes:
 
 
 class BlockRow:
-    """One block-load entry: end (meter clock), register readings at both ends, block averages."""
+    """One block-load entry: stamp (meter clock), register readings at both ends, block averages, and
+    the true times the block began and was captured."""
 
-    __slots__ = ("clock", "r0", "r1", "volts", "currents")
+    __slots__ = ("clock", "r0", "r1", "volts", "currents", "t0", "t1", "period")
 
-    def __init__(self, clock, r0, r1, volts, currents) -> None:
+    def __init__(self, clock, r0, r1, volts, currents, t0=math.nan, t1=math.nan, period=0) -> None:
         self.clock, self.r0, self.r1, self.volts, self.currents = clock, r0, r1, volts, currents
+        self.t0, self.t1, self.period = t0, t1, period
 
 
-def block_averages(meter: Meter, key: int, t0: float, t1: float, r0, r1) -> tuple[tuple, tuple]:
-    """Average phase voltages and currents over a block from its energy (pure in meter and key)."""
+def block_averages(meter: Meter, key: int, t0: float, t1: float, e0: float, e1: float) -> tuple[tuple, tuple]:
+    """Average phase voltages and currents over the part of a block the meter had supply (pure in meter
+    and key), as a meter integrates them: the active energy drawn (``e0``, ``e1``: Wh at the block's
+    ends, before any register resolution) over that time, at the block's mean voltage then."""
     p = meter.load.params
-    seconds = t1 - t0
-    power = (r1[0] - r0[0]) * meter.energy_divisor * 3600.0 / seconds if seconds > 0 else 0.0
+    factors, supplied = _event_factors(meter, t0, t1)
+    power = (e1 - e0) * 3600.0 / supplied if supplied > 0 else 0.0
     # A block's mean voltage wanders a little around the feeder level: 21 seeded bits per phase.
     h = mix64((p.seed * 0x100000001B3) ^ (p.meter_id << 32) ^ (key & 0xFFFFFFFF))
-    # supply events in the block (interruptions, sags, swells, unbalance) move the block's mean voltage
-    factors = _event_factors(meter, t0, t1)
     nominal = p.nominal_voltage
     volts = []
     currents = []
@@ -111,25 +112,39 @@ _BLOCKS_AT_ONCE = 96
 _SHIFTS = (0, 21, 42)  # the 21 bits of each phase's wander
 
 
-def _event_factors(meter: Meter, t0: float, t1: float) -> tuple[float, float, float]:
+def _events_in(meter: Meter, t0: float, t1: float) -> tuple:
+    """The supply events of the days of [t0, t1], with the injected power failures as interruptions."""
     d0, d1 = math.floor((t0 + IST_S) / DAY), math.floor((t1 + IST_S) / DAY)  # pq.day_of
     cache = meter._pq
     kept = cache.days.get(d0) if cache is not None else None  # meter.pq_events(d0), from its cache
     events = kept[0] if kept is not None else meter.pq_events(d0)
-    if d1 != d0:
-        events = (*events, *meter.pq_events(d1))
-    # only events overlapping the block move it (min(end, t1) - max(start, t0) > 0)
+    for d in range(d0 + 1, d1 + 1):
+        events = (*events, *meter.pq_events(d))
     if meter.state.supply:  # injected power failures take the supply off like generated interruptions
         events = (*events, *(pq.PqEvent("INTERRUPTION", s, math.inf if e is None else e, 0.0, -1)
                              for s, e, f in meter.state.supply if f == 0.0))
+    return events
+
+
+def _event_factors(meter: Meter, t0: float, t1: float) -> tuple[tuple[float, float, float], float]:
+    """(mean factor on each phase voltage while the supply was on, seconds it was on) over [t0, t1]."""
+    events = _events_in(meter, t0, t1)
+    # only events overlapping the block move it (min(end, t1) - max(start, t0) > 0)
     for e in events:
         if e.start < t1 and e.end > t0:
-            return pq.voltage_factors(events, t0, t1)
-    return _NO_EVENTS
+            return pq.supplied_voltage_factors(events, t0, t1)
+    return _NO_EVENTS, t1 - t0
+
+
+def off_seconds(meter: Meter, t0: float, t1: float) -> float:
+    """Seconds of (t0, t1] the meter had no supply (generated interruptions, injected power failures)."""
+    if t1 <= t0:
+        return 0.0
+    return pq.off_seconds(_events_in(meter, t0, t1), t0, t1)
 
 
 class BlockLoad:
-    """Block load profile: key k is the block that ends at meter-clock local time k * period."""
+    """Block load profile: entry n is the n-th block captured since installation (`Meter.block_captures`)."""
 
     def period(self, meter: Meter) -> int:
         return meter.state.profile_capture_period
@@ -138,131 +153,82 @@ class BlockLoad:
         return BLOCK_PROFILE_DAYS * DAY // self.period(meter)
 
     def keys(self, meter: Meter, now: float) -> range:
-        period = self.period(meter)
-        last = math.floor((meter.clock(now) + IST_S) / period)
-        start = max(meter.install_time, meter.state.block_profile_start)
-        first = math.floor((start + IST_S) / period) + 1
-        return range(max(first, last - self.depth(meter) + 1), last + 1)
+        caps = meter.block_captures()
+        last = caps.count(meter.sim(now))
+        first = caps.count(meter.state.block_profile_start)
+        return range(max(first, last - self.depth(meter)), last)
 
     def time_of(self, meter: Meter, key: int, now: float) -> float:
-        return key * self.period(meter) - IST_S
+        return meter.block_captures().entry(key)[0]
 
     def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[BlockRow]:
-        period = self.period(meter)
-        to_sim = meter.clock_to_sim
-        prev = None
-        state = meter.state
-        if state.limit_since is not None or state.disconnections or state.supply:  # readings one by one
-            for k in keys:
-                clock = k * period - IST_S
-                t1 = to_sim(clock)
-                t0 = t1 - period
-                r0 = prev if prev is not None else meter.readings(t0)
-                r1 = meter.readings(t1)
-                volts, currents = block_averages(meter, k, t0, t1, r0, r1)
-                yield BlockRow(clock, r0, r1, volts, currents)
-                prev = r1
-            return
-        # the readings of up to a day of blocks at a time, in one pass (`Meter.readings_many`)
-        keys = iter(keys)
-        while part := list(itertools.islice(keys, _BLOCKS_AT_ONCE)):
-            clocks = [k * period - IST_S for k in part]
-            ends = [to_sim(c) for c in clocks]
-            if prev is None:
-                readings = meter.readings_many([ends[0] - period, *ends])
-                prev = readings[0]
-                del readings[0]
-            else:
-                readings = meter.readings_many(ends)
-            for k, clock, t1, r1 in zip(part, clocks, ends, readings):
-                t0 = t1 - period
-                volts, currents = block_averages(meter, k, t0, t1, prev, r1)
-                yield BlockRow(clock, prev, r1, volts, currents)
-                prev = r1
+        return block_rows(meter, keys)
 
     def last_row(self, meter: Meter, now: float) -> BlockRow | None:
-        keys = self.keys(meter, now)
-        if not keys:
+        n = meter.block_captures().count(meter.sim(now))
+        if n == 0:
             return None
-        return next(self.rows(meter, keys[-1:], now, None))
+        return next(block_rows(meter, range(n - 1, n)))
+
+
+def block_rows(meter: Meter, keys: range) -> Iterator[BlockRow]:
+    """The block-load entries ``keys`` (ordinals of `Meter.block_captures`), in order."""
+    caps = meter.block_captures()
+    many = meter.readings_and_energy_many
+    entries = caps.entries(keys.start, keys.stop)
+    prev_t = prev_r = prev_e = None
+    while part := list(itertools.islice(entries, _BLOCKS_AT_ONCE)):
+        # the readings of up to a day of blocks at a time, in one pass
+        times = [e[2] for e in part]
+        fresh = prev_r is None or part[0][3] != prev_t
+        if fresh:
+            times.insert(0, part[0][3])
+        readings, energies = many(times)
+        if fresh:
+            prev_t, prev_r, prev_e = times[0], readings[0], energies[0]
+            del readings[0], energies[0]
+        for (n, stamp, t1, t0), r1, e1 in zip(part, readings, energies):
+            if t0 != prev_t:  # a restarted period (not for blocks; kept general)
+                (prev_r,), (prev_e,) = many((t0,))
+            period = caps.period_of(n)
+            k = round((stamp + IST_S) / period)
+            volts, currents = block_averages(meter, k, t0, t1, prev_e, e1)
+            yield BlockRow(stamp, prev_r, r1, volts, currents, t0, t1, period)
+            prev_t, prev_r, prev_e = t1, r1, e1
 
 
 class DailyLoad:
-    """Daily load profile: key d is the IST day number; its entry is captured at that day's 00:00."""
+    """Daily load profile: entry n is the n-th IST midnight the meter clock reached since installation."""
 
     depth = cat.DAILY_LOAD_PROFILE.depth
 
     def keys(self, meter: Meter, now: float) -> range:
-        last = math.floor((meter.clock(now) + IST_S) / DAY)
-        start = max(meter.install_time, meter.state.daily_profile_start)
-        first = math.floor((start + IST_S) / DAY) + 1
-        return range(max(first, last - self.depth + 1), last + 1)
+        caps = meter.daily_captures()
+        last = caps.count(meter.sim(now))
+        first = caps.count(meter.state.daily_profile_start)
+        return range(max(first, last - self.depth), last)
 
     def time_of(self, meter: Meter, key: int, now: float) -> float:
-        return key * DAY - IST_S
+        return meter.daily_captures().entry(key)[0]
 
     def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[tuple]:
-        for d in keys:
-            clock = d * DAY - IST_S
-            yield clock, meter.readings(meter.clock_to_sim(clock))
+        return daily_rows(meter, keys)
 
 
-def month_of(clock_time: float) -> int:
-    local = _dt.datetime.fromtimestamp(clock_time + IST_S, _dt.UTC)
-    return local.year * 12 + local.month - 1
-
-
-def scheduled_billing(month: int, day: int, hour: int, minute: int) -> float:
-    """Meter-clock UTC time of the billing date of ``month`` (day clamped to the month's length)."""
-    y, m = divmod(month, 12)
-    last = calendar.monthrange(y, m + 1)[1]
-    return calendar.timegm((y, m + 1, min(day, last), hour, minute, 0)) - IST_S
-
-
-def billing_closures(meter: Meter, until: float, limit: int) -> tuple[int, list[float]]:
-    """(billing periods closed since installation up to meter-clock time ``until``, the last ``limit``
-    closing times ascending).
-
-    A period closes at each scheduled billing date (single action schedule 0.0.15.0.0.255: a day of
-    the month and a time, as set when the date came) and at each MD reset a head-end asked for
-    (script 0.0.10.0.1.255). Only the schedule changes and the resets are state; the rest is counted.
-    """
-    state = meter.state
-    install = meter.install_clock
-    count = 0
-    recent: list[float] = []
-    segments = state.billing_schedule
-    for i, (since, day, hour, minute) in enumerate(segments):
-        lo = max(since, install)
-        hi = min(segments[i + 1][0] if i + 1 < len(segments) else math.inf, until)
-        if hi <= lo:
-            continue
-        first = month_of(lo)
-        if scheduled_billing(first, day, hour, minute) <= lo:
-            first += 1
-        last = month_of(hi)
-        if scheduled_billing(last, day, hour, minute) > hi:
-            last -= 1
-        if last < first:
-            continue
-        count += last - first + 1
-        for month in range(max(first, last - limit + 1), last + 1):
-            recent.append(scheduled_billing(month, day, hour, minute))
-    for t in state.billing_resets:
-        if install < t <= until:
-            recent.append(t)
-    count += state.billing_reset_count - sum(1 for t in state.billing_resets if t > until)
-    recent.sort()
-    return count, recent[-limit:] if limit else []
+def daily_rows(meter: Meter, keys: range) -> Iterator[tuple]:
+    """(stamp, readings, capture time) of daily entries ``keys``, in order."""
+    for _n, stamp, t, _prev in meter.daily_captures().entries(keys.start, keys.stop):
+        yield stamp, meter.readings(t), t
 
 
 class BillingRow:
-    __slots__ = ("clock", "readings", "demand", "pf", "power_on_minutes", "end")
+    __slots__ = ("clock", "readings", "demand", "pf", "power_on_minutes", "end", "start")
 
-    def __init__(self, clock, readings, demand, pf, power_on_minutes, end=None) -> None:
+    def __init__(self, clock, readings, demand, pf, power_on_minutes, end=None, start=None) -> None:
         self.clock, self.readings, self.demand, self.pf, self.power_on_minutes = (
             clock, readings, demand, pf, power_on_minutes)
-        self.end = end  # simulated time of the close
+        self.end = end  # true time of the close
+        self.start = start  # true time the period began
 
 
 class Billing:
@@ -271,30 +237,31 @@ class Billing:
     depth = cat.BILLING_PROFILE.depth
 
     def keys(self, meter: Meter, now: float) -> range:
-        count, recent = billing_closures(meter, meter.clock(now), self.depth)
+        count, recent = meter.billing_closures().upto(meter.sim(now), self.depth)
         return range(count - len(recent) + 1, count + 1)
 
     def time_of(self, meter: Meter, key: int, now: float) -> float:
-        count, recent = billing_closures(meter, meter.clock(now), self.depth)
-        return recent[key - (count - len(recent) + 1)]
+        count, recent = meter.billing_closures().upto(meter.sim(now), self.depth)
+        return recent[key - (count - len(recent) + 1)][0]
 
     def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[BillingRow]:
-        count, recent = billing_closures(meter, meter.clock(now), self.depth + 1)
+        count, recent = meter.billing_closures().upto(meter.sim(now), self.depth + 1)
         first = count - len(recent) + 1
         for key in keys:
             i = key - first
-            start = recent[i - 1] if i > 0 else meter.install_clock
+            start = recent[i - 1][1] if i > 0 else meter.install_time
             yield billing_row(meter, start, recent[i])
 
 
-def billing_row(meter: Meter, start_clock: float, end_clock: float) -> BillingRow:
-    """The billing entry of the period from ``start_clock`` to ``end_clock`` (meter clock)."""
-    end = meter.clock_to_sim(end_clock)
-    start = max(meter.clock_to_sim(start_clock), meter.install_time)
+def billing_row(meter: Meter, start: float, close: tuple[float, float]) -> BillingRow:
+    """The billing entry of the period from true time ``start`` to ``close`` ((stamp, true time))."""
+    stamp, end = close
+    start = max(start, meter.install_time)
     r0, r1 = meter.readings(start), meter.readings(end)
     kwh, kvah = r1[0] - r0[0], r1[2] - r0[2]
     pf = kwh / kvah if kvah > 0 else 1.0
-    return BillingRow(end_clock, r1, meter.demand_between(start, end), pf, max(0, int((end - start) // 60)), end)
+    on = max(0, int((end - start - off_seconds(meter, start, end)) // 60))
+    return BillingRow(stamp, r1, meter.demand_between(start, end), pf, on, end, start)
 
 
 class Live:
@@ -365,7 +332,7 @@ def _billing_value(kind: MeterKind, class_id: int, obis: str, attribute: int):
             if not (active or apparent):
                 return lambda m, row: _UNSPECIFIED_DATETIME
             return lambda m, row: clock_stamp(
-                m.clock_at_sim(row.demand.max_active_time if active else row.demand.max_apparent_time))
+                row.demand.max_active_stamp if active else row.demand.max_apparent_stamp)
         if not (active or apparent):
             return lambda m, row: encode(0)  # the load model exports nothing
         return lambda m, row: encode(round(row.demand.max_active if active else row.demand.max_apparent))
@@ -499,7 +466,7 @@ def _reset_method(rows: str):
     def reset(m: Meter, assoc, params, now: float):
         if params is not None and params.tag is not DataType.INTEGER:
             return ActionResult.TYPE_UNMATCHED, None
-        setattr(m.state, field, m.clock(now))
+        setattr(m.state, field, m.sim(now))
         return ActionResult.SUCCESS, None
 
     return reset
@@ -541,10 +508,12 @@ def set_block_period(m: Meter, seconds: int, now: float) -> DataAccessResult:
     if seconds not in (900, 1800):
         return DataAccessResult.OTHER_REASON
     if seconds != m.state.profile_capture_period:
-        m.state.profile_capture_period = seconds
-        # Blocks of the old length can't be indexed by the new period: the buffer restarts, as in meters
-        # that clear the load survey when its interval changes.
-        m.state.block_profile_start = m.clock(now)
+        state = m.state
+        t = m.sim(now)
+        state.capture_periods = history.changed(state.capture_periods, t, seconds)
+        # Blocks of the old length and the new don't mix: the buffer restarts, as in meters that clear the
+        # load survey when its interval changes.
+        state.block_profile_start = t
     from meter_core.control import EV_CAPTURE_PERIOD, programmed
 
     programmed(m, EV_CAPTURE_PERIOD, now)
@@ -569,11 +538,10 @@ def block_register_getter(spec: cat.RegisterSpec):
 
 def last_billing_clock(m: Meter, now: float) -> float:
     """Meter-clock time of the most recent billing (NaN before the first)."""
-    _, recent = billing_closures(m, m.clock(now), 1)
-    return recent[-1] if recent else math.nan
+    last = m.billing_closures().last_before(m.sim(now))
+    return math.nan if last is None else last[0]
 
 
 def period_start_sim(m: Meter, now: float) -> float:
     """Simulated time the current billing period began (or installation)."""
-    last = last_billing_clock(m, now)
-    return m.install_time if math.isnan(last) else max(m.clock_to_sim(last), m.install_time)
+    return m.billing_period_start(m.sim(now))

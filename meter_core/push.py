@@ -423,10 +423,12 @@ def alerts_between(meter, t0: float, t1: float) -> list[tuple[float, frozenset[i
     """The alert pushes the meter owes in (t0, t1]: each time ESW bits that the ESW filter enables are
     raised (a bit that clears raises nothing), with those bits."""
     from meter_core import eventlog
+    from meter_core.history import value_at
 
-    mask = meter.state.eswf or b"\xff" * 16
+    filters = meter.state.eswf
     out = []
     for t, before, after in eventlog.esw_changes(meter, t0, t1):
+        mask = value_at(filters, t) or b"\xff" * 16  # the filter in force when the bits rose
         raised = frozenset(b for b in after - before if mask[b // 8] & (0x80 >> (b % 8)))
         if raised:
             out.append((t, raised))
@@ -442,10 +444,8 @@ def triggered_between(meter, t0: float, t1: float) -> list[tuple[float, str, tup
     if _enabled(ALERT_PUSH):
         out += [(t, ALERT_PUSH, tuple(sorted(bits))) for t, bits in alerts_between(meter, t0, t1)]
     if _enabled(BILLING_PUSH):
-        from meter_core.profiles import billing_closures
-
-        _, recent = billing_closures(meter, meter.clock_at_sim(t1), 16)
-        out += [(t, BILLING_PUSH, ()) for t in map(meter.clock_to_sim, recent) if t0 < t <= t1]
+        _, recent = meter.billing_closures().upto(t1, 16)
+        out += [(t, BILLING_PUSH, ()) for _stamp, t in recent if t0 < t <= t1]
     wanted = {c: p for c, p in enumerate(EVENT_PUSHES) if _enabled(p)}
     if wanted:
         from meter_core.eventlog import events_between

@@ -4,9 +4,9 @@ The zones are the day profile of the active calendar (0.0.13.0.0.255): each acti
 switches to tariff ``script_selector`` (zone 1-8). Registers 1.0.1.8.z.255 (kWh) and 1.0.9.8.z.255
 (kVAh) count the energy used while zone z was in force, floored to the register resolution like the
 totals. The meter walks its days since installation once, keeping the running totals up to its
-last whole day (a few numbers), so a read only adds the days since. The zones of the calendar in
-force apply to every day: a calendar a head-end activates re-zones the history too, as the meter
-keeps no history of calendars (a simplification; the totals stay consistent with the zones shown).
+last whole day (a few numbers), so a read only adds the days since. Each moment counts in the zone
+of the calendar in force then: a calendar a head-end activates applies from its activation on.
+Zones switch on IST time of day (true time, not the meter clock: a simplification).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from meter_core.axdr import DataType, data_from_bytes
 from meter_core.errors import DecodeError
+from meter_core.history import value_at
 
 if TYPE_CHECKING:
     from meter_core.meter import Meter
@@ -26,10 +27,10 @@ IST_S = 330 * 60
 DEFAULT_ZONES = ((0.0, 1), (6 * 3600.0, 2), (18 * 3600.0, 3), (22 * 3600.0, 4))
 
 
-def zones_of(meter: Meter) -> tuple[tuple[float, int], ...]:
-    """(seconds after midnight, zone) of the active calendar's first day profile, sorted."""
-    cal = meter.state.calendar
-    raw = cal[0][3] if cal is not None else None
+def zones_of(parts) -> tuple[tuple[float, int], ...]:
+    """(seconds after midnight, zone) of a calendar's first day profile, sorted (``parts``: an active
+    calendar as `MeterState.calendars` keeps it; None = the factory calendar)."""
+    raw = parts[3] if parts is not None else None
     if raw is None:
         return DEFAULT_ZONES
     try:
@@ -49,14 +50,25 @@ def zones_of(meter: Meter) -> tuple[tuple[float, int], ...]:
     return tuple(out)
 
 
-def _day_zone_energy(meter: Meter, day: int, until: float, zones, totals: list[float]) -> None:
-    """Add the active and apparent energy of ``day`` up to simulated ``until`` per zone to ``totals``."""
+def _day_zone_energy(meter: Meter, day: int, until: float, calendars: tuple, totals: list[float]) -> None:
+    """Add the active and apparent energy of ``day`` up to simulated ``until`` per zone to ``totals``, each
+    moment in the zone of the calendar in force then."""
     midnight = day * DAY - IST_S
-    bounds = [midnight + start for start, _ in zones] + [midnight + DAY]
-    prev_t = max(bounds[0], meter.install_time)
+    end_of_day = midnight + DAY
+    switches = [s for s, _ in calendars[1:] if midnight < s < end_of_day]
+    pieces = []  # (start, end, zone) of the day
+    for start in (midnight, *switches):
+        zones = zones_of(value_at(calendars, start))
+        stop = next((s for s in switches if s > start), end_of_day)
+        bounds = [midnight + z for z, _ in zones] + [end_of_day]
+        for i, (_, zone) in enumerate(zones):
+            lo, hi = max(bounds[i], start), min(bounds[i + 1], stop)
+            if hi > lo:
+                pieces.append((lo, hi, zone))
+    prev_t = max(midnight, meter.install_time)
     prev = meter.energy_at(prev_t)
-    for i, (_, zone) in enumerate(zones):
-        end = min(bounds[i + 1], until)
+    for _lo, hi, zone in pieces:
+        end = min(hi, until)
         if end <= prev_t:
             continue
         nxt = meter.energy_at(end)
@@ -69,17 +81,17 @@ def _day_zone_energy(meter: Meter, day: int, until: float, zones, totals: list[f
 
 def totals_at(meter: Meter, t: float) -> list[float]:
     """Active (Wh) then apparent (VAh) import per zone, 1..4, from installation to simulated ``t``."""
-    zones = zones_of(meter)
+    calendars = meter.state.calendars
     day_t = math.floor((t + IST_S) / DAY)
     start_day = math.floor((meter.install_time + IST_S) / DAY)
     cache = meter.tod_cache
-    if cache is None or cache[0] > day_t or cache[2] != zones:
-        cache = (start_day, [0.0] * (2 * ZONES), zones)
+    if cache is None or cache[0] > day_t or cache[2] is not calendars:
+        cache = (start_day, [0.0] * (2 * ZONES), calendars)
     day, totals, _ = cache
     totals = list(totals)
     while day < day_t:
-        _day_zone_energy(meter, day, math.inf, zones, totals)
+        _day_zone_energy(meter, day, math.inf, calendars, totals)
         day += 1
-    meter.tod_cache = (day, list(totals), zones)
-    _day_zone_energy(meter, day_t, t, zones, totals)
+    meter.tod_cache = (day, list(totals), calendars)
+    _day_zone_energy(meter, day_t, t, calendars, totals)
     return totals

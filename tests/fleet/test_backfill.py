@@ -37,7 +37,7 @@ def test_backfill_writes_the_window_once_and_resumes(database_url):
     plan = bf.plan(database_url, options, EPOCH, 2, END, range(30), chunk=10)
     # a chunk written before (as by an interrupted backfill or a running fleet): part of meter 12's rows
     m = Meter(options.fleet, 12, epoch_start=EPOCH, clock=SimClock(start=END, t0=0.0))
-    first = next(block_records(m, END - 2 * 86400, END, 0.0))
+    first = next(block_records(m, END - 2 * 86400, END))
     query(database_url, "INSERT INTO block_load_profile (meter_id, capture_time, interval_seconds, active_import_wh,"
           " active_export_wh, apparent_import_vah, apparent_export_vah, reactive_q1_varh, reactive_q2_varh,"
           " reactive_q3_varh, reactive_q4_varh) VALUES (12, $1, 1800, $2, 0, 0, 0, 0, 0, 0, 0)",

@@ -120,7 +120,7 @@ def test_profiles_served_over_dlms_are_the_rows_in_postgresql(database_url, tmp_
 
         m = Meter(FleetConfig(seed=1, kind=MeterKind.SINGLE_PHASE), meter_id, epoch_start=EPOCH,
                   clock=SimClock(start=end_sim, t0=0.0))
-        again = list(block_records(m, start, end, 0.0))
+        again = list(block_records(m, start, end))
         assert [(r.capture_time, r.energy_wh[0]) for r in again] == [
             (r["capture_time"].timestamp(), r["active_import_wh"]) for r in mine]
 
@@ -186,7 +186,7 @@ def test_a_database_outage_while_meters_capture_loses_nothing_and_writes_nothing
     for meter_id in range(2):
         m = Meter(FleetConfig(seed=1, kind=MeterKind.THREE_PHASE), meter_id, epoch_start=EPOCH,
                   clock=SimClock(start=end_sim, t0=0.0))
-        expected = [(r.capture_time, r.energy_wh[0]) for r in block_records(m, start, end_sim, 0.0)]
+        expected = [(r.capture_time, r.energy_wh[0]) for r in block_records(m, start, end_sim)]
         got = [(r["capture_time"].timestamp(), r["active_import_wh"]) for r in rows
                if r["meter_id"] == meter_id and r["capture_time"].timestamp() <= end_sim]
         assert len(expected) >= 32

@@ -64,7 +64,7 @@ def test_readings_many_follows_the_relay_and_the_limiter_as_readings_does():
                 m.set_disconnected(True, -20 * 86400.0)
                 m.set_disconnected(False, -19.5 * 86400.0)
             else:
-                m.state.load_limit_w = 300
+                m.state.load_limits = ((-math.inf, 0), (END - 10 * 86400.0, 300))
                 m.state.limit_since = m.state.limit_scanned = END - 10 * 86400.0
             meters.append(m)
         assert meters[0].readings_many(ts) == [meters[1].readings(t) for t in ts]
@@ -129,14 +129,14 @@ def test_instant_values_are_the_jitter_as_first_written(kind):
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.value)
 def test_profile_records_are_the_same_in_a_batch(kind):
     for meter_id, drift in ((1, 0.0), (2, 25.0), (3, 0.0)):
-        state = MeterState(demand_integration_period=900, profile_capture_period=900) if meter_id == 3 else None
+        state = MeterState(demand_periods=((-math.inf, 900),), capture_periods=((-math.inf, 900),)) if meter_id == 3 else None
         plain, bulk = meter(meter_id, kind, drift=drift, state=state), meter(meter_id, kind, drift=drift, state=state)
         c0, c1 = END - 40 * 86400, END
-        expected = (list(block_records(plain, c0, c1, 0.0)), list(daily_records(plain, c0, c1, 0.0)),
-                    list(billing_records(plain, c0, c1, 0.0)))
+        expected = (list(block_records(plain, c0, c1)), list(daily_records(plain, c0, c1)),
+                    list(billing_records(plain, c0, c1)))
         with bulk.batch():
-            got = (list(block_records(bulk, c0, c1, 0.0)), list(daily_records(bulk, c0, c1, 0.0)),
-                   list(billing_records(bulk, c0, c1, 0.0)))
+            got = (list(block_records(bulk, c0, c1)), list(daily_records(bulk, c0, c1)),
+                   list(billing_records(bulk, c0, c1)))
         assert got == expected
         assert bulk.demand_between(c0, c1) == plain.demand_between(c0, c1)
 
@@ -169,10 +169,10 @@ def test_capture_rows_equal_the_rows_computed_without_a_batch():
         rows = fg.capture_rows(m, END - 3 * 86400, END, 0.0)
         plain = meter(8, kind)
         phases = tuple(s > 0 for s in plain.load.params.phase_share)
-        recs = list(block_records(plain, END - 3 * 86400, END, 0.0))
-        assert rows["instant_profile"] == [fg.instant_row(plain, r.capture_time, phases) for r in recs]
+        recs = list(block_records(plain, END - 3 * 86400, END))
+        assert rows["instant_profile"] == [fg.instant_row(plain, r.captured_at, phases) for r in recs]
         assert [repr(x) for x in rows["instant_profile"][5]] == [
-            repr(x) for x in fg.instant_row(plain, recs[5].capture_time, phases)]
+            repr(x) for x in fg.instant_row(plain, recs[5].captured_at, phases)]
         assert [r[1:3] for r in rows["block_load_profile"]] == [
             (fg._ts(r.capture_time), r.interval_seconds) for r in recs]
 

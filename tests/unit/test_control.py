@@ -226,8 +226,14 @@ def test_tod_registers_add_up_to_the_total_and_follow_the_calendar():
     )),))
     assert set_(p, 20, "0.0.13.0.0.255", 9, day) == DataAccessResult.SUCCESS
     assert act(p, 20, "0.0.13.0.0.255", 1, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
-    assert total - 1 <= p.get(3, "1.0.1.8.1.255", 2).value.value <= total
-    assert p.get(3, "1.0.1.8.2.255", 2).value.value == 0
+    # the energy counted before the activation keeps its zones; from then on zone 1 takes everything
+    assert [p.get(3, f"1.0.1.8.{z}.255", 2).value.value for z in range(1, 5)] == zones
+    p.now += 2 * 86400
+    later = p.get(3, "1.0.1.8.0.255", 2).value.value
+    now_zones = [p.get(3, f"1.0.1.8.{z}.255", 2).value.value for z in range(1, 5)]
+    assert later - total > 0
+    assert now_zones[1:] == zones[1:]
+    assert abs((now_zones[0] - zones[0]) - (later - total)) <= 1
 
 
 def test_the_limiter_trips_the_relay_above_its_threshold_and_recloses_after_the_lockout():
