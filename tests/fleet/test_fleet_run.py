@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,10 +26,10 @@ METERS, WORKERS = 30, 3
 
 
 class FleetProcess:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen([sys.executable, "-m", "fleet", *args], stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True)
+                                     stdout=subprocess.DEVNULL, text=True, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -52,9 +51,9 @@ class FleetProcess:
             time.sleep(0.05)
         raise AssertionError(f"no {pattern!r} in fleet output:\n" + "\n".join(self.lines))
 
-    def stop(self, timeout: float = 20) -> int:
+    def stop(self, timeout: float = 20, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -63,10 +62,21 @@ class FleetProcess:
             raise
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ports(count: int) -> tuple[int, int]:
+    """A base port for ``count`` meters and a metrics port after them, all free and below 32768."""
+    base = free_port_base(count + 1)
+    return base, base + count
+
+
+def scrape(port: int, pattern: str, timeout: float = 10) -> str:
+    """/metrics once it matches ``pattern`` (workers flush once a second); AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        if re.search(pattern, text, re.M):
+            return text
+        assert time.monotonic() < deadline, f"no {pattern!r} in /metrics:\n{text}"
+        time.sleep(0.2)
 
 
 def read_serial(port: int, meter_id: int, fleet_cfg: FleetConfig, *, client_sap=16, password=None) -> str:
@@ -97,12 +107,12 @@ def query(url: str, sql: str):
     return asyncio.run(_query(url, sql))
 
 
-def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
-    base, metrics_port = free_port_base(METERS), _free_port()
+def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url, tmp_path):
+    base, metrics_port = ports(METERS)
     fleet_cfg = FleetConfig(seed=1)
     f = FleetProcess("run", "--meters", str(METERS), "--workers", str(WORKERS), "--port-base", str(base),
                      "--metrics-port", str(metrics_port), "--database-url", database_url,
-                     "--mix", "1ph=0.5,3ph=0.3,ctpt=0.2")
+                     "--mix", "1ph=0.5,3ph=0.3,ctpt=0.2", env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         f.wait_for(r"30 meters ready")
         pids = {int(m.group(1)): int(m.group(2)) for m in
@@ -150,6 +160,7 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
         read_serial(base + 0, 0, fleet_cfg)
         read_serial(base + 25, 25, fleet_cfg)
         f.wait_for(r"worker 1 \(meters 10-19\) back", timeout=20)
+        scrape(metrics_port, r"^fleet_worker_restarts_total 1\.0$")
         while True:
             try:
                 read_serial(base + 12, 12, fleet_cfg)
@@ -174,6 +185,8 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
         assert proc.returncode == 0, proc.stderr
         assert read_serial(base + 12, 12, fleet_cfg) == meter_identity(fleet_cfg, 12).serial
     finally:
-        code = f.stop()
+        code = f.stop(sig=signal.SIGINT)  # Ctrl-C
     assert code == 0, "\n".join(f.lines)
     assert any("stopped" in line for line in f.lines)
+    assert list(tmp_path.glob("fleet-metrics-*")) == []
+
