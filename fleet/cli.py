@@ -238,7 +238,8 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
                 "embedded" if server is not None else pg.redact(url),
             )
 
-        Supervisor(settings, on_ready=ready).run()
+        watch = pg.EmbeddedWatch(server) if server is not None else None
+        Supervisor(settings, on_ready=ready, database=watch).run()
         log.info("stopped")
     finally:
         if http is not None:

@@ -53,6 +53,8 @@ DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Rows that found the w
 DB_ERRORS = Counter("fleet_db_writer_errors", "Failed flushes of the writers (retried)")
 DB_DISCARDED = Counter("fleet_db_writer_discarded", "Events of batches the database refused for good (logged)")
 WORKER_RESTARTS = Counter("fleet_worker_restarts", "Workers restarted by the supervisor")
+DATABASE_RESTARTS = Counter("fleet_database_restarts",
+                            "Times the supervisor restarted the embedded PostgreSQL after it died")
 WORKERS_UP = Gauge("fleet_workers_up", "Worker processes running", multiprocess_mode="livesum")
 
 
