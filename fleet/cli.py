@@ -10,6 +10,7 @@ import datetime as _dt
 import functools
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -190,14 +191,18 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
         _check_port_free(metrics_port)
     data_dir = data_dir or pg.default_data_dir()
     url, server = pg.resolve_database(database_url, data_dir)
+    multiproc: Path | None = None
+    http = None
     try:
         applied = asyncio.run(_migrate(url))
         if applied:
             log.info("database migrated: %s", ", ".join(applied))
+        # prometheus-client picks its value store when first imported, and fleet.metrics opens this
+        # process's files as it defines the metrics: the folder is named (and empty) before that import.
         multiproc = Path(tempfile.mkdtemp(prefix="fleet-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
         from fleet import metrics
 
-        metrics.prepare_multiproc_dir(multiproc)
         settings = RunSettings(
             options=options,
             workers=workers,
@@ -214,7 +219,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
             dial_idle=dial_idle,
         )
         if metrics_port:
-            metrics.serve(metrics_port)
+            http = metrics.serve(metrics_port)
         from fleet.supervisor import Supervisor
 
         pod = options.pod_range()
@@ -233,9 +238,16 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
                 "embedded" if server is not None else pg.redact(url),
             )
 
-        Supervisor(settings, on_ready=ready).run()
+        watch = pg.EmbeddedWatch(server) if server is not None else None
+        Supervisor(settings, on_ready=ready, database=watch).run()
         log.info("stopped")
     finally:
+        if http is not None:
+            httpd, _ = http
+            httpd.shutdown()
+            httpd.server_close()
+        if multiproc is not None:
+            shutil.rmtree(multiproc, ignore_errors=True)
         if server is not None:
             server.stop()
 

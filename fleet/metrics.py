@@ -1,16 +1,17 @@
 """Prometheus metrics of the fleet (prometheus-client, multiprocess mode).
 
-Import this module only after ``PROMETHEUS_MULTIPROC_DIR`` is set (the supervisor sets it before it
-spawns workers): prometheus-client picks its value store at import time. Workers do not touch the
-metric files per request: `WorkerMetrics` counts in plain ints and flushes once a second.
+Import this module only after ``PROMETHEUS_MULTIPROC_DIR`` names an empty folder (`fleet run` sets it
+before anything imports prometheus-client; workers inherit it): prometheus-client picks its value store
+when it is first imported, and each metric without labels opens its process's file (``counter_<pid>.db``
+...) as this module defines it. Imported earlier, the supervisor's counters would live in its memory
+only; emptied later, its files would be unlinked under it. Either way /metrics would not show them.
+Workers do not touch the metric files per request: `WorkerMetrics` counts in plain ints and flushes
+once a second.
 """
 
 from __future__ import annotations
 
 import bisect
-import os
-import shutil
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -52,15 +53,9 @@ DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Rows that found the w
 DB_ERRORS = Counter("fleet_db_writer_errors", "Failed flushes of the writers (retried)")
 DB_DISCARDED = Counter("fleet_db_writer_discarded", "Events of batches the database refused for good (logged)")
 WORKER_RESTARTS = Counter("fleet_worker_restarts", "Workers restarted by the supervisor")
+DATABASE_RESTARTS = Counter("fleet_database_restarts",
+                            "Times the supervisor restarted the embedded PostgreSQL after it died")
 WORKERS_UP = Gauge("fleet_workers_up", "Worker processes running", multiprocess_mode="livesum")
-
-
-def prepare_multiproc_dir(path: Path) -> None:
-    """Create or empty the directory prometheus-client keeps its per-process files in."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 def serve(port: int, host: str = "0.0.0.0"):

@@ -12,12 +12,19 @@ pgserver habits this module works around:
   are already traversable (never ``/tmp`` itself, never under a private home);
 - it counts the processes using a data folder in ``<pgdata>/.handle_pids.json`` and stops the server
   when the last one lets go; a process killed with SIGKILL stays in that list, so dead pids are
-  pruned before each start.
+  pruned before each start;
+- it takes a server for running when ``postmaster.pid`` names a pid that exists, a zombie included
+  (a postmaster killed with SIGKILL is one until init reaps it), and PostgreSQL refuses to start while
+  that pid, or the one in the socket's ``.s.PGSQL.<port>.lock``, answers ``kill(pid, 0)``; so before a
+  restart the watch removes both files when they name no live server process. That is safe: with
+  the lock files gone PostgreSQL still refuses to start while a process of the old server is attached
+  to its shared memory (keyed by the data folder's inode since PostgreSQL 12).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import os
@@ -27,6 +34,7 @@ import urllib.parse
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from fleet.errors import FleetError
 
@@ -82,8 +90,48 @@ class EmbeddedServer:
     def __init__(self, server, data_dir: Path) -> None:
         self._server = server
         self.data_dir = data_dir
+        # pgserver's resolved path: PostgreSQL's processes work in it (their cwd)
+        self.pgdata = Path(server.pgdata)
         self.url = _asyncpg_url(server.get_uri())
         self._stopped = False
+
+    def postmaster_pid(self) -> int | None:
+        """The pid of the live postmaster serving this data folder, None if there is none."""
+        pid = _pidfile_pid(self.pgdata / "postmaster.pid")
+        return pid if pid is not None and _live_server_pid(pid, self.pgdata) else None
+
+    def leftover_pids(self) -> list[int]:
+        """Processes of a dead postmaster's server still running in the data folder (they exit on their own)."""
+        pids = []
+        for process in psutil.process_iter():
+            try:
+                if process.name() != "postgres":
+                    continue
+            except psutil.Error:
+                continue
+            if _server_process(process, self.pgdata):
+                pids.append(process.pid)
+        return pids
+
+    def restart(self) -> int:
+        """Start the server again in its data folder, on the same socket (so the same URL), after its
+        postmaster died; returns the new postmaster's pid. Another process of the folder may have
+        restarted it first: then it is joined."""
+        where = f"embedded PostgreSQL could not restart in {self.data_dir}"
+        pgserver = _import_pgserver(where)
+        try:
+            with pgserver.PostgresServer._lock:
+                if self.postmaster_pid() is None:
+                    _remove_stale_locks(self.pgdata)
+                # pgserver's own start path: the same user, socket folder and log as the first start;
+                # it records the new postmaster, so `stop` stops this one.
+                self._server.ensure_postgres_running()
+        except Exception as e:  # noqa: BLE001 - pgserver raises anything from CalledProcessError to AssertionError
+            raise FleetError(f"{where}: {_start_failure(self.data_dir, e)}") from None
+        pid = self.postmaster_pid()
+        if pid is None:
+            raise FleetError(f"{where}: it stopped again as it started")
+        return pid
 
     def stop(self) -> None:
         """Release this process's hold; the server stops once no live process holds it."""
@@ -97,6 +145,67 @@ class EmbeddedServer:
 
     def __repr__(self) -> str:
         return f"EmbeddedServer({str(self.data_dir)!r})"
+
+
+class ServerState(enum.Enum):
+    """What the watch last saw of the embedded server."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+class EmbeddedWatch:
+    """Keeps the embedded server of a run alive, looked at from the supervisor's loop (no event loop).
+
+    `check` is cheap while the postmaster lives (it reads ``postmaster.pid`` and looks at that pid once
+    per ``interval``). When it is gone, the watch logs it, waits for the old server's processes to exit
+    (at most ``linger`` seconds; PostgreSQL would refuse to start beside them) and restarts the server
+    in the same folder on the same socket, so the workers' reconnects find it at the URL they have.
+    A failed start is logged and tried again after a doubling delay (at most ``retry_max``).
+    """
+
+    def __init__(self, server: EmbeddedServer, *, interval: float = 1.0, linger: float = 15.0,
+                 retry_max: float = 30.0) -> None:
+        self.server = server
+        self.interval = interval
+        self.linger = linger
+        self.retry_max = retry_max
+        self.state = ServerState.UP
+        self.restarts = 0
+        self.pid = server.postmaster_pid()
+        self._next = 0.0
+        self._lost_at = 0.0
+        self._delay = interval
+
+    def check(self, now: float) -> bool:
+        """Look at the server if it is time to; True when this call brought it back."""
+        if now < self._next:
+            return False
+        self._next = now + self.interval
+        if self.state is ServerState.UP:
+            pid = self.server.postmaster_pid()
+            if pid is not None:
+                self.pid = pid
+                return False
+            self.state = ServerState.DOWN
+            self._lost_at = now
+            self._delay = self.interval
+            log.warning("embedded PostgreSQL in %s lost (postmaster pid %s gone); restarting it",
+                        self.server.data_dir, self.pid)
+        if now - self._lost_at < self.linger and self.server.leftover_pids():
+            return False
+        try:
+            pid = self.server.restart()
+        except FleetError as e:
+            log.warning("%s; trying again in %.0f s", e, self._delay)
+            self._next = now + self._delay
+            self._delay = min(self._delay * 2, self.retry_max)
+            return False
+        self.state = ServerState.UP
+        self.restarts += 1
+        self.pid = pid
+        log.info("embedded PostgreSQL in %s back, postmaster pid %d", self.server.data_dir, pid)
+        return True
 
 
 def resolve_database(url: str | None, data_dir: Path) -> tuple[str, EmbeddedServer | None]:
@@ -211,8 +320,6 @@ def _prune_dead_handles(data_dir: Path, pgserver) -> None:
     handles = data_dir / ".handle_pids.json"
     if not handles.exists():
         return
-    import psutil
-
     with pgserver.PostgresServer._lock:
         try:
             pids = json.loads(handles.read_text())
@@ -221,6 +328,51 @@ def _prune_dead_handles(data_dir: Path, pgserver) -> None:
                 handles.write_text(json.dumps(alive))
         except (OSError, ValueError):
             return
+
+
+def _pidfile_pid(path: Path) -> int | None:
+    """The pid on the first line of a PostgreSQL lock file, None if there is no such file."""
+    try:
+        return int(path.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _server_process(process: psutil.Process, pgdata: Path) -> bool | None:
+    """Whether ``process`` is a live (not zombie) process of a server working in ``pgdata``; None if we
+    may not look (another user's process)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE and Path(process.cwd()) == pgdata
+    except psutil.AccessDenied:
+        return None
+    except (psutil.NoSuchProcess, OSError):
+        return False
+
+
+def _remove_stale_locks(pgdata: Path) -> None:
+    """Remove ``postmaster.pid`` and its socket lock when they name no live server process (call with
+    pgserver's lock held, after checking the postmaster is dead)."""
+    pidfile = pgdata / "postmaster.pid"
+    try:
+        lines = pidfile.read_text().splitlines()
+    except OSError:
+        return
+    # postmaster.pid: pid, data folder, start time, port, socket folder, ... (PostgreSQL's miscadmin.h)
+    if len(lines) >= 5 and lines[3].strip().isdigit() and lines[4].strip():
+        socket_lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+        pid = _pidfile_pid(socket_lock)
+        if pid is not None and not _live_server_pid(pid, pgdata):
+            socket_lock.unlink(missing_ok=True)
+    pidfile.unlink(missing_ok=True)
+
+
+def _live_server_pid(pid: int, pgdata: Path) -> bool:
+    """Whether ``pid`` is a live server process of ``pgdata``; one we may not inspect is taken for one
+    (never restart over a live server)."""
+    try:
+        return _server_process(psutil.Process(pid), pgdata) is not False
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _start_failure(data_dir: Path, e: BaseException) -> str:

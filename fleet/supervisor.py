@@ -3,7 +3,9 @@
 Signal handlers only enqueue the signal; the main loop drains the queue (gunicorn ``Arbiter``).
 TERM or INT stops gracefully within a deadline, then SIGKILL; a second INT forces the stop (uvicorn
 ``should_exit``/``force_exit``). A dead worker is restarted on the same shard; one that fails to
-boot (port in use, database unreachable) halts the run with its one-line reason.
+boot (port in use, database unreachable) halts the run with its one-line reason. When the run started
+the embedded PostgreSQL, the loop also looks after it (`fleet.pg.EmbeddedWatch`): a dead server is
+restarted where it was, and the workers' writers, which spooled meanwhile, reconnect to it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
 from fleet.errors import FleetError
+from fleet.pg import EmbeddedWatch
 from fleet.settings import RunSettings
 from fleet.worker import WORKER_BOOT_ERROR, worker_main
 
@@ -44,8 +47,10 @@ class Slot:
 class Supervisor:
     """Start, watch, restart and stop the workers of one fleet run."""
 
-    def __init__(self, settings: RunSettings, *, on_ready=None) -> None:
+    def __init__(self, settings: RunSettings, *, on_ready=None, database: EmbeddedWatch | None = None) -> None:
         self.settings = settings
+        # The embedded server this run started or joined (None with --database-url: not ours to restart).
+        self.database = database
         self.ctx = multiprocessing.get_context("spawn")
         self.slots = [Slot(i, shard) for i, shard in enumerate(settings.plan())]
         self.signals: list[int] = []
@@ -89,6 +94,9 @@ class Supervisor:
             stopping, force = self._handle_signals()
             if stopping:
                 break
+            # Before the poll: a restart blocks for seconds, and the poll then takes the heartbeats
+            # that came meanwhile before they are checked.
+            self._watch_database()
             self._poll(0.5)
             if self.error is not None:
                 break
@@ -175,6 +183,12 @@ class Supervisor:
             slot.restarts += 1
             metrics.WORKER_RESTARTS.inc()
             self.spawn(slot)
+
+    def _watch_database(self) -> None:
+        from fleet import metrics
+
+        if self.database is not None and self.database.check(time.monotonic()):
+            metrics.DATABASE_RESTARTS.inc()
 
     def _check_heartbeats(self) -> None:
         limit = self.settings.heartbeat_timeout

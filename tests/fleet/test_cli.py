@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -121,7 +122,7 @@ def test_export_json_and_csv_follow_the_contract():
 
 
 @pytest.mark.integration
-def test_meter_port_in_use_stops_the_fleet_with_one_line(database_url):
+def test_meter_port_in_use_stops_the_fleet_with_one_line(database_url, tmp_path):
     from tests.servers import free_port_base
 
     base = free_port_base(4)
@@ -130,10 +131,11 @@ def test_meter_port_in_use_stops_the_fleet_with_one_line(database_url):
     s.listen()
     try:
         proc = fleet("run", "--meters", "4", "--workers", "2", "--port-base", str(base), "--metrics-port", "0",
-                     "--database-url", database_url, timeout=60)
+                     "--database-url", database_url, timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)})
     finally:
         s.close()
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("fleet: error:") and f"127.0.0.1:{base + 2}" in last and "in use" in last, proc.stderr
+    assert list(tmp_path.glob("fleet-metrics-*")) == []  # a stop on an error takes its metrics folder too

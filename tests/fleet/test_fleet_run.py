@@ -1,16 +1,19 @@
-"""`fleet run` end to end: several workers, PostgreSQL, metrics, a killed worker, a clean stop."""
+"""`fleet run` end to end: several workers, PostgreSQL, metrics, a killed worker, a killed embedded
+PostgreSQL, a clean stop."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from gurux_dlms import GXDLMSException
@@ -27,10 +30,10 @@ METERS, WORKERS = 30, 3
 
 
 class FleetProcess:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen([sys.executable, "-m", "fleet", *args], stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True)
+                                     stdout=subprocess.DEVNULL, text=True, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -52,9 +55,9 @@ class FleetProcess:
             time.sleep(0.05)
         raise AssertionError(f"no {pattern!r} in fleet output:\n" + "\n".join(self.lines))
 
-    def stop(self, timeout: float = 20) -> int:
+    def stop(self, timeout: float = 20, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -63,10 +66,21 @@ class FleetProcess:
             raise
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ports(count: int) -> tuple[int, int]:
+    """A base port for ``count`` meters and a metrics port after them, all free and below 32768."""
+    base = free_port_base(count + 1)
+    return base, base + count
+
+
+def scrape(port: int, pattern: str, timeout: float = 10) -> str:
+    """/metrics once it matches ``pattern`` (workers flush once a second); AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        if re.search(pattern, text, re.M):
+            return text
+        assert time.monotonic() < deadline, f"no {pattern!r} in /metrics:\n{text}"
+        time.sleep(0.2)
 
 
 def read_serial(port: int, meter_id: int, fleet_cfg: FleetConfig, *, client_sap=16, password=None) -> str:
@@ -97,12 +111,12 @@ def query(url: str, sql: str):
     return asyncio.run(_query(url, sql))
 
 
-def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
-    base, metrics_port = free_port_base(METERS), _free_port()
+def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url, tmp_path):
+    base, metrics_port = ports(METERS)
     fleet_cfg = FleetConfig(seed=1)
     f = FleetProcess("run", "--meters", str(METERS), "--workers", str(WORKERS), "--port-base", str(base),
                      "--metrics-port", str(metrics_port), "--database-url", database_url,
-                     "--mix", "1ph=0.5,3ph=0.3,ctpt=0.2")
+                     "--mix", "1ph=0.5,3ph=0.3,ctpt=0.2", env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         f.wait_for(r"30 meters ready")
         pids = {int(m.group(1)): int(m.group(2)) for m in
@@ -150,6 +164,7 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
         read_serial(base + 0, 0, fleet_cfg)
         read_serial(base + 25, 25, fleet_cfg)
         f.wait_for(r"worker 1 \(meters 10-19\) back", timeout=20)
+        scrape(metrics_port, r"^fleet_worker_restarts_total 1\.0$")
         while True:
             try:
                 read_serial(base + 12, 12, fleet_cfg)
@@ -174,6 +189,106 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url):
         assert proc.returncode == 0, proc.stderr
         assert read_serial(base + 12, 12, fleet_cfg) == meter_identity(fleet_cfg, 12).serial
     finally:
-        code = f.stop()
+        code = f.stop(sig=signal.SIGINT)  # Ctrl-C
     assert code == 0, "\n".join(f.lines)
     assert any("stopped" in line for line in f.lines)
+    assert list(tmp_path.glob("fleet-metrics-*")) == []
+
+
+EMBEDDED_METERS = 6
+FIXED_START = "2026-06-01T00:00:00+05:30"  # the ground truth is then the same rows in every run
+
+
+def _block_times(url: str) -> dict[int, list]:
+    rows = query(url, "SELECT meter_id, capture_time FROM block_load_profile ORDER BY meter_id, capture_time")
+    times: dict[int, list] = {}
+    for r in rows:
+        times.setdefault(r["meter_id"], []).append(r["capture_time"])
+    return times
+
+
+def _wait_rows(url: str, done, timeout: float, what: str) -> dict[int, list]:
+    deadline = time.monotonic() + timeout
+    while True:
+        times = _block_times(url)
+        if len(times) == EMBEDDED_METERS and done(times):
+            return times
+        assert time.monotonic() < deadline, f"no {what} within {timeout:g} s: {times}"
+        time.sleep(0.3)
+
+
+def test_fleet_restarts_its_embedded_database_when_killed(tmp_path):
+    import psutil
+
+    # The embedded server's folder must be traversable by the pgserver user when we are root, which
+    # pytest's own tmp_path is not; TMPDIR is a private one, to see what `fleet run` leaves there.
+    base = Path(tempfile.mkdtemp(prefix="cosem-fleet-restart-"))
+    base.chmod(0o755)
+    data, tmp = base / "pgdata", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("FLEET_DATABASE_URL", "FLEET_SPOOL_DIR")}
+    env.update(FLEET_DATA_DIR=str(data), TMPDIR=str(tmp))
+    port_base, metrics_port = ports(EMBEDDED_METERS)
+    f = FleetProcess("run", "--meters", str(EMBEDDED_METERS), "--workers", "2", "--port-base", str(port_base),
+                     "--metrics-port", str(metrics_port), "--speed", "900", "--start", FIXED_START, env=env)
+    try:
+        f.wait_for(r"6 meters ready .* database embedded", timeout=90)
+        url = f"postgresql://postgres@/postgres?host={data.resolve()}"
+        worker_pid = int(f.wait_for(r"worker 1 \(meters 3-5\) (?:ready|back), pid (\d+)").group(1))
+        _wait_rows(url, lambda t: all(len(v) >= 2 for v in t.values()), 30, "block load rows")
+
+        # A killed worker is counted by the supervisor, on the /metrics the supervisor serves.
+        os.kill(worker_pid, signal.SIGKILL)
+        f.wait_for(r"worker 1 \(meters 3-5\) back", timeout=20)
+        scrape(metrics_port, r"^fleet_worker_restarts_total 1\.0$")
+
+        # SIGKILL the postmaster: no shutdown, a stale postmaster.pid and socket lock left behind.
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        killed_at = time.monotonic()
+        f.wait_for(rf"embedded PostgreSQL in \S+ lost \(postmaster pid {postmaster} gone\)", timeout=10)
+        new_pid = int(f.wait_for(r"embedded PostgreSQL in \S+ back, postmaster pid (\d+)", timeout=45).group(1))
+        assert time.monotonic() - killed_at < 45
+        assert new_pid != postmaster
+        assert int((data / "postmaster.pid").read_text().split()[0]) == new_pid
+        assert psutil.Process(new_pid).status() != psutil.STATUS_ZOMBIE
+        metrics = scrape(metrics_port, r"^fleet_database_restarts_total 1\.0$")
+        assert re.search(r"^fleet_worker_restarts_total 1\.0$", metrics, re.M), metrics
+
+        # The workers write again, at the same URL: blocks captured after the restart appear, and
+        # those captured while the server was away (spooled) are there too: no meter misses a block.
+        back = _block_times(url)
+        last = max(max(v) for v in back.values())
+        times = _wait_rows(url, lambda t: all(len([x for x in v if x > last]) >= 2 for v in t.values()), 30,
+                           "block load rows after the restart")
+        for meter_id, stamps in times.items():
+            steps = {(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])}
+            assert steps == {1800.0}, (meter_id, stamps)
+    finally:
+        code = f.stop()
+        try:
+            assert code == 0, "\n".join(f.lines)
+            assert any(line.endswith("fleet: stopped") for line in f.lines), "\n".join(f.lines)
+            # The restarted server is the one `fleet run` stops as it ends (pg_ctl -w removes the pid file).
+            assert not (data / "postmaster.pid").exists(), "\n".join(f.lines)
+            assert list(tmp.glob("fleet-metrics-*")) == []
+        finally:
+            _stop_leftover_server(data)
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop_leftover_server(data: Path) -> None:
+    """Fast shutdown of a server a failed test left running in ``data`` (none after a passing one)."""
+    import psutil
+
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        process = psutil.Process(pid)
+    except (OSError, ValueError, IndexError, psutil.NoSuchProcess):
+        return
+    if process.status() != psutil.STATUS_ZOMBIE and Path(process.cwd()) == data.resolve():
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except psutil.TimeoutExpired:
+            process.kill()
