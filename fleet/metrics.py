@@ -47,11 +47,30 @@ SECURITY_FAILURES = Counter("fleet_security_failures",
                             ["client", "reason"])
 INTERNAL_ERRORS = Counter("fleet_internal_errors", "Faults inside a meter while serving a request")
 DB_ROWS = Counter("fleet_db_rows_written", "Rows written to PostgreSQL, by table", ["table"])
-DB_QUEUE = Gauge("fleet_db_writer_queue_depth", "Rows waiting in the writers' queues", multiprocess_mode="livesum")
-DB_LAG = Gauge("fleet_db_writer_lag_seconds", "Age of the oldest row not yet written", multiprocess_mode="max")
-DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Rows that found the writer queue full")
-DB_ERRORS = Counter("fleet_db_writer_errors", "Failed flushes of the writers (retried)")
+# The connection recorder's queue (fleet/recorder.py); the ground-truth writer has gauges of its own below.
+DB_QUEUE = Gauge("fleet_db_writer_queue_depth", "Connection and association events waiting in the recorders' "
+                 "queues", multiprocess_mode="livesum")
+DB_LAG = Gauge("fleet_db_writer_lag_seconds", "Age of the oldest connection or association event not yet written",
+               multiprocess_mode="max")
+DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Recorder events that found its queue full, and "
+                          "ground-truth passes held back by a full queue")
+DB_ERRORS = Counter("fleet_db_writer_errors", "Failed steps of the writers, all reasons (retried)")
 DB_DISCARDED = Counter("fleet_db_writer_discarded", "Events of batches the database refused for good (logged)")
+# The ground-truth writer of each worker (fleet/groundtruth.py), one series per shard "first-stop".
+GROUNDTRUTH_ROWS_WAITING = Gauge("fleet_groundtruth_rows_waiting", "Profile rows computed and not yet written: "
+                                 "queued in memory plus spooled on disk", ["shard"], multiprocess_mode="livesum")
+GROUNDTRUTH_SPOOL_ROWS = Gauge("fleet_groundtruth_spool_rows", "Profile rows waiting in the spool folder",
+                               ["shard"], multiprocess_mode="livesum")
+GROUNDTRUTH_SPOOL_FILES = Gauge("fleet_groundtruth_spool_files", "Batches waiting in the spool folder", ["shard"],
+                                multiprocess_mode="livesum")
+GROUNDTRUTH_LAG = Gauge("fleet_groundtruth_lag_seconds", "Simulated seconds of captures due that the ground-truth "
+                        "writer has not computed yet (0 when it is up to date)", ["shard"],
+                        multiprocess_mode="livemax")
+GROUNDTRUTH_SPOOLED = Counter("fleet_groundtruth_spooled_rows", "Profile rows moved to the spool because they "
+                              "could not be written")
+GROUNDTRUTH_ERRORS = Counter("fleet_groundtruth_errors", "Failed steps of the ground-truth writer (retried with "
+                             "back-off), by reason: database, too-many-open-files, spool, internal", ["reason"])
+GROUNDTRUTH_RESTARTS = Counter("fleet_groundtruth_restarts", "Ground-truth writer loops restarted after a fault")
 WORKER_RESTARTS = Counter("fleet_worker_restarts", "Workers restarted by the supervisor")
 DATABASE_RESTARTS = Counter("fleet_database_restarts",
                             "Times the supervisor restarted the embedded PostgreSQL after it died")

@@ -76,8 +76,12 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
                    kind: MeterKind = MeterKind.THREE_PHASE, seed: int = 1, speed: float = 1.0,
                    database_url: str | None = None, sim_start: float | None = None, spool_dir=None,
                    hls_mechanism: int = 2, security_suite: int = 0, hes: tuple[str, int] | None = None,
-                   dial_idle: float = 30.0, source_base: str | None = None):
-    """Serve ``meters`` meters from one worker in a background thread; stop them on exit."""
+                   dial_idle: float = 30.0, source_base: str | None = None, sim_t0: float | None = None):
+    """Serve ``meters`` meters from one worker in a background thread; stop them on exit.
+
+    ``sim_t0`` (a ``time.monotonic()`` of this process) is when simulated time was ``sim_start``: give
+    an earlier run's to continue its clock, as a worker the supervisor restarts does.
+    """
     import uvloop
 
     from fleet.worker import Worker
@@ -87,7 +91,8 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
                            security_suite=security_suite, mode="dial" if hes else "listen")
     settings = RunSettings(options=options, workers=1, speed=speed,
                            sim_start=time.time() if sim_start is None else sim_start,
-                           sim_t0=time.monotonic(), epoch_start=EPOCH, database_url=database_url,
+                           sim_t0=time.monotonic() if sim_t0 is None else sim_t0, epoch_start=EPOCH,
+                           database_url=database_url,
                            shutdown_timeout=5.0, spool_dir=None if spool_dir is None else str(spool_dir),
                            hes=hes, dial_idle=dial_idle, source_base=source_base)
     pipe = _Pipe()

@@ -125,6 +125,24 @@ ALTER TABLE block_load_profile ADD CONSTRAINT block_load_profile_energy_check CH
 ALTER TABLE block_load_profile ADD CONSTRAINT block_load_profile_interval_check CHECK ((interval_seconds > 0));
 ALTER TABLE block_load_profile ADD CONSTRAINT block_load_profile_pkey PRIMARY KEY (meter_id, capture_time);
 
+CREATE TABLE capture_progress (
+    meter_from bigint NOT NULL,
+    meter_to bigint NOT NULL,
+    captured_until double precision NOT NULL,
+    captured_until_at timestamp with time zone GENERATED ALWAYS AS (to_timestamp(captured_until)) STORED,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE capture_progress IS 'How far the profile rows of each range of meters are written: every row its meters captured up to captured_until (simulated time) is in the profile tables; updated in the same transaction as the rows';
+COMMENT ON COLUMN capture_progress.meter_from IS 'First meter_id of the range';
+COMMENT ON COLUMN capture_progress.meter_to IS 'One past the last meter_id of the range';
+COMMENT ON COLUMN capture_progress.captured_until IS 'Simulated time, Unix seconds (exact, as the writers keep it), up to which the range''s captures are written';
+COMMENT ON COLUMN capture_progress.captured_until_at IS 'captured_until as a timestamp, for reading';
+COMMENT ON COLUMN capture_progress.updated_at IS 'Wall-clock time of the last move';
+
+ALTER TABLE capture_progress ADD CONSTRAINT capture_progress_pkey PRIMARY KEY (meter_from, meter_to);
+ALTER TABLE capture_progress ADD CONSTRAINT capture_progress_range_check CHECK (((meter_from >= 0) AND (meter_to > meter_from)));
+ALTER TABLE capture_progress ADD CONSTRAINT capture_progress_time_check CHECK (((captured_until > '-Infinity'::double precision) AND (captured_until < 'Infinity'::double precision)));
+
 CREATE TABLE certificates (
     meter_id bigint NOT NULL,
     certificate_entity smallint NOT NULL,
