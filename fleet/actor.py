@@ -11,6 +11,8 @@ import logging
 import time
 import uuid
 
+from fleet.journal import programmed_row
+from meter_core import keys
 from meter_core._util import NEED_DATA
 from meter_core.connection import MeterConnection
 from meter_core.events import (
@@ -19,6 +21,7 @@ from meter_core.events import (
     AssociationReleased,
     ConnectionTerminated,
     InternalError,
+    Programmed,
     ProtocolViolation,
     PushConfirmed,
     PushRequested,
@@ -28,13 +31,17 @@ from meter_core.events import (
 log = logging.getLogger("fleet.actor")
 
 _monotonic = time.monotonic
+# SETs and ACTIONs on these classes change keys, secrets or certificates (security setup 64, association
+# LN 15): they are made durable (meter_keys) before the answer goes out.
+_KEY_CLASSES = (15, 64)
+_NO_EVENTS: tuple = ()
 
 
 class MeterProtocol(asyncio.Protocol):
     """One TCP connection to one meter."""
 
     __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing",
-                 "push", "sent", "push_id", "push_at")
+                 "push", "sent", "push_id", "push_at", "_holding", "_write_paused")
 
     def __init__(self, worker, meter_id: int, push: str | None = None, push_id: int = 0,
                  push_at: float | None = None) -> None:
@@ -53,6 +60,8 @@ class MeterProtocol(asyncio.Protocol):
         self.peer = ""
         self._seq = 0
         self._closing = False
+        self._holding = False  # an answer waits for the journal
+        self._write_paused = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
 
@@ -103,17 +112,76 @@ class MeterProtocol(asyncio.Protocol):
         now = _monotonic()
         conn.receive_data(data, now)
         out = conn.data_to_send()
+        ev = conn.next_event()
+        if ev is NEED_DATA:
+            events = _NO_EVENTS
+        else:
+            events = [ev]
+            while (ev := conn.next_event()) is not NEED_DATA:
+                events.append(ev)
+        w = self.worker
+        w.metrics.bytes_in += len(data)
+        sec = conn.meter.state.security
+        if sec is not None:  # counters (or keys) of a ciphered client moved
+            w.security_dirty.add(self.meter_id)
+        journal = w.journal
+        if journal is not None and (events or sec is not None):
+            urgent, keys_too = self._journal(journal, events, sec)
+            if urgent or keys_too:
+                # What changed the meter is durable before the head-end hears it did (issue 12): hold the
+                # answer, and read nothing more from this head-end, until the journal has it.
+                self._holding = True
+                self.transport.pause_reading()
+                fut = journal.persist(urgent, (self.meter_id,) if keys_too else ())
+                fut.add_done_callback(lambda f: self._release(f, out, events, now))
+                return
+        self._deliver(out, events, now)
+
+    def _journal(self, journal, events, sec) -> tuple[list, bool]:
+        """Journal rows of ``events``: those that changed the meter (returned: the answer waits for them)
+        and the others (queued); whether the meter's keys and counters must be durable first too."""
+        urgent, later = [], []
+        keys_too = sec is not None and keys.counters_to_reserve(sec)
+        for ev in events:
+            if type(ev) is Programmed:
+                row = programmed_row(self.meter_id, ev)
+                if ev.replay:
+                    urgent.append(row)
+                else:
+                    later.append(row)
+                    if ev.result == 0 and ev.class_id in _KEY_CLASSES:  # keys, secrets, certificates changed
+                        keys_too = True
+        if later:
+            journal.record(later)
+        return urgent, keys_too
+
+    def _release(self, fut, out: bytes, events: list, now: float) -> None:
+        """The journal has what the held answer needs: send it (and take the next requests)."""
+        self._holding = False
+        if fut.cancelled() or self.conn is None or self.transport is None or self.transport.is_closing():
+            return  # the connection or the worker went away meanwhile: the head-end hears nothing
+        sec = self.conn.meter.state.security
+        journal = self.worker.journal
+        if sec is not None and journal is not None:
+            if keys.counters_to_reserve(sec):  # another connection of the meter went further meanwhile
+                self._holding = True
+                journal.persist([], (self.meter_id,)).add_done_callback(
+                    lambda f: self._release(f, out, events, now))
+                return
+        self._deliver(out, events, now)
+        if not self._write_paused and not self._closing:
+            self.transport.resume_reading()
+
+    def _deliver(self, out: bytes, events: list, now: float) -> None:
         if out:
             self.transport.write(out)
         m = self.worker.metrics
-        m.bytes_in += len(data)
         m.bytes_out += len(out)
         m.observe_latency(_monotonic() - now)
-        if conn.meter.state.security is not None:  # counters (or keys) of a ciphered client moved
-            self.worker.security_dirty.add(self.meter_id)
-        if (ev := conn.next_event()) is not NEED_DATA:
-            self._handle_events(ev)
-        if conn.closed and not self._closing:
+        if events:
+            self._handle_events(events)
+        conn = self.conn
+        if conn is not None and conn.closed and not self._closing:
             self._closing = True
             self.transport.close()
 
@@ -124,11 +192,13 @@ class MeterProtocol(asyncio.Protocol):
         """The head-end does not read its answers (the write buffer passed its high-water mark): stop
         reading its requests until it does, so a flooding client waits on its own socket instead of
         filling the worker's memory."""
+        self._write_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self._closing:
+        self._write_paused = False
+        if self.transport is not None and not self._closing and not self._holding:
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -139,8 +209,7 @@ class MeterProtocol(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         conn.connection_lost()
-        if (ev := conn.next_event()) is not NEED_DATA:
-            self._handle_events(ev)
+        self._drain_events()
         self.worker.connection_closed(self)
         self.conn = None
 
@@ -161,8 +230,7 @@ class MeterProtocol(asyncio.Protocol):
         out = conn.data_to_send()
         if out:
             self.transport.write(out)
-        if (ev := conn.next_event()) is not NEED_DATA:
-            self._handle_events(ev)
+        self._drain_events()
         if conn.closed:
             if not self._closing:
                 self._closing = True
@@ -176,10 +244,9 @@ class MeterProtocol(asyncio.Protocol):
         self._seq += 1
         return self._seq
 
-    def _handle_events(self, ev) -> None:
+    def _handle_events(self, events) -> None:
         w = self.worker
-        conn = self.conn
-        while ev is not NEED_DATA:
+        for ev in events:
             t = type(ev)
             if t is AssociationEstablished:
                 w.association_established(self, ev)
@@ -200,10 +267,18 @@ class MeterProtocol(asyncio.Protocol):
             elif t is ConnectionTerminated:
                 w.connection_terminated(self, ev)
             elif t is PushRequested:
-                self.send_push(ev.push)
+                if self.transport is not None and not self.transport.is_closing():
+                    self.send_push(ev.push)
             elif t is PushConfirmed:
                 w.push_confirmed(self.meter_id, ev.invoke_id)
-            ev = conn.next_event()
+
+    def _drain_events(self) -> None:
+        conn = self.conn
+        events = []
+        while (ev := conn.next_event()) is not NEED_DATA:
+            events.append(ev)
+        if events:
+            self._handle_events(events)
 
     def abort(self) -> None:
         """Drop the connection now (worker shutdown)."""

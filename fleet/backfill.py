@@ -13,6 +13,11 @@ use, so backfilled history equals what the meters serve over DLMS) and writes th
 A chunk is done when its `backfill_progress` row is committed with its rows, so an interrupted
 backfill run again with the same arguments skips what was done and redoes only the rest. Progress
 goes to stderr as a bar.
+
+Rows are what the meters serve: their clocks drift as `fleet run --drift-ppm` makes them, and what
+the journal says was done to them (head-ends' programming, injected changes) is replayed at its time.
+With its rows a chunk moves its `capture_progress` to the window's end (when its history is then
+continuous), so a `fleet run` started later writes from there: one continuous history per meter.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import hashlib
+import logging
 import multiprocessing
 import time
 from dataclasses import dataclass
@@ -27,7 +33,17 @@ from dataclasses import dataclass
 import asyncpg
 
 from fleet import pg
-from fleet.groundtruth import COLUMNS, CREATE_STAGING, capture_rows, write_batch
+from fleet.groundtruth import (
+    COLUMNS,
+    CREATE_STAGING,
+    RECORD_PROGRESS,
+    SELECT_PROGRESS,
+    capture_rows,
+    resume_point,
+    write_batch,
+)
+
+log = logging.getLogger("fleet.backfill")
 
 IST = _dt.timezone(_dt.timedelta(hours=5, minutes=30))
 DAY = 86400
@@ -43,32 +59,40 @@ class Plan:
     window_end: float
     chunks: tuple[tuple[int, int], ...]
     settings: tuple = ()  # load templates and power-quality rows from the database
+    drift_ppm: float = 0.0  # as `fleet run --drift-ppm`: the meters' clocks drift the same way
 
     @property
     def key(self) -> str:
-        """What makes two backfills the same job: the fleet's identity and the window."""
+        """What makes two backfills the same job: the fleet's identity, what changes its values, the window."""
         o = self.options
-        text = f"{o.seed}|{o.fleet.kind.value}|{getattr(o.fleet, 'mix', '')}|{self.window_start}|{self.window_end}"
+        text = (f"{o.seed}|{o.fleet.kind.value}|{getattr(o.fleet, 'mix', '')}|{self.window_start}|{self.window_end}"
+                f"|{self.drift_ppm}")
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def plan(url: str, options, epoch_start: float, days: int, end: float | None, meter_ids: range,
-         chunk: int = CHUNK_METERS) -> Plan:
+         chunk: int = CHUNK_METERS, drift_ppm: float = 0.0) -> Plan:
     if end is None:
         today = _dt.datetime.now(IST).replace(hour=0, minute=0, second=0, microsecond=0)
         end = today.timestamp()
     chunks = tuple((a, min(a + chunk, meter_ids.stop)) for a in range(meter_ids.start, meter_ids.stop, chunk))
-    return Plan(url, options, epoch_start, end - days * DAY, end, chunks)
+    return Plan(url, options, epoch_start, end - days * DAY, end, chunks, drift_ppm=drift_ppm)
 
 
-def chunk_rows(p: Plan, first: int, stop: int) -> dict[str, list[tuple]]:
-    """Every row meters [first, stop) captured in the window (sim time = meter clock: no drift)."""
-    from meter_core.meter import Meter, SimClock
+def chunk_rows(p: Plan, first: int, stop: int, history=None) -> dict[str, list[tuple]]:
+    """Every row meters [first, stop) captured in the window, as the meters served them: their clocks
+    drifting as in `fleet run`, and what was done to them (``history``: meter -> journal entries up to
+    the window's end, `fleet.journal.load`) replayed at its time."""
+    from meter_core import journal
+    from meter_core.meter import Meter, MeterState, SimClock
 
-    clock = SimClock(start=p.window_end, t0=0.0)
+    clock = SimClock(start=p.window_end, t0=0.0, drift_ppm=p.drift_ppm)
     batch: dict[str, list[tuple]] = {t: [] for t in COLUMNS}
     for meter_id in range(first, stop):
-        m = Meter(p.options.fleet, meter_id, epoch_start=p.epoch_start, clock=clock)
+        m = Meter(p.options.fleet, meter_id, epoch_start=p.epoch_start, clock=clock, state=MeterState())
+        entries = history.get(meter_id) if history else None
+        if entries:
+            journal.replay(m, entries)
         for table, rows in capture_rows(m, p.window_start, p.window_end, 0.0).items():
             batch[table] += rows
     return batch
@@ -77,6 +101,19 @@ def chunk_rows(p: Plan, first: int, stop: int) -> dict[str, list[tuple]]:
 async def _done_chunks(conn: asyncpg.Connection, key: str) -> set[int]:
     rows = await conn.fetch("SELECT meter_from FROM backfill_progress WHERE job_key = $1", key)
     return {r["meter_from"] for r in rows}
+
+
+async def _claim(conn: asyncpg.Connection, p: Plan, first: int, stop: int) -> None:
+    """Move the chunk's `capture_progress` to the window's end, when its history is then continuous: the
+    chunk had none, or it reached the window's start. Otherwise the gap before the window is left for
+    the next run to fill (it resumes where the recorded history ends)."""
+    rows = await conn.fetch(SELECT_PROGRESS, first, stop)
+    reached = resume_point(range(first, stop), [(r[0], r[1], r[2]) for r in rows])
+    if reached is None or reached >= p.window_start:
+        await conn.execute(RECORD_PROGRESS, first, stop, p.window_end)
+    else:
+        log.info("backfill: meters %d-%d have no history from %s to the window's start; a run fills it",
+                 first, stop - 1, _dt.datetime.fromtimestamp(reached, IST).isoformat())
 
 
 async def write_chunk(conn: asyncpg.Connection, p: Plan, first: int, stop: int,
@@ -93,16 +130,16 @@ async def write_chunk(conn: asyncpg.Connection, p: Plan, first: int, stop: int,
                 if rows:
                     await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
             await conn.execute(mark, *args, n)
+            await _claim(conn, p, first, stop)
         return n
     except asyncpg.UniqueViolationError:
         pass  # some rows exist already: write through staging, skipping them
     async with conn.transaction():
         written, refused = await write_batch(conn, batch)
         await conn.execute(mark, *args, sum(written.values()))
+        await _claim(conn, p, first, stop)
     for report in refused:
-        import logging
-
-        logging.getLogger("fleet.backfill").error("backfill row refused: %s", report)
+        log.error("backfill row refused: %s", report)
     return sum(written.values())
 
 
@@ -118,7 +155,8 @@ def _job(args) -> tuple[int, int, int]:
 
         install_settings(p.settings)
         _installed = True
-    batch = chunk_rows(p, first, stop)
+    history = _run_in_job(_history_in_job(p, first, stop))
+    batch = chunk_rows(p, first, stop, history)
     return first, stop, _run_in_job(_write_in_job(p, first, stop, batch))
 
 
@@ -131,6 +169,14 @@ def _run_in_job(coro):
     if _job_loop is None:
         _job_loop = asyncio.new_event_loop()
     return _job_loop.run_until_complete(coro)
+
+
+async def _history_in_job(p: Plan, first: int, stop: int) -> dict[int, list]:
+    """The journal of meters [first, stop) up to the window's end (what was done to them, to replay)."""
+    from fleet import journal
+
+    loaded = await journal.load(p.url, range(first, stop), p.window_end)
+    return loaded.entries
 
 
 async def _write_in_job(p: Plan, first: int, stop: int, batch) -> int:

@@ -123,6 +123,12 @@ def _parse_mix(text: str | None) -> tuple:
         raise FleetError(f"--mix: {e}") from None
 
 
+def _drift_option(f):
+    return click.option("--drift-ppm", default=0.0, show_default=True, type=click.FloatRange(0.0, 500.0),
+                        help="Meter clocks run up to this many ppm fast or slow (seeded per meter); 0 keeps them "
+                             "exact.")(f)
+
+
 def _database_option(f):
     f = click.option("--data-dir", envvar="FLEET_DATA_DIR", type=click.Path(file_okay=False, path_type=Path),
                      default=None, help="Folder of the embedded PostgreSQL (env FLEET_DATA_DIR).")(f)
@@ -152,8 +158,7 @@ def cli() -> None:
                    "meanwhile go on the open call).")
 @click.option("--source-base", default=None,
               help="Dial mode: meter i dials from this IPv4 address + i (e.g. 127.1.0.0: one address per meter).")
-@click.option("--drift-ppm", default=0.0, show_default=True, type=click.FloatRange(0.0, 500.0),
-              help="Meter clocks run up to this many ppm fast or slow (seeded per meter); 0 keeps them exact.")
+@_drift_option
 @click.option("--spool-dir", envvar="FLEET_SPOOL_DIR", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Where workers keep ground-truth rows while the database is away "
                                  "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
@@ -321,13 +326,17 @@ def db_migrate(database_url, data_dir) -> None:
               help="Only these meter ids, as FIRST-LAST (inclusive), e.g. 0-999 (default: the whole fleet).")
 @click.option("--jobs", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(min=1),
               help="Processes computing and writing rows.")
+@_drift_option
 @_database_option
 def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
-             security_suite, days, end, ids, jobs,
+             security_suite, days, end, ids, jobs, drift_ppm,
              database_url, data_dir) -> None:
     """Write DAYS days of profile history (block load, daily, billing, snapshots) for the fleet.
 
-    Resumable: run it again with the same arguments and it writes only the chunks not done.
+    The rows are what the meters serve: give the options `fleet run` gets (--drift-ppm included), and what
+    the journal records head-ends and operators did to the meters is replayed. A run started later writes
+    from the window's end. Resumable: run it again with the same arguments and it writes only the chunks
+    not done.
     """
     from fleet import backfill as bf
     from fleet import pg
@@ -342,7 +351,7 @@ def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
         applied = asyncio.run(_migrate(url))
         if applied:
             click.echo(f"database migrated: {', '.join(applied)}", err=True)
-        p = bf.plan(url, options, FLEET_EPOCH, days, end_time, meter_ids)
+        p = bf.plan(url, options, FLEET_EPOCH, days, end_time, meter_ids, drift_ppm=drift_ppm)
 
         def progress(done: int, total: int, rows: int, seconds: float) -> None:
             width = 30

@@ -83,11 +83,14 @@ class CommandListener:
     """A worker's connection on ``fleet_commands``: calls ``apply(command) -> (meters, sim_time)`` for each
     command newer than the worker's start, in order, and records the result."""
 
-    def __init__(self, url: str, shard: range, apply, replay=None) -> None:
+    def __init__(self, url: str, shard: range, apply, replay, durable=None) -> None:
         self.url = url
         self.shard = shard
         self.apply = apply
-        self.replay = replay  # replay(command, sim_at): an earlier command, at its time
+        # replay(command, sim_at or None) -> (simulated time, meters): an earlier command, at the time a
+        # worker first applied it (None: none has yet)
+        self.replay = replay
+        self.durable = durable  # awaited before a result is recorded: the meters' journal has the command
         self.last = None
         self._wake = asyncio.Event()
         self.applied = 0
@@ -101,8 +104,7 @@ class CommandListener:
                 conn = await pg.connect(self.url)
                 if self.last is None:
                     last = await conn.fetchval(_LAST)
-                    if self.replay is not None:
-                        await self._replay(conn, last)
+                    await self._replay(conn, last)
                     self.last = last
                 await conn.add_listener(CHANNEL, self._notified)
                 delay = 0.5
@@ -134,16 +136,14 @@ class CommandListener:
         for row in await conn.fetch(_EARLIER, last):
             cmd = Command.from_row(row)
             try:
-                if row["sim_at"] is None:
-                    n, sim_t = self.apply(cmd)
-                else:
-                    sim_t = float(row["sim_at"])
-                    n = self.replay(cmd, sim_t)
+                sim_t, n = self.replay(cmd, None if row["sim_at"] is None else float(row["sim_at"]))
             except Exception:  # a command that fails on one meter must not stop the worker
                 log.exception("replaying command %d (%s) failed", cmd.command_id, cmd.action)
                 continue
             count += n
             when = _dt.datetime.fromtimestamp(sim_t, _dt.UTC)
+            if self.durable is not None:
+                await self.durable()
             await conn.execute(_RESULT, cmd.command_id, self.shard.start, self.shard.stop, n, when)
         if count:
             log.info("commands issued before this worker listened: applied to %d meter(s)", count)
@@ -161,6 +161,8 @@ class CommandListener:
                 count, sim_t = 0, None
             self.last = cmd.command_id
             self.applied += 1
+            if self.durable is not None:
+                await self.durable()
             when = _dt.datetime.fromtimestamp(sim_t if sim_t is not None else 0.0, _dt.UTC)
             await conn.execute(_RESULT, cmd.command_id, self.shard.start, self.shard.stop, count, when)
 

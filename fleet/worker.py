@@ -27,6 +27,7 @@ import asyncpg
 
 from fleet.errors import FleetError
 from fleet.settings import RunSettings
+from meter_core import journal
 
 log = logging.getLogger("fleet.worker")
 
@@ -108,6 +109,11 @@ class Worker:
         self.states: dict[int, object] = {}
         self.recorder = None
         self.groundtruth = None
+        self.journal = None  # fleet.journal.Journal: what must be durable before a meter answers
+        self._journaled_commands: dict[int, set[int]] = {}  # command -> meters it was applied to before
+        self._journal_last: dict[int, float] = {}  # meter -> time of its last journal entry at start
+        self._last_persist = None
+        self._journal_reported = (0, 0)
         # meters whose keys or invocation counters may have moved since the recorder last wrote them
         self.security_dirty: set[int] = set()
         self.push_counts: Counter = Counter()
@@ -138,8 +144,13 @@ class Worker:
         self.clock = SimClock(start=s.sim_start, t0=s.sim_t0, speed=s.speed, drift_ppm=s.drift_ppm)
         try:
             if s.database_url:
+                from fleet.journal import Journal
+
                 self.recorder = await Recorder.open(s.database_url, self)
                 await self._load_settings(s.database_url)
+                await self._replay_journal(s.database_url)
+                self.journal = Journal(s.database_url, self)
+                self.journal.start()
                 if s.spool_dir:
                     from fleet.groundtruth import GroundTruthWriter
 
@@ -167,7 +178,8 @@ class Worker:
         if s.database_url:
             from fleet.commands import CommandListener
 
-            self.commands = CommandListener(s.database_url, self.shard, self.apply_command, self.replay_command)
+            self.commands = CommandListener(s.database_url, self.shard, self.apply_command, self.replay_command,
+                                            durable=self.journal_settled)
             tasks.append(asyncio.create_task(self.commands.run()))
         if self.options.mode == "dial":
             tasks.append(asyncio.create_task(self._dial()))
@@ -531,48 +543,96 @@ class Worker:
 
     # -- injected commands (`fleet inject`, through PostgreSQL) -------------------------------------------
 
-    def replay_command(self, cmd, sim_at: float) -> int:
-        """Apply an earlier command (issued before this worker started) as of simulated ``sim_at``, the
-        time it was first applied; a command from this run's future is left out. Returns how many meters."""
+    def replay_command(self, cmd, sim_at: float | None) -> tuple[float, int]:
+        """Apply an earlier command (issued before this worker started) to the meters of the shard it selects
+        that the journal does not show it applied to (a worker that died before journaling it, or one that
+        was starting when it was issued), as of simulated ``sim_at`` (the time it was first applied) or, for
+        a meter with later journal entries, of its last one; a command from this run's future is left out.
+        Returns (simulated time, how many meters it reached)."""
         c = self.clock
-        if sim_at > c.sim(time.monotonic()):
-            return 0
-        return self.apply_command(cmd, c.t0 + (sim_at - c.start) / c.speed)[0]
+        now_sim = c.sim(time.monotonic())
+        if sim_at is None:  # issued while the fleet was starting: no worker applied it yet
+            sim_at = now_sim
+        elif sim_at > now_sim:
+            return sim_at, 0
+        done = self._journaled_commands.get(cmd.command_id, set())
+        ids = [m for m in cmd.meters(self.fleet.seed, self.shard) if m not in done]
+        reached = len(cmd.meters(self.fleet.seed, self.shard)) - len(ids)
+        by_time: dict[float, list[int]] = {}
+        for mid in ids:
+            by_time.setdefault(max(sim_at, self._journal_last.get(mid, sim_at)), []).append(mid)
+        for t, mids in sorted(by_time.items()):
+            self.apply_command(cmd, c.t0 + (t - c.start) / c.speed, only=mids, sim_time=t)
+        return sim_at, reached + len(ids)
 
-    def apply_command(self, cmd, now: float | None = None) -> tuple[int, float]:
-        """Apply a command to the meters of this shard it selects (as of monotonic ``now``, default now);
-        returns (how many, simulated time)."""
+    def apply_command(self, cmd, now: float | None = None, *, only: list[int] | None = None,
+                      sim_time: float | None = None) -> tuple[int, float]:
+        """Apply a command to the meters of this shard it selects (``only``: these of them), as of monotonic
+        ``now`` (default now; ``sim_time``: exactly this simulated time); each meter's change goes to the
+        journal. Returns (how many, simulated time)."""
+        from fleet.journal import injected_row
+
         if now is None:
             now = time.monotonic()
-        t = self.clock.sim(now)
-        ids = cmd.meters(self.fleet.seed, self.shard)
+        t = self.clock.sim(now) if sim_time is None else sim_time
+        ids = cmd.meters(self.fleet.seed, self.shard) if only is None else only
         duration = cmd.params.get("duration_s")
         duration = float(duration) if duration is not None else None
+        params = {k: v for k, v in cmd.params.items() if k in ("duration_s", "factor", "code")}
         changed = []
+        rows = []
         for mid in ids:
             m = self._meter_to_change(mid)
-            if cmd.action == "power-failure":
-                if m.change_supply(0.0, now, duration):
-                    changed.append(mid)
-                self._drop(mid)
-            elif cmd.action == "load-change":
-                if m.change_supply(float(cmd.params.get("factor", 1.0)), now, duration):
-                    changed.append(mid)
-            elif cmd.action == "tamper":
-                m.inject_tamper(int(cmd.params.get("code", 201)), now, duration)
-                changed.append(mid)
-            elif cmd.action == "link-down":
+            rows.append(injected_row(mid, t, m.clock_at_sim(t), cmd.action, cmd.command_id, params))
+            if cmd.action == "link-down":
                 self.link_down[mid] = math.inf if duration is None else t + duration
                 self._drop(mid)
-            elif cmd.action == "restore":
+                continue
+            if cmd.action == "restore":
                 self.link_down.pop(mid, None)
-                restored = m.change_supply(None, now)
-                if m.restore_tampers(now) or restored:
-                    changed.append(mid)
+            entry = journal.Injected(t, cmd.action, duration, cmd.params.get("factor"), cmd.params.get("code"))
+            if journal.replay(m, [entry]):
+                changed.append(mid)
+            if cmd.action == "power-failure":
+                self._drop(mid)
+        if rows and self.journal is not None:
+            self._last_persist = self.journal.persist(rows)
         if changed and self.options.mode == "dial":
             self._rescan_alerts(changed, t)
         log.info("command %d: %s on %d meters", cmd.command_id, cmd.action, len(ids))
         return len(ids), t
+
+    async def journal_settled(self) -> None:
+        """Wait until the journal has what the commands applied so far did (before answering for them)."""
+        fut = self._last_persist
+        if fut is not None:
+            await asyncio.shield(fut)
+
+    async def _replay_journal(self, url: str) -> None:
+        """Build the shard's meters as they were: the journal's SETs, ACTIONs and injected changes, each at
+        its time, through the code that served them (`meter_core.journal.replay`)."""
+        from fleet import journal as fj
+        from meter_core.meter import Meter, MeterState
+
+        now_sim = self.clock.sim(time.monotonic())
+        loaded = await fj.load(url, self.shard, now_sim)
+        for mid, entries in loaded.entries.items():
+            state = self.states.get(mid) or MeterState()
+            m = Meter(self.fleet, mid, epoch_start=self.settings.epoch_start, clock=self.clock, state=state,
+                      port=self.options.address(mid)[1])
+            journal.replay(m, entries)
+            self.states[mid] = m.state
+        for mid, end in loaded.link_down.items():
+            if end > now_sim:
+                self.link_down[mid] = end
+        self._journaled_commands = dict(loaded.commands)
+        self._journal_last = loaded.last_time
+        if loaded.entries:
+            log.info("journal: %d meter(s) built again from %d entries", len(loaded.entries),
+                     sum(len(e) for e in loaded.entries.values()))
+        if loaded.future:
+            log.warning("journal: %d entries lie after this run's start (a run that went further before); "
+                        "they are not replayed: start later (--start) or on a fresh database", loaded.future)
 
     def _meter_to_change(self, meter_id: int):
         """The meter whose state a command changes: the live one, or one built on the state kept for it."""
@@ -635,6 +695,8 @@ class Worker:
         await self._close_recorder(self.settings.shutdown_timeout / 2)
 
     async def _close_recorder(self, timeout: float) -> None:
+        if self.journal is not None:
+            await self.journal.close(timeout)
         if self.groundtruth is not None:
             await self.groundtruth.close(timeout)
         if self.recorder is not None:
@@ -665,6 +727,15 @@ class Worker:
             self.recorder.flush_metrics(metrics)
         if self.groundtruth is not None:
             self.groundtruth.flush_metrics(metrics)
+        j = self.journal
+        if j is not None:
+            written, errors = j.rows_written, j.errors
+            reported = self._journal_reported
+            if written > reported[0]:
+                metrics.DB_ROWS.labels("meter_journal").inc(written - reported[0])
+            if errors > reported[1]:
+                metrics.DB_ERRORS.inc(errors - reported[1])
+            self._journal_reported = (written, errors)
 
     # -- meters -------------------------------------------------------------------------------------
 

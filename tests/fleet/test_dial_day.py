@@ -17,7 +17,7 @@ from fleet.cli import FLEET_EPOCH
 from fleet.settings import FleetOptions
 from meter_core import push
 from meter_core.meter import Meter, SimClock
-from tests.fleet.test_fleet_run import FleetProcess, _free_port, query
+from tests.fleet.test_fleet_run import FleetProcess, ports, query
 
 pytestmark = [pytest.mark.fleet, pytest.mark.integration]
 
@@ -37,12 +37,12 @@ def _sim_now(url: str) -> float:
 
 
 def test_two_thousand_meters_push_for_a_day_with_the_sink_away_for_an_hour(database_url):
-    port = _free_port()
+    port, metrics_port = ports(1)  # the sink's port, and the fleet's metrics port after it
     sink_args = ("hes-sink", "--meters", str(METERS), "--listen", f"127.0.0.1:{port}", "--database-url", database_url)
     sink = FleetProcess(*sink_args)
     sink.wait_for("hes-sink listening")
     fleet = FleetProcess("run", "--mode", "dial", "--meters", str(METERS), "--workers", "2", "--speed", str(SPEED),
-                         "--hes", f"127.0.0.1:{port}", "--dial-idle", "0.3", "--metrics-port", str(_free_port()),
+                         "--hes", f"127.0.0.1:{port}", "--dial-idle", "0.3", "--metrics-port", str(metrics_port),
                          "--database-url", database_url)
     try:
         fleet.wait_for(rf"{METERS} meters ready", timeout=120)

@@ -66,7 +66,7 @@ def assert_blocks_exactly_once(url: str, meters: int, start: float, end: float) 
     recomputed = {}
     for meter_id in range(meters):
         m = Meter(FleetConfig(seed=1, kind=KIND), meter_id, epoch_start=EPOCH, clock=SimClock(start=end, t0=0.0))
-        expected = [(r.capture_time, r.energy_wh[0]) for r in block_records(m, start, end, 0.0)]
+        expected = [(r.capture_time, r.energy_wh[0]) for r in block_records(m, start, end)]
         got = [(r["capture_time"].timestamp(), r["active_import_wh"]) for r in rows
                if r["meter_id"] == meter_id and start < r["capture_time"].timestamp() <= end]
         assert len(expected) >= (end - start) // 1800 // 2  # half-hour blocks, less what outages took

@@ -403,6 +403,50 @@ COMMENT ON TABLE message_queue IS 'Pushes a meter has not delivered yet, bounded
 ALTER TABLE message_queue ADD CONSTRAINT message_queue_pkey PRIMARY KEY (meter_id, message_id);
 ALTER TABLE message_queue ADD CONSTRAINT message_queue_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'SENT'::text, 'FAILED'::text])));
 
+CREATE TABLE meter_journal (
+    meter_id bigint NOT NULL,
+    seq bigint DEFAULT nextval('meter_journal_seq'::regclass) NOT NULL,
+    sim_time double precision NOT NULL,
+    true_time timestamp with time zone GENERATED ALWAYS AS (to_timestamp(sim_time)) STORED,
+    meter_time timestamp with time zone,
+    source text NOT NULL,
+    client_sap integer,
+    service text NOT NULL,
+    class_id integer,
+    obis text,
+    index integer,
+    value bytea,
+    result integer,
+    outcome text NOT NULL,
+    replay boolean NOT NULL,
+    command_id bigint,
+    params jsonb,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL
+);
+COMMENT ON TABLE meter_journal IS 'What was done to each meter and when: head-ends'' SETs and ACTIONs, injected state changes; workers replay the rows with replay = true when they start. Partitioned by hash of meter_id.';
+COMMENT ON COLUMN meter_journal.seq IS 'Order of writing (replay order within one sim_time)';
+COMMENT ON COLUMN meter_journal.sim_time IS 'Simulated (true) time it happened, Unix seconds, exactly as the meter used it';
+COMMENT ON COLUMN meter_journal.true_time IS 'sim_time as a timestamp';
+COMMENT ON COLUMN meter_journal.meter_time IS 'What the meter''s clock showed when it happened';
+COMMENT ON COLUMN meter_journal.source IS 'dlms: a head-end''s SET or ACTION; inject: fleet inject';
+COMMENT ON COLUMN meter_journal.client_sap IS 'Client SAP of the association the request came on (dlms)';
+COMMENT ON COLUMN meter_journal.service IS 'set or action (dlms); the injected action (inject)';
+COMMENT ON COLUMN meter_journal.obis IS 'Logical name of the object (dlms), dotted';
+COMMENT ON COLUMN meter_journal.index IS 'Attribute (set) or method (action) index';
+COMMENT ON COLUMN meter_journal.value IS 'A-XDR encoded value written, or the method''s parameters';
+COMMENT ON COLUMN meter_journal.result IS 'data-access-result (set) or action-result (action); 0 = success';
+COMMENT ON COLUMN meter_journal.outcome IS 'The result''s name (success, read-write-denied, type-unmatched, ...) or applied (inject)';
+COMMENT ON COLUMN meter_journal.replay IS 'It changed the meter: replayed when a worker builds the meter again';
+COMMENT ON COLUMN meter_journal.command_id IS 'The fleet_commands row it came from (inject)';
+COMMENT ON COLUMN meter_journal.params IS 'duration_s, factor, code of an injected change';
+
+ALTER TABLE meter_journal ADD CONSTRAINT meter_journal_pkey PRIMARY KEY (meter_id, seq);
+ALTER TABLE meter_journal ADD CONSTRAINT meter_journal_service_check CHECK ((((source = 'dlms'::text) AND (service = ANY (ARRAY['set'::text, 'action'::text]))) OR ((source = 'inject'::text) AND (service = ANY (ARRAY['power-failure'::text, 'restore'::text, 'tamper'::text, 'link-down'::text, 'load-change'::text])))));
+ALTER TABLE meter_journal ADD CONSTRAINT meter_journal_source_check CHECK ((source = ANY (ARRAY['dlms'::text, 'inject'::text])));
+ALTER TABLE meter_journal ADD CONSTRAINT meter_journal_time_check CHECK (((sim_time > '-Infinity'::double precision) AND (sim_time < 'Infinity'::double precision)));
+CREATE INDEX meter_journal_command_idx ON ONLY public.meter_journal USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_replay_idx ON ONLY public.meter_journal USING btree (meter_id, sim_time, seq) WHERE replay;
+
 CREATE TABLE meter_keys (
     meter_id bigint NOT NULL,
     security_setup smallint NOT NULL,
@@ -1069,6 +1113,86 @@ CREATE TABLE message_queue_p14 PARTITION OF message_queue FOR VALUES WITH (modul
 
 CREATE TABLE message_queue_p15 PARTITION OF message_queue FOR VALUES WITH (modulus 16, remainder 15);
 
+CREATE TABLE meter_journal_p00 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 0);
+
+CREATE INDEX meter_journal_p00_command_id_idx ON public.meter_journal_p00 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p00_meter_id_sim_time_seq_idx ON public.meter_journal_p00 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p01 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 1);
+
+CREATE INDEX meter_journal_p01_command_id_idx ON public.meter_journal_p01 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p01_meter_id_sim_time_seq_idx ON public.meter_journal_p01 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p02 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 2);
+
+CREATE INDEX meter_journal_p02_command_id_idx ON public.meter_journal_p02 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p02_meter_id_sim_time_seq_idx ON public.meter_journal_p02 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p03 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 3);
+
+CREATE INDEX meter_journal_p03_command_id_idx ON public.meter_journal_p03 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p03_meter_id_sim_time_seq_idx ON public.meter_journal_p03 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p04 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 4);
+
+CREATE INDEX meter_journal_p04_command_id_idx ON public.meter_journal_p04 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p04_meter_id_sim_time_seq_idx ON public.meter_journal_p04 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p05 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 5);
+
+CREATE INDEX meter_journal_p05_command_id_idx ON public.meter_journal_p05 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p05_meter_id_sim_time_seq_idx ON public.meter_journal_p05 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p06 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 6);
+
+CREATE INDEX meter_journal_p06_command_id_idx ON public.meter_journal_p06 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p06_meter_id_sim_time_seq_idx ON public.meter_journal_p06 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p07 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 7);
+
+CREATE INDEX meter_journal_p07_command_id_idx ON public.meter_journal_p07 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p07_meter_id_sim_time_seq_idx ON public.meter_journal_p07 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p08 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 8);
+
+CREATE INDEX meter_journal_p08_command_id_idx ON public.meter_journal_p08 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p08_meter_id_sim_time_seq_idx ON public.meter_journal_p08 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p09 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 9);
+
+CREATE INDEX meter_journal_p09_command_id_idx ON public.meter_journal_p09 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p09_meter_id_sim_time_seq_idx ON public.meter_journal_p09 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p10 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 10);
+
+CREATE INDEX meter_journal_p10_command_id_idx ON public.meter_journal_p10 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p10_meter_id_sim_time_seq_idx ON public.meter_journal_p10 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p11 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 11);
+
+CREATE INDEX meter_journal_p11_command_id_idx ON public.meter_journal_p11 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p11_meter_id_sim_time_seq_idx ON public.meter_journal_p11 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p12 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 12);
+
+CREATE INDEX meter_journal_p12_command_id_idx ON public.meter_journal_p12 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p12_meter_id_sim_time_seq_idx ON public.meter_journal_p12 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p13 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 13);
+
+CREATE INDEX meter_journal_p13_command_id_idx ON public.meter_journal_p13 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p13_meter_id_sim_time_seq_idx ON public.meter_journal_p13 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p14 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 14);
+
+CREATE INDEX meter_journal_p14_command_id_idx ON public.meter_journal_p14 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p14_meter_id_sim_time_seq_idx ON public.meter_journal_p14 USING btree (meter_id, sim_time, seq) WHERE replay;
+
+CREATE TABLE meter_journal_p15 PARTITION OF meter_journal FOR VALUES WITH (modulus 16, remainder 15);
+
+CREATE INDEX meter_journal_p15_command_id_idx ON public.meter_journal_p15 USING btree (command_id) WHERE (command_id IS NOT NULL);
+CREATE INDEX meter_journal_p15_meter_id_sim_time_seq_idx ON public.meter_journal_p15 USING btree (meter_id, sim_time, seq) WHERE replay;
+
 CREATE TABLE meter_keys_p00 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 0);
 
 CREATE TABLE meter_keys_p01 PARTITION OF meter_keys FOR VALUES WITH (modulus 16, remainder 1);
@@ -1207,6 +1331,24 @@ CREATE VIEW latest_measurements AS
   ORDER BY meter_id, capture_time DESC;
 COMMENT ON VIEW latest_measurements IS 'The most recent instantaneous snapshot of each meter';
 
+CREATE VIEW programming_actions AS
+ SELECT meter_id,
+    true_time,
+    meter_time,
+    client_sap,
+    service,
+    class_id,
+    obis,
+    index AS attribute_or_method,
+    encode(value, 'hex'::text) AS value_hex,
+    outcome,
+    result,
+    replay AS changed_meter,
+    recorded_at
+   FROM meter_journal j
+  WHERE source = 'dlms'::text;
+COMMENT ON VIEW programming_actions IS 'Every SET and ACTION head-ends made on the meters, with true and meter time and outcome: what a HES did to the fleet';
+
 CREATE VIEW push_success AS
  SELECT d.meter_id,
     d.push_logical_name,
@@ -1219,6 +1361,7 @@ CREATE VIEW push_success AS
 COMMENT ON VIEW push_success IS 'Push success rate per meter and push setup: pushes received by the head-end (push_received) / pushes due (push_due)';
 
 CREATE SEQUENCE fleet_commands_command_id_seq AS bigint;
+CREATE SEQUENCE meter_journal_seq AS bigint;
 CREATE OR REPLACE FUNCTION public.fleet_commands_notify()
  RETURNS trigger
  LANGUAGE plpgsql

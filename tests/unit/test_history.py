@@ -14,6 +14,7 @@ steps. After every step:
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 
@@ -258,6 +259,46 @@ class ProgrammedMeter(RuleBasedStateMachine):
             got = [(utc_of(r[0]), r[1]) for r in now_served[obis]]
             truth = [(round(s, 2), code) for s, code in self.truth_events[c]]
             assert got == truth[len(truth) - len(got):] if got else True, f"{obis} differs from the ground truth"
+
+
+    @invariant()
+    def the_readme_consistency_rules_hold(self):
+        """README: registers never go backwards; the blocks between two daily entries add up to their
+        difference; a bill's maximum demand is the highest block demand of its period (when the demand
+        integration period is the capture period throughout); billing counts follow one another."""
+        m = self.meter
+        blocks = sorted(self.truth["block"].values(), key=lambda r: r.captured_at)
+        days = sorted(self.truth["daily"].values(), key=lambda r: r.captured_at)
+        bills = sorted(self.truth["billing"].values(), key=lambda r: r.captured_at)
+        assert all(a.energy_wh[0] <= b.energy_wh[0] for a, b in zip(days, days[1:]))
+        assert all(all(e >= 0 for e in b.energy_wh) for b in blocks)
+        first = blocks[0].captured_at if blocks else math.inf
+        at = [b.captured_at for b in blocks]
+
+        def between(lo: float, hi: float) -> list:  # the blocks captured in (lo, hi]
+            return blocks[bisect.bisect_right(at, lo):bisect.bisect_right(at, hi)]
+
+        for d0, d1 in zip(days, days[1:]):
+            if d0.captured_at < first:
+                continue
+            inside = [b.energy_wh[0] for b in between(d0.captured_at, d1.captured_at)]
+            assert sum(inside) == d1.energy_wh[0] - d0.energy_wh[0], "a day's blocks do not add up"
+        assert [b.billing_count for b in bills] == list(range(bills[0].billing_count, bills[0].billing_count
+                                                              + len(bills))) if bills else True
+        state = m.state
+        changes = [t for t, _ in (*state.demand_periods[1:], *state.capture_periods[1:])]
+        resets = set(state.billing_resets)
+        starts = {b.captured_at: prev for prev, b in zip(blocks, blocks[1:])}
+        for b0, b1 in zip(bills, bills[1:]):
+            lo, hi = b0.captured_at, b1.captured_at
+            if lo < first or lo in resets or any(lo - 1800 <= t <= hi for t in changes):
+                continue  # an MD reset cuts a demand period the block goes on through; a period change
+            if state.demand_integration_period != state.profile_capture_period:
+                continue
+            demands = [round(b.energy_wh[0] * 3600.0 / max(b.interval_seconds, b.captured_at - starts[b.captured_at]
+                                                            .captured_at))
+                       for b in between(lo, hi) if b.captured_at in starts]
+            assert b1.md_w == max(demands, default=0), "a bill's maximum demand is not its highest block demand"
 
 
 TestProgrammedMeter = ProgrammedMeter.TestCase

@@ -1,0 +1,135 @@
+"""A worker killed right after a head-end's ciphered requests (issue 12): nothing it answered is lost,
+no invocation counter it accepted is accepted again.
+
+`fleet run` serves two meters from one worker on a real database. A head-end (our sans-I/O client,
+client 48: HLS, ciphered) associates, sets the demand integration period and reads the clock; the
+worker is SIGKILLed the moment the last answer arrives, and the supervisor brings it back. Then:
+
+- the same bytes sent again (a replay of the association: its AARQ carries the invocation counter
+  it was accepted with) are refused;
+- a head-end that reads the counter object and adds one, as head-ends do, associates and finds the
+  demand period it set: the meter answered only once the SET was in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+import pytest
+
+from fleet.export import meter_record
+from fleet.settings import FleetOptions
+from meter_core import NEED_DATA
+from meter_core.axdr import Data, DataType
+from meter_core.client import (
+    Associated,
+    AssociationFailed,
+    ClientSecurity,
+    ClientSettings,
+    DlmsClient,
+    GetResult,
+    SetResult,
+)
+from meter_core.connection import Transport
+from tests.fleet.test_fleet_run import FleetProcess, ports
+
+pytestmark = [pytest.mark.fleet, pytest.mark.integration]
+
+
+class Head:
+    """A head-end on one TCP connection to a meter, our client underneath; keeps every byte it sends."""
+
+    def __init__(self, port: int, settings: ClientSettings) -> None:
+        self.client = DlmsClient(settings)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sent: list[bytes] = []
+
+    def until(self, *kinds):
+        while True:
+            out = self.client.data_to_send()
+            if out:
+                self.sent.append(out)
+                self.sock.sendall(out)
+            ev = self.client.next_event()
+            if ev is not NEED_DATA:
+                assert isinstance(ev, kinds), ev
+                return ev
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None  # the meter closed the connection
+            self.client.receive_data(chunk)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def counter_to_use(port: int) -> int:
+    """What head-ends do before a ciphered association: read 0.0.43.1.3.255 as the public client, add one."""
+    h = Head(port, ClientSettings(client_sap=16, transport=Transport.WRAPPER))
+    try:
+        h.client.associate()
+        h.until(Associated)
+        h.client.get(1, "0.0.43.1.3.255", 2)
+        return h.until(GetResult).value.value + 1
+    finally:
+        h.close()
+
+
+def test_a_worker_killed_after_ciphered_requests_loses_nothing_it_answered_and_takes_no_counter_twice(database_url):
+    base, metrics_port = ports(2)
+    options = FleetOptions(meters=2, port_base=base)
+    client = next(c for c in meter_record(options, 0)["clients"] if c["client_sap"] == 48)
+    f = FleetProcess("run", "--meters", "2", "--workers", "1", "--port-base", str(base), "--metrics-port",
+                     str(metrics_port), "--database-url", database_url)
+    try:
+        pid = int(f.wait_for(r"worker 0 \(meters 0-1\) ready, pid (\d+)").group(1))
+        security = ClientSecurity.from_onboarding(client, counter_to_use(base))
+        settings = ClientSettings(client_sap=48, transport=Transport.WRAPPER, security=security)
+        h = Head(base, settings)
+        h.client.associate()
+        h.until(Associated)
+        h.client.set(1, "1.0.0.8.0.255", 2, Data(DataType.LONG_UNSIGNED, 900))
+        assert h.until(SetResult).result == 0
+        h.client.get(8, "0.0.1.0.0.255", 2)
+        h.until(GetResult)
+        os.kill(pid, signal.SIGKILL)  # the moment the answers are in
+        h.close()
+        f.wait_for(r"worker 0 \(meters 0-1\) back", timeout=30)
+
+        # The same head-end's bytes again: the association they open was accepted with a counter the meter
+        # has taken; it refuses them.
+        last = h.client._ic  # the last counter the meter accepted (the GET's)
+        replay = Head(base, settings)
+        try:
+            replay.sock.sendall(h.sent[0])  # the AARQ: its initiate request is ciphered with the first counter
+            replay.client.receive_data(replay.sock.recv(65536))
+            assert isinstance(replay.client.next_event(), AssociationFailed)
+        finally:
+            replay.close()
+        # ... and so is any association that uses a counter it accepted before the kill, the last included
+        for used in (last - 1, last):
+            old = Head(base, ClientSettings(client_sap=48, transport=Transport.WRAPPER,
+                                           security=ClientSecurity.from_onboarding(client, used)))
+            try:
+                old.client.associate()
+                assert isinstance(old.until(Associated, AssociationFailed), AssociationFailed), used
+            finally:
+                old.close()
+
+        # A head-end that reads the counter and adds one: the SET answered before the kill is in force.
+        fresh = counter_to_use(base)
+        assert fresh > last
+        again = Head(base, ClientSettings(client_sap=48, transport=Transport.WRAPPER,
+                                         security=ClientSecurity.from_onboarding(client, fresh)))
+        try:
+            again.client.associate()
+            again.until(Associated)
+            again.client.get(1, "1.0.0.8.0.255", 2)
+            assert again.until(GetResult).value.value == 900
+        finally:
+            again.close()
+    finally:
+        code = f.stop()
+    assert code == 0, "\n".join(f.lines)
