@@ -220,6 +220,7 @@ class Worker:
                              for mid in self.shard for p in periodic]
         heapq.heapify(heap)
         self._heap_changed = asyncio.Event()
+        self._alerts_scanned = (now_sim, self.shard.start - 1)  # the scanner's first pass, from now on
         scanner = self.loop.create_task(self._scan_alerts(now_sim))
         gate = asyncio.Semaphore(self.settings.dial_concurrency)
         if self.settings.database_url:
@@ -287,7 +288,11 @@ class Worker:
                                            and e[0] - push.randomisation(seed, e[1], e[2]) >= t)]
         scanned, last = self._alerts_scanned
         for mid in meter_ids:
-            until = max(t, scanned + ALERT_WINDOW if mid <= last else scanned)  # as far as the scanner looked
+            # as far as the scanner looked; beyond, its pass looks itself, at the meter as changed (a meter
+            # its pass has yet to reach is looked at from ``scanned`` on, which may be before or after ``t``)
+            until = scanned + ALERT_WINDOW if mid <= last else scanned
+            if until <= t - 1e-3:
+                continue
             for when, p, bits in push.triggered_between(self.meter_for_rows(mid), t - 1e-3, until):
                 heap.append((when + push.randomisation(seed, mid, p), mid, p, bits))
         heapq.heapify(heap)
