@@ -19,6 +19,21 @@ from meter_core.connection import Transport
 from meter_core.identity import FleetConfig, MeterKind, meter_identity
 
 EPOCH = 1767205800.0  # 2026-01-01 00:00 IST, as `fleet run` uses
+# How long a test waits, in wall seconds, for something the fleet does (a command applied, pushes
+# arrived, rows written): long enough for a machine busy with other work; a test that waits that long
+# has failed.
+PATIENCE = 120.0
+
+
+def wait_for(what: str, done, state=None, timeout: float = PATIENCE):
+    """Poll ``done()`` until it returns something true, and return that; fail after ``timeout`` wall seconds,
+    saying what never came (and ``state()``, what there was instead)."""
+    deadline = time.monotonic() + timeout
+    while not (got := done()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}" + (f": {state()}" if state else ""))
+        time.sleep(0.2)
+    return got
 
 
 class _Pipe:
@@ -69,6 +84,17 @@ class RunningMeters:
 
     def identity(self, meter_id: int):
         return meter_identity(self.fleet, meter_id)
+
+    def sim_now(self) -> float:
+        """The worker's simulated time now."""
+        return self.worker.clock.sim(time.monotonic())
+
+    def call(self, fn):
+        """``fn()`` run on the worker's event loop (its meters and counters belong to that thread): its result."""
+        async def run():
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.worker.loop).result(PATIENCE)
 
 
 @contextmanager

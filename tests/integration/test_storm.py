@@ -19,15 +19,12 @@ from meter_core import powerquality as pq
 from meter_core.axdr import data_from_bytes
 from meter_core.meter import Meter, SimClock
 from tests.integration.test_sink import RunningSink
-from tests.servers import EPOCH, running_meters
+from tests.servers import EPOCH, running_meters, wait_for
 
 pytestmark = pytest.mark.integration
 
 METERS = 600
 SPEED = 30.0  # the 60-second randomisation interval plays in 2 s
-# How long a test waits, in wall seconds, for something the fleet does (a command applied, pushes
-# arrived): long enough for a machine busy with other work; a test that waits that long has failed.
-PATIENCE = 120.0
 
 
 async def _sql(url: str, query: str, *args):
@@ -38,37 +35,14 @@ async def _sql(url: str, query: str, *args):
         await conn.close()
 
 
-def _wait_for(what: str, done, state=None, timeout: float = PATIENCE):
-    """Poll ``done()`` until it returns something true, and return that; fail after ``timeout`` wall seconds,
-    saying what never came (and ``state()``, what there was instead)."""
-    deadline = time.monotonic() + timeout
-    while not (got := done()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}" + (f": {state()}" if state else ""))
-        time.sleep(0.2)
-    return got
-
-
 def _issue(url: str, action: str, **kw) -> tuple[int, int, float]:
     """Issue a command as `fleet inject` does; wait for the worker's result: (command id, meters reached,
     sim time it was applied)."""
     cid = asyncio.run(commands.issue(url, action, first=kw.get("first"), last=kw.get("last"),
                                      share=kw.get("share", 1.0), params=kw.get("params", {})))
-    rows = _wait_for(f"a worker to apply command {cid} ({action})", lambda: asyncio.run(_sql(
+    rows = wait_for(f"a worker to apply command {cid} ({action})", lambda: asyncio.run(_sql(
         url, "SELECT meters, sim_at FROM fleet_command_results WHERE command_id = $1", cid)))
     return cid, rows[0]["meters"], rows[0]["sim_at"].timestamp()
-
-
-def _in_worker(m, fn):
-    """``fn()`` run on the worker's event loop (its meters and counters belong to that thread)."""
-    async def call():
-        return fn()
-
-    return asyncio.run_coroutine_threadsafe(call(), m.worker.loop).result(PATIENCE)
-
-
-def _sim_now(m) -> float:
-    return m.worker.clock.sim(time.monotonic())
 
 
 def _record_arrivals(sink: RunningSink) -> dict[tuple[int, str, float], float]:
@@ -149,7 +123,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
             worker = m.worker
             cid, reached, t_fail = _issue(database_url, "power-failure", share=0.3)
             failed = set(Command(cid, "power-failure", None, None, 0.3).meters(1, range(METERS)))
-            gasping = _in_worker(m, lambda: {mid for mid in failed if _raises(worker, mid, t_fail, 85)})
+            gasping = m.call(lambda: {mid for mid in failed if _raises(worker, mid, t_fail, 85)})
             # The restore comes once the randomisation interval has passed twice over (in simulated time),
             # every last gasp has arrived, and a scheduled push of a failed meter has fallen due.
             owed_from = min(push.next_due(1, mid, p, t_fail) for mid in failed for p in periodic)
@@ -157,12 +131,12 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
             def gasped() -> set[int]:
                 return set(_first_with(_alert_pushes(database_url, t_fail), 85, t_fail))
 
-            _wait_for(f"two randomisation intervals and the last gasps of {len(gasping)} meters",
-                      lambda: _sim_now(m) >= max(t_fail + 2 * 60, owed_from) and gasping <= gasped(),
-                      lambda: (f"{_sim_now(m) - t_fail:.0f} simulated s after the failure, "
+            wait_for(f"two randomisation intervals and the last gasps of {len(gasping)} meters",
+                      lambda: m.sim_now() >= max(t_fail + 2 * 60, owed_from) and gasping <= gasped(),
+                      lambda: (f"{m.sim_now() - t_fail:.0f} simulated s after the failure, "
                                f"missing {sorted(gasping - gasped())}"))
             _, _, t_restore = _issue(database_url, "restore")
-            breathing = _in_worker(m, lambda: {mid for mid in failed if _raises(worker, mid, t_restore, 86)})
+            breathing = m.call(lambda: {mid for mid in failed if _raises(worker, mid, t_restore, 86)})
             # the scheduled pushes the failed meters owed while without supply: counted "no-supply", not sent
             owed_off = [(mid, p, due) for mid in failed for p in periodic
                         for due in push.due_between(1, mid, p, t_fail, t_restore) if due < t_restore]
@@ -172,7 +146,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
                 return set(_first_with(_alert_pushes(database_url, t_restore), 86, t_restore))
 
             def no_supply() -> int:
-                return _in_worker(m, lambda: sum(n for (_, outcome), n in worker.push_counts.items()
+                return m.call(lambda: sum(n for (_, outcome), n in worker.push_counts.items()
                                                  if outcome == "no-supply"))
 
             def alarms_of(bit: int) -> set[int]:
@@ -183,17 +157,17 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
             # The meters stop once the randomisation interval has passed twice over since the restore, the
             # first breaths have arrived, the pushes owed without supply are counted, and the meters' record
             # of the alarms is written.
-            _wait_for(f"two randomisation intervals, the first breaths of {len(breathing)} meters, "
+            wait_for(f"two randomisation intervals, the first breaths of {len(breathing)} meters, "
                       f"{len(owed_off)} pushes counted without supply and the alarms recorded",
-                      lambda: _sim_now(m) >= t_restore + 2 * 60 and breathing <= breathed()
+                      lambda: m.sim_now() >= t_restore + 2 * 60 and breathing <= breathed()
                       and no_supply() >= len(owed_off) and gasping <= alarms_of(85) and breathing <= alarms_of(86),
-                      lambda: (f"{_sim_now(m) - t_restore:.0f} simulated s after the restore, first breaths "
+                      lambda: (f"{m.sim_now() - t_restore:.0f} simulated s after the restore, first breaths "
                                f"missing {sorted(breathing - breathed())}, {no_supply()} counted without supply, "
                                f"alarms missing {sorted(gasping - alarms_of(85))} (85) "
                                f"{sorted(breathing - alarms_of(86))} (86)"))
         assert reached == len(failed) and 0.25 * METERS < len(failed) < 0.35 * METERS
 
-        _wait_for("the sink to write what it took", lambda: not sink.sink.pending)
+        wait_for("the sink to write what it took", lambda: not sink.sink.pending)
         rows = _alert_pushes(database_url, t_fail)
         gasps, breaths = _first_with(rows, 85, t_fail), _first_with(rows, 86, t_restore)
         # every meter that lost its supply sent its last gasp (not one whose seeded day already had the
@@ -300,11 +274,11 @@ def test_a_meter_without_supply_answers_nobody_and_logs_the_failure_after_the_re
         with GuruxSession(ports[1], Transport.WRAPPER) as s:
             s.open()
             assert s.read(GXDLMSClock("0.0.1.0.0.255"), 2) is not None  # meter 1 has its supply
-        _wait_for("a simulated minute without supply", lambda: _sim_now(m) >= t_fail + 60)
-        stopped_at = _sim_now(m)
+        wait_for("a simulated minute without supply", lambda: m.sim_now() >= t_fail + 60)
+        stopped_at = m.sim_now()
     with running_meters(2, speed=60.0, database_url=database_url, sim_start=stopped_at) as m:
         ports = [m.options.address(i)[1] for i in range(2)]
-        _wait_for("the restarted worker to replay the commands",
+        wait_for("the restarted worker to replay the commands",
                   lambda: m.worker.commands is not None and m.worker.commands.last is not None)
         assert refused(ports[0]) and not refused(ports[1])
         _issue(database_url, "restore", first=0, last=0)
@@ -346,10 +320,10 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
 
             # the billing date passes, and the billing push's randomisation (15 min), and ten simulated
             # minutes more; by then the alert, the event log's push and the billing pushes have come
-            _wait_for("the tamper's alert and event log pushes and both meters' billing pushes",
-                      lambda: _sim_now(m) >= closing + 900 + 600 and len(looked_for(received())) == 4,
-                      lambda: f"{_sim_now(m) - closing:.0f} simulated s after the closing, {looked_for(received())}")
-        _wait_for("the sink to write what it took", lambda: not sink.sink.pending)
+            wait_for("the tamper's alert and event log pushes and both meters' billing pushes",
+                      lambda: m.sim_now() >= closing + 900 + 600 and len(looked_for(received())) == 4,
+                      lambda: f"{m.sim_now() - closing:.0f} simulated s after the closing, {looked_for(received())}")
+        wait_for("the sink to write what it took", lambda: not sink.sink.pending)
         rows = received()
     finally:
         sink.stop()
