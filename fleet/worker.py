@@ -340,9 +340,9 @@ class Worker:
                     await asyncio.sleep((delay + jitter) / clock.speed)
                 self._count_push(push_ln, "attempted")
                 attempts += 1
-                # Already connected to the head-end (an earlier call still open): the push goes on that
-                # line, as a modem-connected meter sends it, instead of a second call.
-                proto = self._open_call(meter_id)
+                # Already connected to this push's head-end (an earlier call still open): the push goes on
+                # that line, as a modem-connected meter sends it, instead of a second call.
+                proto = self._open_call(meter_id, (host, port))
                 fut = self._expect(meter_id, push_ln, push_id, config)
                 if proto is not None:
                     proto.send_push(push_ln, push_id, at)
@@ -356,7 +356,8 @@ class Worker:
                 else:
                     try:
                         _, proto = await asyncio.wait_for(self.loop.create_connection(
-                            lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id, push_at=at), host,
+                            lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id, push_at=at,
+                                                  destination=(host, port)), host,
                             port, local_addr=self.settings.source_address(meter_id)), 10.0)
                     except TimeoutError:
                         self.metrics.dials["timeout"] = self.metrics.dials.get("timeout", 0) + 1
@@ -418,9 +419,11 @@ class Worker:
         target = push.parse_destination(own.get("destination", "")) or self.settings.hes
         return target, own.get("retries", config.retries), float(own.get("repetition_delay_s", config.repetition_delay_s))
 
-    def _open_call(self, meter_id: int):
+    def _open_call(self, meter_id: int, destination: tuple[str, int]):
+        """A call of the meter's to ``destination`` that is still open (a push to another head-end, as a
+        head-end may point a push setup elsewhere, does not go on it)."""
         for proto in self.connections.get(meter_id, ()):
-            if proto.push is not None and proto.transport is not None and not proto._closing:
+            if proto.destination == destination and proto.transport is not None and not proto._closing:
                 return proto
         return None
 

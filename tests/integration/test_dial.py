@@ -484,7 +484,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
 def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
     """A head-end wrote another destination into meter 0's instant push setup (as the unit tests do over
     DLMS; here straight into its state): meter 0's instant pushes go to that head-end, its other pushes
-    and meter 1's to the fleet's."""
+    and meter 1's to the fleet's, even while its call to the other head-end is still open."""
     from fleet.settings import FleetOptions
     from fleet.sink import receive
 
@@ -497,7 +497,8 @@ def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
             return take(apdu, peer)
         sink.sink.take = take
     try:
-        with running_meters(2, hes=("127.0.0.1", home.port), speed=SPEED, dial_idle=0.2,
+        # (the calls stay open the whole run: a push to one head-end must not ride a call to the other)
+        with running_meters(2, hes=("127.0.0.1", home.port), speed=SPEED, dial_idle=30.0,
                             database_url=database_url) as m:
             def point():
                 from meter_core.meter import MeterState
