@@ -126,13 +126,21 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
 
     thread = threading.Thread(target=run, name="meters", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + PATIENCE
     while not pipe.ready.wait(0.05):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("worker did not start")
     if pipe.messages[-1][0] == "boot-error":
         thread.join(5)
         raise RuntimeError(pipe.messages[-1][2])
+    # Dial mode: the meters owe the pushes that fall due once the dial loop has started (it looks for them
+    # from its simulated start on, not from sim_start: pushes due while the worker boots are not owed), so
+    # a test's "from now on" begins there.
+    while hes is not None and worker._heap is None:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            worker.loop.call_soon_threadsafe(worker.stop)
+            raise RuntimeError("the worker's dial loop did not start")
+        time.sleep(0.01)
     try:
         yield RunningMeters(options, worker, pipe)
     finally:
