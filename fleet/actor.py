@@ -41,17 +41,19 @@ class MeterProtocol(asyncio.Protocol):
     """One TCP connection to one meter."""
 
     __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing",
-                 "push", "sent", "push_id", "push_at", "_holding", "_write_paused")
+                 "push", "sent", "push_id", "push_at", "destination", "_holding", "_write_paused")
 
     def __init__(self, worker, meter_id: int, push: str | None = None, push_id: int = 0,
-                 push_at: float | None = None) -> None:
+                 push_at: float | None = None, destination: tuple[str, int] | None = None) -> None:
         self.worker = worker
         self.meter_id = meter_id
-        # dial mode: the push setup whose push this connection opens with, its long-invoke-id, and the
-        # moment (monotonic) its values are taken at: when it fell due, whatever retries came since
+        # dial mode: the push setup whose push this connection opens with, its long-invoke-id, the
+        # moment (monotonic) its values are taken at (when it fell due, whatever retries came since), and
+        # the head-end the meter called (host, port)
         self.push = push
         self.push_id = push_id
         self.push_at = push_at
+        self.destination = destination
         self.sent = False
         self.transport: asyncio.Transport | None = None
         self.conn: MeterConnection | None = None

@@ -232,6 +232,7 @@ class Worker:
                              for mid in self.shard for p in periodic]
         heapq.heapify(heap)
         self._heap_changed = asyncio.Event()
+        self._alerts_scanned = (now_sim, self.shard.start - 1)  # the scanner's first pass, from now on
         scanner = self.loop.create_task(self._scan_alerts(now_sim))
         gate = asyncio.Semaphore(self.settings.dial_concurrency)
         if self.settings.database_url:
@@ -299,7 +300,11 @@ class Worker:
                                            and e[0] - push.randomisation(seed, e[1], e[2]) >= t)]
         scanned, last = self._alerts_scanned
         for mid in meter_ids:
-            until = max(t, scanned + ALERT_WINDOW if mid <= last else scanned)  # as far as the scanner looked
+            # as far as the scanner looked; beyond, its pass looks itself, at the meter as changed (a meter
+            # its pass has yet to reach is looked at from ``scanned`` on, which may be before or after ``t``)
+            until = scanned + ALERT_WINDOW if mid <= last else scanned
+            if until <= t - 1e-3:
+                continue
             for when, p, bits in push.triggered_between(self.meter_for_rows(mid), t - 1e-3, until):
                 heap.append((when + push.randomisation(seed, mid, p), mid, p, bits))
         heapq.heapify(heap)
@@ -347,9 +352,9 @@ class Worker:
                     await asyncio.sleep((delay + jitter) / clock.speed)
                 self._count_push(push_ln, "attempted")
                 attempts += 1
-                # Already connected to the head-end (an earlier call still open): the push goes on that
-                # line, as a modem-connected meter sends it, instead of a second call.
-                proto = self._open_call(meter_id)
+                # Already connected to this push's head-end (an earlier call still open): the push goes on
+                # that line, as a modem-connected meter sends it, instead of a second call.
+                proto = self._open_call(meter_id, (host, port))
                 fut = self._expect(meter_id, push_ln, push_id, config)
                 if proto is not None:
                     proto.send_push(push_ln, push_id, at)
@@ -363,7 +368,8 @@ class Worker:
                 else:
                     try:
                         _, proto = await asyncio.wait_for(self.loop.create_connection(
-                            lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id, push_at=at), host,
+                            lambda: MeterProtocol(self, meter_id, push=push_ln, push_id=push_id, push_at=at,
+                                                  destination=(host, port)), host,
                             port, local_addr=self.settings.source_address(meter_id)), 10.0)
                     except TimeoutError:
                         self.metrics.dials["timeout"] = self.metrics.dials.get("timeout", 0) + 1
@@ -425,9 +431,11 @@ class Worker:
         target = push.parse_destination(own.get("destination", "")) or self.settings.hes
         return target, own.get("retries", config.retries), float(own.get("repetition_delay_s", config.repetition_delay_s))
 
-    def _open_call(self, meter_id: int):
+    def _open_call(self, meter_id: int, destination: tuple[str, int]):
+        """A call of the meter's to ``destination`` that is still open (a push to another head-end, as a
+        head-end may point a push setup elsewhere, does not go on it)."""
         for proto in self.connections.get(meter_id, ()):
-            if proto.push is not None and proto.transport is not None and not proto._closing:
+            if proto.destination == destination and proto.transport is not None and not proto._closing:
                 return proto
         return None
 

@@ -19,6 +19,21 @@ from meter_core.connection import Transport
 from meter_core.identity import FleetConfig, MeterKind, meter_identity
 
 EPOCH = 1767205800.0  # 2026-01-01 00:00 IST, as `fleet run` uses
+# How long a test waits, in wall seconds, for something the fleet does (a command applied, pushes
+# arrived, rows written): long enough for a machine busy with other work; a test that waits that long
+# has failed.
+PATIENCE = 120.0
+
+
+def wait_for(what: str, done, state=None, timeout: float = PATIENCE):
+    """Poll ``done()`` until it returns something true, and return that; fail after ``timeout`` wall seconds,
+    saying what never came (and ``state()``, what there was instead)."""
+    deadline = time.monotonic() + timeout
+    while not (got := done()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}" + (f": {state()}" if state else ""))
+        time.sleep(0.2)
+    return got
 
 
 class _Pipe:
@@ -70,6 +85,17 @@ class RunningMeters:
     def identity(self, meter_id: int):
         return meter_identity(self.fleet, meter_id)
 
+    def sim_now(self) -> float:
+        """The worker's simulated time now."""
+        return self.worker.clock.sim(time.monotonic())
+
+    def call(self, fn):
+        """``fn()`` run on the worker's event loop (its meters and counters belong to that thread): its result."""
+        async def run():
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.worker.loop).result(PATIENCE)
+
 
 @contextmanager
 def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
@@ -106,13 +132,21 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
 
     thread = threading.Thread(target=run, name="meters", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + PATIENCE
     while not pipe.ready.wait(0.05):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("worker did not start")
     if pipe.messages[-1][0] == "boot-error":
         thread.join(5)
         raise RuntimeError(pipe.messages[-1][2])
+    # Dial mode: the meters owe the pushes that fall due once the dial loop has started (it looks for them
+    # from its simulated start on, not from sim_start: pushes due while the worker boots are not owed), so
+    # a test's "from now on" begins there.
+    while hes is not None and worker._heap is None:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            worker.loop.call_soon_threadsafe(worker.stop)
+            raise RuntimeError("the worker's dial loop did not start")
+        time.sleep(0.01)
     try:
         yield RunningMeters(options, worker, pipe)
     finally:

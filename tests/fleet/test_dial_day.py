@@ -29,8 +29,9 @@ HOUR = 3600.0
 def _sim_now(url: str) -> float:
     """The fleet's simulated time, as its workers see it: a command that changes nothing (a restore of a
     meter that has no fault), whose result carries the time the workers applied it."""
-    proc = subprocess.run([sys.executable, "-m", "fleet", "inject", "restore", "--region", "0-0", "--wait", "3",
-                           "--database-url", url], capture_output=True, text=True, timeout=60)
+    # (--wait: as long as a busy machine may need; the workers answer as soon as they apply it)
+    proc = subprocess.run([sys.executable, "-m", "fleet", "inject", "restore", "--region", "0-0", "--wait", "60",
+                           "--database-url", url], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     cid = int(re.search(r"command (\d+)", proc.stdout).group(1))
     return query(url, f"SELECT min(sim_at) AS t FROM fleet_command_results WHERE command_id = {cid}")[0]["t"].timestamp()

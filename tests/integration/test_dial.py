@@ -13,7 +13,7 @@ import pytest
 
 from meter_core import push
 from tests.integration.test_sink import RunningSink
-from tests.servers import running_meters
+from tests.servers import PATIENCE, running_meters, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,18 @@ async def _received(url: str) -> set:
         await conn.close()
     _received.peers = {(r["meter_id"], r["peer"].rpartition(":")[0]) for r in rows}
     return {(r["meter_id"], r["push_logical_name"]) for r in rows}, len(rows)
+
+
+def _arrived(url: str) -> set:
+    """The pushes push_received holds: (meter, push setup, long invoke id)."""
+    async def fetch():
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetch("SELECT meter_id, push_logical_name, long_invoke_id FROM push_received")
+        finally:
+            await conn.close()
+
+    return {tuple(r) for r in asyncio.run(fetch())}
 
 
 async def _rates(url: str) -> list:
@@ -46,33 +58,29 @@ def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
         start = time.time()
         with running_meters(6, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=start,
                             dial_idle=0.5, database_url=database_url, source_base="127.1.0.0") as m:
-            t0 = m.worker.clock.sim(time.monotonic())
+            t0 = m.sim_now()
             time.sleep(6.0)  # 1.5 simulated hours
-            t1 = m.worker.clock.sim(time.monotonic())
+            t1 = m.sim_now()
+            due = [(mid, p, t) for mid in range(6) for p in push.scheduled() for t in push.due_between(1, mid, p, t0, t1)]
+            # the meters stop once every push due by then has arrived (however far the worker lags)
+            wait_for(f"the {len(due)} pushes due in 1.5 simulated hours",
+                     lambda: {(mid, p, push.invoke_id_for(t)) for mid, p, t in due} <= _arrived(database_url),
+                     lambda: sorted({(mid, p, push.invoke_id_for(t)) for mid, p, t in due} - _arrived(database_url)))
         counts = dict(m.worker.push_counts)  # the worker has stopped: these are final
-        due = [(mid, p, t) for mid in range(6) for p in push.scheduled()
-               for t in push.due_between(1, mid, p, t0, t1 - 120)]  # (the last two minutes may be in flight)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # until the sink has written all it received
-            kinds, n = asyncio.run(_received(database_url))
-            if n >= len(due) and n == sink.sink.received and not sink.sink.pending:
-                break
-            time.sleep(0.2)
+        sent = sum(v for (_, outcome), v in counts.items() if outcome == "sent")
+        # (the last calls' bytes may still be on their way to the sink)
+        wait_for(f"the sink to take and write the {sent} pushes sent",
+                 lambda: sink.sink.received >= sent and not sink.sink.pending, lambda: sink.sink.received)
+        kinds, n = asyncio.run(_received(database_url))
         assert n >= len(due) > 30
         assert {(mid, p) for mid, p, _ in due} <= kinds
         assert sink.sink.refused["undecodable"] == 0
         # each meter dialled from its own address (--source-base 127.1.0.0: meter i from 127.1.0.i)
         assert _received.peers == {(mid, f"127.1.0.{mid}") for mid in range(6)}
         assert sink.sink.received == n  # nothing delivered twice
-        sent = sum(v for (_, outcome), v in counts.items() if outcome == "sent")
         assert sent >= n and not any(outcome == "failed" for _, outcome in counts)
         # the success rate is one query: every push the meters owed and sent, the head-end received
-        deadline = time.monotonic() + 10
-        while True:  # (the sink may still be writing the last pushes)
-            rates = asyncio.run(_rates(database_url))
-            if all(r["success_rate"] == 1 for r in rates) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        rates = asyncio.run(_rates(database_url))
         assert rates and all(r["pushes_due"] == r["pushes_received"] and r["success_rate"] == 1 for r in rates)
         assert sum(r["pushes_due"] for r in rates) == sent
     finally:
@@ -85,10 +93,14 @@ def test_a_head_end_that_is_away_gets_retries_then_failures():
     port = s.getsockname()[1]
     s.close()  # nobody listens there
     with running_meters(2, hes=("127.0.0.1", port), speed=SPEED) as m:
-        time.sleep(5.0)
-        pushes = {}
-        for (_push, outcome), n in m.worker.push_counts.items():
-            pushes[outcome] = pushes.get(outcome, 0) + n
+        def outcomes() -> dict:
+            return m.call(lambda: {o: sum(n for (_, oo), n in m.worker.push_counts.items() if oo == o)
+                                   for _, o in m.worker.push_counts})
+
+        # 75 simulated minutes, and a push that has failed for good
+        wait_for("a push failed after its retries",
+                 lambda: m.sim_now() >= m.worker.clock.start + 4500 and outcomes().get("failed", 0) > 0, outcomes)
+        pushes = outcomes()
     # every due push was attempted, retried 60 simulated seconds apart, and never sent
     assert pushes.get("sent", 0) == 0
     assert pushes.get("retried", 0) >= pushes.get("failed", 0) * 3 > 0
@@ -154,10 +166,6 @@ def test_an_esw_change_sends_an_alert_push_and_its_bits_are_settled(database_url
     when, bits = alerts[0]
     sink = RunningSink(database_url, options)
     try:
-        with running_meters(1, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=when - 300, dial_idle=0.5,
-                            database_url=database_url):
-            time.sleep(3.0)  # 45 simulated minutes: the alert comes 5 minutes in
-
         async def fetch():
             conn = await asyncpg.connect(database_url)
             try:
@@ -168,12 +176,16 @@ def test_an_esw_change_sends_an_alert_push_and_its_bits_are_settled(database_url
             finally:
                 await conn.close()
 
-        deadline = time.monotonic() + 10
-        while True:
-            got, alarms = asyncio.run(fetch())
-            if (got and alarms) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        with running_meters(1, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=when - 300, dial_idle=0.5,
+                            database_url=database_url) as m:
+            def settled() -> bool:
+                got, alarms = asyncio.run(fetch())
+                return bool(got) and {a["bit"] for a in alarms} >= set(bits)
+
+            # 45 simulated minutes (the alert comes 5 minutes in), and the alert arrived and settled
+            wait_for("the alert push and its bits in eswf_push_alarms",
+                     lambda: m.sim_now() >= when - 300 + 2700 and settled(), lambda: asyncio.run(fetch()))
+        got, alarms = asyncio.run(fetch())
         assert got, "the alert push did not arrive"
         assert {a["bit"] for a in alarms} >= set(bits)
         assert all(a["status"] == "SENT" and a["retry_count"] == 0 for a in alarms)
@@ -192,14 +204,20 @@ def test_with_the_sink_away_pushes_fail_after_retries_and_nothing_counts_twice(d
     try:
         with running_meters(4, hes=("127.0.0.1", port), speed=SPEED, dial_idle=0.3, database_url=database_url) as m:
             time.sleep(2.0)
+            first = sink.sink
             sink.stop()  # half a simulated hour and more without a head-end
             time.sleep(3.0)
             sink = RunningSink(database_url, options, port=port)
             time.sleep(3.0)
-            counts = dict(m.worker.push_counts)
+        counts = dict(m.worker.push_counts)  # the worker has stopped: these are final
         outcomes = {}
         for (_push, outcome), n in counts.items():
             outcomes[outcome] = outcomes.get(outcome, 0) + n
+        # the pushes sent reach the sinks (but those lost as the first went down, at most one per meter,
+        # below); the last calls' bytes may still be on their way
+        wait_for("the sinks to take and write the pushes sent",
+                 lambda: first.received + sink.sink.received >= outcomes.get("sent", 0) - 4 and not sink.sink.pending,
+                 lambda: (first.received, sink.sink.received, outcomes))
         assert outcomes.get("failed", 0) > 0 and outcomes.get("retried", 0) >= 3 * outcomes["failed"]
         assert outcomes.get("sent", 0) > 0
 
@@ -244,14 +262,11 @@ def test_over_hdlc_the_meter_pushes_a_ui_frame_then_takes_snrm_and_a_read_on_its
     sink = RunningSink(database_url, options)
     try:
         with running_meters(3, transport=Transport.HDLC, hes=("127.0.0.1", sink.port), speed=SPEED,
-                            dial_idle=0.3, database_url=database_url):
-            time.sleep(4.0)
-        deadline = time.monotonic() + 10
-        while True:
-            kinds, n = asyncio.run(_received(database_url))
-            if {m for m, _ in kinds} == {0, 1, 2} or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+                            dial_idle=0.3, database_url=database_url) as m:
+            # a simulated hour, and a push from every meter
+            wait_for("a push from each meter", lambda: m.sim_now() >= m.worker.clock.start + 3600 and {
+                mid for mid, _ in asyncio.run(_received(database_url))[0]} == {0, 1, 2})
+        kinds, n = asyncio.run(_received(database_url))
         assert {m for m, _ in kinds} == {0, 1, 2} and sink.sink.refused["framing"] == 0
     finally:
         sink.stop()
@@ -313,27 +328,24 @@ def test_a_push_waiting_for_its_retries_survives_a_worker_restart(database_url):
         finally:
             await conn.close()
 
-    with running_meters(2, hes=("127.0.0.1", port), speed=60.0, sim_start=first_due - 6,
+    # (slowly: its retries come 10 s apart, so the worker stops while they are under way however busy the
+    # machine is; and it has 2 s to boot before the push falls due)
+    with running_meters(2, hes=("127.0.0.1", port), speed=6.0, sim_start=first_due - 12,
                         database_url=database_url):
-        deadline = time.monotonic() + 10
-        while not (waiting := asyncio.run(queue())) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        waiting = wait_for("a push waiting in message_queue", lambda: asyncio.run(queue()))
     assert waiting and all(r["status"] == "PENDING" and 1 <= r["attempts"] < 4 for r in waiting)
     assert all(r["n"] > 20 for r in waiting)  # the DataNotification it carries
     sink = RunningSink(database_url, options, port=port)
     try:
         with running_meters(2, hes=("127.0.0.1", port), speed=60.0, sim_start=first_due + 30, dial_idle=0.3,
                             database_url=database_url):
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
+            def settled() -> dict:
                 done = {r["message_id"]: r for r in asyncio.run(queue())}
-                if all(done[r["message_id"]]["status"] != "PENDING" for r in waiting):
-                    break
-                time.sleep(0.2)
+                return all(done[r["message_id"]]["status"] != "PENDING" for r in waiting) and done
+
+            done = wait_for("the queued pushes settled", settled, lambda: asyncio.run(queue()))
         assert all(done[r["message_id"]]["status"] == "SENT" for r in waiting)
-        deadline = time.monotonic() + 5
-        while sink.sink.pending and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for("the sink to write all it received", lambda: not sink.sink.pending)
 
         async def settled():
             conn = await asyncpg.connect(database_url)
@@ -387,15 +399,23 @@ def test_a_head_end_that_answers_garbage_or_hangs_up_mid_call_leaves_the_meter_s
             while (ev := client.next_event()) is NEED_DATA:
                 client.receive_data(conn.recv(65536))
             assert isinstance(ev, Associated)
-        time.sleep(0.3)
-        counts = dict(m.worker.push_counts)
+
+        def settled() -> dict | None:
+            """The worker's pushes by outcome, at a moment it has no call under way (None if it has)."""
+            def look():
+                if m.worker._dials:
+                    return None
+                return {o: sum(n for (_, oo), n in m.worker.push_counts.items() if oo == o)
+                        for _, o in m.worker.push_counts}
+
+            got = m.call(look)
+            return got if got and got.get("sent", 0) >= 4 else None
+
+        outcomes = wait_for("the four pushes counted as sent, no call under way", settled)
     hes.close()
-    outcomes = {}
-    for (_push, outcome), n in counts.items():
-        outcomes[outcome] = outcomes.get(outcome, 0) + n
     assert outcomes.get("sent", 0) >= 4 and outcomes.get("failed", 0) == 0
-    # one call per push: nothing retried (one push may be on its way as the counts are taken)
-    assert outcomes.get("retried", 0) == 0 and outcomes["attempted"] - outcomes["sent"] <= 1
+    # one call per push: nothing retried, and every push attempted was sent
+    assert outcomes.get("retried", 0) == 0 and outcomes["attempted"] == outcomes["sent"]
     assert m.worker.metrics.internal_errors == 0
 
 
@@ -423,19 +443,6 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
     when = push.alerts_between(probe, start, start + 20 * 86400)[0][0]
     sink = RunningSink(database_url, options)
     try:
-        with running_meters(1, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=when - 900, dial_idle=0.3,
-                            database_url=database_url) as m:
-            time.sleep(2.5)
-            counts = dict(m.worker.push_counts)
-            meter = m.worker.meter_for_rows(0)
-            obj = meter.model.by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
-            assert obj.ic.version == 2 and len(obj.attributes) == 13
-            assert dict(meter.state.push_confirmations).get(push.INSTANT_PUSH) is not None
-        assert sink.sink.confirmed > 0
-        confirmed = sum(n for (_, o), n in counts.items() if o == "confirmed")
-        sent = sum(n for (_, o), n in counts.items() if o == "sent")
-        assert confirmed == sent > 0 and not any(o in ("unconfirmed", "failed") for _, o in counts), counts
-
         async def alarms():
             conn = await asyncpg.connect(database_url)
             try:
@@ -443,9 +450,27 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
             finally:
                 await conn.close()
 
-        deadline = time.monotonic() + 10
-        while not (rows := asyncio.run(alarms())) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        with running_meters(1, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=when - 900, dial_idle=0.3,
+                            database_url=database_url) as m:
+            def look():
+                meter = m.worker.meter_for_rows(0)
+                obj = meter.model.by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
+                return (dict(m.worker.push_counts), (obj.ic.version, len(obj.attributes)),
+                        dict(meter.state.push_confirmations).get(push.INSTANT_PUSH))
+
+            def ready():
+                got = m.call(look)
+                return m.sim_now() >= when - 900 + 2250 and got[2] is not None and asyncio.run(alarms()) and got
+
+            # 37.5 simulated minutes, an instant push confirmed, and the alert (15 minutes in) settled
+            counts, version, last_confirmed = wait_for("an instant push confirmed and the alert's bits recorded",
+                                                       ready, lambda: m.call(look))
+            assert version == (2, 13) and last_confirmed is not None
+        assert sink.sink.confirmed > 0
+        confirmed = sum(n for (_, o), n in counts.items() if o == "confirmed")
+        sent = sum(n for (_, o), n in counts.items() if o == "sent")
+        assert confirmed == sent > 0 and not any(o in ("unconfirmed", "failed") for _, o in counts), counts
+        rows = asyncio.run(alarms())
         assert rows and all(r["status"] == "ACKNOWLEDGED" for r in rows)
     finally:
         sink.stop()
@@ -454,18 +479,18 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
     hes = socket.socket()
     hes.bind(("127.0.0.1", 0))
     hes.listen(16)
-    hes.settimeout(10)
+    hes.settimeout(PATIENCE)  # (a push due while the worker boots is not owed: then the next, 15 s later)
     first_due = push.next_due(1, 0, push.INSTANT_PUSH, time.time())
     with running_meters(1, hes=("127.0.0.1", hes.getsockname()[1]), speed=60.0, dial_idle=30.0,
-                        sim_start=first_due - 5, database_url=database_url) as m:
+                        sim_start=first_due - 60, database_url=database_url) as m:
         conn, _ = hes.accept()
-        conn.settimeout(10)
+        conn.settimeout(PATIENCE)
         with conn:
             invoke_ids = []
             while len(invoke_ids) < 10 and (not invoke_ids or invoke_ids.count(invoke_ids[0]) < 4):
                 head = conn.recv(8, socket.MSG_WAITALL)
                 body = conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
-                keys = m.worker.meter_for_rows(0).keys().sets[4]
+                keys = m.call(lambda: m.worker.meter_for_rows(0).keys().sets[4])
                 from meter_core import security as sec
                 from meter_core.apdu import decode_apdu
 
@@ -473,8 +498,10 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
                 note = decode_apdu(sec.unprotect(env.payload, env.system_title, keys.ek, keys.ak)[2])
                 assert note.long_invoke_id_and_priority & 0x40000000  # confirmed service class
                 invoke_ids.append(note.long_invoke_id_and_priority & 0xFFFFFF)
-            time.sleep(2.0)  # the last retry's wait for a confirmation runs out
-            counts = dict(m.worker.push_counts)
+            # the last retry's wait for a confirmation runs out
+            wait_for("the unconfirmed push to fail", lambda: m.call(
+                lambda: any(o == "failed" for _, o in m.worker.push_counts)))
+            counts = m.call(lambda: dict(m.worker.push_counts))
     hes.close()
     first = invoke_ids[0]
     assert invoke_ids.count(first) == 4  # the first push, then its 3 retries on the same call (others between)
@@ -484,7 +511,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
 def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
     """A head-end wrote another destination into meter 0's instant push setup (as the unit tests do over
     DLMS; here straight into its state): meter 0's instant pushes go to that head-end, its other pushes
-    and meter 1's to the fleet's."""
+    and meter 1's to the fleet's, even while its call to the other head-end is still open."""
     from fleet.settings import FleetOptions
     from fleet.sink import receive
 
@@ -497,7 +524,8 @@ def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
             return take(apdu, peer)
         sink.sink.take = take
     try:
-        with running_meters(2, hes=("127.0.0.1", home.port), speed=SPEED, dial_idle=0.2,
+        # (the calls stay open the whole run: a push to one head-end must not ride a call to the other)
+        with running_meters(2, hes=("127.0.0.1", home.port), speed=SPEED, dial_idle=30.0,
                             database_url=database_url) as m:
             def point():
                 from meter_core.meter import MeterState
@@ -508,11 +536,12 @@ def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
                         state = mm.state
                 state.push_settings = ((push.INSTANT_PUSH, "destination", f"127.0.0.1:{elsewhere.port}"),)
 
-            m.worker.loop.call_soon_threadsafe(point)
-            time.sleep(4.0)
-        deadline = time.monotonic() + 5
-        while (home.sink.pending or elsewhere.sink.pending) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            m.call(point)
+            # a simulated hour, and the pushes looked for have come
+            wait_for("meter 0's instant push elsewhere, its block load push and meter 1's instant push home",
+                     lambda: m.sim_now() >= m.worker.clock.start + 3600 and (0, push.INSTANT_PUSH) in got[elsewhere]
+                     and {(0, push.BLOCK_LOAD_PUSH), (1, push.INSTANT_PUSH)} <= got[home], lambda: got)
+        wait_for("the sinks to write all they received", lambda: not (home.sink.pending or elsewhere.sink.pending))
         assert got[elsewhere] == {(0, push.INSTANT_PUSH)}
         assert {(0, push.BLOCK_LOAD_PUSH), (1, push.INSTANT_PUSH)} <= got[home]
     finally:
