@@ -293,7 +293,7 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
     'other' event log's push enabled in push_schedules, that push carries the log's new entry (201).
     A billing period that closes sends the billing push with the closed period's billing profile row."""
     from fleet.settings import FleetOptions
-    from meter_core.profiles import month_of, scheduled_billing
+    from meter_core.history import month_of, scheduled_billing
 
     asyncio.run(_sql(database_url, "UPDATE push_schedules SET enabled = true WHERE push_logical_name = $1",
                      push.EVENT_PUSHES[eventlog.OTHER]))
