@@ -225,27 +225,13 @@ class Journal:
         """Write what waits within ``timeout`` seconds, then close the connection."""
         self._closing = True
         self._wake.set()
-        task = self._task
-        if task is not None and not task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout)
-            except TimeoutError:
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                    pass
+        await pg.finish(self._task, timeout)
         if self.depth:
             log.warning("journal stopped with %d row(s) unwritten", self.depth)
         for fut in self._waiting:
             if not fut.done():
                 fut.cancel()
-        conn = self._conn.take()
-        if conn is not None:
-            try:
-                await asyncio.wait_for(conn.close(), 2.0)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                conn.terminate()
+        await self._conn.close()
 
 
 __all__ = ["Journal", "Loaded", "injected_row", "load", "programmed_row"]

@@ -441,6 +441,34 @@ class WriterConnection:
         conn, self.conn = self.conn, None
         return conn
 
+    async def close(self) -> None:
+        """Close the connection gracefully (terminate it if that takes more than two seconds)."""
+        conn = self.take()
+        if conn is not None:
+            await close_quietly(conn)
+
+
+async def close_quietly(conn: asyncpg.Connection) -> None:
+    """Close ``conn``; terminate it if the server does not answer within two seconds."""
+    try:
+        await asyncio.wait_for(conn.close(), 2.0)
+    except Exception:  # noqa: BLE001 - closing: whatever went wrong, the connection goes
+        conn.terminate()
+
+
+async def finish(task: asyncio.Task | None, timeout: float) -> None:
+    """Let a writer ``task`` end by itself within ``timeout`` seconds; cancel it after that and wait for it."""
+    if task is None or task.done():
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - it was cancelled: how it ended is moot
+            pass
+
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = CONNECT_TIMEOUT,
                       **kwargs) -> asyncpg.Pool:

@@ -156,10 +156,10 @@ class Recorder:
                 for query in (db.CLOSE_LOST_CONNECTIONS, db.CLOSE_LOST_ASSOCIATIONS):
                     await conn.execute(query, worker.shard.start, worker.shard.stop, _ts(sim))
         except asyncpg.UndefinedTableError:
-            await _close_quietly(conn)
+            await pg.close_quietly(conn)
             raise FleetError(f"database at {pg.redact(url)} has no fleet schema: run `fleet db migrate`") from None
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-            await _close_quietly(conn)
+            await pg.close_quietly(conn)
             raise FleetError(f"database at {pg.redact(url)} refused the fleet's meters: {pg.one_line(e)}") from None
         rec = cls(url, worker, conn, **kwargs)
         rec._task = asyncio.get_running_loop().create_task(rec._run(), name="fleet-recorder")
@@ -282,21 +282,10 @@ class Recorder:
         """Write what is queued within ``timeout`` seconds, then close the connection."""
         self._closing = True
         self._wake.set()
-        task = self._task
-        if task is not None and not task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout)
-            except TimeoutError:
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                    pass
+        await pg.finish(self._task, timeout)
         if self.depth():
             log.warning("database writer stopped with %d event(s) unwritten", self.depth())
-        conn = self._conn.take()
-        if conn is not None:
-            await _close_quietly(conn)
+        await self._conn.close()
 
     def push_settled(self, meter_id: int, push_ln: str, due: float, push_id: int, outcome: str, attempts: int,
                      bits: tuple = (), raised: float | None = None, acknowledged: bool = False) -> None:
@@ -516,8 +505,3 @@ async def _load_keys(conn: asyncpg.Connection, worker) -> None:
         worker.install_keys(meter_id, stored, certificates.get(meter_id))
 
 
-async def _close_quietly(conn: asyncpg.Connection) -> None:
-    try:
-        await asyncio.wait_for(conn.close(), 2.0)
-    except Exception:  # noqa: BLE001
-        conn.terminate()

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from fleet.settings import FleetOptions, RunSettings
+from meter_core import NEED_DATA
+from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 from meter_core.connection import Transport
 from meter_core.identity import FleetConfig, MeterKind, meter_identity
 
@@ -154,3 +156,44 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
         thread.join(15)
         assert not thread.is_alive(), "worker did not stop"
         assert result.get("code") == 0
+
+
+class Head:
+    """A head-end on one TCP connection to a meter (wrapper), our sans-I/O client underneath; keeps every byte
+    it sends."""
+
+    def __init__(self, port: int, settings) -> None:
+        self.client = DlmsClient(settings)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+        self.sent: list[bytes] = []
+
+    def until(self, *kinds):
+        """Send what the client has, read until it reports an event (of ``kinds``); None if the meter closed."""
+        while True:
+            out = self.client.data_to_send()
+            if out:
+                self.sent.append(out)
+                self.sock.sendall(out)
+            ev = self.client.next_event()
+            if ev is not NEED_DATA:
+                assert isinstance(ev, kinds), ev
+                return ev
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.client.receive_data(chunk)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def counter_to_use(port: int, setup: int = 3) -> int:
+    """What head-ends do before a ciphered association: read 0.0.43.1.e.255 as the public client, add one."""
+    h = Head(port, ClientSettings(client_sap=16, transport=Transport.WRAPPER))
+    try:
+        h.client.associate()
+        h.until(Associated)
+        h.client.get(1, f"0.0.43.1.{setup}.255", 2)
+        return h.until(GetResult).value.value + 1
+    finally:
+        h.close()

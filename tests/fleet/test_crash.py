@@ -15,66 +15,25 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 
 import pytest
 
 from fleet.export import meter_record
 from fleet.settings import FleetOptions
-from meter_core import NEED_DATA
 from meter_core.axdr import Data, DataType
 from meter_core.client import (
     Associated,
     AssociationFailed,
     ClientSecurity,
     ClientSettings,
-    DlmsClient,
     GetResult,
     SetResult,
 )
 from meter_core.connection import Transport
 from tests.fleet.test_fleet_run import FleetProcess, ports
+from tests.servers import Head, counter_to_use
 
 pytestmark = [pytest.mark.fleet, pytest.mark.integration]
-
-
-class Head:
-    """A head-end on one TCP connection to a meter, our client underneath; keeps every byte it sends."""
-
-    def __init__(self, port: int, settings: ClientSettings) -> None:
-        self.client = DlmsClient(settings)
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sent: list[bytes] = []
-
-    def until(self, *kinds):
-        while True:
-            out = self.client.data_to_send()
-            if out:
-                self.sent.append(out)
-                self.sock.sendall(out)
-            ev = self.client.next_event()
-            if ev is not NEED_DATA:
-                assert isinstance(ev, kinds), ev
-                return ev
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None  # the meter closed the connection
-            self.client.receive_data(chunk)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def counter_to_use(port: int) -> int:
-    """What head-ends do before a ciphered association: read 0.0.43.1.3.255 as the public client, add one."""
-    h = Head(port, ClientSettings(client_sap=16, transport=Transport.WRAPPER))
-    try:
-        h.client.associate()
-        h.until(Associated)
-        h.client.get(1, "0.0.43.1.3.255", 2)
-        return h.until(GetResult).value.value + 1
-    finally:
-        h.close()
 
 
 def test_a_worker_killed_after_ciphered_requests_loses_nothing_it_answered_and_takes_no_counter_twice(database_url):

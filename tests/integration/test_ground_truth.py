@@ -24,6 +24,7 @@ from meter_core.connection import Transport
 from meter_core.groundtruth import block_records
 from meter_core.identity import MeterKind
 from meter_core.meter import Meter, SimClock
+from tests.database import fetch
 from tests.servers import EPOCH, running_meters
 from tests.unit.test_profiles import by_range
 
@@ -31,17 +32,6 @@ pytestmark = pytest.mark.integration
 
 IST = dt.timedelta(minutes=330)
 SPEED = 28800.0
-
-
-def fetch(url: str, query: str, *args):
-    async def go():
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def read_profile(port: int, password: str, obis: str, selection) -> list:

@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 from meter_core.groundtruth import block_records
 from meter_core.identity import FleetConfig, MeterKind
 from meter_core.meter import Meter, SimClock
+from tests.database import fetch
 from tests.servers import EPOCH, running_meters
 
 pytestmark = pytest.mark.integration
@@ -32,17 +33,6 @@ IST = dt.timezone(dt.timedelta(minutes=330))
 MIDNIGHT = dt.datetime(2026, 11, 20, tzinfo=IST).timestamp()
 SPEED = 28800.0  # a simulated day in three seconds
 KIND = MeterKind.THREE_PHASE
-
-
-def fetch(url: str, query: str, *args):
-    async def go():
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.02) -> None:

@@ -10,16 +10,15 @@ again. `programming_actions` lists what the head-end did, with true and meter ti
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 
-import asyncpg
 import pytest
 from gurux_dlms.enums import DataType as GXType
 from gurux_dlms.objects import GXDLMSData, GXDLMSDisconnectControl, GXDLMSScriptTable
 
 from meter_core.identity import MeterKind
+from tests.database import fetch
 from tests.interop.clients import utility_settings
 from tests.interop.test_history import read_all, read_clock, set_clock
 from tests.servers import running_meters
@@ -29,17 +28,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.interop]
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 START = dt.datetime(2026, 11, 20, 10, 0, tzinfo=IST).timestamp()
 SPEED = 60.0
-
-
-def fetch(url: str, query: str, *args):
-    async def go():
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def program(s) -> None:
