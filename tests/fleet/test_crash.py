@@ -8,11 +8,14 @@ worker is SIGKILLed the moment the last answer arrives, and the supervisor bring
 - the same bytes sent again (a replay of the association: its AARQ carries the invocation counter
   it was accepted with) are refused;
 - a head-end that reads the counter object and adds one, as head-ends do, associates and finds the
-  demand period it set: the meter answered only once the SET was in the database.
+  demand period it set: the meter answered only once the SET was in the database;
+- the block-load rows of both meters run from the run's start to well past the kill, every half hour
+  once (the fleet runs at 900x: the restarted worker resumes where the rows end).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 
@@ -30,10 +33,13 @@ from meter_core.client import (
     SetResult,
 )
 from meter_core.connection import Transport
-from tests.fleet.test_fleet_run import FleetProcess, ports
-from tests.servers import Head, counter_to_use
+from tests.fleet.test_fleet_run import FleetProcess, ports, query
+from tests.servers import Head, counter_to_use, wait_for
 
 pytestmark = [pytest.mark.fleet, pytest.mark.integration]
+
+START = "2026-11-20T10:00:00+05:30"
+START_TIME = dt.datetime.fromisoformat(START).timestamp()
 
 
 def test_a_worker_killed_after_ciphered_requests_loses_nothing_it_answered_and_takes_no_counter_twice(database_url):
@@ -41,7 +47,7 @@ def test_a_worker_killed_after_ciphered_requests_loses_nothing_it_answered_and_t
     options = FleetOptions(meters=2, port_base=base)
     client = next(c for c in meter_record(options, 0)["clients"] if c["client_sap"] == 48)
     f = FleetProcess("run", "--meters", "2", "--workers", "1", "--port-base", str(base), "--metrics-port",
-                     str(metrics_port), "--database-url", database_url)
+                     str(metrics_port), "--database-url", database_url, "--speed", "900", "--start", START)
     try:
         pid = int(f.wait_for(r"worker 0 \(meters 0-1\) ready, pid (\d+)").group(1))
         security = ClientSecurity.from_onboarding(client, counter_to_use(base))
@@ -89,6 +95,16 @@ def test_a_worker_killed_after_ciphered_requests_loses_nothing_it_answered_and_t
             assert again.until(GetResult).value.value == 900
         finally:
             again.close()
+        # the ground truth: the blocks of both meters, from the run's start to well after the kill, every one
+        # once and none missing (the restarted worker resumes where the rows end)
+        killed_at = query(database_url, "SELECT max(captured_until) AS t FROM capture_progress")[0]["t"] or 0.0
+        wait_for("the writer past the kill", lambda: (query(
+            database_url, "SELECT min(captured_until) AS t FROM capture_progress")[0]["t"] or 0.0) > killed_at + 7200)
     finally:
         code = f.stop()
     assert code == 0, "\n".join(f.lines)
+    for meter_id in (0, 1):
+        times = [r["capture_time"].timestamp() for r in query(
+            database_url, f"SELECT capture_time FROM block_load_profile WHERE meter_id = {meter_id} ORDER BY 1")]
+        assert times[0] <= START_TIME + 1800 and times[-1] > killed_at + 3600
+        assert {b - a for a, b in zip(times, times[1:])} == {1800.0}, f"meter {meter_id}: a block missing or twice"
