@@ -53,6 +53,10 @@ TAMPERS = {
     251: (NON_ROLLOVER, None, 83),  # cover open (occurrence only)
 }
 FIRST_BREATH_S = 3600.0
+# Events a meter keeps per category of what happened to it (its logs serve the last DEPTH): the ground-truth
+# writer takes a window of at most a simulated day at a time, and a meter tripping its load limiter every six
+# minutes logs 240 a day.
+RETAINED = 1024
 BILLING_BIT_S = 3600.0
 _enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
 
@@ -85,7 +89,12 @@ def generated_between(meter: Meter, t0: float, t1: float, category: int | None =
 
 
 def recorded_between(meter: Meter, t0: float, t1: float, category: int | None = None) -> list[Event]:
-    return [Event(*e) for e in meter.state.events if t0 < e[0] <= t1 and (category is None or e[1] == category)]
+    """Events that happened to this meter in simulated (t0, t1]: the load limiter's trips up to ``t1``
+    included (it logs them as it checks the load, so it checks up to ``t1`` first)."""
+    state = meter.state
+    if state.limit_since is not None and t1 < math.inf:
+        meter.scan_limiter(t1)
+    return [Event(*e) for e in state.events if t0 < e[0] <= t1 and (category is None or e[1] == category)]
 
 
 def events_between(meter: Meter, t0: float, t1: float, category: int | None = None) -> list[Event]:
@@ -113,11 +122,12 @@ def last_events(meter: Meter, category: int, t: float, n: int) -> list[Event]:
 
 
 def record(meter: Meter, category: int, code: int, t: float) -> None:
-    """Keep an event that happened to this meter (bounded per category by its log's depth)."""
+    """Keep an event that happened to this meter (the last `RETAINED` per category: more than its log
+    holds, so that what is written to the ground truth a window at a time misses none)."""
     state = meter.state
     events = (*state.events, (t, category, code))
     mine = [e for e in events if e[1] == category]
-    if len(mine) > DEPTH[category]:
+    if len(mine) > RETAINED:
         drop = mine[0]
         events = tuple(e for e in events if e is not drop)
     state.events = events
@@ -200,6 +210,8 @@ def esw_bits(meter: Meter, t: float) -> set[int]:
         if e.kind == "INTERRUPTION" and e.end <= t < e.end + FIRST_BREATH_S:
             bits.add(86)
     active: set[int] = set()
+    if meter.state.limit_since is not None:
+        meter.scan_limiter(t)  # its trips up to ``t`` logged first
     for time, _category, code in sorted(meter.state.events):
         if time > t:
             break
