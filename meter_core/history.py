@@ -256,7 +256,8 @@ class Captures:
         return self.entry(n - 1)[1]
 
     def entries(self, n0: int, n1: int):
-        """(ordinal, stamp, capture time, start of its period) for captures n0..n1-1, in order."""
+        """(ordinal, stamp, capture time, start of its period, capture period) for captures n0..n1-1, in
+        order."""
         prev = self.start_of(n0) if n0 < n1 else 0.0
         n = n0
         while n < n1:
@@ -266,7 +267,7 @@ class Captures:
             if n == run.first and run.restart:
                 prev = run.begin
             if run.jump is not None and i == 0:
-                yield n, run.jump, run.begin, prev
+                yield n, run.jump, run.begin, prev, period
                 prev = run.begin
                 n += 1
                 i += 1
@@ -275,7 +276,7 @@ class Captures:
             while n < end:
                 stamp = k * period - IST_S
                 t = inverse(piece, stamp)
-                yield n, stamp, t, prev
+                yield n, stamp, t, prev, period
                 prev = t
                 n += 1
                 k += 1

@@ -803,20 +803,33 @@ class Meter:
             return
         entries = list(caps.entries(n0, n1))
         start = d.period_start
-        times = sorted({max(e[3], start) for e in entries} | {e[2] for e in entries})
-        readings = dict(zip(times, self.readings_many(times)))
+        first = max(entries[0][3], start)
+        times = [first, *(e[2] for e in entries)]
+        readings = self.readings_many(times)
+        # each period starts where the one before ended, unless the integration restarted in between
+        regular = all(entries[i][3] == entries[i - 1][2] for i in range(1, len(entries)))
+        if not regular:  # the readings where each period started, too
+            starts = sorted({max(e[3], start) for e in entries} - set(times))
+            extra = dict(zip(starts, self.readings_many(starts))) if starts else {}
+            at = dict(zip(times, readings))
+            at.update(extra)
         scale = 3600.0 * self.energy_divisor
         max_active, max_apparent = d.max_active, d.max_apparent
-        for n, stamp, t, prev in entries:
-            prev = max(prev, start)
-            r0, r1 = readings[prev], readings[t]
-            length = max(float(caps.period_of(n)), t - prev)
-            active = (r1[0] - r0[0]) * scale / length
-            apparent = (r1[2] - r0[2]) * scale / length
+        prev_t, prev_r = first, readings[0]
+        for (_n, stamp, t, t0, period), r1 in zip(entries, readings[1:]):
+            if not regular:
+                t0 = max(t0, start)
+                prev_t, prev_r = t0, at[t0]
+            length = t - prev_t
+            if length < period:
+                length = period
+            active = (r1[0] - prev_r[0]) * scale / length
+            apparent = (r1[2] - prev_r[2]) * scale / length
             if active > max_active:
                 max_active, d.max_active_stamp = active, stamp
             if apparent > max_apparent:
                 max_apparent, d.max_apparent_stamp = apparent, stamp
+            prev_t, prev_r = t, r1
         d.max_active, d.max_apparent = max_active, max_apparent
         d.next_ordinal = n1
 

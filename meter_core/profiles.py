@@ -187,10 +187,9 @@ def block_rows(meter: Meter, keys: range) -> Iterator[BlockRow]:
         if fresh:
             prev_t, prev_r, prev_e = times[0], readings[0], energies[0]
             del readings[0], energies[0]
-        for (n, stamp, t1, t0), r1, e1 in zip(part, readings, energies):
+        for (_n, stamp, t1, t0, period), r1, e1 in zip(part, readings, energies):
             if t0 != prev_t:  # a restarted period (not for blocks; kept general)
                 (prev_r,), (prev_e,) = many((t0,))
-            period = caps.period_of(n)
             k = round((stamp + IST_S) / period)
             volts, currents = block_averages(meter, k, t0, t1, prev_e, e1)
             yield BlockRow(stamp, prev_r, r1, volts, currents, t0, t1, period)
@@ -217,7 +216,7 @@ class DailyLoad:
 
 def daily_rows(meter: Meter, keys: range) -> Iterator[tuple]:
     """(stamp, readings, capture time) of daily entries ``keys``, in order."""
-    for _n, stamp, t, _prev in meter.daily_captures().entries(keys.start, keys.stop):
+    for _n, stamp, t, _prev, _period in meter.daily_captures().entries(keys.start, keys.stop):
         yield stamp, meter.readings(t), t
 
 

@@ -320,7 +320,7 @@ class FleetHistory(RuleBasedStateMachine):
             m = self.fleet.worker.meter_for_rows(0)
             out = {}
             for name, caps in (("block", m.block_captures()), ("daily", m.daily_captures())):
-                out[name] = {round(stamp, 2) for _, stamp, t, _ in caps.entries(0, caps.count(until))
+                out[name] = {round(stamp, 2) for _, stamp, t, _, _ in caps.entries(0, caps.count(until))
                              if t > START}  # the run writes from its start
             out["billing"] = {round(s, 2) for s, t in m.billing_closures().upto(until, 20)[1] if t > START}
             out["events"] = [(float(math.floor(m.clock_at_sim(e.time))), e.code, e.category)

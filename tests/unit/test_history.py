@@ -316,7 +316,7 @@ def programmed(kind=MeterKind.THREE_PHASE, drift=0.0):
 
 def block_stamps(m: Meter, t0: float, t1: float) -> list[tuple[float, float]]:
     caps = m.block_captures()
-    return [(stamp, t) for _, stamp, t, _ in caps.entries(caps.count(t0), caps.count(t1))]
+    return [(stamp, t) for _, stamp, t, _, _ in caps.entries(caps.count(t0), caps.count(t1))]
 
 
 def test_a_clock_set_forward_captures_once_at_the_set_and_skips_the_blocks_it_jumped():
