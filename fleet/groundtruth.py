@@ -62,6 +62,8 @@ STEP = 900.0
 # Most simulated time one pass over the shard covers (bounds the rows a pass computes at once).
 MAX_WINDOW = 86400.0
 TICK = 0.2
+# Meters a pass computes between two turns of the event loop (about 20-40 ms of work).
+YIELD_EVERY = 64
 BATCH_ROWS = 5000
 MAX_QUEUE_ROWS = 100_000
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
@@ -511,6 +513,27 @@ class GroundTruthWriter:
         window advances the cursor only once every meter's rows of it are computed: an error in the
         middle leaves the cursor at the window's start (the rows computed before it are queued).
         """
+        steps = self._producing()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    async def _produce(self) -> int:
+        """`produce`, letting the event loop run between every `YIELD_EVERY` meters: a pass over a shard of
+        thousands of meters takes a good part of a second, which the meters' connections and calls must not
+        wait for."""
+        steps = self._producing()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            await asyncio.sleep(0)
+
+    def _producing(self):
+        """`produce` as a generator that pauses (yields) every `YIELD_EVERY` meters of a pass."""
         if not self._resumed:
             return 0
         now = time.monotonic()
@@ -528,7 +551,9 @@ class GroundTruthWriter:
                 if batch is None:
                     batch = _Batch(self.cursor)
                 rows, start = batch.rows, self.cursor
-                for meter_id in self.shard:
+                for i, meter_id in enumerate(self.shard):
+                    if i % YIELD_EVERY == YIELD_EVERY - 1:
+                        yield
                     for table, r in capture_rows(self.worker.meter_for_rows(meter_id), start, end, now).items():
                         if r:
                             rows[table] += r
@@ -597,7 +622,7 @@ class GroundTruthWriter:
                 await asyncio.sleep(self._next_delay())
         while True:
             self._stage = ""
-            self.produce()
+            await self._produce()
             try:
                 await self._drain()
             except _TRANSIENT as e:
