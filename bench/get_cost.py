@@ -21,12 +21,12 @@ import time
 
 from bench._common import cpu_seconds, spawn_worker, stop
 from fleet.settings import FleetOptions
-from meter_core.apdu import encode_apdu
-from meter_core.apdu.acse import AARQ, context_oid
-from meter_core.apdu.codes import ApplicationContextName, Conformance
-from meter_core.apdu.xdlms import CosemAttributeDescriptor, GetRequestNormal, InitiateRequest
-from meter_core.obis import Obis
-from meter_core.wrapper import wrap
+from meter_core.codec.apdu import encode_apdu
+from meter_core.codec.apdu.acse import AARQ, context_oid
+from meter_core.codec.apdu.codes import ApplicationContextName, Conformance
+from meter_core.codec.apdu.xdlms import CosemAttributeDescriptor, GetRequestNormal, InitiateRequest
+from meter_core.codec.obis import Obis
+from meter_core.codec.wrapper import wrap
 
 CLIENT, SERVER = 16, 1
 

@@ -25,13 +25,12 @@ import time
 from bench._common import cpu_seconds, spawn_worker, stop
 from fleet.settings import FleetOptions
 from meter_core import NEED_DATA
-from meter_core.apdu import SelectiveAccess
-from meter_core.axdr import CosemDateTime, Data, DataType
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
+from meter_core.codec.apdu import SelectiveAccess
+from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_value
+from meter_core.codec.obis import ln
 from meter_core.connection import Transport
-from meter_core.cosem.model import encode_value
 from meter_core.identity import FleetConfig, meter_identity
-from meter_core.obis import ln
 
 IST = dt.timedelta(minutes=330)
 

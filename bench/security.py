@@ -30,15 +30,23 @@ import time
 from bench._common import cpu_seconds, spawn_worker, stop
 from fleet.export import meter_record
 from fleet.settings import FleetOptions
-from meter_core import security as sec
-from meter_core.apdu import AARE, AARQ, ActionRequestNormal, CosemMethodDescriptor, decode_apdu, encode_apdu
-from meter_core.apdu.acse import context_oid, mechanism_oid
-from meter_core.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
-from meter_core.apdu.xdlms import CosemAttributeDescriptor, GetRequestNormal, InitiateRequest
-from meter_core.axdr import encode_length
+from meter_core.codec import crypto as sec
+from meter_core.codec.apdu import (
+    AARE,
+    AARQ,
+    ActionRequestNormal,
+    CosemMethodDescriptor,
+    ciphered,
+    decode_apdu,
+    encode_apdu,
+)
+from meter_core.codec.apdu.acse import context_oid, mechanism_oid
+from meter_core.codec.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
+from meter_core.codec.apdu.xdlms import CosemAttributeDescriptor, GetRequestNormal, InitiateRequest
+from meter_core.codec.axdr import encode_length
+from meter_core.codec.obis import Obis
+from meter_core.codec.wrapper import wrap
 from meter_core.identity import meter_identity
-from meter_core.obis import Obis
-from meter_core.wrapper import wrap
 
 CONFORMANCE = Conformance.GET | Conformance.ACTION | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
 GET_CLOCK = encode_apdu(GetRequestNormal(
@@ -83,12 +91,12 @@ class Peer:
             application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),
             calling_ap_title=self.title, sender_acse_requirements=b"\x07\x80",
             mechanism_name=mechanism_oid(AuthenticationMechanism.HIGH_GMAC), calling_authentication_value=self.ctos,
-            user_information=sec.seal(0x21, sec.protect(0x30, self.next_ic(), self.title, self.ek, self.ak,
+            user_information=ciphered.seal(0x21, sec.protect(0x30, self.next_ic(), self.title, self.ek, self.ak,
                                                         INITIATE)))))
 
     def ciphered(self, apdu: bytes) -> bytes:
         payload = sec.protect(0x30, self.next_ic(), self.title, self.ek, self.ak, apdu)
-        return wrap(48, 1, sec.seal(sec.GLO_OF[apdu[0]], payload))
+        return wrap(48, 1, ciphered.seal(ciphered.GLO_OF[apdu[0]], payload))
 
     def hls_reply(self, aare_frame: bytes) -> bytes:
         aare = decode_apdu(aare_frame[8:])

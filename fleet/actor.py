@@ -13,7 +13,7 @@ import uuid
 
 from fleet.journal import programmed_row
 from meter_core import keys
-from meter_core._util import NEED_DATA
+from meter_core.codec._util import NEED_DATA
 from meter_core.connection import MeterConnection
 from meter_core.events import (
     AssociationEstablished,

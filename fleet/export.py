@@ -14,7 +14,8 @@ from typing import TextIO
 import asyncpg
 
 from fleet.settings import FleetOptions
-from meter_core.apdu.codes import AuthenticationMechanism
+from meter_core.codec.apdu.codes import AuthenticationMechanism
+from meter_core.codec.crypto import public_bytes
 from meter_core.cosem.is15959 import ASSOCIATIONS, POLICY_AUTH_ENC, SECURED_SAPS
 from meter_core.identity import meter_identity
 from meter_core.keys import (
@@ -25,7 +26,6 @@ from meter_core.keys import (
     from_rows,
     signing_key,
 )
-from meter_core.security import public_bytes
 
 AUTHENTICATION_NAMES = {
     AuthenticationMechanism.NONE: "none",

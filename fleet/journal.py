@@ -29,8 +29,8 @@ import asyncpg
 
 from fleet import db, pg
 from meter_core import journal as mj
-from meter_core.apdu.codes import ActionResult, DataAccessResult
-from meter_core.obis import Obis, ln
+from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
+from meter_core.codec.obis import Obis, ln
 
 log = logging.getLogger("fleet.journal")
 

@@ -30,7 +30,7 @@ import asyncpg
 
 from fleet import db, pg
 from fleet.errors import FleetError
-from meter_core.apdu.codes import AuthenticationMechanism
+from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.cosem.is15959 import ASSOCIATIONS
 from meter_core.identity import meter_identity
 

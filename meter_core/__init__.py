@@ -4,8 +4,8 @@ Bytes and values in, bytes and events out; time is passed in as ``now``. Nothing
 sleeps, logs per frame or imports an event loop or a database driver.
 """
 
-from meter_core._util import NEED_DATA
-from meter_core.errors import (
+from meter_core.codec._util import NEED_DATA
+from meter_core.codec.errors import (
     DecodeError,
     DlmsError,
     LocalProtocolError,
@@ -13,7 +13,7 @@ from meter_core.errors import (
     RemoteProtocolError,
     SecurityError,
 )
-from meter_core.obis import Obis
+from meter_core.codec.obis import Obis
 
 __all__ = [
     "NEED_DATA",

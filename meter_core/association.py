@@ -12,8 +12,8 @@ import os
 from collections import Counter
 from enum import Enum
 
-from meter_core import security as sec
-from meter_core.apdu import (
+from meter_core.codec import crypto as sec
+from meter_core.codec.apdu import (
     AARE,
     AARQ,
     RLRE,
@@ -48,11 +48,12 @@ from meter_core.apdu import (
     SetResponseLastDatablockWithList,
     SetResponseNormal,
     SetResponseWithList,
+    ciphered,
     decode_apdu,
     encode_apdu,
 )
-from meter_core.apdu.acse import context_oid, mechanism_oid, release_reason
-from meter_core.apdu.codes import (
+from meter_core.codec.apdu.acse import context_oid, mechanism_oid, release_reason
+from meter_core.codec.apdu.codes import (
     AcseServiceUser,
     ActionResult,
     ApduTag,
@@ -65,10 +66,10 @@ from meter_core.apdu.codes import (
     InitiateError,
     ServiceErrorType,
 )
-from meter_core.axdr import DataType, Reader, data_from_bytes, encode_length, skip_data
-from meter_core.cosem.model import AssociationView, encode_octets
+from meter_core.codec.axdr import DataType, Reader, data_from_bytes, encode_length, encode_octets, skip_data
+from meter_core.codec.errors import DecodeError, ExceptionServiceError, ExceptionStateError
+from meter_core.cosem.model import AssociationView
 from meter_core.cosem.profile import Stream
-from meter_core.errors import DecodeError, ExceptionServiceError, ExceptionStateError
 from meter_core.events import (
     AssociationEstablished,
     AssociationRejected,
@@ -155,7 +156,7 @@ class SecurityContext:
 CIPHER_OVERHEAD = 1 + 3 + sec.HEADER_LENGTH + sec.TAG_LENGTH + 1 + sec.SYSTEM_TITLE_LENGTH
 _PLAIN_REQUESTS = frozenset({ApduTag.GET_REQUEST, ApduTag.SET_REQUEST, ApduTag.ACTION_REQUEST,
                              ApduTag.ACCESS_REQUEST, ApduTag.GENERAL_BLOCK_TRANSFER})
-_SERVER_REQUESTS = sec.GLO_REQUESTS | sec.DED_REQUESTS | {ApduTag.GENERAL_GLO_CIPHERING,
+_SERVER_REQUESTS = ciphered.GLO_REQUESTS | ciphered.DED_REQUESTS | {ApduTag.GENERAL_GLO_CIPHERING,
                                                           ApduTag.GENERAL_DED_CIPHERING}
 _RESPONDER_AUTHENTICATION = b"\x07\x80"  # ACSE-requirements: the authentication functional unit
 _random = os.urandom
@@ -267,7 +268,7 @@ class Association:
                 return self._on_general_ciphering(apdu, now)
             if apdu[0] == ApduTag.GENERAL_SIGNING:
                 return self._on_general_signing(apdu, now)
-            if apdu[0] in sec.CIPHERED_TAGS:
+            if apdu[0] in ciphered.CIPHERED_TAGS:
                 return self._on_ciphered(apdu, now)
             if apdu[0] in _PLAIN_REQUESTS:  # the policy demands protected requests
                 return self._security_refusal(sec.Failure.POLICY)
@@ -317,7 +318,7 @@ class Association:
         # verifies. Anything else goes the long way below, which gives each refusal its answer.
         sc = self._expected_sc
         n = len(apdu)
-        if (tag in sec.GLO_REQUESTS and 20 <= n < 0x82 and apdu[1] == n - 2 and apdu[2] == sc
+        if (tag in ciphered.GLO_REQUESTS and 20 <= n < 0x82 and apdu[1] == n - 2 and apdu[2] == sc
                 and sc & 0x30 == 0x30):
             ic = int.from_bytes(apdu[3:7], "big")
             if ic > ks.rx_ic:
@@ -331,7 +332,7 @@ class Association:
                     ks.rx_ic = ic
                     tx = ks.next_tx()
                     response = self._handle_plain(inner, now)
-                    out_tag = sec.GLO_OF.get(response[0]) if response else None
+                    out_tag = ciphered.GLO_OF.get(response[0]) if response else None
                     if out_tag is None:
                         return response
                     header = bytes((sc,)) + tx.to_bytes(4, "big")
@@ -339,10 +340,10 @@ class Association:
                     return bytes((out_tag,)) + encode_length(len(sealed) + 1) + header + sealed[:-4]
         env = None
         try:
-            if tag in sec.GLO_REQUESTS and len(apdu) > 2 and apdu[1] == len(apdu) - 2 and apdu[1] < 0x80:
+            if tag in ciphered.GLO_REQUESTS and len(apdu) > 2 and apdu[1] == len(apdu) - 2 and apdu[1] < 0x80:
                 payload, dedicated, general = apdu[2:], False, False  # the common case: glo-, short length
             else:
-                env = sec.open_envelope(apdu) if tag in _SERVER_REQUESTS else None
+                env = ciphered.open_envelope(apdu) if tag in _SERVER_REQUESTS else None
                 if env is None:
                     self.stats.counts[("other", "unexpected-apdu")] += 1
                     return _EXCEPTION_NOT_NEGOTIATED
@@ -363,7 +364,7 @@ class Association:
                 raise sec.SecurityError(sec.Failure.INVOCATION_COUNTER, f"invocation counter {ic} not above {last}")
             _, _, inner = sec.unprotect(payload, ctx.client_title, key, ks.ak)
             if not inner or (not general and
-                             (sec.PLAIN_OF_DED if dedicated else sec.PLAIN_OF_GLO)[tag] != inner[0]):
+                             (ciphered.PLAIN_OF_DED if dedicated else ciphered.PLAIN_OF_GLO)[tag] != inner[0]):
                 raise sec.SecurityError(sec.Failure.DECIPHERING, "ciphered APDU holds another service")
         except sec.SecurityError as e:
             last = ctx.dedicated_rx if env is not None and env.dedicated else ks.rx_ic
@@ -382,11 +383,11 @@ class Association:
         resp_sc = sc if sc == self._expected_sc else ks.suite | _response_protection(self.spec.policy, sc)
         payload = sec.protect(resp_sc, tx, title, key, ak, response)
         if general:
-            return sec.seal(tag, payload, title)
-        out_tag = (sec.DED_OF if dedicated else sec.GLO_OF).get(response[0])
+            return ciphered.seal(tag, payload, title)
+        out_tag = (ciphered.DED_OF if dedicated else ciphered.GLO_OF).get(response[0])
         if out_tag is None:  # an answer with no ciphered form (cannot happen for GET/SET/ACTION)
             return response
-        return sec.seal(out_tag, payload)
+        return ciphered.seal(out_tag, payload)
 
     def _on_general_ciphering(self, apdu: bytes, now: float) -> bytes | None:
         """general-ciphering: the addressed form of suites 1 and 2 (also taken under suite 0). The key is
@@ -395,15 +396,15 @@ class Association:
         ctx, ks = self._sec, self._keyset()
         title = self.meter.identity.system_title
         try:
-            g = sec.parse_general_ciphering(apdu)
+            g = ciphered.parse_general_ciphering(apdu)
             if g.originator != ctx.client_title or (g.recipient and g.recipient != title):
                 raise sec.SecurityError(sec.Failure.SYSTEM_TITLE, "general-ciphering between other parties")
             key = ks.ek
             if g.key_info is not None:
                 kind = g.key_info[0]
-                if kind == sec.IDENTIFIED_KEY and g.key_info[1] == 0:
+                if kind == ciphered.IDENTIFIED_KEY and g.key_info[1] == 0:
                     key = ks.ek
-                elif kind == sec.WRAPPED_KEY and g.key_info[1] == 0:
+                elif kind == ciphered.WRAPPED_KEY and g.key_info[1] == 0:
                     key = sec.unwrap_key(self.meter.keys().kek, g.key_info[2])
                     if len(key) != sec.KEY_LENGTH[ks.suite]:
                         raise sec.SecurityError(sec.Failure.DECIPHERING, "wrapped key of the wrong length")
@@ -426,10 +427,10 @@ class Association:
         response = self._handle_plain(inner, now)
         if response is None or response[0] == ApduTag.EXCEPTION_RESPONSE:
             return response
-        out = sec.GeneralCiphering(tx.to_bytes(8, "big"), title, ctx.client_title, b"", b"", None, b"")
+        out = ciphered.GeneralCiphering(tx.to_bytes(8, "big"), title, ctx.client_title, b"", b"", None, b"")
         resp_sc = ks.suite | _response_protection(self.spec.policy, sc)
         content = sec.protect_aad(resp_sc, tx, title, key, ak, response, out.aad_extra(ks.suite))
-        return sec.GeneralCiphering(out.transaction_id, title, ctx.client_title, b"", b"", None, content).encode()
+        return ciphered.GeneralCiphering(out.transaction_id, title, ctx.client_title, b"", b"", None, content).encode()
 
     def _on_general_signing(self, apdu: bytes, now: float) -> bytes | None:
         """general-signing (suites 1 and 2): the head-end's signature is checked with its signing key,
@@ -442,7 +443,7 @@ class Association:
         try:
             if not ks.suite:
                 raise sec.SecurityError(sec.Failure.SECURITY_CONTROL, "suite 0 has no signatures")
-            g = sec.parse_general_signing(apdu)
+            g = ciphered.parse_general_signing(apdu)
             if g.originator != ctx.client_title or (g.recipient and g.recipient != title):
                 raise sec.SecurityError(sec.Failure.SYSTEM_TITLE, "general-signing between other parties")
             state = meter.keys()
@@ -459,8 +460,8 @@ class Association:
             return content
         if state.signing is None:
             state.signing = keymod.signing_key(meter.fleet, meter.identity.meter_id, ks.suite)
-        out = sec.GeneralSigning(ks.tx_ic.to_bytes(8, "big"), title, ctx.client_title, b"", b"", content)
-        return sec.GeneralSigning(out.transaction_id, title, ctx.client_title, b"", b"", content,
+        out = ciphered.GeneralSigning(ks.tx_ic.to_bytes(8, "big"), title, ctx.client_title, b"", b"", content)
+        return ciphered.GeneralSigning(out.transaction_id, title, ctx.client_title, b"", b"", content,
                                   sec.ecdsa_sign(ks.suite, state.signing, out.signed_data())).encode()
 
     def _security_refusal(self, failure: sec.Failure, counter: int = 0) -> bytes:
@@ -514,7 +515,7 @@ class Association:
                 return self._reject_initiate(InitiateError.OTHER, "the policy demands a ciphered InitiateRequest")
             ks = self._keyset()
             try:
-                env = sec.open_envelope(user_information)
+                env = ciphered.open_envelope(user_information)
                 sc, ic, _ = sec.split_header(env.payload)
                 sec.check_sc(sc, ks.suite)
                 needed = _request_protection(spec.policy)
@@ -587,7 +588,7 @@ class Association:
             responder_acse_requirements=_RESPONDER_AUTHENTICATION,
             mechanism_name=mechanism_oid(spec.mechanism),
             responding_authentication_value=ctx.stoc,
-            user_information=sec.seal(ApduTag.GLO_INITIATE_RESPONSE,
+            user_information=ciphered.seal(ApduTag.GLO_INITIATE_RESPONSE,
                                       sec.protect(resp_sc, ks.next_tx(), title, ks.ek, ks.ak, response)),
         ))
 

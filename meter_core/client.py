@@ -16,8 +16,8 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 
-from meter_core._util import NEED_DATA
-from meter_core.apdu import (
+from meter_core.codec._util import NEED_DATA
+from meter_core.codec.apdu import (
     AARE,
     AARQ,
     RLRE,
@@ -39,11 +39,12 @@ from meter_core.apdu import (
     SelectiveAccess,
     SetRequestNormal,
     SetResponseNormal,
+    ciphered,
     decode_apdu,
     encode_apdu,
 )
-from meter_core.apdu.acse import context_oid, mechanism_oid, release_reason
-from meter_core.apdu.codes import (
+from meter_core.codec.apdu.acse import context_oid, mechanism_oid, release_reason
+from meter_core.codec.apdu.codes import (
     ActionResult,
     ApplicationContextName,
     AssociationResult,
@@ -51,10 +52,9 @@ from meter_core.apdu.codes import (
     Conformance,
     DataAccessResult,
 )
-from meter_core.axdr import Data, DataType, Reader, data_from_bytes, data_to_bytes
-from meter_core.connection import MANAGEMENT_LOGICAL_DEVICE, Transport
-from meter_core.errors import LocalProtocolError, RemoteProtocolError
-from meter_core.hdlc import (
+from meter_core.codec.axdr import Data, DataType, Reader, data_from_bytes, data_to_bytes
+from meter_core.codec.errors import LocalProtocolError, RemoteProtocolError
+from meter_core.codec.hdlc import (
     ApduReceived,
     HdlcAddress,
     HdlcClientStation,
@@ -62,8 +62,9 @@ from meter_core.hdlc import (
     LinkConnected,
     LinkDisconnected,
 )
-from meter_core.obis import Obis
-from meter_core.wrapper import WrapperDeframer, wrap
+from meter_core.codec.obis import Obis
+from meter_core.codec.wrapper import WrapperDeframer, wrap
+from meter_core.connection import MANAGEMENT_LOGICAL_DEVICE, Transport
 
 DEFAULT_CONFORMANCE = (
     Conformance.GET | Conformance.SET | Conformance.ACTION | Conformance.SELECTIVE_ACCESS
@@ -89,7 +90,7 @@ class ClientSecurity:
 
     @classmethod
     def from_onboarding(cls, client: dict, invocation_counter: int = 1) -> ClientSecurity:
-        from meter_core import security as sec
+        from meter_core.codec import crypto as sec
 
         mechanism = {"high": AuthenticationMechanism.HIGH, "high-gmac": AuthenticationMechanism.HIGH_GMAC,
                      "high-ecdsa": AuthenticationMechanism.HIGH_ECDSA}[client["authentication"]]
@@ -239,7 +240,6 @@ class DlmsClient:
             InitiateRequest(proposed_conformance=s.conformance, client_max_receive_pdu_size=s.max_receive_pdu_size)
         )
         if s.security is not None:
-            from meter_core import security as sec
 
             c = s.security
             return AARQ(
@@ -248,7 +248,7 @@ class DlmsClient:
                 sender_acse_requirements=b"\x07\x80",
                 mechanism_name=mechanism_oid(c.mechanism),
                 calling_authentication_value=c.challenge,
-                user_information=sec.seal(0x21, self._protect(initiate)),
+                user_information=ciphered.seal(0x21, self._protect(initiate)),
             )
         if s.password is None:
             return AARQ(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME),
@@ -275,23 +275,23 @@ class DlmsClient:
         return 0x30 | self.settings.security.suite
 
     def _protect(self, apdu: bytes) -> bytes:
-        from meter_core import security as sec
+        from meter_core.codec import crypto as sec
 
         c = self.settings.security
         self._ic += 1
         return sec.protect(self._sc(), self._ic, c.system_title, c.block_key, c.auth_key, apdu)
 
     def _unprotect(self, raw: bytes) -> bytes:
-        from meter_core import security as sec
+        from meter_core.codec import crypto as sec
 
         c = self.settings.security
-        env = sec.open_envelope(raw)
+        env = ciphered.open_envelope(raw)
         _, _, inner = sec.unprotect(env.payload, self._server_title, c.block_key, c.auth_key)
         return inner
 
     def _hls_reply(self) -> bytes:
         """f(StoC), HLS pass 3."""
-        from meter_core import security as sec
+        from meter_core.codec import crypto as sec
 
         c = self.settings.security
         if c.mechanism is AuthenticationMechanism.HIGH:
@@ -305,7 +305,7 @@ class DlmsClient:
         """Is ``value`` the meter's f(CtoS) (pass 4)?"""
         import hmac
 
-        from meter_core import security as sec
+        from meter_core.codec import crypto as sec
 
         c = self.settings.security
         if c.mechanism is AuthenticationMechanism.HIGH:
@@ -369,9 +369,8 @@ class DlmsClient:
 
     def _send(self, apdu: bytes) -> None:
         if self._ciphering and apdu and apdu[0] in (0xC0, 0xC1, 0xC3):
-            from meter_core import security as sec
 
-            apdu = sec.seal(sec.GLO_OF[apdu[0]], self._protect(apdu))
+            apdu = ciphered.seal(ciphered.GLO_OF[apdu[0]], self._protect(apdu))
         if self._hdlc is not None:
             self._hdlc.send_apdu(apdu)
         else:

@@ -18,10 +18,24 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
-from meter_core._util import NEED_DATA, Sentinel
-from meter_core.apdu.codes import AcseServiceUser, ApduTag
 from meter_core.association import Association, ServiceStats, exception_response, reject_aarq
-from meter_core.errors import DecodeError, ExceptionServiceError, ExceptionStateError, RemoteProtocolError
+from meter_core.codec._util import NEED_DATA, Sentinel
+from meter_core.codec.apdu.codes import AcseServiceUser, ApduTag
+from meter_core.codec.errors import (
+    DecodeError,
+    ExceptionServiceError,
+    ExceptionStateError,
+    RemoteProtocolError,
+)
+from meter_core.codec.hdlc import (
+    ApduReceived,
+    FrameRejected,
+    HdlcServerConnection,
+    HdlcServerSettings,
+    LinkConnected,
+    LinkDisconnected,
+)
+from meter_core.codec.wrapper import WrapperDeframer, wrap
 from meter_core.events import (
     AssociationRejected,
     AssociationReleased,
@@ -32,16 +46,7 @@ from meter_core.events import (
     ReleaseReason,
     SecurityFailure,
 )
-from meter_core.hdlc import (
-    ApduReceived,
-    FrameRejected,
-    HdlcServerConnection,
-    HdlcServerSettings,
-    LinkConnected,
-    LinkDisconnected,
-)
 from meter_core.push import PUSH_CLIENT_SAP, take_confirm
-from meter_core.wrapper import WrapperDeframer, wrap
 
 # The management logical device: the only server SAP an IS 15959 meter has (facts section 7).
 MANAGEMENT_LOGICAL_DEVICE = 1

@@ -21,8 +21,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meter_core import history
-from meter_core.apdu.codes import ActionResult, DataAccessResult
-from meter_core.axdr import Data, DataType
+from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
+from meter_core.codec.axdr import Data, DataType, encode_octets, encode_value, int_encoder
+from meter_core.codec.obis import ln
 from meter_core.cosem.ic import (
     ACTIVITY_CALENDAR,
     DISCONNECT_CONTROL,
@@ -30,16 +31,7 @@ from meter_core.cosem.ic import (
     SCRIPT_TABLE,
     SINGLE_ACTION_SCHEDULE,
 )
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    encode_octets,
-    encode_value,
-    int_encoder,
-    ln_attribute,
-    static,
-)
-from meter_core.obis import ln
+from meter_core.cosem.model import Attribute, CosemObject, ln_attribute, static
 
 if TYPE_CHECKING:
     from meter_core.meter import Meter

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from meter_core import history
 from meter_core import powerquality as pq
-from meter_core.apdu.codes import DataAccessResult
-from meter_core.axdr import BitString, Data, DataType
-from meter_core.cosem.model import encode_value, int_encoder
+from meter_core.codec.apdu.codes import DataAccessResult
+from meter_core.codec.axdr import BitString, Data, DataType, encode_value, int_encoder
 from meter_core.identity import MeterKind
 
 if TYPE_CHECKING:
@@ -291,12 +290,14 @@ class EventLogSource:
         self._memo: tuple | None = None
 
     def _entries(self, meter: Meter, now: float) -> list[Event]:
-        key = (id(meter), meter.sim(now), meter.state.events)
+        # the last read's entries, for the keys, times and rows of one request: the same meter (the object,
+        # not its id, which a new meter may reuse), time and events
+        t, events = meter.sim(now), meter.state.events
         memo = self._memo
-        if memo is not None and memo[0] == key:
-            return memo[1]
-        entries = last_events(meter, self.category, meter.sim(now), DEPTH[self.category])
-        self._memo = (key, entries)
+        if memo is not None and memo[0] is meter and memo[1] == t and memo[2] is events:
+            return memo[3]
+        entries = last_events(meter, self.category, t, DEPTH[self.category])
+        self._memo = (meter, t, meter.state.events, entries)
         return entries
 
     def keys(self, meter: Meter, now: float) -> range:

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from meter_core.axdr import data_from_bytes
-from meter_core.errors import DecodeError
+from meter_core.codec.axdr import data_from_bytes
+from meter_core.codec.errors import DecodeError
 
 SECURITY_SETUP_CLASS = 64
 ASSOCIATION_LN_CLASS = 15

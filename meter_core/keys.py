@@ -65,14 +65,14 @@ class MeterSecurity:
 
 def signing_key(fleet: FleetConfig, meter_id: int, suite: int):
     """The meter's ECDSA key (P-256 for suite 1, P-384 for suite 2), derived from the fleet secret."""
-    from meter_core.security import private_key_from_scalar
+    from meter_core.codec.crypto import private_key_from_scalar
 
     return private_key_from_scalar(suite, derive_secret(fleet, meter_id, f"signing-{suite}", 64))
 
 
 def agreement_key(fleet: FleetConfig, meter_id: int, suite: int):
     """The meter's ECDH key (static, for key_agreement and general-ciphering), derived like the signing key."""
-    from meter_core.security import private_key_from_scalar
+    from meter_core.codec.crypto import private_key_from_scalar
 
     return private_key_from_scalar(suite, derive_secret(fleet, meter_id, f"agreement-{suite}", 64))
 
@@ -216,9 +216,9 @@ def key_transfer(meter, e: int, params, now: float):
     (RFC 3394). All or nothing: one bad entry and no key changes. New keys start with fresh invocation
     counters and take effect from the next APDU (the response to this one is still protected with the
     old keys)."""
-    from meter_core.apdu.codes import ActionResult
-    from meter_core.axdr import DataType
-    from meter_core.security import KEY_LENGTH, SecurityError, unwrap_key
+    from meter_core.codec.apdu.codes import ActionResult
+    from meter_core.codec.axdr import DataType
+    from meter_core.codec.crypto import KEY_LENGTH, SecurityError, unwrap_key
 
     if params is None or params.tag is not DataType.ARRAY or not params.value:
         return ActionResult.TYPE_UNMATCHED, None
@@ -262,8 +262,8 @@ def _install(meter, sec: MeterSecurity, e: int, new: dict[int, bytes], now: floa
 
 def change_hls_secret(meter, client_sap: int, params, now: float):
     """change_HLS_secret (Association LN method 2): octet-string, the new secret (mechanism 2)."""
-    from meter_core.apdu.codes import ActionResult
-    from meter_core.axdr import DataType
+    from meter_core.codec.apdu.codes import ActionResult
+    from meter_core.codec.axdr import DataType
     from meter_core.eventlog import TRANSACTION
 
     if params is None or params.tag is not DataType.OCTET_STRING:
@@ -310,8 +310,7 @@ def pki(meter, suite: int, clock_time: float):
 
 def certificate_info(sec) -> bytes:
     """Attribute 6, certificates: array of {entity, type, serial, issuer, subject, subject_alt_name}."""
-    from meter_core.axdr import Data, DataType
-    from meter_core.cosem.model import encode_value
+    from meter_core.codec.axdr import Data, DataType, encode_value
 
     return encode_value(Data(DataType.ARRAY, tuple(
         Data(DataType.STRUCTURE, (
@@ -322,7 +321,7 @@ def certificate_info(sec) -> bytes:
 
 
 def _key_pair_type(params) -> int | None:
-    from meter_core.axdr import DataType
+    from meter_core.codec.axdr import DataType
 
     if params is None or params.tag is not DataType.ENUM:
         return None
@@ -335,7 +334,7 @@ def generate_key_pair(meter, suite: int, params, clock_time: float):
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from meter_core import certs
-    from meter_core.apdu.codes import ActionResult
+    from meter_core.codec.apdu.codes import ActionResult
 
     kind = _key_pair_type(params)
     if kind is None:
@@ -357,8 +356,8 @@ def generate_key_pair(meter, suite: int, params, clock_time: float):
 def generate_certificate_request(meter, suite: int, params, clock_time: float):
     """generate_certificate_request(key_pair enum): octet-string, a PKCS #10 request for that key."""
     from meter_core import certs
-    from meter_core.apdu.codes import ActionResult
-    from meter_core.cosem.model import encode_octets
+    from meter_core.codec.apdu.codes import ActionResult
+    from meter_core.codec.axdr import encode_octets
 
     kind = _key_pair_type(params)
     if kind is None:
@@ -375,8 +374,8 @@ def import_certificate(meter, suite: int, params, clock_time: float):
     of the meter's own keys becomes its server certificate; any other is a client's, and a client
     signing certificate is the key HLS mechanism 7 then checks."""
     from meter_core import certs
-    from meter_core.apdu.codes import ActionResult
-    from meter_core.axdr import DataType
+    from meter_core.codec.apdu.codes import ActionResult
+    from meter_core.codec.axdr import DataType
 
     if params is None or params.tag is not DataType.OCTET_STRING:
         return ActionResult.TYPE_UNMATCHED, None
@@ -404,7 +403,7 @@ def _find(meter, sec, params):
     """The held certificates a certificate_identification names (by entity or by serial), or None if
     the parameter is malformed."""
     from meter_core import certs
-    from meter_core.axdr import DataType
+    from meter_core.codec.axdr import DataType
 
     if params is None or params.tag is not DataType.STRUCTURE or len(params.value) != 2:
         return None
@@ -447,8 +446,8 @@ def _same_issuer(h, issuer: bytes) -> bool:
 
 
 def export_certificate(meter, suite: int, params, clock_time: float):
-    from meter_core.apdu.codes import ActionResult
-    from meter_core.cosem.model import encode_octets
+    from meter_core.codec.apdu.codes import ActionResult
+    from meter_core.codec.axdr import encode_octets
 
     sec = pki(meter, suite, clock_time)
     found = _find(meter, sec, params)
@@ -461,7 +460,7 @@ def export_certificate(meter, suite: int, params, clock_time: float):
 
 def remove_certificate(meter, suite: int, params, clock_time: float):
     from meter_core import certs
-    from meter_core.apdu.codes import ActionResult
+    from meter_core.codec.apdu.codes import ActionResult
 
     sec = pki(meter, suite, clock_time)
     found = _find(meter, sec, params)
@@ -503,10 +502,9 @@ def key_agreement(meter, e: int, suite: int, params, now: float, client_title: b
     (the Green Book text is not public: UNCONFIRMED)."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from meter_core import security as sec
-    from meter_core.apdu.codes import ActionResult
-    from meter_core.axdr import Data, DataType
-    from meter_core.cosem.model import encode_value
+    from meter_core.codec import crypto as sec
+    from meter_core.codec.apdu.codes import ActionResult
+    from meter_core.codec.axdr import Data, DataType, encode_value
 
     if params is None or params.tag is not DataType.ARRAY or not params.value:
         return ActionResult.TYPE_UNMATCHED, None

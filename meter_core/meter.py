@@ -16,15 +16,20 @@ from dataclasses import dataclass, field
 
 from meter_core import control, eventlog, history, profiles, push, tod
 from meter_core import powerquality as pq
-from meter_core.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
-from meter_core.axdr import (
+from meter_core.codec.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
+from meter_core.codec.axdr import (
     DEVIATION_NOT_SPECIFIED,
     BitString,
     CosemDateTime,
     Data,
     DataType,
     encode_datetime_at,
+    encode_octets,
+    encode_value,
+    int_encoder,
 )
+from meter_core.codec.errors import DecodeError
+from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.ic import (
     ASSOCIATION_LN,
@@ -43,18 +48,13 @@ from meter_core.cosem.model import (
     AssociationView,
     Attribute,
     CosemObject,
-    encode_octets,
-    encode_value,
-    int_encoder,
     ln_attribute,
     rights_for,
     scaler_unit,
     static,
 )
 from meter_core.datagen import Energy, LoadModel, meter_params
-from meter_core.errors import DecodeError
 from meter_core.identity import FleetConfig, MeterIdentity, MeterKind, meter_identity, stable_hash
-from meter_core.obis import ln
 
 IST = cat.IST_OFFSET_MINUTES
 _OCTET12 = b"\x09\x0c"

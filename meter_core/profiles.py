@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 
 from meter_core import history
 from meter_core import powerquality as pq
-from meter_core._util import mix64
-from meter_core.apdu.codes import ActionResult, DataAccessResult
-from meter_core.axdr import DataType, encode_datetime_at
+from meter_core.codec._util import mix64
+from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
+from meter_core.codec.axdr import DataType, encode_datetime_at, encode_octets, int_encoder
+from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.ic import PROFILE_GENERIC
-from meter_core.cosem.model import Attribute, CosemObject, encode_octets, int_encoder, ln_attribute, static
+from meter_core.cosem.model import Attribute, CosemObject, ln_attribute, static
 from meter_core.cosem.profile import (
     SELECTORS,
     SORT_FIFO,
@@ -45,7 +46,6 @@ from meter_core.cosem.profile import (
 )
 from meter_core.eventlog import CATEGORY_NAMES, DEPTH, LOG_OBIS, EventLogSource, log_columns, snapshot_columns
 from meter_core.identity import MeterKind
-from meter_core.obis import ln
 
 if TYPE_CHECKING:
     from meter_core.meter import Meter
@@ -487,7 +487,7 @@ def _capture_method(rows: str):
 
 
 def _definition(key):
-    from meter_core.axdr import Data
+    from meter_core.codec.axdr import Data
 
     class_id, raw, attr, index = key
     return Data(DataType.STRUCTURE, (

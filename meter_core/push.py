@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meter_core.axdr import Data, DataType
+from meter_core.codec.apdu import ciphered
+from meter_core.codec.axdr import Data, DataType
+from meter_core.codec.obis import ln
 from meter_core.cosem.ic import PUSH_SETUP
 from meter_core.cosem.model import CosemObject, ln_attribute, static
 from meter_core.identity import MeterKind
-from meter_core.obis import ln
 
 # Schedules of the periodic pushes (the seed's push_schedules types): period in seconds, aligned to IST
 # midnight. The alert push goes on an ESW change, not on a schedule.
@@ -208,7 +209,7 @@ _NOT_SPECIFIED = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff"  # a date-t
 
 
 def _destination(push: str):
-    from meter_core.cosem.model import encode_value
+    from meter_core.codec.axdr import encode_value
 
     def get(meter, assoc, now) -> bytes:
         return encode_value(Data(DataType.STRUCTURE, (
@@ -220,7 +221,7 @@ def _destination(push: str):
 def _destination_setter(push: str):
     """A head-end points the pushes elsewhere: { transport_service TCP (0), "host:port", message A-XDR (0) }."""
     def set_(meter, assoc, value, now):
-        from meter_core.apdu.codes import DataAccessResult
+        from meter_core.codec.apdu.codes import DataAccessResult
 
         parts = value.value if value.tag is DataType.STRUCTURE else ()
         if (len(parts) != 3 or parts[0].tag is not DataType.ENUM or parts[1].tag is not DataType.OCTET_STRING
@@ -241,7 +242,7 @@ def _number_setter(push: str, name: str, dtype: DataType):
     limit = 255 if dtype is DataType.UNSIGNED else 65535
 
     def set_(meter, assoc, value, now):
-        from meter_core.apdu.codes import DataAccessResult
+        from meter_core.codec.apdu.codes import DataAccessResult
 
         if value.tag is not dtype:
             return DataAccessResult.TYPE_UNMATCHED
@@ -255,7 +256,7 @@ def _number_setter(push: str, name: str, dtype: DataType):
 def _delay_v2_setter(push: str):
     """repetition_delay of v2: a constant delay only (min = max, exponent 100)."""
     def set_(meter, assoc, value, now):
-        from meter_core.apdu.codes import DataAccessResult
+        from meter_core.codec.apdu.codes import DataAccessResult
 
         parts = value.value if value.tag is DataType.STRUCTURE else ()
         if len(parts) != 3 or any(p.tag is not t for p, t in zip(parts, (
@@ -271,7 +272,7 @@ def _delay_v2_setter(push: str):
 def _repetition_delay_v2(push: str):
     """repetition_delay in v2: { repetition_delay_min, repetition_delay_exponent (percent), max }: a
     constant delay (exponent 100)."""
-    from meter_core.cosem.model import encode_value
+    from meter_core.codec.axdr import encode_value
 
     def get(meter, assoc, now) -> bytes:
         d = setting(meter, push, "repetition_delay_s")
@@ -281,7 +282,7 @@ def _repetition_delay_v2(push: str):
 
 
 def _last_confirmation(push: str):
-    from meter_core.cosem.model import encode_octets
+    from meter_core.codec.axdr import encode_octets
 
     def get(meter, assoc, now) -> bytes:
         when = dict(meter.state.push_confirmations).get(push)
@@ -292,7 +293,7 @@ def _last_confirmation(push: str):
 def _reset_method(push: str):
     """reset (method 2, data integer 0): forget the last confirmation."""
     def invoke(meter, assoc, params, now):
-        from meter_core.apdu.codes import ActionResult
+        from meter_core.codec.apdu.codes import ActionResult
 
         if params is not None and params.tag is not DataType.INTEGER:
             return ActionResult.TYPE_UNMATCHED, None
@@ -341,7 +342,7 @@ def trigger_objects() -> list[CosemObject]:
 def _execution_times(meter, assoc, now) -> bytes:
     """execution_time ::= array { structure { time octet-string(4), date octet-string(5) } }: the instant
     push's period as times of day, every day (date all wildcards); an hour wildcard below an hour."""
-    from meter_core.cosem.model import encode_value
+    from meter_core.codec.axdr import encode_value
 
     c = CONFIG[INSTANT_PUSH]
     period = SCHEDULE_SECONDS.get(c.schedule or "", 0) if c.enabled else 0
@@ -358,7 +359,7 @@ def _execution_times(meter, assoc, now) -> bytes:
 
 def _run_script(meter, assoc, params, now):
     """execute (method 1, data long-unsigned script id): script n sends push setup n's push now."""
-    from meter_core.apdu.codes import ActionResult
+    from meter_core.codec.apdu.codes import ActionResult
     from meter_core.events import PushRequested
 
     if params is None or params.tag is not DataType.LONG_UNSIGNED:
@@ -371,7 +372,7 @@ def _run_script(meter, assoc, params, now):
 
 
 def _config_value(push: str, field: str, dtype: DataType):
-    from meter_core.cosem.model import encode_value
+    from meter_core.codec.axdr import encode_value
 
     def get(meter, assoc, now) -> bytes:
         return encode_value(Data(dtype, setting(meter, push, field)))
@@ -382,7 +383,7 @@ def _push_method(push: str):
     """push (method 1, data integer 0): the meter sends this push now (the connection's owner sends it
     on the same connection, after the answer)."""
     def invoke(meter, assoc, params, now):
-        from meter_core.apdu.codes import ActionResult
+        from meter_core.codec.apdu.codes import ActionResult
         from meter_core.events import PushRequested
 
         if params is not None and params.tag is not DataType.INTEGER:
@@ -531,7 +532,7 @@ CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority bit 30: service-cl
 def data_notification(meter, push: str, now: float, invoke_id: int) -> bytes:
     """The plain DataNotification APDU of push setup ``push`` (long-invoke-id-and-priority ``invoke_id``,
     service class confirmed when the push setup's pushes are; date-time = the meter clock)."""
-    from meter_core.apdu import DataNotification, encode_apdu
+    from meter_core.codec.apdu import DataNotification, encode_apdu
 
     service = CONFIRMED_SERVICE if CONFIG[push].operation_method == 2 else 0
     return encode_apdu(DataNotification(long_invoke_id_and_priority=(invoke_id & 0x00FFFFFF) | service,
@@ -541,23 +542,23 @@ def data_notification(meter, push: str, now: float, invoke_id: int) -> bytes:
 def protect(meter, apdu: bytes) -> bytes:
     """A push as IS 15959 meters cipher it: general-glo-ciphering under the push setup's keys (suite as
     set, authenticated and encrypted), with the meter's next invocation counter."""
-    from meter_core import security as sec
+    from meter_core.codec import crypto as sec
 
     ks = meter.keys().sets[PUSH_SETUP_E]
     title = meter.identity.system_title
-    return sec.seal(0xDB, sec.protect(0x30 | ks.suite, ks.next_tx(), title, ks.ek, ks.ak, apdu), title)
+    return ciphered.seal(0xDB, sec.protect(0x30 | ks.suite, ks.next_tx(), title, ks.ek, ks.ak, apdu), title)
 
 
 def take_confirm(meter, apdu: bytes) -> int | None:
     """A Data-Notification-Confirm from the head-end, general-glo-ciphered with the push setup's keys (as
     the pushes are): the long-invoke-id it confirms, or None if it is not one, does not decipher, or
     replays an invocation counter (the push keys' counter from the head-end only grows)."""
-    from meter_core import security as sec
-    from meter_core.apdu import DataNotificationConfirm, decode_apdu
+    from meter_core.codec import crypto as sec
+    from meter_core.codec.apdu import DataNotificationConfirm, decode_apdu
 
     ks = meter.keys().sets[PUSH_SETUP_E]
     try:
-        env = sec.open_envelope(apdu)
+        env = ciphered.open_envelope(apdu)
         sc, ic, plain = sec.unprotect(env.payload, env.system_title or b"", ks.ek, ks.ak)
         note = decode_apdu(plain)
     except Exception:  # noqa: BLE001 - anything that is not a good confirm is not one
@@ -572,11 +573,11 @@ def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
     """The push on the wire: a wrapper frame from the management logical device to the push client, or
     an HDLC UI frame (facts 12.2)."""
     if not hdlc:
-        from meter_core.wrapper import wrap
+        from meter_core.codec.wrapper import wrap
 
         return wrap(1, PUSH_CLIENT_SAP, apdu)
-    from meter_core.hdlc import HdlcAddress
-    from meter_core.hdlc.frames import Frame
+    from meter_core.codec.hdlc import HdlcAddress
+    from meter_core.codec.hdlc.frames import Frame
 
     source = hdlc_server_address or HdlcAddress(upper=1, lower=meter.identity.hdlc_physical_address, size=4)
     return Frame(destination=HdlcAddress(upper=PUSH_CLIENT_SAP, lower=None, size=1), source=source,

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from meter_core.axdr import DataType, data_from_bytes
-from meter_core.errors import DecodeError
+from meter_core.codec.axdr import DataType, data_from_bytes
+from meter_core.codec.errors import DecodeError
 from meter_core.history import value_at
 
 if TYPE_CHECKING:

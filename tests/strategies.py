@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from meter_core.apdu import (
+from meter_core.codec.apdu import (
     AARE,
     AARQ,
     RLRE,
@@ -46,9 +46,9 @@ from meter_core.apdu import (
     SetResponseNormal,
     SetResponseWithList,
 )
-from meter_core.apdu.codes import ActionResult, Conformance, DataAccessResult
-from meter_core.axdr import BitString, CosemDateTime, Data, DataType, data_to_bytes
-from meter_core.errors import ExceptionServiceError, ExceptionStateError
+from meter_core.codec.apdu.codes import ActionResult, Conformance, DataAccessResult
+from meter_core.codec.axdr import BitString, CosemDateTime, Data, DataType, data_to_bytes
+from meter_core.codec.errors import ExceptionServiceError, ExceptionStateError
 
 u8 = st.integers(0, 255)
 u16 = st.integers(0, 0xFFFF)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meter_core.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
-from meter_core.axdr import DataType
+from meter_core.codec.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
+from meter_core.codec.axdr import DataType
 from meter_core.cosem.ic import Unit
 from meter_core.identity import MeterKind
 

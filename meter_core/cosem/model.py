@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from meter_core.apdu.codes import (
+from meter_core.codec.apdu.codes import (
     ActionResult,
     ApplicationContextName,
     AuthenticationMechanism,
     Conformance,
     DataAccessResult,
 )
-from meter_core.axdr import Data, DataType, Writer, encode_data, encode_length
+from meter_core.codec.axdr import Data, DataType, Writer, encode_data, encode_octets, encode_value
 from meter_core.cosem.ic import AccessMode, InterfaceClass, MethodAccessMode
 
 if TYPE_CHECKING:
@@ -171,45 +171,6 @@ def _encode_object_list_entry(w: Writer, obj: CosemObject, rights: Rights) -> No
 
 
 # -- encoders for attribute values -----------------------------------------------------------------
-
-_PACK = {
-    DataType.DOUBLE_LONG: (struct.Struct(">bi"), -(2**31), 2**31 - 1),
-    DataType.DOUBLE_LONG_UNSIGNED: (struct.Struct(">BI"), 0, 2**32 - 1),
-    DataType.INTEGER: (struct.Struct(">Bb"), -128, 127),
-    DataType.LONG: (struct.Struct(">Bh"), -(2**15), 2**15 - 1),
-    DataType.UNSIGNED: (struct.Struct(">BB"), 0, 255),
-    DataType.LONG_UNSIGNED: (struct.Struct(">BH"), 0, 0xFFFF),
-    DataType.LONG64: (struct.Struct(">Bq"), -(2**63), 2**63 - 1),
-    DataType.LONG64_UNSIGNED: (struct.Struct(">BQ"), 0, 2**64 - 1),
-    DataType.ENUM: (struct.Struct(">BB"), 0, 255),
-}
-
-
-def int_encoder(dtype: DataType) -> Callable[[int], bytes]:
-    """A fast encoder of an int as ``dtype``, clamping to the type's range (a meter saturates)."""
-    st, lo, hi = _PACK[dtype]
-    tag = int(dtype)
-    pack = st.pack
-
-    def encode(v: int) -> bytes:
-        if v < lo:
-            v = lo
-        elif v > hi:
-            v = hi
-        return pack(tag, v)
-
-    return encode
-
-
-def encode_octets(b: bytes) -> bytes:
-    return bytes((DataType.OCTET_STRING,)) + encode_length(len(b)) + b
-
-
-def encode_value(d: Data) -> bytes:
-    w = Writer()
-    encode_data(w, d)
-    return w.getvalue()
-
 
 def scaler_unit(scaler: int, unit: int) -> bytes:
     """scaler_unit ::= structure { scaler integer, unit enum } (IEC 62056-6-2 4.3.2)."""

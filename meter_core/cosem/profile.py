@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from meter_core.apdu.codes import DataAccessResult
-from meter_core.axdr import CosemDateTime, Data, DataType, encode_length
-from meter_core.cosem.model import encode_value
-from meter_core.errors import DecodeError, LocalProtocolError
+from meter_core.codec.apdu.codes import DataAccessResult
+from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_length, encode_value
+from meter_core.codec.errors import DecodeError, LocalProtocolError
 
 if TYPE_CHECKING:
     from meter_core.meter import Meter

@@ -23,7 +23,6 @@ import pytest
 
 from fleet.export import meter_record
 from fleet.settings import FleetOptions
-from meter_core.axdr import Data, DataType
 from meter_core.client import (
     Associated,
     AssociationFailed,
@@ -32,6 +31,7 @@ from meter_core.client import (
     GetResult,
     SetResult,
 )
+from meter_core.codec.axdr import Data, DataType
 from meter_core.connection import Transport
 from tests.fleet.test_fleet_run import FleetProcess, ports, query
 from tests.servers import Head, counter_to_use, wait_for

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from meter_core import push
+from meter_core.codec.apdu import ciphered
 from tests.integration.test_sink import RunningSink
 from tests.servers import PATIENCE, running_meters, wait_for
 
@@ -253,9 +254,9 @@ def test_over_hdlc_the_meter_pushes_a_ui_frame_then_takes_snrm_and_a_read_on_its
     from fleet.settings import FleetOptions
     from meter_core import NEED_DATA
     from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult, LinkUp
+    from meter_core.codec.hdlc import HdlcAddress
+    from meter_core.codec.hdlc.frames import Deframer, FrameKind
     from meter_core.connection import Transport
-    from meter_core.hdlc import HdlcAddress
-    from meter_core.hdlc.frames import Deframer, FrameKind
     from meter_core.identity import meter_identity
 
     options = FleetOptions(meters=3, seed=1, transport=Transport.HDLC)
@@ -491,10 +492,10 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
                 head = conn.recv(8, socket.MSG_WAITALL)
                 body = conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
                 keys = m.call(lambda: m.worker.meter_for_rows(0).keys().sets[4])
-                from meter_core import security as sec
-                from meter_core.apdu import decode_apdu
+                from meter_core.codec import crypto as sec
+                from meter_core.codec.apdu import decode_apdu
 
-                env = sec.open_envelope(body)
+                env = ciphered.open_envelope(body)
                 note = decode_apdu(sec.unprotect(env.payload, env.system_title, keys.ek, keys.ak)[2])
                 assert note.long_invoke_id_and_priority & 0x40000000  # confirmed service class
                 invoke_ids.append(note.long_invoke_id_and_priority & 0xFFFFFF)

@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 
 from meter_core import NEED_DATA
-from meter_core.axdr import CosemDateTime
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
+from meter_core.codec.axdr import CosemDateTime
 from meter_core.connection import Transport
 from meter_core.groundtruth import block_records
 from meter_core.identity import MeterKind

@@ -41,8 +41,8 @@ from hypothesis.stateful import (
 
 from fleet.export import meter_record
 from meter_core import eventlog
-from meter_core.axdr import CosemDateTime, Data, DataType, encode_datetime_at
 from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSettings, GetResult, SetResult
+from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_datetime_at
 from meter_core.connection import Transport
 from meter_core.identity import MeterKind
 from meter_core.meter import local_to_utc

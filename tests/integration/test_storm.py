@@ -16,7 +16,7 @@ from fleet import commands
 from fleet.commands import Command
 from meter_core import eventlog, push
 from meter_core import powerquality as pq
-from meter_core.axdr import data_from_bytes
+from meter_core.codec.axdr import data_from_bytes
 from meter_core.meter import Meter, SimClock
 from tests.integration.test_sink import RunningSink
 from tests.servers import EPOCH, running_meters, wait_for

@@ -11,12 +11,12 @@ import pytest
 from gurux_dlms.objects import GXDLMSClock
 
 from meter_core import NEED_DATA
-from meter_core.apdu import decode_apdu
-from meter_core.apdu.xdlms import ExceptionResponse, GetResponseNormal
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
+from meter_core.codec.apdu import decode_apdu
+from meter_core.codec.apdu.xdlms import ExceptionResponse, GetResponseNormal
+from meter_core.codec.errors import ExceptionServiceError, ExceptionStateError
+from meter_core.codec.wrapper import wrap
 from meter_core.connection import Transport
-from meter_core.errors import ExceptionServiceError, ExceptionStateError
-from meter_core.wrapper import wrap
 from tests.interop.clients import GuruxSession
 
 pytestmark = pytest.mark.interop
@@ -166,8 +166,8 @@ def test_a_flooding_head_end_is_answered_at_the_meters_pace_and_starves_nobody(w
     answers: the meter stops reading it once its answers back up (the worker's write buffer stays
     bounded), another meter answers as quickly as ever meanwhile, and when the flooding head-end reads,
     every request has its answer, in order."""
-    from meter_core.apdu import GetRequestNormal, encode_apdu
-    from meter_core.apdu.xdlms import CosemAttributeDescriptor
+    from meter_core.codec.apdu import GetRequestNormal, encode_apdu
+    from meter_core.codec.apdu.xdlms import CosemAttributeDescriptor
 
     c = RawWrapper.__new__(RawWrapper)
     c.client = DlmsClient(ClientSettings(transport=Transport.WRAPPER))

@@ -135,8 +135,8 @@ def test_push_method_sends_the_push_on_the_head_ends_connection():
     """push() (class 40 method 1) over a ciphered client-48 association: the answer, then the push on
     the same connection, which gurux-dlms decodes with the push keys."""
     from meter_core import NEED_DATA
-    from meter_core.axdr import Data, DataType
     from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSettings, DlmsClient
+    from meter_core.codec.axdr import Data, DataType
     from meter_core.connection import Transport
     from tests.interop.clients import next_invocation_counter, onboarding_client
     from tests.servers import running_meters

@@ -13,8 +13,8 @@ import socket
 import pytest
 
 from fleet.export import meter_record
-from meter_core import security as sec
-from meter_core.apdu import (
+from meter_core.codec import crypto as sec
+from meter_core.codec.apdu import (
     AARE,
     AARQ,
     ActionResponseNormal,
@@ -22,11 +22,12 @@ from meter_core.apdu import (
     ExceptionResponse,
     GetResponseNormal,
     InitiateRequest,
+    ciphered,
     decode_apdu,
     encode_apdu,
 )
-from meter_core.apdu.acse import context_oid, mechanism_oid
-from meter_core.apdu.codes import (
+from meter_core.codec.apdu.acse import context_oid, mechanism_oid
+from meter_core.codec.apdu.codes import (
     AcseServiceUser,
     ActionResult,
     ApplicationContextName,
@@ -34,9 +35,9 @@ from meter_core.apdu.codes import (
     AuthenticationMechanism,
     Conformance,
 )
+from meter_core.codec.errors import ExceptionServiceError, ExceptionStateError
+from meter_core.codec.wrapper import wrap
 from meter_core.connection import Transport
-from meter_core.errors import ExceptionServiceError, ExceptionStateError
-from meter_core.wrapper import wrap
 from tests.servers import running_meters
 
 pytestmark = pytest.mark.interop
@@ -90,7 +91,7 @@ class SecuredRaw:
             application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),
             calling_ap_title=self.title, sender_acse_requirements=b"\x07\x80",
             mechanism_name=mechanism_oid(AuthenticationMechanism.HIGH), calling_authentication_value=self.ctos,
-            user_information=sec.seal(0x21, payload),
+            user_information=ciphered.seal(0x21, payload),
         )
         aare = decode_apdu(self.send(encode_apdu(aarq)))
         assert isinstance(aare, AARE)
@@ -99,8 +100,8 @@ class SecuredRaw:
         return aare
 
     def protected(self, plain: bytes, *, sc: int = 0x30, ic: int | None = None, ek: bytes | None = None) -> bytes:
-        tag = sec.GLO_OF[plain[0]]
-        return sec.seal(tag, sec.protect(sc, self.next_ic() if ic is None else ic, self.title, ek or self.ek,
+        tag = ciphered.GLO_OF[plain[0]]
+        return ciphered.seal(tag, sec.protect(sc, self.next_ic() if ic is None else ic, self.title, ek or self.ek,
                                          self.ak, plain))
 
     def request(self, plain: bytes, **kw):
@@ -108,7 +109,7 @@ class SecuredRaw:
         answer = self.send(self.protected(plain, **kw))
         if answer[0] == 0xD8:
             return decode_apdu(answer)
-        env = sec.open_envelope(answer)
+        env = ciphered.open_envelope(answer)
         _, _, inner = sec.unprotect(env.payload, self.server_title, self.ek, self.ak)
         return decode_apdu(inner)
 

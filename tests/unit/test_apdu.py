@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meter_core.apdu import (
+from meter_core.codec.apdu import (
     AARE,
     AARQ,
     RLRE,
@@ -22,15 +22,15 @@ from meter_core.apdu import (
     decode_apdu,
     encode_apdu,
 )
-from meter_core.apdu.codes import (
+from meter_core.codec.apdu.codes import (
     ApplicationContextName,
     AuthenticationMechanism,
     Conformance,
     DataAccessResult,
 )
-from meter_core.axdr import Reader, data_from_bytes
-from meter_core.errors import RemoteProtocolError
-from meter_core.obis import Obis
+from meter_core.codec.axdr import Reader, data_from_bytes
+from meter_core.codec.errors import RemoteProtocolError
+from meter_core.codec.obis import Obis
 from tests.strategies import apdus
 from tests.vectors import load_vectors
 
@@ -223,7 +223,7 @@ def test_mutated_apdus_decode_or_remote_error(apdu, data):
 
 
 def test_get_response_requires_one_result():
-    from meter_core.errors import LocalProtocolError
+    from meter_core.codec.errors import LocalProtocolError
 
     with pytest.raises(LocalProtocolError):
         GetResponseNormal(invoke_id_and_priority=0xC1)

@@ -17,7 +17,7 @@ import pytest
 
 from fleet import groundtruth as fg
 from meter_core import powerquality as pq
-from meter_core._util import mix64
+from meter_core.codec._util import mix64
 from meter_core.datagen import _TWO_PI, INTERVAL, LoadModel, meter_params
 from meter_core.groundtruth import billing_records, block_records, daily_records
 from meter_core.identity import FleetConfig, MeterKind

@@ -7,8 +7,9 @@ import pytest
 
 from fleet.export import meter_record
 from fleet.settings import FleetOptions
-from meter_core.axdr import Data, DataType
 from meter_core.client import ActionDone, Associated, AssociationFailed, ClientSecurity, GetResult, SetResult
+from meter_core.codec.apdu import ciphered
+from meter_core.codec.axdr import Data, DataType
 from meter_core.connection import Transport
 from meter_core.meter import Meter
 from tests.unit.test_meter import EPOCH, Pair
@@ -57,7 +58,7 @@ def test_key_agreement_gives_both_sides_the_same_new_key(suite):
 
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from meter_core import security as sec
+    from meter_core.codec import crypto as sec
     from meter_core.keys import client_signing_key, client_system_title, signing_key
 
     p = _pair(5, suite, Transport.WRAPPER)
@@ -99,8 +100,8 @@ def test_key_agreement_gives_both_sides_the_same_new_key(suite):
 def test_general_signing_is_checked_and_answered_signed(suite):
     """general-signing around a glo-get-request: the head-end's signature over the fields after the tag
     and the content (without its length), checked; the answer signed by the meter."""
-    from meter_core import security as sec
-    from meter_core.apdu import decode_apdu
+    from meter_core.codec import crypto as sec
+    from meter_core.codec.apdu import decode_apdu
     from meter_core.keys import client_signing_key, signing_key
 
     p = _pair(5, suite, Transport.WRAPPER)
@@ -109,12 +110,12 @@ def test_general_signing_is_checked_and_answered_signed(suite):
     me, server = c.settings.security.system_title, p.meter.identity.system_title
 
     def signed(signer) -> bytes:
-        content = sec.seal(0xC8, c._protect(bytes.fromhex("c001c100080000010000ff0200")))
-        g = sec.GeneralSigning(c._ic.to_bytes(8, "big"), me, server, b"", b"", content)
-        return sec.GeneralSigning(g.transaction_id, me, server, b"", b"", content,
+        content = ciphered.seal(0xC8, c._protect(bytes.fromhex("c001c100080000010000ff0200")))
+        g = ciphered.GeneralSigning(c._ic.to_bytes(8, "big"), me, server, b"", b"", content)
+        return ciphered.GeneralSigning(g.transaction_id, me, server, b"", b"", content,
                                   sec.ecdsa_sign(suite, signer, g.signed_data())).encode()
 
-    answer = sec.parse_general_signing(a.handle_apdu(signed(client_signing_key(fleet, suite)), p.now))
+    answer = ciphered.parse_general_signing(a.handle_apdu(signed(client_signing_key(fleet, suite)), p.now))
     assert (answer.originator, answer.recipient) == (server, me)
     assert sec.ecdsa_verify(suite, signing_key(fleet, 3, suite).public_key(), answer.signature, answer.signed_data())
     inner = decode_apdu(c._unprotect(answer.content))

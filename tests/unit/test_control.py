@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meter_core.apdu.codes import ActionResult, DataAccessResult
-from meter_core.axdr import Data, DataType
 from meter_core.client import ActionDone, Associated, ExceptionReceived, SetResult
+from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
+from meter_core.codec.axdr import Data, DataType
 from meter_core.connection import Transport
 from meter_core.identity import FleetConfig, MeterKind, meter_identity
 from meter_core.meter import Meter
@@ -159,7 +159,7 @@ def test_passive_calendar_activation():
 
 def test_action_with_parameters_in_blocks():
     """Long ACTION parameters arrive in pblocks (IEC 62056-5-3): collected, then the method runs once."""
-    from meter_core.apdu import (
+    from meter_core.codec.apdu import (
         ActionRequestWithFirstPblock,
         ActionRequestWithPblock,
         ActionResponseNextPblock,
@@ -169,7 +169,7 @@ def test_action_with_parameters_in_blocks():
         decode_apdu,
         encode_apdu,
     )
-    from meter_core.obis import ln
+    from meter_core.codec.obis import ln
 
     p = reader()
     before = p.meter.clock(p.now)
@@ -284,14 +284,14 @@ TARGETS = _targets()
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(TARGETS), data_values())
 def test_any_value_to_any_write_or_method_gets_a_result_and_the_meter_keeps_serving(target, value):
-    from meter_core.apdu import (
+    from meter_core.codec.apdu import (
         ActionRequestNormal,
         CosemAttributeDescriptor,
         CosemMethodDescriptor,
         SetRequestNormal,
         encode_apdu,
     )
-    from meter_core.cosem.model import encode_value
+    from meter_core.codec.axdr import encode_value
 
     kind, what, class_id, ln_, index = target
     p = reader(kind)

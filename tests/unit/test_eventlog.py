@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from meter_core import eventlog
 from meter_core import powerquality as pq
-from meter_core.apdu.codes import ActionResult, DataAccessResult
-from meter_core.axdr import BitString, CosemDateTime, Data, DataType
+from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
+from meter_core.codec.axdr import BitString, CosemDateTime, Data, DataType
 from meter_core.identity import FleetConfig, MeterKind
 from meter_core.meter import Meter
 from tests.unit.test_control import act, reader, set_

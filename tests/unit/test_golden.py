@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from meter_core import NEED_DATA
-from meter_core.apdu.codes import AuthenticationMechanism
-from meter_core.axdr import Data, DataType, encode_datetime_at
 from meter_core.client import ClientSecurity, ClientSettings, DlmsClient, LinkUp
+from meter_core.codec.apdu.codes import AuthenticationMechanism
+from meter_core.codec.axdr import Data, DataType, encode_datetime_at
 from meter_core.connection import MeterConnection, Transport
 from meter_core.identity import FleetConfig, MeterKind, meter_identity
 from meter_core.keys import client_system_title, derived_keys

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meter_core._util import NEED_DATA
-from meter_core.errors import LocalProtocolError, RemoteProtocolError
-from meter_core.hdlc import (
+from meter_core.codec._util import NEED_DATA
+from meter_core.codec.errors import LocalProtocolError, RemoteProtocolError
+from meter_core.codec.hdlc import (
     LLC_COMMAND,
     ApduReceived,
     ClientLinkState,

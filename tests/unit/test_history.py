@@ -24,14 +24,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from meter_core import eventlog, journal
-from meter_core.apdu.codes import ActionResult, DataAccessResult
-from meter_core.axdr import Data, DataType, data_from_bytes, encode_datetime_at
+from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
+from meter_core.codec.axdr import Data, DataType, data_from_bytes, encode_datetime_at
+from meter_core.codec.obis import ln
 from meter_core.events import Programmed
 from meter_core.groundtruth import billing_records, block_records, daily_records
 from meter_core.history import MeterClock
 from meter_core.identity import FleetConfig, MeterKind
 from meter_core.meter import Meter, SimClock
-from meter_core.obis import ln
 from tests.unit.test_control import act, reader, set_
 from tests.unit.test_meter import EPOCH
 
@@ -60,7 +60,7 @@ def columns(meter: Meter, obis: str) -> list[str]:
 
 
 def utc_of(stamp: bytes) -> float:
-    from meter_core.axdr import CosemDateTime
+    from meter_core.codec.axdr import CosemDateTime
     from meter_core.meter import local_to_utc
 
     return round(local_to_utc(CosemDateTime.from_bytes(stamp)), 2)

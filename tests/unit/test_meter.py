@@ -14,9 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meter_core import NEED_DATA
-from meter_core.apdu.codes import AcseServiceUser, Conformance, DataAccessResult
 from meter_core.association import TRANSITIONS, AssociationState, Input
-from meter_core.axdr import CosemDateTime, Data, DataType
 from meter_core.client import (
     ActionDone,
     Associated,
@@ -30,12 +28,14 @@ from meter_core.client import (
     Released,
     SetResult,
 )
+from meter_core.codec.apdu.codes import AcseServiceUser, Conformance, DataAccessResult
+from meter_core.codec.axdr import CosemDateTime, Data, DataType
+from meter_core.codec.errors import ExceptionServiceError
+from meter_core.codec.obis import Obis
 from meter_core.connection import MeterConnection, Transport
-from meter_core.errors import ExceptionServiceError
 from meter_core.events import AssociationEstablished, AssociationRejected, AssociationReleased
 from meter_core.identity import FleetConfig
 from meter_core.meter import Meter
-from meter_core.obis import Obis
 
 T0 = dt.datetime(2026, 11, 24, 6, 30, tzinfo=dt.UTC).timestamp()
 FLEET = FleetConfig(seed=7)
@@ -95,8 +95,8 @@ def transport(request):
 
 def us_security(meter: Meter):
     """Client 48 (utility settings) of ``meter``: its keys, and the next invocation counter it takes."""
-    from meter_core.apdu.codes import AuthenticationMechanism
     from meter_core.client import ClientSecurity
+    from meter_core.codec.apdu.codes import AuthenticationMechanism
     from meter_core.keys import client_system_title, derived_keys
 
     fleet = meter.fleet
@@ -209,8 +209,8 @@ def test_unknown_client_and_context_rejected():
     ev = p.associate()
     assert isinstance(ev, AssociationFailed) and ev.response.result == 1
     p = Pair(Transport.WRAPPER)
-    from meter_core.apdu.acse import context_oid
-    from meter_core.apdu.codes import ApplicationContextName
+    from meter_core.codec.apdu.acse import context_oid
+    from meter_core.codec.apdu.codes import ApplicationContextName
 
     aarq = p.client.aarq()
     ciphered = type(aarq)(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),

@@ -14,16 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meter_core.apdu import SelectiveAccess
-from meter_core.apdu.codes import DataAccessResult
-from meter_core.axdr import CosemDateTime, Data, DataType, data_from_bytes
 from meter_core.client import GetResult, SetResult
+from meter_core.codec.apdu import SelectiveAccess
+from meter_core.codec.apdu.codes import DataAccessResult
+from meter_core.codec.axdr import CosemDateTime, Data, DataType, data_from_bytes, encode_value
+from meter_core.codec.obis import ln
 from meter_core.connection import Transport
-from meter_core.cosem.model import encode_value
 from meter_core.cosem.profile import Stream
 from meter_core.identity import FleetConfig, MeterKind
 from meter_core.meter import Meter
-from meter_core.obis import ln
 from tests.unit.test_meter import EPOCH, Pair
 
 T0 = dt.datetime(2026, 11, 24, 6, 40, tzinfo=dt.UTC).timestamp()  # 12:10 IST

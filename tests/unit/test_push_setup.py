@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meter_core import push
-from meter_core.apdu.codes import ActionResult
-from meter_core.axdr import Data, DataType
+from meter_core.codec.apdu import ciphered
+from meter_core.codec.apdu.codes import ActionResult
+from meter_core.codec.axdr import Data, DataType
+from meter_core.codec.obis import ln
 from meter_core.events import PushRequested
-from meter_core.obis import ln
 from tests.unit.test_control import act, reader
 
 
@@ -75,11 +76,11 @@ def test_a_script_of_the_push_script_table_asks_for_its_push():
 def test_anything_from_the_push_client_is_a_confirm_or_refused(data):
     """Bytes the push client sends outside an association (a head-end's confirm, or garbage) never break
     the meter: a confirm that does not decipher is a security failure, the association goes on."""
+    from meter_core.codec.wrapper import wrap
     from meter_core.connection import MeterConnection, Transport
     from meter_core.events import PushConfirmed, SecurityFailure
     from meter_core.identity import FleetConfig
     from meter_core.meter import Meter
-    from meter_core.wrapper import wrap
     from tests.unit.test_meter import EPOCH
 
     meter = Meter(FleetConfig(seed=7), 3, epoch_start=EPOCH)
@@ -93,8 +94,8 @@ def test_anything_from_the_push_client_is_a_confirm_or_refused(data):
 
 
 def test_a_ciphered_confirm_is_taken_once():
-    from meter_core import security as sec
-    from meter_core.apdu import DataNotificationConfirm, encode_apdu
+    from meter_core.codec import crypto as sec
+    from meter_core.codec.apdu import DataNotificationConfirm, encode_apdu
     from meter_core.identity import FleetConfig
     from meter_core.meter import Meter
     from tests.unit.test_meter import EPOCH
@@ -103,15 +104,15 @@ def test_a_ciphered_confirm_is_taken_once():
     ks = meter.keys().sets[4]
     title = b"HES\x00\x00\x00\x00\x01"
     plain = encode_apdu(DataNotificationConfirm(long_invoke_id_and_priority=0x40000000 | 1234))
-    apdu = sec.seal(0xDB, sec.protect(0x30, 10, title, ks.ek, ks.ak, plain), title)
+    apdu = ciphered.seal(0xDB, sec.protect(0x30, 10, title, ks.ek, ks.ak, plain), title)
     assert push.take_confirm(meter, apdu) == 1234
     assert push.take_confirm(meter, apdu) is None  # a replayed counter
-    plain_only = sec.seal(0xDB, sec.protect(0x10, 11, title, ks.ek, ks.ak, plain), title)  # authenticated only
+    plain_only = ciphered.seal(0xDB, sec.protect(0x10, 11, title, ks.ek, ks.ak, plain), title)  # authenticated only
     assert push.take_confirm(meter, plain_only) is None
 
 
 def test_a_head_end_writes_its_address_retries_and_delay_into_a_push_setup():
-    from meter_core.apdu.codes import DataAccessResult
+    from meter_core.codec.apdu.codes import DataAccessResult
     from tests.unit.test_control import set_
 
     p = reader()

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meter_core import security as sec
+from meter_core.codec import crypto as sec
+from meter_core.codec.apdu import ciphered
 
 EK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 AK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
@@ -23,11 +24,11 @@ GLO_INITIATE = bytes.fromhex(
 
 def test_green_book_glo_initiate_request_encrypts_and_authenticates():
     payload = sec.protect(0x30, 0x01234567, SERVER_ST, EK, AK, INITIATE)
-    assert sec.seal(0x21, payload) == GLO_INITIATE
+    assert ciphered.seal(0x21, payload) == GLO_INITIATE
 
 
 def test_green_book_glo_initiate_request_deciphers():
-    env = sec.open_envelope(GLO_INITIATE)
+    env = ciphered.open_envelope(GLO_INITIATE)
     assert env.tag == 0x21 and not env.dedicated
     sc, ic, plain = sec.unprotect(env.payload, SERVER_ST, EK, AK)
     assert (sc, ic, plain) == (0x30, 0x01234567, INITIATE)
@@ -76,7 +77,7 @@ def test_hls_mechanism_2_is_aes_ecb_of_the_challenge():
 
 
 def test_tampered_tag_and_truncation_are_refused():
-    payload = bytearray(sec.open_envelope(GLO_INITIATE).payload)
+    payload = bytearray(ciphered.open_envelope(GLO_INITIATE).payload)
     payload[-1] ^= 1
     with pytest.raises(sec.SecurityError) as e:
         sec.unprotect(bytes(payload), SERVER_ST, EK, AK)
@@ -98,7 +99,7 @@ def test_security_control_checks():
 @given(st.binary(max_size=80))
 def test_open_envelope_never_crashes(data):
     try:
-        env = sec.open_envelope(data)
+        env = ciphered.open_envelope(data)
     except sec.SecurityError:
         return
     try:
@@ -151,17 +152,23 @@ def test_rfc5903_p256_ecdh():
 def test_mechanism_7_accepts_the_head_end_signature_and_refuses_another():
     import time
 
-    from meter_core.apdu import AARQ, ActionRequestNormal, CosemMethodDescriptor, decode_apdu, encode_apdu
-    from meter_core.apdu.acse import context_oid, mechanism_oid
-    from meter_core.apdu.codes import (
+    from meter_core.association import Association, AssociationState
+    from meter_core.codec.apdu import (
+        AARQ,
+        ActionRequestNormal,
+        CosemMethodDescriptor,
+        decode_apdu,
+        encode_apdu,
+    )
+    from meter_core.codec.apdu.acse import context_oid, mechanism_oid
+    from meter_core.codec.apdu.codes import (
         ActionResult,
         ApplicationContextName,
         AuthenticationMechanism,
         Conformance,
     )
-    from meter_core.apdu.xdlms import InitiateRequest
-    from meter_core.association import Association, AssociationState
-    from meter_core.axdr import encode_length
+    from meter_core.codec.apdu.xdlms import InitiateRequest
+    from meter_core.codec.axdr import encode_length
     from meter_core.identity import FleetConfig
     from meter_core.keys import client_signing_key, client_system_title, signing_key
     from meter_core.meter import Meter
@@ -178,7 +185,7 @@ def test_mechanism_7_accepts_the_head_end_signature_and_refuses_another():
         aarq = AARQ(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),
                     calling_ap_title=me, mechanism_name=mechanism_oid(AuthenticationMechanism.HIGH_ECDSA),
                     calling_authentication_value=ctos,
-                    user_information=sec.seal(0x21, sec.protect(0x31, 1, me, ks.ek, ks.ak, initiate)))
+                    user_information=ciphered.seal(0x21, sec.protect(0x31, 1, me, ks.ek, ks.ak, initiate)))
         aare = decode_apdu(a.handle_apdu(encode_apdu(aarq), time.monotonic()))
         stoc, server = aare.responding_authentication_value, m.identity.system_title
         signer = client_signing_key(fleet, 1) if good else signing_key(fleet, 99, 1)
@@ -186,8 +193,8 @@ def test_mechanism_7_accepts_the_head_end_signature_and_refuses_another():
         action = encode_apdu(ActionRequestNormal(
             invoke_id_and_priority=0xC1, method=CosemMethodDescriptor(15, bytes((0, 0, 40, 0, 0, 255)), 1),
             parameters=b"\x09" + encode_length(len(f)) + f))
-        answer = a.handle_apdu(sec.seal(0xCB, sec.protect(0x31, 2, me, ks.ek, ks.ak, action)), time.monotonic())
-        _, _, inner = sec.unprotect(sec.open_envelope(answer).payload, server, ks.ek, ks.ak)
+        answer = a.handle_apdu(ciphered.seal(0xCB, sec.protect(0x31, 2, me, ks.ek, ks.ak, action)), time.monotonic())
+        _, _, inner = sec.unprotect(ciphered.open_envelope(answer).payload, server, ks.ek, ks.ak)
         outcome = decode_apdu(inner).outcome
         if good:
             assert outcome.result == ActionResult.SUCCESS and a.state is AssociationState.ASSOCIATED
@@ -204,11 +211,11 @@ def test_general_ciphering_with_global_and_wrapped_keys(suite):
     APDU; the meter answers in the same form, addressed back, and refuses other parties and key agreement."""
     import time
 
-    from meter_core.apdu import AARQ, decode_apdu, encode_apdu
-    from meter_core.apdu.acse import context_oid, mechanism_oid
-    from meter_core.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
-    from meter_core.apdu.xdlms import InitiateRequest
     from meter_core.association import Association, AssociationState
+    from meter_core.codec.apdu import AARQ, decode_apdu, encode_apdu
+    from meter_core.codec.apdu.acse import context_oid, mechanism_oid
+    from meter_core.codec.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
+    from meter_core.codec.apdu.xdlms import InitiateRequest
     from meter_core.identity import FleetConfig
     from meter_core.keys import client_system_title
     from meter_core.meter import Meter
@@ -225,30 +232,30 @@ def test_general_ciphering_with_global_and_wrapped_keys(suite):
     aarq = AARQ(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),
                 calling_ap_title=me, mechanism_name=mechanism_oid(AuthenticationMechanism.HIGH_GMAC),
                 calling_authentication_value=ctos,
-                user_information=sec.seal(0x21, sec.protect(sc, 1, me, ks.ek, ks.ak, initiate)))
+                user_information=ciphered.seal(0x21, sec.protect(sc, 1, me, ks.ek, ks.ak, initiate)))
     aare = decode_apdu(a.handle_apdu(encode_apdu(aarq), time.monotonic()))
     f = sec.gmac(0x10 | suite, 2, me, ks.ek, ks.ak, aare.responding_authentication_value)
     action = bytes.fromhex("c301c1000f0000280000ff0101") + b"\x09" + bytes((len(f),)) + f
-    a.handle_apdu(sec.seal(0xCB, sec.protect(sc, 2, me, ks.ek, ks.ak, action)), time.monotonic())
+    a.handle_apdu(ciphered.seal(0xCB, sec.protect(sc, 2, me, ks.ek, ks.ak, action)), time.monotonic())
     assert a.state is AssociationState.ASSOCIATED
     get_clock = bytes.fromhex("c001c100080000010000ff0200")
 
     def request(ic, key=None, key_info=None, recipient=server, originator=me):
-        g = sec.GeneralCiphering(ic.to_bytes(8, "big"), originator, recipient, b"", b"", key_info, b"")
+        g = ciphered.GeneralCiphering(ic.to_bytes(8, "big"), originator, recipient, b"", b"", key_info, b"")
         content = sec.protect_aad(sc, ic, me, key or ks.ek, ks.ak, get_clock, g.aad_extra(suite))
-        return sec.GeneralCiphering(g.transaction_id, originator, recipient, b"", b"", key_info, content).encode()
+        return ciphered.GeneralCiphering(g.transaction_id, originator, recipient, b"", b"", key_info, content).encode()
 
     def answer(raw, key=None):
-        g = sec.parse_general_ciphering(raw)
+        g = ciphered.parse_general_ciphering(raw)
         assert (g.originator, g.recipient) == (server, me)
         _, _, inner = sec.unprotect_aad(g.content, server, key or ks.ek, ks.ak, g.aad_extra(suite))
         return decode_apdu(inner)
 
     assert answer(a.handle_apdu(request(3), time.monotonic())).error is None
     one_time = bytes(range(len(ks.ek)))
-    wrapped = (sec.WRAPPED_KEY, 0, sec.wrap_key(kek, one_time))
+    wrapped = (ciphered.WRAPPED_KEY, 0, sec.wrap_key(kek, one_time))
     assert answer(a.handle_apdu(request(4, one_time, wrapped), time.monotonic()), one_time).error is None
-    refused = [request(5, key_info=(sec.AGREED_KEY, b"\x01", b"")), request(6, recipient=bytes(8)),
+    refused = [request(5, key_info=(ciphered.AGREED_KEY, b"\x01", b"")), request(6, recipient=bytes(8)),
                request(7, originator=bytes(8)), request(4)]
     for raw in refused:
         assert decode_apdu(a.handle_apdu(raw, time.monotonic())).service_error in (5, 6)

@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meter_core import NEED_DATA
-from meter_core.apdu import decode_apdu, encode_apdu
-from meter_core.axdr import data_from_bytes, data_to_bytes
 from meter_core.client import Associated
+from meter_core.codec.apdu import decode_apdu, encode_apdu
+from meter_core.codec.axdr import data_from_bytes, data_to_bytes
+from meter_core.codec.errors import DecodeError, RemoteProtocolError
+from meter_core.codec.wrapper import WrapperDeframer, wrap
 from meter_core.connection import Transport
-from meter_core.errors import DecodeError, RemoteProtocolError
 from meter_core.events import InternalError
-from meter_core.wrapper import WrapperDeframer, wrap
 from tests.strategies import apdus, data_values
 from tests.unit.test_meter import Pair
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meter_core.hdlc.parameters import HdlcParameters
+from meter_core.codec.hdlc.parameters import HdlcParameters
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from meter_core.apdu.acse import AARE, AARQ, RLRE, RLRQ, ResultSourceDiagnostic
-from meter_core.apdu.codes import ApduTag
-from meter_core.apdu.xdlms import (
+from meter_core.codec.apdu.acse import AARE, AARQ, RLRE, RLRQ, ResultSourceDiagnostic
+from meter_core.codec.apdu.codes import ApduTag
+from meter_core.codec.apdu.xdlms import (
     CHOICE_TYPES,
     ActionOutcome,
     ActionRequestNextPblock,
@@ -45,8 +45,8 @@ from meter_core.apdu.xdlms import (
     SetResponseNormal,
     SetResponseWithList,
 )
-from meter_core.axdr import Reader, Writer
-from meter_core.errors import DecodeError
+from meter_core.codec.axdr import Reader, Writer
+from meter_core.codec.errors import DecodeError
 
 # APDUs whose second byte selects the type (the service CHOICE); the third is invoke-id-and-priority.
 _CHOICE_TAGS = frozenset(

@@ -12,9 +12,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from meter_core._util import NEED_DATA, Sentinel
-from meter_core.axdr import Reader, Writer
-from meter_core.errors import DecodeError
+from meter_core.codec._util import NEED_DATA, Sentinel
+from meter_core.codec.axdr import Reader, Writer
+from meter_core.codec.errors import DecodeError
 
 WRAPPER_VERSION = 1
 HEADER_SIZE = 8

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meter_core.axdr import Reader, Writer
-from meter_core.errors import DecodeError, LocalProtocolError
+from meter_core.codec.axdr import Reader, Writer
+from meter_core.codec.errors import DecodeError, LocalProtocolError
 
 FORMAT_IDENTIFIER = 0x81
 GROUP_IDENTIFIER = 0x80

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from enum import Enum, IntFlag
 from typing import Any
 
-from meter_core._util import NEED_DATA, Sentinel
-from meter_core.errors import DecodeError, LocalProtocolError
-from meter_core.hdlc._link import LLC_COMMAND, LLC_RESPONSE, LLC_SIZE, SendWindow
-from meter_core.hdlc.events import ApduReceived, FrameRejected, LinkConnected, LinkDisconnected
-from meter_core.hdlc.frames import Deframer, Frame, FrameKind, HdlcAddress, control_field
-from meter_core.hdlc.parameters import HdlcParameters
+from meter_core.codec._util import NEED_DATA, Sentinel
+from meter_core.codec.errors import DecodeError, LocalProtocolError
+from meter_core.codec.hdlc._link import LLC_COMMAND, LLC_RESPONSE, LLC_SIZE, SendWindow
+from meter_core.codec.hdlc.events import ApduReceived, FrameRejected, LinkConnected, LinkDisconnected
+from meter_core.codec.hdlc.frames import Deframer, Frame, FrameKind, HdlcAddress, control_field
+from meter_core.codec.hdlc.parameters import HdlcParameters
 
 MAX_INFO_FIELD = 2030
 """The largest information field we agree to: the 11-bit frame length (2047) less the largest header."""

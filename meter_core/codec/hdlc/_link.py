@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from meter_core.hdlc.frames import Frame, FrameKind, HdlcAddress, control_field
+from meter_core.codec.hdlc.frames import Frame, FrameKind, HdlcAddress, control_field
 
 LLC_COMMAND = b"\xe6\xe6\x00"
 LLC_RESPONSE = b"\xe6\xe7\x00"

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from meter_core.errors import DecodeError, LocalProtocolError
+from meter_core.codec.errors import DecodeError, LocalProtocolError
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -533,3 +534,44 @@ def bit_string(bits: int, data: bytes) -> Data:
     if len(v.data) != (bits + 7) // 8:
         raise LocalProtocolError("bit-string data does not match its bit count")
     return Data(DataType.BIT_STRING, v)
+
+
+# -- encoders of attribute values (the hot paths: one struct per type, no Data built) -----------------
+
+_PACK = {
+    DataType.DOUBLE_LONG: (struct.Struct(">bi"), -(2**31), 2**31 - 1),
+    DataType.DOUBLE_LONG_UNSIGNED: (struct.Struct(">BI"), 0, 2**32 - 1),
+    DataType.INTEGER: (struct.Struct(">Bb"), -128, 127),
+    DataType.LONG: (struct.Struct(">Bh"), -(2**15), 2**15 - 1),
+    DataType.UNSIGNED: (struct.Struct(">BB"), 0, 255),
+    DataType.LONG_UNSIGNED: (struct.Struct(">BH"), 0, 0xFFFF),
+    DataType.LONG64: (struct.Struct(">Bq"), -(2**63), 2**63 - 1),
+    DataType.LONG64_UNSIGNED: (struct.Struct(">BQ"), 0, 2**64 - 1),
+    DataType.ENUM: (struct.Struct(">BB"), 0, 255),
+}
+
+
+def int_encoder(dtype: DataType) -> Callable[[int], bytes]:
+    """A fast encoder of an int as ``dtype``, clamping to the type's range (a meter saturates)."""
+    st, lo, hi = _PACK[dtype]
+    tag = int(dtype)
+    pack = st.pack
+
+    def encode(v: int) -> bytes:
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        return pack(tag, v)
+
+    return encode
+
+
+def encode_octets(b: bytes) -> bytes:
+    return bytes((DataType.OCTET_STRING,)) + encode_length(len(b)) + b
+
+
+def encode_value(d: Data) -> bytes:
+    w = Writer()
+    encode_data(w, d)
+    return w.getvalue()

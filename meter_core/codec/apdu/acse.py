@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, NamedTuple
 
-from meter_core.apdu.codes import (
+from meter_core.codec.apdu.codes import (
     AcseServiceProvider,
     AcseServiceUser,
     ApplicationContextName,
     AssociationResult,
     AuthenticationMechanism,
 )
-from meter_core.axdr import Reader, Writer
-from meter_core.errors import DecodeError, LocalProtocolError
+from meter_core.codec.axdr import Reader, Writer
+from meter_core.codec.errors import DecodeError, LocalProtocolError
 
 # OID 2.16.756.5.8 = joint-iso-ccitt(2) country(16) country-name(756) identified-organization(5)
 # DLMS-UA(8); then 1 = application context, 2 = authentication mechanism.

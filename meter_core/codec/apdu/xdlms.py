@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from meter_core.apdu.codes import (
+from meter_core.codec.apdu.codes import (
     ActionRequestChoice,
     ActionResponseChoice,
     ActionResult,
@@ -22,8 +22,13 @@ from meter_core.apdu.codes import (
     SetRequestChoice,
     SetResponseChoice,
 )
-from meter_core.axdr import Reader, Writer, skip_data
-from meter_core.errors import DecodeError, ExceptionServiceError, ExceptionStateError, LocalProtocolError
+from meter_core.codec.axdr import Reader, Writer, skip_data
+from meter_core.codec.errors import (
+    DecodeError,
+    ExceptionServiceError,
+    ExceptionStateError,
+    LocalProtocolError,
+)
 
 # -- pieces shared by several APDUs -----------------------------------------------------------------
 

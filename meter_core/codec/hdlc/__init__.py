@@ -1,9 +1,9 @@
 """HDLC, the data link layer of DLMS over serial lines and "HDLC over TCP" (IEC 62056-46)."""
 
-from meter_core.hdlc._link import LLC_COMMAND, LLC_RESPONSE
-from meter_core.hdlc.client import ClientLinkState, HdlcClientStation
-from meter_core.hdlc.events import ApduReceived, FrameRejected, LinkConnected, LinkDisconnected
-from meter_core.hdlc.frames import (
+from meter_core.codec.hdlc._link import LLC_COMMAND, LLC_RESPONSE
+from meter_core.codec.hdlc.client import ClientLinkState, HdlcClientStation
+from meter_core.codec.hdlc.events import ApduReceived, FrameRejected, LinkConnected, LinkDisconnected
+from meter_core.codec.hdlc.frames import (
     CRC_TABLE,
     FLAG,
     MAX_FRAME_LENGTH,
@@ -15,8 +15,8 @@ from meter_core.hdlc.frames import (
     crc16,
     crc16_reference,
 )
-from meter_core.hdlc.parameters import HdlcParameters
-from meter_core.hdlc.server import (
+from meter_core.codec.hdlc.parameters import HdlcParameters
+from meter_core.codec.hdlc.server import (
     MAX_INFO_FIELD,
     HdlcServerConnection,
     HdlcServerSettings,

@@ -8,7 +8,7 @@ answer the way the standard says (h2's per-class ``error_code``, wsproto's ``Par
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 
 class ExceptionStateError(IntEnum):
@@ -67,7 +67,24 @@ class DecodeError(RemoteProtocolError):
     exception_response = (ExceptionStateError.SERVICE_UNKNOWN, ExceptionServiceError.SERVICE_NOT_SUPPORTED)
 
 
+class Failure(Enum):
+    """Why a protected exchange was refused: the `security_failures` metric's reason label."""
+
+    DECIPHERING = "deciphering"  # bad tag or wrong key
+    INVOCATION_COUNTER = "invocation-counter"  # replayed or stale counter
+    SECURITY_CONTROL = "security-control"  # unknown SC bits, wrong suite, compression
+    TRUNCATED = "truncated"
+    POLICY = "policy"  # less protection than the association's policy demands
+    AUTHENTICATION = "authentication"  # HLS pass 3 failed
+    SYSTEM_TITLE = "system-title"
+
+
 class SecurityError(RemoteProtocolError):
-    """A ciphered APDU failed its tag check, used a stale invocation counter, or broke the policy."""
+    """A protected APDU or an HLS value was refused (a bad tag, a stale invocation counter, less protection
+    than the policy demands...); ``failure`` says why."""
 
     exception_response = (ExceptionStateError.SERVICE_NOT_ALLOWED, ExceptionServiceError.DECIPHERING_ERROR)
+
+    def __init__(self, failure: Failure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure

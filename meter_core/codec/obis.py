@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from meter_core.errors import DecodeError, LocalProtocolError
+from meter_core.codec.errors import DecodeError, LocalProtocolError
 
 # "1.0.1.8.0.255", "1-0:1.8.0.255", "1-0:1.8.0*255", "1.0.1.8.0" (F defaults to 255)
 _OBIS_RE = re.compile(

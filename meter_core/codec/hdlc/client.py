@@ -11,12 +11,12 @@ from collections import deque
 from enum import Enum
 from typing import Any
 
-from meter_core._util import NEED_DATA, Sentinel
-from meter_core.errors import LocalProtocolError, RemoteProtocolError
-from meter_core.hdlc._link import LLC_COMMAND, LLC_RESPONSE, LLC_SIZE, SendWindow
-from meter_core.hdlc.events import ApduReceived, LinkConnected, LinkDisconnected
-from meter_core.hdlc.frames import Deframer, Frame, FrameKind, HdlcAddress, control_field
-from meter_core.hdlc.parameters import HdlcParameters
+from meter_core.codec._util import NEED_DATA, Sentinel
+from meter_core.codec.errors import LocalProtocolError, RemoteProtocolError
+from meter_core.codec.hdlc._link import LLC_COMMAND, LLC_RESPONSE, LLC_SIZE, SendWindow
+from meter_core.codec.hdlc.events import ApduReceived, LinkConnected, LinkDisconnected
+from meter_core.codec.hdlc.frames import Deframer, Frame, FrameKind, HdlcAddress, control_field
+from meter_core.codec.hdlc.parameters import HdlcParameters
 
 
 class ClientLinkState(Enum):

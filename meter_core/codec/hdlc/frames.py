@@ -28,9 +28,9 @@ from binascii import crc_hqx
 from dataclasses import dataclass
 from enum import Enum
 
-from meter_core._util import NEED_DATA, Sentinel
-from meter_core.axdr import Reader, Writer
-from meter_core.errors import DecodeError, LocalProtocolError
+from meter_core.codec._util import NEED_DATA, Sentinel
+from meter_core.codec.axdr import Reader, Writer
+from meter_core.codec.errors import DecodeError, LocalProtocolError
 
 FLAG = 0x7E
 _FLAG_BYTE = b"\x7e"

@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import functools
 import hmac
-from dataclasses import dataclass
-from enum import Enum
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from meter_core.apdu.codes import ApduTag
-from meter_core.axdr import Reader, encode_length
-from meter_core.errors import DecodeError
+from meter_core.codec.errors import Failure, SecurityError
 
 TAG_LENGTH = 12
 HEADER_LENGTH = 5  # SC + IC
@@ -40,61 +36,6 @@ COMPRESSION = 0x80
 KNOWN_SC_BITS = 0x0F | AUTHENTICATION | ENCRYPTION | BROADCAST
 
 KEY_LENGTH = {0: 16, 1: 16, 2: 32}  # suite -> EK/AK/KEK length (facts 5.4)
-
-
-class Failure(Enum):
-    """Why a protected exchange was refused: the `security_failures` metric's reason label."""
-
-    DECIPHERING = "deciphering"  # bad tag or wrong key
-    INVOCATION_COUNTER = "invocation-counter"  # replayed or stale counter
-    SECURITY_CONTROL = "security-control"  # unknown SC bits, wrong suite, compression
-    TRUNCATED = "truncated"
-    POLICY = "policy"  # less protection than the association's policy demands
-    AUTHENTICATION = "authentication"  # HLS pass 3 failed
-    SYSTEM_TITLE = "system-title"
-
-
-class SecurityError(Exception):
-    """A protected APDU or an HLS value was refused; ``failure`` says why."""
-
-    def __init__(self, failure: Failure, message: str) -> None:
-        super().__init__(message)
-        self.failure = failure
-
-
-# -- service-specific ciphered tags ------------------------------------------------------------------
-# glo- and ded- forms of each plain service tag (IEC 62056-5-3 clause 8.3, xDLMS-APDU CHOICE).
-
-GLO_OF = {
-    ApduTag.INITIATE_REQUEST: ApduTag.GLO_INITIATE_REQUEST,
-    ApduTag.INITIATE_RESPONSE: ApduTag.GLO_INITIATE_RESPONSE,
-    ApduTag.CONFIRMED_SERVICE_ERROR: 0x2E,
-    ApduTag.GET_REQUEST: ApduTag.GLO_GET_REQUEST,
-    ApduTag.SET_REQUEST: ApduTag.GLO_SET_REQUEST,
-    ApduTag.EVENT_NOTIFICATION_REQUEST: ApduTag.GLO_EVENT_NOTIFICATION_REQUEST,
-    ApduTag.ACTION_REQUEST: ApduTag.GLO_ACTION_REQUEST,
-    ApduTag.GET_RESPONSE: ApduTag.GLO_GET_RESPONSE,
-    ApduTag.SET_RESPONSE: ApduTag.GLO_SET_RESPONSE,
-    ApduTag.ACTION_RESPONSE: ApduTag.GLO_ACTION_RESPONSE,
-}
-DED_OF = {
-    ApduTag.GET_REQUEST: ApduTag.DED_GET_REQUEST,
-    ApduTag.SET_REQUEST: ApduTag.DED_SET_REQUEST,
-    ApduTag.EVENT_NOTIFICATION_REQUEST: ApduTag.DED_EVENT_NOTIFICATION_REQUEST,
-    ApduTag.ACTION_REQUEST: ApduTag.DED_ACTION_REQUEST,
-    ApduTag.GET_RESPONSE: ApduTag.DED_GET_RESPONSE,
-    ApduTag.SET_RESPONSE: ApduTag.DED_SET_RESPONSE,
-    ApduTag.ACTION_RESPONSE: ApduTag.DED_ACTION_RESPONSE,
-}
-PLAIN_OF_GLO = {v: k for k, v in GLO_OF.items()}
-PLAIN_OF_DED = {v: k for k, v in DED_OF.items()}
-# The ciphered request tags a server takes on an open association.
-GLO_REQUESTS = frozenset({ApduTag.GLO_GET_REQUEST, ApduTag.GLO_SET_REQUEST, ApduTag.GLO_ACTION_REQUEST})
-DED_REQUESTS = frozenset({ApduTag.DED_GET_REQUEST, ApduTag.DED_SET_REQUEST, ApduTag.DED_ACTION_REQUEST})
-CIPHERED_TAGS = frozenset(PLAIN_OF_GLO) | frozenset(PLAIN_OF_DED) | {
-    ApduTag.GENERAL_GLO_CIPHERING, ApduTag.GENERAL_DED_CIPHERING, ApduTag.GENERAL_CIPHERING,
-    ApduTag.GENERAL_SIGNING,
-}
 
 
 # -- GCM ----------------------------------------------------------------------------------------------
@@ -211,59 +152,11 @@ def unwrap_key(kek: bytes, wrapped: bytes) -> bytes:
         raise SecurityError(Failure.DECIPHERING, "wrapped key does not unwrap under the master key") from None
 
 
-# -- ciphered APDU envelopes ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A ciphered APDU taken apart: its tag, the sender's system title when it carries one, and the
-    protected payload (SC || IC || ...)."""
-
-    tag: int
-    payload: bytes
-    system_title: bytes | None = None
-
-    @property
-    def general(self) -> bool:
-        return self.tag in (ApduTag.GENERAL_GLO_CIPHERING, ApduTag.GENERAL_DED_CIPHERING)
-
-    @property
-    def dedicated(self) -> bool:
-        return self.tag in PLAIN_OF_DED or self.tag == ApduTag.GENERAL_DED_CIPHERING
-
-
-def open_envelope(apdu: bytes) -> Envelope:
-    """Parse a glo-/ded- service APDU or a general-glo/ded-ciphering APDU (facts 5.2)."""
-    try:
-        r = Reader(apdu)
-        tag = r.pull_u8()
-        st = None
-        if tag in (ApduTag.GENERAL_GLO_CIPHERING, ApduTag.GENERAL_DED_CIPHERING):
-            n = r.pull_length()
-            st = r.pull_bytes(n)
-        elif tag not in PLAIN_OF_GLO and tag not in PLAIN_OF_DED:
-            raise DecodeError(f"APDU tag {tag:#04x} is not a ciphered APDU this meter takes")
-        payload = r.pull_bytes(r.pull_length())
-        if not r.eof():
-            raise DecodeError("trailing bytes after a ciphered APDU")
-    except DecodeError as e:
-        raise SecurityError(Failure.TRUNCATED, f"ciphered APDU does not decode: {e}") from None
-    return Envelope(tag, payload, st)
-
-
-def seal(tag: int, payload: bytes, system_title: bytes | None = None) -> bytes:
-    """The ciphered APDU ``tag`` carrying ``payload`` (and, for general ciphering, the system title)."""
-    head = bytes((tag,))
-    if system_title is not None:
-        head += encode_length(len(system_title)) + system_title
-    return head + encode_length(len(payload)) + payload
-
-
 __all__ = [
-    "AUTHENTICATION", "BROADCAST", "CIPHERED_TAGS", "COMPRESSION", "DED_OF", "DED_REQUESTS", "ENCRYPTION",
-    "Envelope", "Failure", "GLO_OF", "GLO_REQUESTS", "KEY_LENGTH", "PLAIN_OF_DED", "PLAIN_OF_GLO",
-    "SecurityError", "TAG_LENGTH", "check_sc", "gmac", "hls_aes", "open_envelope", "protect", "seal",
-    "split_header", "unprotect", "unwrap_key", "wrap_key",
+    "AUTHENTICATION", "BROADCAST", "COMPRESSION", "ENCRYPTION", "Failure", "KEY_LENGTH", "SYSTEM_TITLE_LENGTH",
+    "SecurityError", "TAG_LENGTH", "check_sc", "ecdh", "ecdsa_sign", "ecdsa_verify", "gmac", "hls_aes",
+    "private_key_from_scalar", "protect", "protect_aad", "public_bytes", "public_key_from_bytes", "split_header",
+    "unprotect", "unprotect_aad", "unwrap_key", "wrap_key",
 ]
 
 
@@ -347,77 +240,6 @@ def ecdh(private_key, public_key) -> bytes:
 
 # -- general-ciphering (0xDD) -------------------------------------------------------------------------------
 
-IDENTIFIED_KEY, WRAPPED_KEY, AGREED_KEY = 0, 1, 2  # key-info CHOICE
-
-
-@dataclass(frozen=True, slots=True)
-class GeneralCiphering:
-    """general-ciphering (IEC 62056-5-3 clause 8.3): who sends to whom, how the key is given, and the
-    protected content (SC || IC || ... as for the other forms)."""
-
-    transaction_id: bytes
-    originator: bytes
-    recipient: bytes
-    date_time: bytes
-    other_information: bytes
-    key_info: tuple | None  # (IDENTIFIED_KEY, key_id) | (WRAPPED_KEY, kek_id, data) | (AGREED_KEY, params, data)
-    content: bytes
-
-    def aad_extra(self, suite: int) -> bytes:
-        """What suites 1 and 2 add to the AAD after SC || AK: the APDU's addressing fields, each with
-        its length (as gurux-dlms does; the Green Book text is not public - facts 5.3, UNCONFIRMED)."""
-        if suite == 0:
-            return b""
-        return b"".join(encode_length(len(f)) + f for f in (
-            self.transaction_id, self.originator, self.recipient, self.date_time, self.other_information))
-
-    def encode(self) -> bytes:
-        out = bytearray((ApduTag.GENERAL_CIPHERING,))
-        for f in (self.transaction_id, self.originator, self.recipient, self.date_time, self.other_information):
-            out += encode_length(len(f)) + f
-        if self.key_info is None:
-            out.append(0)
-        else:
-            out += b"\x01" + bytes((self.key_info[0],))
-            if self.key_info[0] == IDENTIFIED_KEY:
-                out.append(self.key_info[1])
-            else:
-                first, data = self.key_info[1], self.key_info[2]
-                out += (bytes((first,)) if self.key_info[0] == WRAPPED_KEY else encode_length(len(first)) + first)
-                out += encode_length(len(data)) + data
-        out += encode_length(len(self.content)) + self.content
-        return bytes(out)
-
-
-def parse_general_ciphering(apdu: bytes) -> GeneralCiphering:
-    try:
-        r = Reader(apdu)
-        if r.pull_u8() != ApduTag.GENERAL_CIPHERING:
-            raise DecodeError("not general-ciphering")
-        fields = [r.pull_bytes(r.pull_length()) for _ in range(5)]
-        key_info = None
-        if r.pull_u8():
-            choice = r.pull_u8()
-            if choice == IDENTIFIED_KEY:
-                key_info = (IDENTIFIED_KEY, r.pull_u8())
-            elif choice == WRAPPED_KEY:
-                kek_id = r.pull_u8()
-                key_info = (WRAPPED_KEY, kek_id, r.pull_bytes(r.pull_length()))
-            elif choice == AGREED_KEY:
-                params = r.pull_bytes(r.pull_length())
-                key_info = (AGREED_KEY, params, r.pull_bytes(r.pull_length()))
-            else:
-                raise DecodeError(f"key-info choice {choice}")
-        content = r.pull_bytes(r.pull_length())
-        if not r.eof():
-            raise DecodeError("trailing bytes after general-ciphering")
-    except DecodeError as e:
-        raise SecurityError(Failure.TRUNCATED, f"general-ciphering does not decode: {e}") from None
-    if len(fields[0]) != 8:
-        raise SecurityError(Failure.TRUNCATED, "transaction-id must be 8 bytes")
-    return GeneralCiphering(*fields, key_info, content)
-
-
 def unprotect_aad(data: bytes, system_title: bytes, ek: bytes, ak: bytes, extra: bytes) -> tuple[int, int, bytes]:
     """`unprotect` with ``extra`` appended to the AAD (general-ciphering, suites 1 and 2)."""
     if not extra:
@@ -448,44 +270,3 @@ def protect_aad(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, pla
     return header + plaintext + _aead(ek).encrypt(iv, b"", aad + plaintext)[:TAG_LENGTH]
 
 
-# -- general-signing (0xDF), suites 1 and 2 ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GeneralSigning:
-    """general-signing: addressing fields, the content (an xDLMS APDU, usually glo-/ded- ciphered) and
-    an ECDSA signature of everything after the tag up to the content, the content's own length left out
-    (as gurux-dlms signs it; the Green Book text is not public - UNCONFIRMED)."""
-
-    transaction_id: bytes
-    originator: bytes
-    recipient: bytes
-    date_time: bytes
-    other_information: bytes
-    content: bytes
-    signature: bytes = b""
-
-    def signed_data(self) -> bytes:
-        return b"".join(encode_length(len(f)) + f for f in (
-            self.transaction_id, self.originator, self.recipient, self.date_time, self.other_information)
-        ) + self.content
-
-    def encode(self) -> bytes:
-        head = bytes((ApduTag.GENERAL_SIGNING,)) + b"".join(encode_length(len(f)) + f for f in (
-            self.transaction_id, self.originator, self.recipient, self.date_time, self.other_information))
-        return (head + encode_length(len(self.content)) + self.content + encode_length(len(self.signature))
-                + self.signature)
-
-
-def parse_general_signing(apdu: bytes) -> GeneralSigning:
-    try:
-        r = Reader(apdu)
-        if r.pull_u8() != ApduTag.GENERAL_SIGNING:
-            raise DecodeError("not general-signing")
-        fields = [r.pull_bytes(r.pull_length()) for _ in range(6)]
-        signature = r.pull_bytes(r.pull_length())
-        if not r.eof():
-            raise DecodeError("trailing bytes after general-signing")
-    except DecodeError as e:
-        raise SecurityError(Failure.TRUNCATED, f"general-signing does not decode: {e}") from None
-    return GeneralSigning(*fields, signature)
