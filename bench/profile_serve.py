@@ -30,7 +30,7 @@ from meter_core.codec.apdu import SelectiveAccess
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_value
 from meter_core.codec.obis import ln
 from meter_core.connection import Transport
-from meter_core.identity import FleetConfig, meter_identity
+from meter_core.device.identity import FleetConfig, meter_identity
 
 IST = dt.timedelta(minutes=330)
 

@@ -86,7 +86,8 @@ def _frames(options: FleetOptions, count: int) -> list[bytes]:
     """Ciphered instant pushes of the fleet's meters, as the worker makes them (different invoke ids so
     the sink keeps each)."""
     from meter_core import push
-    from meter_core.meter import Meter, SimClock
+    from meter_core.device.clock import SimClock
+    from meter_core.meter import Meter
 
     meters = [Meter(options.fleet, i, epoch_start=EPOCH, clock=SimClock.real_time()) for i in range(options.meters)]
     now = time.time()

@@ -46,7 +46,7 @@ from meter_core.codec.apdu.xdlms import CosemAttributeDescriptor, GetRequestNorm
 from meter_core.codec.axdr import encode_length
 from meter_core.codec.obis import Obis
 from meter_core.codec.wrapper import wrap
-from meter_core.identity import meter_identity
+from meter_core.device.identity import meter_identity
 
 CONFORMANCE = Conformance.GET | Conformance.ACTION | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
 GET_CLOCK = encode_apdu(GetRequestNormal(

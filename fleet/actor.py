@@ -12,9 +12,9 @@ import time
 import uuid
 
 from fleet.journal import programmed_row
-from meter_core import keys
 from meter_core.codec._util import NEED_DATA
 from meter_core.connection import MeterConnection
+from meter_core.device import keys
 from meter_core.events import (
     AssociationEstablished,
     AssociationRejected,

@@ -84,7 +84,8 @@ def chunk_rows(p: Plan, first: int, stop: int, history=None) -> dict[str, list[t
     drifting as in `fleet run`, and what was done to them (``history``: meter -> journal entries up to
     the window's end, `fleet.journal.load`) replayed at its time."""
     from meter_core import journal
-    from meter_core.meter import Meter, MeterState, SimClock
+    from meter_core.device.clock import SimClock
+    from meter_core.meter import Meter, MeterState
 
     clock = SimClock(start=p.window_end, t0=0.0, drift_ppm=p.drift_ppm)
     batch: dict[str, list[tuple]] = {t: [] for t in COLUMNS}

@@ -23,7 +23,7 @@ import click
 from fleet.errors import FleetError
 from fleet.settings import FleetOptions, RunSettings, parse_shard
 from meter_core.connection import Transport
-from meter_core.identity import DEFAULT_FLEET_SECRET, MeterKind
+from meter_core.device.identity import DEFAULT_FLEET_SECRET, MeterKind
 
 # Meters are installed in the three years before this instant (IST); cumulative registers start from
 # there, so a fleet shows the same energies whenever and however often it is restarted.
@@ -99,7 +99,7 @@ def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host,
 
 def _parse_mix(text: str | None) -> tuple:
     """--mix KIND=SHARE,... or --mix @FILE (TOML: a [mix] table of KIND = SHARE)."""
-    from meter_core.identity import parse_mix
+    from meter_core.device.identity import parse_mix
 
     if text is None:
         return ()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from fleet import pg
-from meter_core.identity import stable_hash
+from meter_core.device.identity import stable_hash
 
 log = logging.getLogger("fleet.commands")
 

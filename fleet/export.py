@@ -17,8 +17,8 @@ from fleet.settings import FleetOptions
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.codec.crypto import public_bytes
 from meter_core.cosem.is15959 import ASSOCIATIONS, POLICY_AUTH_ENC, SECURED_SAPS
-from meter_core.identity import meter_identity
-from meter_core.keys import (
+from meter_core.device.identity import meter_identity
+from meter_core.device.keys import (
     SETUP_OF_CLIENT,
     client_signing_key,
     client_system_title,

@@ -50,8 +50,8 @@ import asyncpg
 
 from fleet import pg
 from meter_core import eventlog
-from meter_core.groundtruth import billing_records, block_records, daily_records
-from meter_core.powerquality import IST_S
+from meter_core.device.groundtruth import billing_records, block_records, daily_records
+from meter_core.device.powerquality import IST_S
 
 log = logging.getLogger("fleet.groundtruth")
 

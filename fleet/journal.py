@@ -200,7 +200,7 @@ class Journal:
                     fut.set_result(None)
 
     async def _commit(self, rows: list[tuple], key_meters: set[int]) -> None:
-        from meter_core import keys
+        from meter_core.device import keys
 
         written = []
         records = []

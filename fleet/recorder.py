@@ -32,7 +32,7 @@ from fleet import db, pg
 from fleet.errors import FleetError
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.cosem.is15959 import ASSOCIATIONS
-from meter_core.identity import meter_identity
+from meter_core.device.identity import meter_identity
 
 log = logging.getLogger("fleet.recorder")
 
@@ -352,7 +352,7 @@ class Recorder:
         """Write the keys and counters of the meters whose security state moved (about once a second).
         A failure keeps them for the next try; counters only grow in the table, so a late or repeated
         write is harmless."""
-        from meter_core import keys
+        from meter_core.device import keys
 
         self._keys_due = time.monotonic() + KEYS_INTERVAL
         w = self.worker

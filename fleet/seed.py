@@ -13,9 +13,10 @@ import json
 
 import asyncpg
 
-from meter_core import powerquality, push, templates
+from meter_core import push
 from meter_core.cosem.is15959 import ASSOCIATIONS, HDLC_SETUP, IPV4_SETUP, SECURED_SAPS, TCP_UDP_SETUP
-from meter_core.identity import MeterKind
+from meter_core.device import powerquality, templates
+from meter_core.device.identity import MeterKind
 from meter_core.meter import model_for, str_obis
 
 _AUTH = {0: "none", 1: "low", 2: "high", 5: "high-gmac", 7: "high-ecdsa"}

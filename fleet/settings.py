@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fleet.errors import FleetError
 from meter_core.connection import Transport
-from meter_core.identity import DEFAULT_FLEET_SECRET, FleetConfig, MeterKind
+from meter_core.device.identity import DEFAULT_FLEET_SECRET, FleetConfig, MeterKind
 
 MAX_PORT = 65535
 

@@ -27,11 +27,12 @@ from meter_core.codec.apdu import (
     decode_apdu,
     encode_apdu,
 )
+from meter_core.codec.apdu import ciphered as envelopes
 from meter_core.codec.axdr import CosemDateTime, data_from_bytes
 from meter_core.codec.hdlc.frames import Deframer, FrameKind
 from meter_core.codec.wrapper import WrapperDeframer, wrap
-from meter_core.identity import meter_identity
-from meter_core.keys import derived_keys, from_rows
+from meter_core.device.identity import meter_identity
+from meter_core.device.keys import derived_keys, from_rows
 
 log = logging.getLogger("fleet.sink")
 
@@ -87,7 +88,7 @@ def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, 
     ciphered = apdu[:1] == b"\xdb"
     if ciphered:
         try:
-            env = ciphered.open_envelope(apdu)
+            env = envelopes.open_envelope(apdu)
         except sec.SecurityError as e:
             raise Refused(f"ciphered push does not decode: {e}") from None
         meter_id = directory.by_title.get(env.system_title or b"")
@@ -195,7 +196,7 @@ class PushSink:
         ks = self.directory.keys(meter_id)
         ic = self._counters[meter_id] = max(self._counters.get(meter_id, 0) + 1, _counter_floor())
         plain = encode_apdu(DataNotificationConfirm(long_invoke_id_and_priority=CONFIRMED_SERVICE | invoke))
-        return ciphered.seal(0xDB, sec.protect(0x30 | ks.suite, ic, SINK_SYSTEM_TITLE, ks.ek, ks.ak, plain),
+        return envelopes.seal(0xDB, sec.protect(0x30 | ks.suite, ic, SINK_SYSTEM_TITLE, ks.ek, ks.ak, plain),
                         SINK_SYSTEM_TITLE)
 
     async def start(self, host: str, port: int) -> None:

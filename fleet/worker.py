@@ -135,7 +135,7 @@ class Worker:
         """Boot, serve until SIGTERM (or `stop`), shut down; returns the process exit code."""
         from fleet import metrics
         from fleet.recorder import NullRecorder, Recorder
-        from meter_core.meter import SimClock
+        from meter_core.device.clock import SimClock
 
         self.loop = asyncio.get_running_loop()
         if install_signals:
@@ -320,7 +320,7 @@ class Worker:
         gasp (an alert push of ESW bit 85)."""
         from fleet.actor import MeterProtocol
         from meter_core import push
-        from meter_core.identity import stable_hash
+        from meter_core.device.identity import stable_hash
 
         push_id = push.invoke_id_for(due)
         clock = self.clock
@@ -799,7 +799,7 @@ class Worker:
 
     def install_keys(self, meter_id: int, stored: list, certificates: list | None = None) -> None:
         """Keys, counters and certificates stored by an earlier run (sent counters continue above them)."""
-        from meter_core import keys
+        from meter_core.device import keys
         from meter_core.meter import MeterState
 
         state = self.states.get(meter_id)

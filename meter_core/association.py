@@ -436,7 +436,7 @@ class Association:
         """general-signing (suites 1 and 2): the head-end's signature is checked with its signing key,
         the content (a glo-/ded- request) is served as if it came alone, and the answer goes back signed
         by the meter's key."""
-        from meter_core import keys as keymod
+        from meter_core.device import keys as keymod
 
         ctx, ks = self._sec, self._keyset()
         meter, title = self.meter, self.meter.identity.system_title
@@ -595,7 +595,7 @@ class Association:
     def _ecdsa_passes(self, value: bytes, title: bytes) -> bytes | None:
         """Mechanism 7: the client signed client title || server title || StoC || CtoS; the meter
         answers with its signature of server title || client title || CtoS || StoC (facts 5.5)."""
-        from meter_core import keys as keymod
+        from meter_core.device import keys as keymod
 
         ctx, meter = self._sec, self.meter
         state = meter.keys()

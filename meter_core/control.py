@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meter_core import history
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import Data, DataType, encode_octets, encode_value, int_encoder
 from meter_core.codec.obis import ln
@@ -32,6 +31,7 @@ from meter_core.cosem.ic import (
     SINGLE_ACTION_SCHEDULE,
 )
 from meter_core.cosem.model import Attribute, CosemObject, ln_attribute, static
+from meter_core.device import history
 
 if TYPE_CHECKING:
     from meter_core.meter import Meter
@@ -358,7 +358,7 @@ def _limiter() -> CosemObject:
 
 def control_objects(kind) -> list[CosemObject]:
     """The objects of this module a meter of ``kind`` has (no relay on CT/PT meters)."""
-    from meter_core.identity import MeterKind
+    from meter_core.device.identity import MeterKind
 
     objects = [_script_table(), _billing_schedule(), _activity_calendar()]
     if kind is not MeterKind.CT_PT:
@@ -367,7 +367,7 @@ def control_objects(kind) -> list[CosemObject]:
 
 
 def default_load_limit(kind) -> int:
-    from meter_core.identity import MeterKind
+    from meter_core.device.identity import MeterKind
 
     return {MeterKind.SINGLE_PHASE: 5_000, MeterKind.THREE_PHASE: 20_000}.get(kind, 0)
 

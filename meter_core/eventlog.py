@@ -22,11 +22,11 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from meter_core import history
-from meter_core import powerquality as pq
 from meter_core.codec.apdu.codes import DataAccessResult
 from meter_core.codec.axdr import BitString, Data, DataType, encode_value, int_encoder
-from meter_core.identity import MeterKind
+from meter_core.device import history
+from meter_core.device.clock import day_of
+from meter_core.device.identity import MeterKind
 
 if TYPE_CHECKING:
     from meter_core.meter import Meter
@@ -81,7 +81,7 @@ def _day_events(meter: Meter, day: int) -> list[Event]:
 def generated_between(meter: Meter, t0: float, t1: float, category: int | None = None) -> list[Event]:
     """Supply events in (t0, t1], in time order."""
     out = []
-    for day in range(pq.day_of(t0), pq.day_of(t1) + 1):
+    for day in range(day_of(t0), day_of(t1) + 1):
         out += [e for e in _day_events(meter, day) if t0 < e.time <= t1 and (category is None or e.category == category)]
     out.sort()
     return out
@@ -108,8 +108,8 @@ def last_events(meter: Meter, category: int, t: float, n: int) -> list[Event]:
     """The last ``n`` events of ``category`` at or before simulated ``t``, oldest first."""
     found = recorded_between(meter, -math.inf, t, category)
     if category in (VOLTAGE, POWER):
-        day = pq.day_of(t)
-        first_day = max(pq.day_of(meter.install_time), day - SCAN_DAYS)
+        day = day_of(t)
+        first_day = max(day_of(meter.install_time), day - SCAN_DAYS)
         generated: list[Event] = []
         while day >= first_day and len(generated) < n:
             generated = [e for e in _day_events(meter, day) if e.category == category and e.time <= t
@@ -158,8 +158,8 @@ def outage_totals(meter: Meter, t: float) -> tuple[int, float]:
     whole day (a few numbers), so later reads only add the days since.
     """
     cache = meter.outage_cache
-    start_day = pq.day_of(meter.install_time)
-    day_t = pq.day_of(t)
+    start_day = day_of(meter.install_time)
+    day_t = day_of(t)
     if cache is None or cache[0] > day_t:
         cache = (start_day, 0, 0.0)
     day, count, seconds = cache
@@ -199,7 +199,7 @@ def esw_changes(meter: Meter, t0: float, t1: float) -> list[tuple[float, set[int
 def esw_bits(meter: Meter, t: float) -> set[int]:
     """The ESW bits set at simulated ``t`` (facts section 11)."""
     bits: set[int] = set()
-    day = pq.day_of(t)
+    day = day_of(t)
     for e in (*meter.pq_events(day - 1), *meter.pq_events(day)):
         codes = PQ_CODES.get(e.kind)
         if codes is None:

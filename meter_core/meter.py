@@ -9,16 +9,13 @@ computed from (fleet seed, meter_id, time), never stored, so a meter costs memor
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import functools
 import math
 from dataclasses import dataclass, field
 
-from meter_core import control, eventlog, history, profiles, push, tod
-from meter_core import powerquality as pq
+from meter_core import control, eventlog, profiles, push
 from meter_core.codec.apdu.codes import ActionResult, AuthenticationMechanism, DataAccessResult
 from meter_core.codec.axdr import (
-    DEVIATION_NOT_SPECIFIED,
     BitString,
     CosemDateTime,
     Data,
@@ -53,10 +50,13 @@ from meter_core.cosem.model import (
     scaler_unit,
     static,
 )
-from meter_core.datagen import Energy, LoadModel, meter_params
-from meter_core.identity import FleetConfig, MeterIdentity, MeterKind, meter_identity, stable_hash
+from meter_core.device import history, tod
+from meter_core.device import powerquality as pq
+from meter_core.device.clock import IST_OFFSET_MINUTES, SimClock, day_of, local_to_utc
+from meter_core.device.datagen import Energy, LoadModel, meter_params
+from meter_core.device.identity import FleetConfig, MeterIdentity, MeterKind, meter_identity, stable_hash
 
-IST = cat.IST_OFFSET_MINUTES
+IST = IST_OFFSET_MINUTES
 _OCTET12 = b"\x09\x0c"
 _UNSPECIFIED_DATETIME = encode_octets(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff")
 # Hundredths of a second, deviation "not specified" (0x8000) and clock status 0: the last 4 bytes.
@@ -66,29 +66,6 @@ _enc_u32 = int_encoder(DataType.DOUBLE_LONG_UNSIGNED)
 _enc_u8 = int_encoder(DataType.UNSIGNED)
 _enc_enum = int_encoder(DataType.ENUM)
 _DAY_PERIOD = ((-math.inf, 86400),)
-
-
-@dataclass(frozen=True, slots=True)
-class SimClock:
-    """Simulated time: ``start + (now - t0) * speed`` (DESIGN.md, "Time and determinism").
-
-    ``now`` is the connection's clock (a worker passes its event loop's monotonic time); protocol
-    time-outs run on it, while a meter's measurements and its COSEM clock run on simulated time.
-    """
-
-    start: float
-    t0: float = 0.0
-    speed: float = 1.0
-    # Meters' real-time clocks run up to this many ppm fast or slow (seeded per meter); 0 = exact.
-    drift_ppm: float = 0.0
-
-    def sim(self, now: float) -> float:
-        return self.start + (now - self.t0) * self.speed
-
-    @classmethod
-    def real_time(cls) -> SimClock:
-        """Simulated time equal to ``now`` (for ``now`` = Unix time, as in tests)."""
-        return cls(start=0.0, t0=0.0, speed=1.0)
 
 
 @dataclass(slots=True)
@@ -250,7 +227,7 @@ class Meter:
         """The meter's `MeterSecurity` (keys, secrets, invocation counters), created on first use."""
         sec = self.state.security
         if sec is None:
-            from meter_core.keys import derived_keys
+            from meter_core.device.keys import derived_keys
 
             sec = self.state.security = derived_keys(self.fleet, self.identity.meter_id, self.fleet.security_suite,
                                                      self.tx_floor)
@@ -526,7 +503,7 @@ class Meter:
         return bool(kept[0]) and self._outages(day)[0] is not None
 
     def _outage_adjustment(self, t: float) -> float:
-        day = math.floor((t + pq.IST_S) / pq.DAY)  # pq.day_of(t)
+        day = math.floor((t + pq.IST_S) / pq.DAY)  # day_of(t)
         cache = self._pq
         kept = cache.days.get(day) if cache is not None else None
         if kept is None:
@@ -607,7 +584,7 @@ class Meter:
         power failure)."""
         if self.state.supply and self.supply_factor(t) == 0.0:
             return True
-        return any(e.kind == "INTERRUPTION" and e.start <= t < e.end for e in self.pq_events(pq.day_of(t)))
+        return any(e.kind == "INTERRUPTION" and e.start <= t < e.end for e in self.pq_events(day_of(t)))
 
     def change_supply(self, factor: float | None, now: float, duration: float | None = None) -> bool:
         """An injected supply change from now: ``factor`` 0.0 = power failure, > 0 = the load times
@@ -679,7 +656,7 @@ class Meter:
     def instant_at(self, t: float):
         """Instantaneous quantities at simulated time ``t``, with the supply events and the relay."""
         inst = self.load.instant(t)
-        day = pq.day_of(t)
+        day = day_of(t)
         day_events = self.pq_events(day)
         events = pq.active_at(day_events, t)
         pickup = 0.0
@@ -754,7 +731,7 @@ class Meter:
 
     def _supply_power(self, t: float) -> float:
         """Active power the load draws at ``t`` with the supply events, before the relay."""
-        day = pq.day_of(t)
+        day = day_of(t)
         events = self.pq_events(day)
         if any(e.kind == "INTERRUPTION" and e.start <= t < e.end for e in events):
             return 0.0
@@ -949,19 +926,6 @@ def _identity_value(source: str, kind: MeterKind):
 
 def _clock_time(meter: Meter, assoc, now: float) -> bytes:
     return meter.clock_value(now)
-
-
-def local_to_utc(dt: CosemDateTime) -> float:
-    """UTC seconds of a date-time a head-end sent for the meter's wall clock.
-
-    IS 15959 meters keep IST. A deviation of +330 or -330 (companion practice and Blue Book sign
-    conventions disagree, facts section 3.3) or "not specified" both mean IST; any other deviation is
-    read the Blue Book way (local time = UTC - deviation).
-    """
-    local = dt.to_datetime().replace(tzinfo=_dt.UTC).timestamp()
-    if dt.deviation in (DEVIATION_NOT_SPECIFIED, IST, -IST):
-        return local - IST * 60
-    return local + dt.deviation * 60
 
 
 def _set_clock_time(meter: Meter, assoc, value: Data, now: float) -> DataAccessResult:
@@ -1255,7 +1219,7 @@ def _set_lls_secret(m, a, value, now):
 def _change_hls_secret(owner_sap: int | None):
     """change_HLS_secret of association ``owner_sap`` (None: the current one, when it is an HLS one)."""
     def change(m, a, params, now):
-        from meter_core import keys as keymod
+        from meter_core.device import keys as keymod
 
         sap = a.spec.client_sap if owner_sap is None else owner_sap
         if sap not in cat.SECURED_SAPS:
@@ -1349,7 +1313,7 @@ def _key_agreement(e: int, suite: int):
         return None
 
     def agree(m, a, params, now):
-        from meter_core import keys as keymod
+        from meter_core.device import keys as keymod
 
         ctx = getattr(a, "_sec", None)
         if ctx is None:
@@ -1360,7 +1324,7 @@ def _key_agreement(e: int, suite: int):
 
 def _certificates(suite: int):
     def get(m, a, now):
-        from meter_core import keys as keymod
+        from meter_core.device import keys as keymod
 
         return keymod.certificate_info(keymod.pki(m, suite, m.clock(now)))
     return get
@@ -1372,7 +1336,7 @@ def _pki_method(name: str, suite: int):
         return None
 
     def method(m, a, params, now):
-        from meter_core import keys as keymod
+        from meter_core.device import keys as keymod
 
         return getattr(keymod, name)(m, suite, params, m.clock(now))
     return method
@@ -1391,7 +1355,7 @@ def _security_activate(e: int):
 
 def _key_transfer(e: int):
     def transfer(m, a, params, now):
-        from meter_core import keys as keymod
+        from meter_core.device import keys as keymod
 
         return keymod.key_transfer(m, e, params, now)
     return transfer

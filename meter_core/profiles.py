@@ -24,8 +24,6 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from meter_core import history
-from meter_core import powerquality as pq
 from meter_core.codec._util import mix64
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import DataType, encode_datetime_at, encode_octets, int_encoder
@@ -44,8 +42,10 @@ from meter_core.cosem.profile import (
     encode_u32,
     select,
 )
+from meter_core.device import history
+from meter_core.device import powerquality as pq
+from meter_core.device.identity import MeterKind
 from meter_core.eventlog import CATEGORY_NAMES, DEPTH, LOG_OBIS, EventLogSource, log_columns, snapshot_columns
-from meter_core.identity import MeterKind
 
 if TYPE_CHECKING:
     from meter_core.meter import Meter
@@ -338,7 +338,7 @@ def _billing_value(kind: MeterKind, class_id: int, obis: str, attribute: int):
     if spec.source == "period_average_pf":
         return lambda m, row: encode(round(row.pf * 1000))
     if spec.source.startswith("tod_"):
-        from meter_core import tod
+        from meter_core.device import tod
 
         _, quantity, zone = spec.source.split("_")
         index = (int(zone) - 1) + (tod.ZONES if quantity == "apparent" else 0)

@@ -16,7 +16,7 @@ from meter_core.codec.axdr import Data, DataType
 from meter_core.codec.obis import ln
 from meter_core.cosem.ic import PUSH_SETUP
 from meter_core.cosem.model import CosemObject, ln_attribute, static
-from meter_core.identity import MeterKind
+from meter_core.device.identity import MeterKind
 
 # Schedules of the periodic pushes (the seed's push_schedules types): period in seconds, aligned to IST
 # midnight. The alert push goes on an ESW change, not on a schedule.
@@ -402,7 +402,7 @@ _IST_S = 19800
 def randomisation(seed: int, meter_id: int, push: str) -> float:
     """The meter's own delay (s) after each scheduled instant, within the push setup's randomisation
     start interval: seeded, so a fleet's pushes spread the same way every run."""
-    from meter_core.identity import stable_hash
+    from meter_core.device.identity import stable_hash
 
     c = CONFIG.get(push)
     interval = c.randomisation_s if c is not None else 0
@@ -424,7 +424,7 @@ def alerts_between(meter, t0: float, t1: float) -> list[tuple[float, frozenset[i
     """The alert pushes the meter owes in (t0, t1]: each time ESW bits that the ESW filter enables are
     raised (a bit that clears raises nothing), with those bits."""
     from meter_core import eventlog
-    from meter_core.history import value_at
+    from meter_core.device.history import value_at
 
     filters = meter.state.eswf
     out = []

@@ -18,7 +18,7 @@ from fleet.settings import FleetOptions, RunSettings
 from meter_core import NEED_DATA
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 from meter_core.connection import Transport
-from meter_core.identity import FleetConfig, MeterKind, meter_identity
+from meter_core.device.identity import FleetConfig, MeterKind, meter_identity
 
 EPOCH = 1767205800.0  # 2026-01-01 00:00 IST, as `fleet run` uses
 # How long a test waits, in wall seconds, for something the fleet does (a command applied, pushes

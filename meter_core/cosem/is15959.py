@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from meter_core.codec.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
 from meter_core.codec.axdr import DataType
 from meter_core.cosem.ic import Unit
-from meter_core.identity import MeterKind
+from meter_core.device.identity import MeterKind
 
 ALL_KINDS = frozenset(MeterKind)
 WHOLE_CURRENT = frozenset({MeterKind.SINGLE_PHASE, MeterKind.THREE_PHASE})

@@ -169,7 +169,7 @@ def _time_value(d: Data, local_to_utc: Callable[[CosemDateTime], float]):
 
 
 def _select_range(meter, source, columns, time_columns, now, params) -> Selection | DataAccessResult:
-    from meter_core.meter import local_to_utc
+    from meter_core.device.clock import local_to_utc
 
     f = _fields(params, 4)
     if f is None:

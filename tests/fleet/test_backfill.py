@@ -11,9 +11,10 @@ import pytest
 from fleet import backfill as bf
 from fleet.groundtruth import COLUMNS
 from fleet.settings import FleetOptions
-from meter_core.groundtruth import block_records
-from meter_core.identity import MeterKind
-from meter_core.meter import Meter, SimClock
+from meter_core.device.clock import SimClock
+from meter_core.device.groundtruth import block_records
+from meter_core.device.identity import MeterKind
+from meter_core.meter import Meter
 from tests.fleet.test_cli import assert_one_line_error, fleet
 
 EPOCH = 1767205800.0

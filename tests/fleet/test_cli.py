@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from meter_core.identity import FleetConfig, meter_identity
+from meter_core.device.identity import FleetConfig, meter_identity
 
 
 def fleet(*args: str, timeout: float = 60, env=None) -> subprocess.CompletedProcess:

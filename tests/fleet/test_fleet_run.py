@@ -20,7 +20,7 @@ from gurux_dlms import GXDLMSException
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData
 
 from meter_core.connection import Transport
-from meter_core.identity import FleetConfig, kind_of, meter_identity, parse_mix
+from meter_core.device.identity import FleetConfig, kind_of, meter_identity, parse_mix
 from tests.interop.clients import GuruxSession
 from tests.servers import free_port_base
 

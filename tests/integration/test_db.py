@@ -15,6 +15,8 @@ from fleet import db, pg
 from fleet.errors import FleetError
 from fleet.recorder import NullRecorder, Recorder
 from fleet.settings import FleetOptions
+from meter_core.device.clock import SimClock
+from meter_core.device.identity import meter_identity
 from meter_core.events import (
     AssociationEstablished,
     AssociationRejected,
@@ -22,8 +24,6 @@ from meter_core.events import (
     ConnectionTerminated,
     ReleaseReason,
 )
-from meter_core.identity import meter_identity
-from meter_core.meter import SimClock
 
 pytestmark = pytest.mark.integration
 

@@ -128,7 +128,7 @@ def test_the_head_end_reads_the_meter_on_the_connection_it_dialled():
             assert head[2:6] == b"\x00\x01\x00\x40"  # from the meter's logical device to the push client
             conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)  # the push itself
             from fleet.settings import FleetOptions
-            from meter_core.identity import meter_identity
+            from meter_core.device.identity import meter_identity
 
             password = meter_identity(FleetOptions(meters=1, seed=1).fleet, 0).lls_password.encode()
             client = DlmsClient(ClientSettings(client_sap=32, password=password))  # the meter reader
@@ -156,7 +156,8 @@ def test_an_esw_change_sends_an_alert_push_and_its_bits_are_settled(database_url
     """A supply event the meter's seeded day holds raises ESW bits: the meter dials in with the alert
     push at that moment, and eswf_push_alarms records each raised bit as SENT."""
     from fleet.settings import FleetOptions
-    from meter_core.meter import Meter, SimClock
+    from meter_core.device.clock import SimClock
+    from meter_core.meter import Meter
     from tests.servers import EPOCH
 
     options = FleetOptions(meters=1, seed=1)
@@ -257,7 +258,7 @@ def test_over_hdlc_the_meter_pushes_a_ui_frame_then_takes_snrm_and_a_read_on_its
     from meter_core.codec.hdlc import HdlcAddress
     from meter_core.codec.hdlc.frames import Deframer, FrameKind
     from meter_core.connection import Transport
-    from meter_core.identity import meter_identity
+    from meter_core.device.identity import meter_identity
 
     options = FleetOptions(meters=3, seed=1, transport=Transport.HDLC)
     sink = RunningSink(database_url, options)
@@ -427,7 +428,8 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
     time set). A head-end that takes the push and never confirms gets it again after the repetition
     delay, as the push setup's retries say, then FAILED."""
     from fleet.settings import FleetOptions
-    from meter_core.meter import Meter, SimClock
+    from meter_core.device.clock import SimClock
+    from meter_core.meter import Meter
     from tests.servers import EPOCH
 
     async def configure():

@@ -21,9 +21,10 @@ from meter_core import NEED_DATA
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 from meter_core.codec.axdr import CosemDateTime
 from meter_core.connection import Transport
-from meter_core.groundtruth import block_records
-from meter_core.identity import MeterKind
-from meter_core.meter import Meter, SimClock
+from meter_core.device.clock import SimClock, day_of
+from meter_core.device.groundtruth import block_records
+from meter_core.device.identity import MeterKind
+from meter_core.meter import Meter
 from tests.database import fetch
 from tests.servers import EPOCH, running_meters
 from tests.unit.test_profiles import by_range
@@ -66,9 +67,9 @@ def local(t: float) -> dt.datetime:
 
 def day_with_an_outage(meter_id: int = 0) -> float:
     """An IST midnight whose day has a supply interruption for the meter (1ph, seed 1)."""
-    from meter_core import powerquality as pq
+    from meter_core.device import powerquality as pq
 
-    day = pq.day_of(dt.datetime(2026, 11, 20, tzinfo=dt.timezone(IST)).timestamp())
+    day = day_of(dt.datetime(2026, 11, 20, tzinfo=dt.timezone(IST)).timestamp())
     while not any(e.kind == "INTERRUPTION" for e in pq.day_events(1, meter_id, MeterKind.SINGLE_PHASE, day)):
         day -= 1
     return day * 86400 - pq.IST_S
@@ -106,7 +107,7 @@ def test_profiles_served_over_dlms_are_the_rows_in_postgresql(database_url, tmp_
             assert row["apparent_import_vah"] == entry[3]
             assert row["avg_voltage_l1"] * 100 == entry[1]
         # a recomputation from (seed, meter_id, time) gives the same rows
-        from meter_core.identity import FleetConfig
+        from meter_core.device.identity import FleetConfig
 
         m = Meter(FleetConfig(seed=1, kind=MeterKind.SINGLE_PHASE), meter_id, epoch_start=EPOCH,
                   clock=SimClock(start=end_sim, t0=0.0))
@@ -171,7 +172,7 @@ def test_a_database_outage_while_meters_capture_loses_nothing_and_writes_nothing
         proxy.close()
     rows = fetch(database_url, "SELECT meter_id, capture_time, active_import_wh FROM block_load_profile "
                                "WHERE meter_id < 2 ORDER BY meter_id, capture_time")
-    from meter_core.identity import FleetConfig
+    from meter_core.device.identity import FleetConfig
 
     for meter_id in range(2):
         m = Meter(FleetConfig(seed=1, kind=MeterKind.THREE_PHASE), meter_id, epoch_start=EPOCH,

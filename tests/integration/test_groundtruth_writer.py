@@ -21,9 +21,10 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from meter_core.groundtruth import block_records
-from meter_core.identity import FleetConfig, MeterKind
-from meter_core.meter import Meter, SimClock
+from meter_core.device.clock import SimClock
+from meter_core.device.groundtruth import block_records
+from meter_core.device.identity import FleetConfig, MeterKind
+from meter_core.meter import Meter
 from tests.database import fetch
 from tests.servers import EPOCH, running_meters
 

@@ -44,8 +44,8 @@ from meter_core import eventlog
 from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSettings, GetResult, SetResult
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_datetime_at
 from meter_core.connection import Transport
-from meter_core.identity import MeterKind
-from meter_core.meter import local_to_utc
+from meter_core.device.clock import local_to_utc
+from meter_core.device.identity import MeterKind
 from meter_core.profiles import _register_spec
 from tests.conftest import _admin, _fresh_database, with_database
 from tests.database import fetch

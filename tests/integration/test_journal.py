@@ -17,7 +17,7 @@ import pytest
 from gurux_dlms.enums import DataType as GXType
 from gurux_dlms.objects import GXDLMSData, GXDLMSDisconnectControl, GXDLMSScriptTable
 
-from meter_core.identity import MeterKind
+from meter_core.device.identity import MeterKind
 from tests.database import fetch
 from tests.interop.clients import utility_settings
 from tests.interop.test_history import read_all, read_clock, set_clock

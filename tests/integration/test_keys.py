@@ -170,7 +170,7 @@ def test_a_regenerated_key_pair_and_its_certificate_survive_a_restart(database_u
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from meter_core import certs
+    from meter_core.device import certs
     from tests.interop.test_certificates import Encoded, held, invoke
 
     def certificate_rows(url):

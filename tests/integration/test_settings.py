@@ -7,9 +7,9 @@ import asyncio
 import asyncpg
 
 from fleet.seed import install_settings, load_settings, seed_defaults
-from meter_core import powerquality as pq
-from meter_core import templates
-from meter_core.identity import MeterKind
+from meter_core.device import powerquality as pq
+from meter_core.device import templates
+from meter_core.device.identity import MeterKind
 
 
 def run(url, fn):

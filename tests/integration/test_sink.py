@@ -15,7 +15,8 @@ import pytest
 from fleet.settings import FleetOptions
 from fleet.sink import Directory, PushSink
 from meter_core import push
-from meter_core.meter import Meter, SimClock
+from meter_core.device.clock import SimClock
+from meter_core.meter import Meter
 
 pytestmark = pytest.mark.integration
 EPOCH = 1767205800.0

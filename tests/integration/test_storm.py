@@ -15,9 +15,9 @@ import pytest
 from fleet import commands
 from fleet.commands import Command
 from meter_core import eventlog, push
-from meter_core import powerquality as pq
 from meter_core.codec.axdr import data_from_bytes
-from meter_core.meter import Meter, SimClock
+from meter_core.device.clock import SimClock, day_of
+from meter_core.meter import Meter
 from tests.integration.test_sink import RunningSink
 from tests.servers import EPOCH, running_meters, wait_for
 
@@ -93,7 +93,7 @@ def _without_interruptions(options, meter_ids, span: float) -> float:
     probes = [Meter(options.fleet, mid, epoch_start=EPOCH, clock=SimClock.real_time()) for mid in meter_ids]
     t = time.time()
     for _ in range(100):
-        ends = [e.end for p in probes for day in range(pq.day_of(t) - 1, pq.day_of(t + span) + 1)
+        ends = [e.end for p in probes for day in range(day_of(t) - 1, day_of(t + span) + 1)
                 for e in p.pq_events(day) if e.kind == "INTERRUPTION" and e.start < t + span and e.end > t]
         if not ends:
             return t
@@ -240,7 +240,7 @@ def test_a_meter_without_supply_answers_nobody_and_logs_the_failure_after_the_re
 
     from fleet.settings import FleetOptions
     from meter_core.connection import Transport
-    from meter_core.identity import meter_identity
+    from meter_core.device.identity import meter_identity
     from tests.interop.clients import GuruxSession
 
     password = None
@@ -293,7 +293,7 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
     'other' event log's push enabled in push_schedules, that push carries the log's new entry (201).
     A billing period that closes sends the billing push with the closed period's billing profile row."""
     from fleet.settings import FleetOptions
-    from meter_core.history import month_of, scheduled_billing
+    from meter_core.device.history import month_of, scheduled_billing
 
     asyncio.run(_sql(database_url, "UPDATE push_schedules SET enabled = true WHERE push_logical_name = $1",
                      push.EVENT_PUSHES[eventlog.OTHER]))

@@ -20,7 +20,7 @@ from gurux_dlms.objects import (
 )
 
 from meter_core.connection import Transport
-from meter_core.identity import MeterKind
+from meter_core.device.identity import MeterKind
 from tests.interop.clients import GuruxSession, next_invocation_counter, onboarding_client, utility_settings
 from tests.servers import running_meters
 

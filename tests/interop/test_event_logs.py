@@ -11,7 +11,7 @@ from gurux_dlms.objects import GXDLMSData, GXDLMSProfileGeneric
 
 from meter_core import eventlog
 from meter_core.connection import Transport
-from meter_core.identity import MeterKind
+from meter_core.device.identity import MeterKind
 from tests.interop.test_profiles import (
     IST,
     cosem_can_read,

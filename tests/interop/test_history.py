@@ -14,7 +14,7 @@ import pytest
 from gurux_dlms import GXDateTime
 from gurux_dlms.objects import GXDLMSClock, GXDLMSProfileGeneric
 
-from meter_core.identity import MeterKind
+from meter_core.device.identity import MeterKind
 from tests.interop.clients import utility_settings
 from tests.interop.test_profiles import gurux_rows
 from tests.servers import running_meters

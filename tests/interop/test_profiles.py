@@ -19,7 +19,7 @@ from gurux_dlms.objects import GXDLMSProfileGeneric
 
 from meter_core.connection import Transport
 from meter_core.cosem import is15959 as cat
-from meter_core.identity import MeterKind
+from meter_core.device.identity import MeterKind
 from tests.interop.clients import GuruxSession, dlms_cosem_client
 from tests.servers import running_meters
 

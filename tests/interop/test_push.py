@@ -18,9 +18,10 @@ from gurux_dlms.enums import InterfaceType, Security
 from gurux_dlms.secure import GXDLMSSecureClient
 
 from meter_core import push
-from meter_core.identity import FleetConfig, MeterKind
-from meter_core.keys import derived_keys
-from meter_core.meter import Meter, SimClock
+from meter_core.device.clock import SimClock
+from meter_core.device.identity import FleetConfig, MeterKind
+from meter_core.device.keys import derived_keys
+from meter_core.meter import Meter
 
 pytestmark = pytest.mark.interop
 
@@ -173,7 +174,7 @@ def test_gurux_reads_the_push_setups_and_the_push_schedule():
     from gurux_dlms.objects import GXDLMSActionSchedule, GXDLMSPushSetup
 
     from meter_core.connection import Transport
-    from meter_core.identity import meter_identity
+    from meter_core.device.identity import meter_identity
     from tests.interop.clients import GuruxSession
     from tests.servers import running_meters
 

@@ -16,12 +16,13 @@ from decimal import Decimal
 import pytest
 
 from fleet import groundtruth as fg
-from meter_core import powerquality as pq
 from meter_core.codec._util import mix64
-from meter_core.datagen import _TWO_PI, INTERVAL, LoadModel, meter_params
-from meter_core.groundtruth import billing_records, block_records, daily_records
-from meter_core.identity import FleetConfig, MeterKind
-from meter_core.meter import Meter, MeterState, SimClock
+from meter_core.device import powerquality as pq
+from meter_core.device.clock import SimClock
+from meter_core.device.datagen import _TWO_PI, INTERVAL, LoadModel, meter_params
+from meter_core.device.groundtruth import billing_records, block_records, daily_records
+from meter_core.device.identity import FleetConfig, MeterKind
+from meter_core.meter import Meter, MeterState
 
 EPOCH = 1767205800.0  # 2026-01-01 00:00 IST
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))

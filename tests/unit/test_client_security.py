@@ -59,7 +59,7 @@ def test_key_agreement_gives_both_sides_the_same_new_key(suite):
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from meter_core.codec import crypto as sec
-    from meter_core.keys import client_signing_key, client_system_title, signing_key
+    from meter_core.device.keys import client_signing_key, client_system_title, signing_key
 
     p = _pair(5, suite, Transport.WRAPPER)
     assert isinstance(p.associate(), Associated)
@@ -102,7 +102,7 @@ def test_general_signing_is_checked_and_answered_signed(suite):
     and the content (without its length), checked; the answer signed by the meter."""
     from meter_core.codec import crypto as sec
     from meter_core.codec.apdu import decode_apdu
-    from meter_core.keys import client_signing_key, signing_key
+    from meter_core.device.keys import client_signing_key, signing_key
 
     p = _pair(5, suite, Transport.WRAPPER)
     assert isinstance(p.associate(), Associated)

@@ -15,7 +15,7 @@ from meter_core.client import ActionDone, Associated, ExceptionReceived, SetResu
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import Data, DataType
 from meter_core.connection import Transport
-from meter_core.identity import FleetConfig, MeterKind, meter_identity
+from meter_core.device.identity import FleetConfig, MeterKind, meter_identity
 from meter_core.meter import Meter
 from tests.strategies import data_values
 from tests.unit.test_meter import EPOCH, Pair, us_pair

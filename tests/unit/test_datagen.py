@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meter_core.datagen import DAY, LoadModel, meter_params
-from meter_core.identity import MeterKind
+from meter_core.device.datagen import DAY, LoadModel, meter_params
+from meter_core.device.identity import MeterKind
 
 EPOCH = 1767205800.0  # 2026-01-01 00:00 IST
 

@@ -12,7 +12,7 @@ from fleet.commands import Command
 from fleet.settings import FleetOptions, RunSettings
 from fleet.worker import Worker
 from meter_core import eventlog, push
-from meter_core.meter import SimClock
+from meter_core.device.clock import SimClock
 
 START = 1796590800.0  # 2026-12-07 02:30 IST
 METERS = 120  # the scanner yields to the loop every 50 meters

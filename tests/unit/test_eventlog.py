@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meter_core import eventlog
-from meter_core import powerquality as pq
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import BitString, CosemDateTime, Data, DataType
-from meter_core.identity import FleetConfig, MeterKind
+from meter_core.device import powerquality as pq
+from meter_core.device.clock import day_of
+from meter_core.device.identity import FleetConfig, MeterKind
 from meter_core.meter import Meter
 from tests.unit.test_control import act, reader, set_
 from tests.unit.test_profiles import EPOCH, IST, T0, by_entry, by_range, rows, stamp
@@ -22,7 +23,7 @@ FLEET1 = FleetConfig(seed=7, kind=MeterKind.SINGLE_PHASE)
 
 def find_day(kind: str, meter_id: int = 3, fleet=FLEET1, before: float = T0, longer: float = 1800):
     """A recent day of the meter with an event of ``kind`` (days are pure: searching is cheap)."""
-    day = pq.day_of(before) - 2
+    day = day_of(before) - 2
     for d in range(day, day - 200, -1):
         for e in pq.day_events(fleet.seed, meter_id, fleet.kind, d):
             if e.kind == kind and e.end - e.start > longer:

@@ -28,8 +28,8 @@ from meter_core.client import ClientSecurity, ClientSettings, DlmsClient, LinkUp
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.codec.axdr import Data, DataType, encode_datetime_at
 from meter_core.connection import MeterConnection, Transport
-from meter_core.identity import FleetConfig, MeterKind, meter_identity
-from meter_core.keys import client_system_title, derived_keys
+from meter_core.device.identity import FleetConfig, MeterKind, meter_identity
+from meter_core.device.keys import client_system_title, derived_keys
 from meter_core.meter import Meter
 from tests.unit.test_profiles import by_entry, by_range
 
@@ -137,7 +137,7 @@ def backfill_digests() -> dict[str, dict]:
     """Digests of the rows `fleet backfill` computes for a fixed window (each kind, drifting clocks)."""
     from fleet import backfill as bf
     from fleet.settings import FleetOptions
-    from meter_core.identity import parse_mix
+    from meter_core.device.identity import parse_mix
 
     end = dt.datetime(2026, 11, 2, tzinfo=dt.timezone(IST)).timestamp()
     options = FleetOptions(meters=6, seed=3, mix=parse_mix("1ph=0.34,3ph=0.33,ctpt=0.33"))

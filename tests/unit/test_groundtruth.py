@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from meter_core.groundtruth import billing_records, block_records, daily_records
-from meter_core.identity import MeterKind
+from meter_core.device.groundtruth import billing_records, block_records, daily_records
+from meter_core.device.identity import MeterKind
 from tests.unit.test_profiles import (
     BILLING,
     BLOCK,

@@ -27,11 +27,12 @@ from meter_core import eventlog, journal
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import Data, DataType, data_from_bytes, encode_datetime_at
 from meter_core.codec.obis import ln
+from meter_core.device.clock import SimClock
+from meter_core.device.groundtruth import billing_records, block_records, daily_records
+from meter_core.device.history import MeterClock
+from meter_core.device.identity import FleetConfig, MeterKind
 from meter_core.events import Programmed
-from meter_core.groundtruth import billing_records, block_records, daily_records
-from meter_core.history import MeterClock
-from meter_core.identity import FleetConfig, MeterKind
-from meter_core.meter import Meter, SimClock
+from meter_core.meter import Meter
 from tests.unit.test_control import act, reader, set_
 from tests.unit.test_meter import EPOCH
 
@@ -61,7 +62,7 @@ def columns(meter: Meter, obis: str) -> list[str]:
 
 def utc_of(stamp: bytes) -> float:
     from meter_core.codec.axdr import CosemDateTime
-    from meter_core.meter import local_to_utc
+    from meter_core.device.clock import local_to_utc
 
     return round(local_to_utc(CosemDateTime.from_bytes(stamp)), 2)
 
@@ -360,7 +361,7 @@ def test_a_demand_period_change_leaves_the_past_billing_maximum_demand_as_it_was
     m = programmed()
     t = T0 + 20 * 86400
     before = served(m, t)[BILLING]
-    from meter_core.history import changed
+    from meter_core.device.history import changed
 
     m.state.demand_periods = changed(m.state.demand_periods, t, 900)
     m.reset_demand_cache()

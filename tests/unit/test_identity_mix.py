@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from meter_core.identity import FleetConfig, MeterKind, kind_of, meter_identity, parse_mix
+from meter_core.device.identity import FleetConfig, MeterKind, kind_of, meter_identity, parse_mix
 from meter_core.meter import Meter
 
 MIX = ((MeterKind.SINGLE_PHASE, 0.7), (MeterKind.THREE_PHASE, 0.25), (MeterKind.CT_PT, 0.05))

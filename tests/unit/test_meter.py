@@ -33,8 +33,8 @@ from meter_core.codec.axdr import CosemDateTime, Data, DataType
 from meter_core.codec.errors import ExceptionServiceError
 from meter_core.codec.obis import Obis
 from meter_core.connection import MeterConnection, Transport
+from meter_core.device.identity import FleetConfig
 from meter_core.events import AssociationEstablished, AssociationRejected, AssociationReleased
-from meter_core.identity import FleetConfig
 from meter_core.meter import Meter
 
 T0 = dt.datetime(2026, 11, 24, 6, 30, tzinfo=dt.UTC).timestamp()
@@ -97,7 +97,7 @@ def us_security(meter: Meter):
     """Client 48 (utility settings) of ``meter``: its keys, and the next invocation counter it takes."""
     from meter_core.client import ClientSecurity
     from meter_core.codec.apdu.codes import AuthenticationMechanism
-    from meter_core.keys import client_system_title, derived_keys
+    from meter_core.device.keys import client_system_title, derived_keys
 
     fleet = meter.fleet
     keys = meter.state.security or derived_keys(fleet, meter.identity.meter_id, fleet.security_suite)
@@ -114,7 +114,7 @@ def us_pair(transport: Transport = Transport.WRAPPER, meter: Meter | None = None
 
 
 def mr_password(meter_id: int = 3) -> bytes:
-    from meter_core.identity import meter_identity
+    from meter_core.device.identity import meter_identity
 
     return meter_identity(FLEET, meter_id).lls_password.encode()
 

@@ -21,7 +21,7 @@ from meter_core.codec.axdr import CosemDateTime, Data, DataType, data_from_bytes
 from meter_core.codec.obis import ln
 from meter_core.connection import Transport
 from meter_core.cosem.profile import Stream
-from meter_core.identity import FleetConfig, MeterKind
+from meter_core.device.identity import FleetConfig, MeterKind
 from meter_core.meter import Meter
 from tests.unit.test_meter import EPOCH, Pair
 
@@ -37,7 +37,7 @@ def meter_of(kind: MeterKind, meter_id: int = 3) -> Meter:
 
 def reader(kind: MeterKind = MeterKind.THREE_PHASE, max_pdu: int = 0xFFFF, now: float = T0) -> Pair:
     meter = meter_of(kind)
-    from meter_core.identity import meter_identity
+    from meter_core.device.identity import meter_identity
 
     password = meter_identity(FleetConfig(seed=7, kind=kind), 3).lls_password.encode()
     p = Pair(Transport.WRAPPER, client_sap=32, password=password, max_pdu=max_pdu, meter=meter, now=now)
@@ -262,7 +262,7 @@ def test_capture_period_set_to_15_minutes_restarts_the_block_buffer():
 
 
 def drifting_meter(meter_id: int = 3) -> Meter:
-    from meter_core.meter import SimClock
+    from meter_core.device.clock import SimClock
 
     return Meter(FleetConfig(seed=7), meter_id, epoch_start=EPOCH, clock=SimClock(start=0.0, drift_ppm=5.0))
 

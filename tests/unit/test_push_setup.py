@@ -78,8 +78,8 @@ def test_anything_from_the_push_client_is_a_confirm_or_refused(data):
     the meter: a confirm that does not decipher is a security failure, the association goes on."""
     from meter_core.codec.wrapper import wrap
     from meter_core.connection import MeterConnection, Transport
+    from meter_core.device.identity import FleetConfig
     from meter_core.events import PushConfirmed, SecurityFailure
-    from meter_core.identity import FleetConfig
     from meter_core.meter import Meter
     from tests.unit.test_meter import EPOCH
 
@@ -96,7 +96,7 @@ def test_anything_from_the_push_client_is_a_confirm_or_refused(data):
 def test_a_ciphered_confirm_is_taken_once():
     from meter_core.codec import crypto as sec
     from meter_core.codec.apdu import DataNotificationConfirm, encode_apdu
-    from meter_core.identity import FleetConfig
+    from meter_core.device.identity import FleetConfig
     from meter_core.meter import Meter
     from tests.unit.test_meter import EPOCH
 

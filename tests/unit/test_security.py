@@ -169,8 +169,8 @@ def test_mechanism_7_accepts_the_head_end_signature_and_refuses_another():
     )
     from meter_core.codec.apdu.xdlms import InitiateRequest
     from meter_core.codec.axdr import encode_length
-    from meter_core.identity import FleetConfig
-    from meter_core.keys import client_signing_key, client_system_title, signing_key
+    from meter_core.device.identity import FleetConfig
+    from meter_core.device.keys import client_signing_key, client_system_title, signing_key
     from meter_core.meter import Meter
 
     fleet = FleetConfig(seed=3, security_suite=1, hls_mechanism=7)
@@ -216,8 +216,8 @@ def test_general_ciphering_with_global_and_wrapped_keys(suite):
     from meter_core.codec.apdu.acse import context_oid, mechanism_oid
     from meter_core.codec.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
     from meter_core.codec.apdu.xdlms import InitiateRequest
-    from meter_core.identity import FleetConfig
-    from meter_core.keys import client_system_title
+    from meter_core.device.identity import FleetConfig
+    from meter_core.device.keys import client_system_title
     from meter_core.meter import Meter
 
     fleet = FleetConfig(seed=4, security_suite=suite, hls_mechanism=5)

@@ -9,8 +9,9 @@ import datetime as dt
 import pytest
 
 from meter_core import eventlog, profiles
-from meter_core import powerquality as pq
-from meter_core.identity import FleetConfig, MeterKind
+from meter_core.device import powerquality as pq
+from meter_core.device.clock import day_of
+from meter_core.device.identity import FleetConfig, MeterKind
 from meter_core.meter import Meter
 from tests.unit.test_meter import EPOCH
 
@@ -22,7 +23,7 @@ def quiet_meter(kind=MeterKind.THREE_PHASE) -> tuple[Meter, float]:
     fleet = FleetConfig(seed=11, kind=kind)
     for meter_id in range(50):
         m = Meter(fleet, meter_id, epoch_start=EPOCH)
-        day = pq.day_of(dt.datetime(2026, 11, 20, tzinfo=dt.UTC).timestamp())
+        day = day_of(dt.datetime(2026, 11, 20, tzinfo=dt.UTC).timestamp())
         if not m.pq_events(day) and not m.pq_events(day + 1):
             return m, day * pq.DAY - pq.IST_S
     raise AssertionError("no quiet meter")

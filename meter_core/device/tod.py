@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING
 
 from meter_core.codec.axdr import DataType, data_from_bytes
 from meter_core.codec.errors import DecodeError
-from meter_core.history import value_at
+from meter_core.device.clock import DAY, IST_S
+from meter_core.device.history import value_at
 
 if TYPE_CHECKING:
     from meter_core.meter import Meter
 
 ZONES = 4
-DAY = 86400
-IST_S = 330 * 60
 DEFAULT_ZONES = ((0.0, 1), (6 * 3600.0, 2), (18 * 3600.0, 3), (22 * 3600.0, 4))
 
 

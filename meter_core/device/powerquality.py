@@ -29,10 +29,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from meter_core.identity import MeterKind, stable_hash
+from meter_core.device.clock import DAY, IST_S
+from meter_core.device.identity import MeterKind, stable_hash
 
-DAY = 86400
-IST_S = 330 * 60
 LAST_END = 23 * 3600  # interruptions end by 23:00 so the pickup after them stays in the day
 PICKUP = 7200.0
 
@@ -191,10 +190,6 @@ class DayCache:
 
     def get(self, day: int) -> tuple[PqEvent, ...]:
         return self.entry(day)[0]
-
-
-def day_of(t: float) -> int:
-    return math.floor((t + IST_S) / DAY)
 
 
 def active_at(events: tuple[PqEvent, ...], t: float) -> list[PqEvent]:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from meter_core.codec.crypto import private_key_from_scalar
-from meter_core.identity import FleetConfig, derive_secret
+from meter_core.device.identity import FleetConfig, derive_secret
 
 SERVER, CLIENT, CA, OTHER = 0, 1, 2, 3  # certificate_entity
 SIGNATURE, KEY_AGREEMENT, TLS = 0, 1, 2  # certificate_type (and key_pair of generate_key_pair)

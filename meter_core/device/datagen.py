@@ -32,13 +32,15 @@ import struct
 from dataclasses import dataclass
 from itertools import accumulate as _accumulate
 
-from meter_core import templates as tpl
-from meter_core.identity import MeterKind
+from meter_core.device import templates as tpl
+from meter_core.device.clock import DAY as _DAY
+from meter_core.device.clock import IST_S
+from meter_core.device.identity import MeterKind
 
-DAY = 86400.0
+DAY = float(_DAY)  # the load model does its day arithmetic in floats
 INTERVAL = 900.0  # seconds of one deviation step
 INTERVALS_PER_DAY = 96
-IST_SECONDS = 330 * 60
+IST_SECONDS = IST_S
 _TWO_PI = 2.0 * math.pi
 _SQRT3 = math.sqrt(3.0)
 

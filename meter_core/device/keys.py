@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meter_core.identity import FleetConfig, derive_secret
+from meter_core.device.identity import FleetConfig, derive_secret
 
 # client SAP -> security setup number e of 0.0.43.0.e.255 and of its invocation counter 0.0.43.1.e.255
 SETUP_OF_CLIENT = {32: 2, 48: 3, 64: 4, 80: 5}
@@ -193,7 +193,7 @@ def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0
 
 def install_certificates(sec: MeterSecurity, stored: list) -> None:
     """The certificates a meter held, from its `certificates` rows (dict-like)."""
-    from meter_core import certs
+    from meter_core.device import certs
 
     sec.certs = [certs.Held(r["certificate_entity"], r["certificate_type"], bytes(r["der"])) for r in stored]
     for h in sec.certs:
@@ -283,7 +283,7 @@ def change_hls_secret(meter, client_sap: int, params, now: float):
 def pki(meter, suite: int, clock_time: float):
     """The meter's keys and certificates of suite ``suite``, made on first use: its signing and
     key-agreement certificates, issued by the fleet CA, and the CA's own."""
-    from meter_core import certs
+    from meter_core.device import certs
 
     sec = meter.keys()
     fleet, mid = meter.fleet, meter.identity.meter_id
@@ -333,8 +333,8 @@ def generate_key_pair(meter, suite: int, params, clock_time: float):
     certificate for the old key is dropped (a head-end asks for a request and imports a new one)."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from meter_core import certs
     from meter_core.codec.apdu.codes import ActionResult
+    from meter_core.device import certs
 
     kind = _key_pair_type(params)
     if kind is None:
@@ -355,9 +355,9 @@ def generate_key_pair(meter, suite: int, params, clock_time: float):
 
 def generate_certificate_request(meter, suite: int, params, clock_time: float):
     """generate_certificate_request(key_pair enum): octet-string, a PKCS #10 request for that key."""
-    from meter_core import certs
     from meter_core.codec.apdu.codes import ActionResult
     from meter_core.codec.axdr import encode_octets
+    from meter_core.device import certs
 
     kind = _key_pair_type(params)
     if kind is None:
@@ -373,9 +373,9 @@ def import_certificate(meter, suite: int, params, clock_time: float):
     """import_certificate(octet-string DER): accepted when the fleet CA issued it. A certificate of one
     of the meter's own keys becomes its server certificate; any other is a client's, and a client
     signing certificate is the key HLS mechanism 7 then checks."""
-    from meter_core import certs
     from meter_core.codec.apdu.codes import ActionResult
     from meter_core.codec.axdr import DataType
+    from meter_core.device import certs
 
     if params is None or params.tag is not DataType.OCTET_STRING:
         return ActionResult.TYPE_UNMATCHED, None
@@ -402,8 +402,8 @@ def import_certificate(meter, suite: int, params, clock_time: float):
 def _find(meter, sec, params):
     """The held certificates a certificate_identification names (by entity or by serial), or None if
     the parameter is malformed."""
-    from meter_core import certs
     from meter_core.codec.axdr import DataType
+    from meter_core.device import certs
 
     if params is None or params.tag is not DataType.STRUCTURE or len(params.value) != 2:
         return None
@@ -459,8 +459,8 @@ def export_certificate(meter, suite: int, params, clock_time: float):
 
 
 def remove_certificate(meter, suite: int, params, clock_time: float):
-    from meter_core import certs
     from meter_core.codec.apdu.codes import ActionResult
+    from meter_core.device import certs
 
     sec = pki(meter, suite, clock_time)
     found = _find(meter, sec, params)

@@ -38,8 +38,9 @@ import calendar
 import datetime as _dt
 import math
 
+from meter_core.device.clock import IST_S
+
 INF = math.inf
-IST_S = 330 * 60  # IS 15959 meters keep Indian Standard Time (UTC+05:30)
 
 # A timeline: ((since, value), ...) with ``since`` ascending, the first -inf (the factory value).
 
@@ -400,6 +401,6 @@ class _ScheduledRun:
 
 
 __all__ = [
-    "BillingClosures", "Captures", "IST_S", "MeterClock", "changed", "hundredths", "month_of", "scheduled_billing",
+    "BillingClosures", "Captures", "MeterClock", "changed", "hundredths", "month_of", "scheduled_billing",
     "value_at",
 ]
