@@ -85,17 +85,18 @@ def _bare_process(port: int, frames: list[bytes], seconds: float, concurrency: i
 def _frames(options: FleetOptions, count: int) -> list[bytes]:
     """Ciphered instant pushes of the fleet's meters, as the worker makes them (different invoke ids so
     the sink keeps each)."""
-    from meter_core import push
+    from meter_core import notification
+    from meter_core.device import pushes as push
     from meter_core.device.clock import SimClock
-    from meter_core.meter import Meter
+    from meter_core.device.meter import Meter
 
     meters = [Meter(options.fleet, i, epoch_start=EPOCH, clock=SimClock.real_time()) for i in range(options.meters)]
     now = time.time()
     out = []
     for k in range(count):
         m = meters[k % len(meters)]
-        apdu = push.data_notification(m, push.INSTANT_PUSH, now + k * 60, k + 1)
-        out.append(push.frame(m, push.protect(m, apdu), False))
+        apdu = notification.data_notification(m, push.INSTANT_PUSH, now + k * 60, k + 1)
+        out.append(notification.frame(m, notification.protect(m, apdu), False))
     return out
 
 

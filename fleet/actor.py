@@ -12,6 +12,7 @@ import time
 import uuid
 
 from fleet.journal import programmed_row
+from meter_core import notification
 from meter_core.codec._util import NEED_DATA
 from meter_core.connection import MeterConnection
 from meter_core.device import keys
@@ -95,14 +96,14 @@ class MeterProtocol(asyncio.Protocol):
     def send_push(self, push_ln: str, push_id: int | None = None, at: float | None = None) -> None:
         """Write push ``push_ln`` (ciphered with the push setup's keys) on this connection, with the
         values of moment ``at`` (monotonic; default now)."""
-        from meter_core import push as pushes
+        from meter_core.device import pushes
 
         w, meter = self.worker, self.conn.meter
         now = _monotonic() if at is None else at
         if push_id is None:
             push_id = pushes.invoke_id_for(meter.sim(now))
-        apdu = pushes.data_notification(meter, push_ln, now, push_id)
-        data = pushes.frame(meter, pushes.protect(meter, apdu), w.transport_kind.value == "hdlc")
+        apdu = notification.data_notification(meter, push_ln, now, push_id)
+        data = notification.frame(meter, notification.protect(meter, apdu), w.transport_kind.value == "hdlc")
         self.transport.write(data)
         w.metrics.bytes_out += len(data)
         w.security_dirty.add(self.meter_id)  # the push used a counter

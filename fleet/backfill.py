@@ -83,9 +83,10 @@ def chunk_rows(p: Plan, first: int, stop: int, history=None) -> dict[str, list[t
     """Every row meters [first, stop) captured in the window, as the meters served them: their clocks
     drifting as in `fleet run`, and what was done to them (``history``: meter -> journal entries up to
     the window's end, `fleet.journal.load`) replayed at its time."""
-    from meter_core import journal
     from meter_core.device.clock import SimClock
-    from meter_core.meter import Meter, MeterState
+    from meter_core.device.meter import Meter
+    from meter_core.device.state import MeterState
+    from meter_core.session import journal
 
     clock = SimClock(start=p.window_end, t0=0.0, drift_ppm=p.drift_ppm)
     batch: dict[str, list[tuple]] = {t: [] for t in COLUMNS}

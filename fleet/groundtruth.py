@@ -49,7 +49,7 @@ from pathlib import Path
 import asyncpg
 
 from fleet import pg
-from meter_core import eventlog
+from meter_core.device import eventlog, logbook
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
 from meter_core.device.powerquality import IST_S
 
@@ -166,10 +166,10 @@ def _capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str
     return out
 
 
-def event_row(meter, e: eventlog.Event, phases) -> tuple:
+def event_row(meter, e: logbook.Event, phases) -> tuple:
     """An event log entry, with the snapshot the voltage, current and other logs capture."""
-    row = [meter.identity.meter_id, eventlog.CATEGORY_NAMES[e.category], _ts(eventlog.stamp_of(meter, e.time)), e.code]
-    if e.category in (eventlog.VOLTAGE, eventlog.CURRENT, eventlog.OTHER):
+    row = [meter.identity.meter_id, logbook.CATEGORY_NAMES[e.category], _ts(eventlog.stamp_of(meter, e.time)), e.code]
+    if e.category in (logbook.VOLTAGE, logbook.CURRENT, logbook.OTHER):
         inst = meter.instant_at(e.time)
         div = meter.energy_divisor
         row += [_dec(round(i * 1000), 3, p) for i, p in zip(inst.current, phases)]

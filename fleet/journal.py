@@ -13,7 +13,7 @@ waiting goes in one transaction, so a burst of head-end requests costs one round
 
 A failed commit is retried with back-off on a new connection; the answers wait, the meters keep
 serving everyone else. When a worker starts, `load` reads its shard's journal so that every meter is
-built again as it was (`meter_core.journal.replay`).
+built again as it was (`meter_core.session.journal.replay`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from fleet import db, pg
-from meter_core import journal as mj
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.obis import Obis, ln
+from meter_core.session import journal as mj
 
 log = logging.getLogger("fleet.journal")
 

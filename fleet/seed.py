@@ -13,11 +13,12 @@ import json
 
 import asyncpg
 
-from meter_core import push
+from meter_core.cosem import push_setup
+from meter_core.cosem.build import model_for, str_obis
 from meter_core.cosem.is15959 import ASSOCIATIONS, HDLC_SETUP, IPV4_SETUP, SECURED_SAPS, TCP_UDP_SETUP
-from meter_core.device import powerquality, templates
+from meter_core.device import datagen, powerquality, templates
+from meter_core.device import pushes as push
 from meter_core.device.identity import MeterKind
-from meter_core.meter import model_for, str_obis
 
 _AUTH = {0: "none", 1: "low", 2: "high", 5: "high-gmac", 7: "high-ecdsa"}
 
@@ -73,14 +74,14 @@ async def _obis_codes(conn) -> None:
 
 
 async def _push(conn) -> None:
-    for obj in push.push_setup_objects(MeterKind.THREE_PHASE):
+    for obj in push_setup.push_setup_objects(MeterKind.THREE_PHASE):
         obis = str_obis(obj.ln)
         c = push.DEFAULT_CONFIG[[d.logical_name for d in push.DEFAULT_CONFIG].index(obis)]
         await conn.execute(
             "INSERT INTO push_setups (meter_id, logical_name, name, randomisation_start_interval_s, number_of_retries,"
             " repetition_delay_s) VALUES (NULL, $1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             obis, obj.name, c.randomisation_s, c.retries, c.repetition_delay_s)
-        entries = push.push_object_list(obis, MeterKind.THREE_PHASE).value
+        entries = push_setup.push_object_list(obis, MeterKind.THREE_PHASE).value
         await conn.executemany(
             "INSERT INTO push_objects (meter_id, push_logical_name, position, class_id, logical_name,"
             " attribute_index, data_index) VALUES (NULL, $1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -133,6 +134,6 @@ def install_settings(settings: tuple[list[dict], list[dict]]) -> None:
     """Make this process's meters use ``settings`` (from `load_settings`)."""
     tpl_rows, pq_rows = settings
     if tpl_rows:
-        templates.install(tpl_rows)
+        datagen.install_templates(tpl_rows)
     if pq_rows:
         powerquality.install(pq_rows)

@@ -27,7 +27,8 @@ import asyncpg
 
 from fleet.errors import FleetError
 from fleet.settings import RunSettings
-from meter_core import journal
+from meter_core import notification
+from meter_core.session import journal
 
 log = logging.getLogger("fleet.worker")
 
@@ -88,7 +89,7 @@ class Worker:
 
     def __init__(self, slot: int, shard: range, settings: RunSettings, pipe) -> None:
         from fleet.metrics import WorkerMetrics
-        from meter_core.association import ServiceStats
+        from meter_core.session.association import ServiceStats
 
         self.slot = slot
         self.shard = shard
@@ -162,7 +163,7 @@ class Worker:
             if self.options.mode == "dial":
                 if s.hes is None:
                     raise FleetError("dial mode needs the head-end's address (--hes HOST:PORT)")
-                from meter_core import push
+                from meter_core.device import pushes as push
 
                 push.set_destination(f"{s.hes[0]}:{s.hes[1]}")  # what the push setups show as their destination
             else:
@@ -191,7 +192,7 @@ class Worker:
         """Use the load templates and power-quality configuration the database holds (as edited there)."""
         from fleet import pg
         from fleet.seed import install_settings, load_push_settings, load_settings
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         conn = await pg.connect(url)
         try:
@@ -204,7 +205,7 @@ class Worker:
         try:
             install_settings(settings)
             push.install(pushes)
-            from meter_core.meter import model_for
+            from meter_core.cosem.build import model_for
 
             model_for.cache_clear()  # the push setups' versions follow their push_operation_method
         except (ValueError, KeyError, TypeError) as e:
@@ -223,7 +224,7 @@ class Worker:
         serves the head-end's requests until the connection has been idle for ``dial_idle`` seconds."""
         import heapq
 
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         clock, seed = self.clock, self.fleet.seed
         now_sim = clock.sim(time.monotonic())
@@ -268,7 +269,7 @@ class Worker:
         yielding to the dials between meters."""
         import heapq
 
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         scanned = start
         seed = self.fleet.seed
@@ -290,7 +291,7 @@ class Worker:
         triggered pushes after ``t`` that the scanner found are looked up again, up to where it has looked."""
         import heapq
 
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         heap = self._heap
         if heap is None:
@@ -319,7 +320,7 @@ class Worker:
         it up again (``attempts``: those made before). A meter without supply owes no push but its last
         gasp (an alert push of ESW bit 85)."""
         from fleet.actor import MeterProtocol
-        from meter_core import push
+        from meter_core.device import pushes as push
         from meter_core.device.identity import stable_hash
 
         push_id = push.invoke_id_for(due)
@@ -420,7 +421,7 @@ class Worker:
     def _push_plan(self, meter_id: int, push_ln: str) -> tuple[tuple[str, int], int, float]:
         """Where meter ``meter_id`` sends push ``push_ln``, its retries and repetition delay: what a
         head-end wrote into its push setup, else the fleet's configuration (and --hes)."""
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         m = self._active_meters.get(meter_id) or self._cache.get(meter_id)
         state = m.state if m is not None else self.states.get(meter_id)
@@ -441,14 +442,13 @@ class Worker:
 
     def _payload(self, meter_id: int, push_ln: str, due: float, push_id: int) -> bytes:
         """The plain DataNotification the queued push carries (as of its due time), for message_queue."""
-        from meter_core import push
 
         c = self.clock
-        return push.data_notification(self.meter_for_rows(meter_id), push_ln, c.t0 + (due - c.start) / c.speed,
+        return notification.data_notification(self.meter_for_rows(meter_id), push_ln, c.t0 + (due - c.start) / c.speed,
                                       push_id)
 
     def _raised(self, meter_id: int, push_ln: str, due: float) -> float | None:
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         if push_ln != push.ALERT_PUSH:
             return None
@@ -491,7 +491,7 @@ class Worker:
 
     def push_confirmed(self, meter_id: int, invoke_id: int) -> None:
         """The head-end confirmed meter ``meter_id``'s push ``invoke_id`` (called by its call's actor)."""
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         waiting = self._awaiting.get((meter_id, invoke_id))
         if not waiting:
@@ -525,7 +525,7 @@ class Worker:
             rows = []
         finally:
             await conn.close()
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         for r in rows:
             config = push.CONFIG.get(r["push_logical_name"])
@@ -618,9 +618,10 @@ class Worker:
 
     async def _replay_journal(self, url: str) -> None:
         """Build the shard's meters as they were: the journal's SETs, ACTIONs and injected changes, each at
-        its time, through the code that served them (`meter_core.journal.replay`)."""
+        its time, through the code that served them (`meter_core.session.journal.replay`)."""
         from fleet import journal as fj
-        from meter_core.meter import Meter, MeterState
+        from meter_core.device.meter import Meter
+        from meter_core.device.state import MeterState
 
         now_sim = self.clock.sim(time.monotonic())
         loaded = await fj.load(url, self.shard, now_sim)
@@ -647,7 +648,7 @@ class Worker:
         m = self._active_meters.get(meter_id) or self._cache.get(meter_id)
         if m is not None:
             return m
-        from meter_core.meter import MeterState
+        from meter_core.device.state import MeterState
 
         self.states.setdefault(meter_id, MeterState())
         return self.meter_for_rows(meter_id)
@@ -770,7 +771,8 @@ class Worker:
             return m
         m = self._cache.pop(meter_id, None)
         if m is None:
-            from meter_core.meter import Meter, MeterState
+            from meter_core.device.meter import Meter
+            from meter_core.device.state import MeterState
 
             state = self.states.get(meter_id) or MeterState()
             m = Meter(self.fleet, meter_id, epoch_start=self.settings.epoch_start, clock=self.clock,
@@ -786,7 +788,8 @@ class Worker:
         m = self._active_meters.get(meter_id) or self._cache.get(meter_id)
         if m is not None:
             return m
-        from meter_core.meter import Meter, MeterState
+        from meter_core.device.meter import Meter
+        from meter_core.device.state import MeterState
 
         return Meter(self.fleet, meter_id, epoch_start=self.settings.epoch_start, clock=self.clock,
                      state=self.states.get(meter_id) or MeterState(), port=self.options.address(meter_id)[1])
@@ -800,7 +803,7 @@ class Worker:
     def install_keys(self, meter_id: int, stored: list, certificates: list | None = None) -> None:
         """Keys, counters and certificates stored by an earlier run (sent counters continue above them)."""
         from meter_core.device import keys
-        from meter_core.meter import MeterState
+        from meter_core.device.state import MeterState
 
         state = self.states.get(meter_id)
         if state is None:
@@ -810,7 +813,7 @@ class Worker:
             keys.install_certificates(state.security, certificates)
 
     def _release_meter(self, meter_id: int) -> None:
-        from meter_core.meter import MeterState
+        from meter_core.device.state import MeterState
 
         m = self._active_meters.pop(meter_id, None)
         if m is None:

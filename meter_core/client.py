@@ -12,10 +12,14 @@ the whole value. Interop tests use independent clients (gurux-dlms, dlms-cosem) 
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections import deque
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from meter_core.codec import crypto as sec
 from meter_core.codec._util import NEED_DATA
 from meter_core.codec.apdu import (
     AARE,
@@ -90,15 +94,11 @@ class ClientSecurity:
 
     @classmethod
     def from_onboarding(cls, client: dict, invocation_counter: int = 1) -> ClientSecurity:
-        from meter_core.codec import crypto as sec
-
         mechanism = {"high": AuthenticationMechanism.HIGH, "high-gmac": AuthenticationMechanism.HIGH_GMAC,
                      "high-ecdsa": AuthenticationMechanism.HIGH_ECDSA}[client["authentication"]]
         suite = client.get("security_suite", 0)
         signing = server = None
         if mechanism is AuthenticationMechanism.HIGH_ECDSA:
-            from cryptography.hazmat.primitives.asymmetric import ec
-
             curve = ec.SECP256R1() if suite == 1 else ec.SECP384R1()
             signing = ec.derive_private_key(int(client["client_signing_key"], 16), curve)
             server = sec.public_key_from_bytes(suite, bytes.fromhex(client["server_signing_public_key"]))
@@ -275,15 +275,11 @@ class DlmsClient:
         return 0x30 | self.settings.security.suite
 
     def _protect(self, apdu: bytes) -> bytes:
-        from meter_core.codec import crypto as sec
-
         c = self.settings.security
         self._ic += 1
         return sec.protect(self._sc(), self._ic, c.system_title, c.block_key, c.auth_key, apdu)
 
     def _unprotect(self, raw: bytes) -> bytes:
-        from meter_core.codec import crypto as sec
-
         c = self.settings.security
         env = ciphered.open_envelope(raw)
         _, _, inner = sec.unprotect(env.payload, self._server_title, c.block_key, c.auth_key)
@@ -291,8 +287,6 @@ class DlmsClient:
 
     def _hls_reply(self) -> bytes:
         """f(StoC), HLS pass 3."""
-        from meter_core.codec import crypto as sec
-
         c = self.settings.security
         if c.mechanism is AuthenticationMechanism.HIGH:
             return sec.hls_aes(c.hls_secret, self._stoc)
@@ -303,10 +297,6 @@ class DlmsClient:
 
     def _hls_answer_ok(self, value: bytes) -> bool:
         """Is ``value`` the meter's f(CtoS) (pass 4)?"""
-        import hmac
-
-        from meter_core.codec import crypto as sec
-
         c = self.settings.security
         if c.mechanism is AuthenticationMechanism.HIGH:
             return hmac.compare_digest(value, sec.hls_aes(c.hls_secret, c.challenge))

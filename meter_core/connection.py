@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
-from meter_core.association import Association, ServiceStats, exception_response, reject_aarq
 from meter_core.codec._util import NEED_DATA, Sentinel
 from meter_core.codec.apdu.codes import AcseServiceUser, ApduTag
 from meter_core.codec.errors import (
@@ -36,6 +35,8 @@ from meter_core.codec.hdlc import (
     LinkDisconnected,
 )
 from meter_core.codec.wrapper import WrapperDeframer, wrap
+from meter_core.cosem.build import model_of
+from meter_core.device.pushes import PUSH_CLIENT_SAP
 from meter_core.events import (
     AssociationRejected,
     AssociationReleased,
@@ -46,7 +47,8 @@ from meter_core.events import (
     ReleaseReason,
     SecurityFailure,
 )
-from meter_core.push import PUSH_CLIENT_SAP, take_confirm
+from meter_core.notification import take_confirm
+from meter_core.session.association import Association, ServiceStats, exception_response, reject_aarq
 
 # The management logical device: the only server SAP an IS 15959 meter has (facts section 7).
 MANAGEMENT_LOGICAL_DEVICE = 1
@@ -256,7 +258,7 @@ class MeterConnection:
                 self._events.append(PushConfirmed(invoke))
             return None
         if assoc is None:
-            view = self.meter.model.associations.get(client_sap)
+            view = model_of(self.meter).associations.get(client_sap)
             if view is None:
                 return self._unknown_client(client_sap, apdu)
             assoc = self._assocs[client_sap] = Association(self.meter, view, self.stats)

@@ -100,7 +100,7 @@ class Programmed:
     data-access-result or action-result (0: success); ``sim_time`` the true (simulated) time it was served
     and ``meter_time`` what the meter's clock showed then. ``replay``: it succeeded and changed the meter,
     so the meter's owner keeps it (before the answer goes out) and replays it when the meter is built again
-    (`meter_core.journal`)."""
+    (`meter_core.session.journal`)."""
 
     client_sap: int
     service: str  # "set" or "action"

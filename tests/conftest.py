@@ -114,12 +114,12 @@ def empty_database_url(postgres_url):
 def _push_settings_restored():
     """A worker run in the test's process installs its database's push settings process-wide (and the
     push setups' object versions follow them): put the code's defaults back after each test."""
-    from meter_core import push
+    from meter_core.device import pushes as push
 
     saved = dict(push.CONFIG)
     yield
     if push.CONFIG != saved:
-        from meter_core.meter import model_for
+        from meter_core.cosem.build import model_for
 
         push.CONFIG.clear()
         push.CONFIG.update(saved)

@@ -19,9 +19,14 @@ from __future__ import annotations
 import functools
 import hmac
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from meter_core.codec.errors import Failure, SecurityError
 
@@ -164,9 +169,6 @@ __all__ = [
 
 
 def _curve(suite: int):
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     if suite == 1:
         return ec.SECP256R1(), hashes.SHA256(), 32
     if suite == 2:
@@ -176,8 +178,6 @@ def _curve(suite: int):
 
 def private_key_from_scalar(suite: int, seed: bytes):
     """A private key of the suite's curve whose scalar is ``seed`` reduced into [1, n-1]."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     curve, _, size = _curve(suite)
     n = {32: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
          48: 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973}[size]
@@ -186,16 +186,12 @@ def private_key_from_scalar(suite: int, seed: bytes):
 
 def public_bytes(key) -> bytes:
     """The uncompressed point (04 || x || y) of a public or private key."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     pub = key.public_key() if hasattr(key, "private_numbers") else key
     return pub.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
 
 def public_key_from_bytes(suite: int, data: bytes):
     """A public key from its point: 04 || x || y, or x || y (DLMS often drops the 04)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     curve, _, size = _curve(suite)
     if len(data) == 2 * size:
         data = b"\x04" + data
@@ -207,19 +203,12 @@ def public_key_from_bytes(suite: int, data: bytes):
 
 def ecdsa_sign(suite: int, private_key, data: bytes) -> bytes:
     """ECDSA signature of ``data`` as DLMS carries it: r || s, each the curve's size."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
     _, hash_, size = _curve(suite)
     r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(hash_)))
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
 def ecdsa_verify(suite: int, public_key, signature: bytes, data: bytes) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
     _, hash_, size = _curve(suite)
     if len(signature) != 2 * size:
         return False
@@ -233,8 +222,6 @@ def ecdsa_verify(suite: int, public_key, signature: bytes, data: bytes) -> bool:
 
 def ecdh(private_key, public_key) -> bytes:
     """The ECDH shared secret Z (the x coordinate) of our private key and the peer's public key."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     return private_key.exchange(ec.ECDH(), public_key)
 
 

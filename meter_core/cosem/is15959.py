@@ -5,7 +5,7 @@ list and cross-checked in shared/reference/dlms-is15959-facts.md section 8; data
 units are this simulator's choice where the public sources give none (they are what a typical IS 15959
 meter sends, and every one is announced by the scaler_unit attribute a head-end reads anyway).
 
-``source`` names the value a meter computes for the object (see `meter_core.meter`); ``kinds``
+``source`` names the value a meter computes for the object (see `meter_core.device.meter`); ``kinds``
 limits an object to some meter kinds; ``public`` objects are visible to the public client (16).
 """
 
@@ -17,6 +17,7 @@ from meter_core.codec.apdu.codes import ApplicationContextName, AuthenticationMe
 from meter_core.codec.axdr import DataType
 from meter_core.cosem.ic import Unit
 from meter_core.device.identity import MeterKind
+from meter_core.device.profiles import BILLING_PROFILE_DEPTH, BLOCK_PROFILE_DAYS, DAILY_PROFILE_DEPTH
 
 ALL_KINDS = frozenset(MeterKind)
 WHOLE_CURRENT = frozenset({MeterKind.SINGLE_PHASE, MeterKind.THREE_PHASE})
@@ -123,9 +124,6 @@ def _energy(obis: str, name: str, source: str, unit: Unit) -> tuple[RegisterSpec
         RegisterSpec(3, obis, name, source, _U32, 3, unit, CT_PT),
     )
 
-
-# Scaler of the cumulative (and block) energy registers per kind: Wh, or kWh for CT/PT meters.
-ENERGY_SCALER = {MeterKind.SINGLE_PHASE: 0, MeterKind.THREE_PHASE: 0, MeterKind.CT_PT: 3}
 
 ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
     *_energy("1.0.1.8.0.255", "Cumulative energy kWh import", "active_import", _WH),
@@ -244,9 +242,6 @@ INVOCATION_COUNTERS = ("0.0.43.1.3.255", "0.0.43.1.4.255", "0.0.43.1.5.255")
 ESW = "0.0.94.91.18.255"
 ESWF = "0.0.94.91.26.255"
 
-# India Standard Time: +05:30, no daylight saving (facts section 13).
-IST_OFFSET_MINUTES = 330
-
 # -- associations (facts section 7) ---------------------------------------------------------------
 
 _PC_CONFORMANCE = (
@@ -350,7 +345,7 @@ def _data(*obis: str) -> tuple[tuple[int, str, int], ...]:
 class ProfileSpec:
     """A profile generic object: what it captures, per meter kind, and how deep its buffer is.
 
-    ``rows`` names the row source (see `meter_core.profiles`): ``live`` (one entry, captured when
+    ``rows`` names the row source (see `meter_core.device.profiles`): ``live`` (one entry, captured when
     read), ``block``, ``daily``, ``billing``, ``scaler`` (attribute 3 of the columns' registers).
     """
 
@@ -438,11 +433,11 @@ def _scaler_columns(columns):
 INSTANT_PROFILE = ProfileSpec("1.0.94.91.0.255", "Instantaneous profile", "live",
                               _per_kind(_INSTANT_SINGLE, _INSTANT_POLY))
 BLOCK_LOAD_PROFILE = ProfileSpec("1.0.99.1.0.255", "Block load profile", "block",
-                                 _per_kind(_BLOCK_SINGLE, _BLOCK_POLY), depth=46)  # depth in days
+                                 _per_kind(_BLOCK_SINGLE, _BLOCK_POLY), depth=BLOCK_PROFILE_DAYS)  # depth in days
 DAILY_LOAD_PROFILE = ProfileSpec("1.0.99.2.0.255", "Daily load profile", "daily",
-                                 _per_kind(_DAILY_SINGLE, _DAILY_POLY), depth=46)
+                                 _per_kind(_DAILY_SINGLE, _DAILY_POLY), depth=DAILY_PROFILE_DEPTH)
 BILLING_PROFILE = ProfileSpec("1.0.98.1.0.255", "Billing profile", "billing",
-                              _per_kind(_BILLING_SINGLE, _BILLING_POLY), depth=7)
+                              _per_kind(_BILLING_SINGLE, _BILLING_POLY), depth=BILLING_PROFILE_DEPTH)
 NAMEPLATE_PROFILE = ProfileSpec("0.0.94.91.10.255", "Name plate profile", "live",
                                 {MeterKind.SINGLE_PHASE: _NAMEPLATE, MeterKind.THREE_PHASE: _NAMEPLATE,
                                  MeterKind.CT_PT: _NAMEPLATE_CTPT})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from meter_core.codec.apdu.codes import (
     ActionResult,
@@ -23,15 +23,26 @@ from meter_core.codec.apdu.codes import (
 )
 from meter_core.codec.axdr import Data, DataType, Writer, encode_data, encode_octets, encode_value
 from meter_core.cosem.ic import AccessMode, InterfaceClass, MethodAccessMode
+from meter_core.device.meter import Meter
 
-if TYPE_CHECKING:
-    from meter_core.association import Association
-    from meter_core.meter import Meter
 
-Getter = Callable[["Meter", "Association", float], bytes]
-SelectiveGetter = Callable[["Meter", "Association", float, int, Data], "bytes | DataAccessResult"]
-Setter = Callable[["Meter", "Association", Data, float], DataAccessResult]
-Method = Callable[["Meter", "Association", "Data | None", float], "tuple[ActionResult, bytes | None]"]
+class Session(Protocol):
+    """What the objects see of the association serving a request (the session floor's `Association`,
+    or None outside one): its view of the model, what it negotiated, and the events it reports."""
+
+    view: AssociationView
+    context: int | None
+    max_send_pdu_size: int
+    events: list
+
+    @property
+    def status_code(self) -> int: ...
+
+
+Getter = Callable[[Meter, Session, float], bytes]
+SelectiveGetter = Callable[[Meter, Session, float, int, Data], "bytes | DataAccessResult"]
+Setter = Callable[[Meter, Session, Data, float], DataAccessResult]
+Method = Callable[[Meter, Session, "Data | None", float], "tuple[ActionResult, bytes | None]"]
 
 
 @dataclass(frozen=True, slots=True)

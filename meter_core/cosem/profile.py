@@ -21,14 +21,13 @@ import bisect
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from meter_core.codec.apdu.codes import DataAccessResult
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_length, encode_value
 from meter_core.codec.errors import DecodeError, LocalProtocolError
-
-if TYPE_CHECKING:
-    from meter_core.meter import Meter
+from meter_core.device.clock import local_to_utc
+from meter_core.device.meter import Meter
 
 RANGE_SELECTOR = 1
 ENTRY_SELECTOR = 2
@@ -169,8 +168,6 @@ def _time_value(d: Data, local_to_utc: Callable[[CosemDateTime], float]):
 
 
 def _select_range(meter, source, columns, time_columns, now, params) -> Selection | DataAccessResult:
-    from meter_core.device.clock import local_to_utc
-
     f = _fields(params, 4)
     if f is None:
         return DataAccessResult.TYPE_UNMATCHED

@@ -16,7 +16,7 @@ import functools
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
@@ -29,8 +29,6 @@ _VALID_FOR = _dt.timedelta(days=3650)
 
 
 def _hash(suite: int):
-    from cryptography.hazmat.primitives import hashes
-
     return hashes.SHA256() if suite == 1 else hashes.SHA384()
 
 

@@ -617,3 +617,10 @@ def _neutral_current(currents, pfs) -> float:
         re += c * math.cos(angle)
         im += c * math.sin(angle)
     return math.hypot(re, im)
+
+
+def install_templates(rows: list[dict]) -> None:
+    """Use these load templates from now on (`meter_core.device.templates.install`), and forget the
+    category days computed from the ones before."""
+    tpl.install(rows)
+    CategoryDays._all.clear()

@@ -1,6 +1,6 @@
 """The rows a meter's profiles hold, as plain values for the ground-truth tables (and backfill).
 
-Rows come from the same row sources that answer DLMS reads (`meter_core.profiles`), with the same
+Rows come from the same row sources that answer DLMS reads (`meter_core.device.profiles`), with the same
 rounding, so a row in PostgreSQL equals the entry a head-end reads, value for value. Windows are of
 true (simulated) time: each entry belongs to the moment the meter captured it (`meter_core.history`),
 so a window's rows never change, whatever a head-end does to the meter later. Values are in
@@ -12,12 +12,10 @@ factor in thousandths, demands in W/VA. Stamps are meter-clock UTC seconds.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from meter_core.profiles import BillingRow, BlockRow, billing_row, block_rows, daily_rows
-
-if TYPE_CHECKING:
-    from meter_core.meter import Meter
+from meter_core.device.meter import Meter
+from meter_core.device.profiles import BillingRow, BlockRow, billing_row, block_rows, daily_rows
 
 
 class BlockRecord(NamedTuple):
@@ -25,7 +23,7 @@ class BlockRecord(NamedTuple):
     interval_seconds: int  # the capture period in force when it was captured
     avg_current_ma: tuple[int, int, int]
     avg_voltage_cv: tuple[int, int, int]
-    energy_wh: tuple[int, ...]  # the 8 block energies of `meter_core.meter.ENERGY_FIELDS`
+    energy_wh: tuple[int, ...]  # the 8 block energies of `meter_core.device.meter.ENERGY_FIELDS`
     cumulative_wh: tuple[int, ...]  # the 8 cumulative registers at the end of the block
     captured_at: float  # true (simulated) time of the capture
 

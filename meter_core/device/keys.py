@@ -9,9 +9,24 @@ changes one, every key is a pure function of (fleet secret, meter_id), so an idl
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_der_private_key,
+)
+
+from meter_core.codec import crypto as sec
+from meter_core.codec.apdu.codes import ActionResult
+from meter_core.codec.axdr import Data, DataType, encode_octets, encode_value
+from meter_core.codec.crypto import KEY_LENGTH, SecurityError, private_key_from_scalar, unwrap_key
+from meter_core.device import certs
 from meter_core.device.identity import FleetConfig, derive_secret
+from meter_core.device.logbook import TRANSACTION
 
 # client SAP -> security setup number e of 0.0.43.0.e.255 and of its invocation counter 0.0.43.1.e.255
 SETUP_OF_CLIENT = {32: 2, 48: 3, 64: 4, 80: 5}
@@ -65,15 +80,11 @@ class MeterSecurity:
 
 def signing_key(fleet: FleetConfig, meter_id: int, suite: int):
     """The meter's ECDSA key (P-256 for suite 1, P-384 for suite 2), derived from the fleet secret."""
-    from meter_core.codec.crypto import private_key_from_scalar
-
     return private_key_from_scalar(suite, derive_secret(fleet, meter_id, f"signing-{suite}", 64))
 
 
 def agreement_key(fleet: FleetConfig, meter_id: int, suite: int):
     """The meter's ECDH key (static, for key_agreement and general-ciphering), derived like the signing key."""
-    from meter_core.codec.crypto import private_key_from_scalar
-
     return private_key_from_scalar(suite, derive_secret(fleet, meter_id, f"agreement-{suite}", 64))
 
 
@@ -103,8 +114,6 @@ def derived_keys(fleet: FleetConfig, meter_id: int, suite: int = 0, tx_start: in
 
 
 def _pkcs8(key) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-
     return key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
 
 
@@ -180,8 +189,6 @@ def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0
             sec.lls_password = bytes(r["lls_password"])
         for column, kind in (("signing_key", 0), ("agreement_key", 1)):
             if r.get(column) is not None:
-                from cryptography.hazmat.primitives.serialization import load_der_private_key
-
                 key = load_der_private_key(bytes(r[column]), None)
                 if kind == 0:
                     sec.signing = key
@@ -193,8 +200,6 @@ def from_rows(fleet: FleetConfig, meter_id: int, stored: list, tx_floor: int = 0
 
 def install_certificates(sec: MeterSecurity, stored: list) -> None:
     """The certificates a meter held, from its `certificates` rows (dict-like)."""
-    from meter_core.device import certs
-
     sec.certs = [certs.Held(r["certificate_entity"], r["certificate_type"], bytes(r["der"])) for r in stored]
     for h in sec.certs:
         if h.entity == certs.CLIENT and h.type == certs.SIGNATURE:
@@ -216,10 +221,6 @@ def key_transfer(meter, e: int, params, now: float):
     (RFC 3394). All or nothing: one bad entry and no key changes. New keys start with fresh invocation
     counters and take effect from the next APDU (the response to this one is still protected with the
     old keys)."""
-    from meter_core.codec.apdu.codes import ActionResult
-    from meter_core.codec.axdr import DataType
-    from meter_core.codec.crypto import KEY_LENGTH, SecurityError, unwrap_key
-
     if params is None or params.tag is not DataType.ARRAY or not params.value:
         return ActionResult.TYPE_UNMATCHED, None
     sec = meter.keys()
@@ -246,8 +247,6 @@ def key_transfer(meter, e: int, params, now: float):
 def _install(meter, sec: MeterSecurity, e: int, new: dict[int, bytes], now: float) -> None:
     """New keys of security setup ``e`` (key id -> key) in force from the next APDU: a new EK starts its
     counters again; the change is a transaction event (164) and is stored."""
-    from meter_core.eventlog import TRANSACTION
-
     ks = sec.sets[e]
     if KEY_EK in new:
         ks.ek = new[KEY_EK]
@@ -262,10 +261,6 @@ def _install(meter, sec: MeterSecurity, e: int, new: dict[int, bytes], now: floa
 
 def change_hls_secret(meter, client_sap: int, params, now: float):
     """change_HLS_secret (Association LN method 2): octet-string, the new secret (mechanism 2)."""
-    from meter_core.codec.apdu.codes import ActionResult
-    from meter_core.codec.axdr import DataType
-    from meter_core.eventlog import TRANSACTION
-
     if params is None or params.tag is not DataType.OCTET_STRING:
         return ActionResult.TYPE_UNMATCHED, None
     if not 1 <= len(params.value) <= 32:
@@ -283,8 +278,6 @@ def change_hls_secret(meter, client_sap: int, params, now: float):
 def pki(meter, suite: int, clock_time: float):
     """The meter's keys and certificates of suite ``suite``, made on first use: its signing and
     key-agreement certificates, issued by the fleet CA, and the CA's own."""
-    from meter_core.device import certs
-
     sec = meter.keys()
     fleet, mid = meter.fleet, meter.identity.meter_id
     if sec.signing is None:
@@ -294,7 +287,6 @@ def pki(meter, suite: int, clock_time: float):
     if sec.certs is None:
         subject = certs.subject_for(meter.identity.system_title)
         _, ca = certs.fleet_ca(fleet, suite)
-        from cryptography.hazmat.primitives.serialization import Encoding
 
         sec.certs = [
             certs.Held(certs.SERVER, certs.SIGNATURE, certs.issue(
@@ -310,8 +302,6 @@ def pki(meter, suite: int, clock_time: float):
 
 def certificate_info(sec) -> bytes:
     """Attribute 6, certificates: array of {entity, type, serial, issuer, subject, subject_alt_name}."""
-    from meter_core.codec.axdr import Data, DataType, encode_value
-
     return encode_value(Data(DataType.ARRAY, tuple(
         Data(DataType.STRUCTURE, (
             Data(DataType.ENUM, h.entity), Data(DataType.ENUM, h.type), Data(DataType.OCTET_STRING, h.serial_der),
@@ -321,8 +311,6 @@ def certificate_info(sec) -> bytes:
 
 
 def _key_pair_type(params) -> int | None:
-    from meter_core.codec.axdr import DataType
-
     if params is None or params.tag is not DataType.ENUM:
         return None
     return params.value
@@ -331,11 +319,6 @@ def _key_pair_type(params) -> int | None:
 def generate_key_pair(meter, suite: int, params, clock_time: float):
     """generate_key_pair(key_pair enum): a new random signing (0) or key-agreement (1) key; the meter's
     certificate for the old key is dropped (a head-end asks for a request and imports a new one)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from meter_core.codec.apdu.codes import ActionResult
-    from meter_core.device import certs
-
     kind = _key_pair_type(params)
     if kind is None:
         return ActionResult.TYPE_UNMATCHED, None
@@ -355,10 +338,6 @@ def generate_key_pair(meter, suite: int, params, clock_time: float):
 
 def generate_certificate_request(meter, suite: int, params, clock_time: float):
     """generate_certificate_request(key_pair enum): octet-string, a PKCS #10 request for that key."""
-    from meter_core.codec.apdu.codes import ActionResult
-    from meter_core.codec.axdr import encode_octets
-    from meter_core.device import certs
-
     kind = _key_pair_type(params)
     if kind is None:
         return ActionResult.TYPE_UNMATCHED, None
@@ -373,10 +352,6 @@ def import_certificate(meter, suite: int, params, clock_time: float):
     """import_certificate(octet-string DER): accepted when the fleet CA issued it. A certificate of one
     of the meter's own keys becomes its server certificate; any other is a client's, and a client
     signing certificate is the key HLS mechanism 7 then checks."""
-    from meter_core.codec.apdu.codes import ActionResult
-    from meter_core.codec.axdr import DataType
-    from meter_core.device import certs
-
     if params is None or params.tag is not DataType.OCTET_STRING:
         return ActionResult.TYPE_UNMATCHED, None
     cert = certs.load(bytes(params.value))
@@ -402,9 +377,6 @@ def import_certificate(meter, suite: int, params, clock_time: float):
 def _find(meter, sec, params):
     """The held certificates a certificate_identification names (by entity or by serial), or None if
     the parameter is malformed."""
-    from meter_core.codec.axdr import DataType
-    from meter_core.device import certs
-
     if params is None or params.tag is not DataType.STRUCTURE or len(params.value) != 2:
         return None
     how, what = params.value
@@ -446,9 +418,6 @@ def _same_issuer(h, issuer: bytes) -> bool:
 
 
 def export_certificate(meter, suite: int, params, clock_time: float):
-    from meter_core.codec.apdu.codes import ActionResult
-    from meter_core.codec.axdr import encode_octets
-
     sec = pki(meter, suite, clock_time)
     found = _find(meter, sec, params)
     if found is None:
@@ -459,9 +428,6 @@ def export_certificate(meter, suite: int, params, clock_time: float):
 
 
 def remove_certificate(meter, suite: int, params, clock_time: float):
-    from meter_core.codec.apdu.codes import ActionResult
-    from meter_core.device import certs
-
     sec = pki(meter, suite, clock_time)
     found = _find(meter, sec, params)
     if found is None:
@@ -480,8 +446,6 @@ def remove_certificate(meter, suite: int, params, clock_time: float):
 
 def kdf(suite: int, z: bytes, other_info: bytes, size: int) -> bytes:
     """NIST SP 800-56A concatenation KDF, one round: H(00000001 || Z || OtherInfo), cut to ``size``."""
-    import hashlib
-
     h = hashlib.sha256 if suite == 1 else hashlib.sha384
     return h(b"\x00\x00\x00\x01" + z + other_info).digest()[:size]
 
@@ -500,12 +464,6 @@ def key_agreement(meter, e: int, suite: int, params, now: float, client_title: b
     and signature; both sides take KDF(ECDH(ephemerals), AlgorithmID || client title || meter title)
     as the new key (Ephemeral Unified Model, C(2e, 0s)). The layout follows public DLMS implementations
     (the Green Book text is not public: UNCONFIRMED)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from meter_core.codec import crypto as sec
-    from meter_core.codec.apdu.codes import ActionResult
-    from meter_core.codec.axdr import Data, DataType, encode_value
-
     if params is None or params.tag is not DataType.ARRAY or not params.value:
         return ActionResult.TYPE_UNMATCHED, None
     state = meter.keys()

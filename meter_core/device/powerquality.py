@@ -25,6 +25,7 @@ What the events do (facts sections 10, 11, 14):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -198,8 +199,6 @@ def active_at(events: tuple[PqEvent, ...], t: float) -> list[PqEvent]:
 
 def apply(inst, events: list[PqEvent], pickup_w: float, disconnected: bool, params):
     """``inst`` (a `meter_core.datagen.Instant`) as the events active at its time make it."""
-    import dataclasses
-
     volts = list(inst.voltage)
     freq = inst.frequency
     power = inst.active_power + pickup_w
@@ -233,8 +232,6 @@ def apply(inst, events: list[PqEvent], pickup_w: float, disconnected: bool, para
 
 def scale_load(inst, factor: float):
     """``inst`` with the load drawn ``factor`` times what the model draws (an injected load change)."""
-    import dataclasses
-
     return dataclasses.replace(
         inst, current=tuple(c * factor for c in inst.current), active_power=inst.active_power * factor,
         reactive_power=inst.reactive_power * factor, apparent_power=inst.apparent_power * factor,

@@ -187,6 +187,3 @@ def install(rows_: list[dict]) -> None:
         raise ValueError(f"templates missing for {', '.join('/'.join(k) for k in missing[:3])}")
     TEMPLATES.clear()
     TEMPLATES.update(new)
-    from meter_core.device.datagen import CategoryDays
-
-    CategoryDays._all.clear()

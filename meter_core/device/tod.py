@@ -12,15 +12,12 @@ Zones switch on IST time of day (true time, not the meter clock: a simplificatio
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from meter_core.codec.axdr import DataType, data_from_bytes
 from meter_core.codec.errors import DecodeError
 from meter_core.device.clock import DAY, IST_S
 from meter_core.device.history import value_at
-
-if TYPE_CHECKING:
-    from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 
 ZONES = 4
 DEFAULT_ZONES = ((0.0, 1), (6 * 3600.0, 2), (18 * 3600.0, 3), (22 * 3600.0, 4))

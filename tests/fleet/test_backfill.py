@@ -14,7 +14,7 @@ from fleet.settings import FleetOptions
 from meter_core.device.clock import SimClock
 from meter_core.device.groundtruth import block_records
 from meter_core.device.identity import MeterKind
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.fleet.test_cli import assert_one_line_error, fleet
 
 EPOCH = 1767205800.0

@@ -15,9 +15,9 @@ import pytest
 
 from fleet.cli import FLEET_EPOCH
 from fleet.settings import FleetOptions
-from meter_core import push
+from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.fleet.test_fleet_run import FleetProcess, ports, query
 
 pytestmark = [pytest.mark.fleet, pytest.mark.integration]

@@ -11,8 +11,9 @@ import time
 import asyncpg
 import pytest
 
-from meter_core import push
 from meter_core.codec.apdu import ciphered
+from meter_core.cosem.build import model_of
+from meter_core.device import pushes as push
 from tests.integration.test_sink import RunningSink
 from tests.servers import PATIENCE, running_meters, wait_for
 
@@ -157,7 +158,7 @@ def test_an_esw_change_sends_an_alert_push_and_its_bits_are_settled(database_url
     push at that moment, and eswf_push_alarms records each raised bit as SENT."""
     from fleet.settings import FleetOptions
     from meter_core.device.clock import SimClock
-    from meter_core.meter import Meter
+    from meter_core.device.meter import Meter
     from tests.servers import EPOCH
 
     options = FleetOptions(meters=1, seed=1)
@@ -429,7 +430,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
     delay, as the push setup's retries say, then FAILED."""
     from fleet.settings import FleetOptions
     from meter_core.device.clock import SimClock
-    from meter_core.meter import Meter
+    from meter_core.device.meter import Meter
     from tests.servers import EPOCH
 
     async def configure():
@@ -457,7 +458,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
                             database_url=database_url) as m:
             def look():
                 meter = m.worker.meter_for_rows(0)
-                obj = meter.model.by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
+                obj = model_of(meter).by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
                 return (dict(m.worker.push_counts), (obj.ic.version, len(obj.attributes)),
                         dict(meter.state.push_confirmations).get(push.INSTANT_PUSH))
 
@@ -531,7 +532,7 @@ def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
         with running_meters(2, hes=("127.0.0.1", home.port), speed=SPEED, dial_idle=30.0,
                             database_url=database_url) as m:
             def point():
-                from meter_core.meter import MeterState
+                from meter_core.device.state import MeterState
 
                 state = m.worker.states.setdefault(0, MeterState())
                 for mm in (m.worker._active_meters.get(0), m.worker._cache.get(0)):

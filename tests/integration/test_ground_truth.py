@@ -24,7 +24,7 @@ from meter_core.connection import Transport
 from meter_core.device.clock import SimClock, day_of
 from meter_core.device.groundtruth import block_records
 from meter_core.device.identity import MeterKind
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.database import fetch
 from tests.servers import EPOCH, running_meters
 from tests.unit.test_profiles import by_range

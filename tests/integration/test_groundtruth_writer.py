@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 from meter_core.device.clock import SimClock
 from meter_core.device.groundtruth import block_records
 from meter_core.device.identity import FleetConfig, MeterKind
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.database import fetch
 from tests.servers import EPOCH, running_meters
 

@@ -40,13 +40,13 @@ from hypothesis.stateful import (
 )
 
 from fleet.export import meter_record
-from meter_core import eventlog
 from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSettings, GetResult, SetResult
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_datetime_at
 from meter_core.connection import Transport
+from meter_core.cosem.profile_generic import _register_spec
+from meter_core.device import eventlog, logbook
 from meter_core.device.clock import local_to_utc
 from meter_core.device.identity import MeterKind
-from meter_core.profiles import _register_spec
 from tests.conftest import _admin, _fresh_database, with_database
 from tests.database import fetch
 from tests.servers import Head, counter_to_use, running_meters, wait_for
@@ -305,7 +305,7 @@ class FleetHistory(RuleBasedStateMachine):
                         assert r == before[r[0]], f"{obis}: the entry of {utc_of(r[0])} changed"
             else:
                 kept = next(k for k in range(len(old), -1, -1) if old[len(old) - k:] == rows[:k])
-                full = len(rows) == eventlog.DEPTH[LOGS.index(obis)]
+                full = len(rows) == logbook.DEPTH[LOGS.index(obis)]
                 assert kept == len(old) or full, f"{obis}: an entry served before changed"
             self.seen[obis] = rows
         self._compare_with_database(served)
@@ -347,7 +347,7 @@ class FleetHistory(RuleBasedStateMachine):
         by_key: dict = {}
         for r in events:
             by_key.setdefault((ts(r["occurred_at"]), r["event_code"], r["category"]), []).append(r)
-        names = eventlog.CATEGORY_NAMES
+        names = logbook.CATEGORY_NAMES
         done = {(s, code, names[c]) for s, code, c in reached["events"]}
         for c, obis in enumerate(LOGS):
             columns, rows = served[obis]

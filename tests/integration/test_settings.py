@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 
 from fleet.seed import install_settings, load_settings, seed_defaults
+from meter_core.device import datagen, templates
 from meter_core.device import powerquality as pq
-from meter_core.device import templates
 from meter_core.device.identity import MeterKind
 
 
@@ -41,7 +41,7 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
         assert await conn.fetchval("SELECT count(*) FROM active_schedules") == 5
         # the push settings as edited are what workers use
         from fleet.seed import load_push_settings
-        from meter_core import push
+        from meter_core.device import pushes as push
 
         await conn.execute("UPDATE push_schedules SET schedule_type = 'ONE_HOUR' WHERE push_logical_name = $1",
                            push.INSTANT_PUSH)
@@ -71,4 +71,4 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
         assert outages > 150  # three a day now, not one in four days
     finally:
         pq.CONFIG[0] = pq.DEFAULT_CONFIG
-        templates.install(templates.rows())
+        datagen.install_templates(templates.rows())

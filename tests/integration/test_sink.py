@@ -14,9 +14,10 @@ import pytest
 
 from fleet.settings import FleetOptions
 from fleet.sink import Directory, PushSink
-from meter_core import push
+from meter_core import notification
+from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 
 pytestmark = pytest.mark.integration
 EPOCH = 1767205800.0
@@ -69,16 +70,16 @@ def test_pushes_are_recorded_once_and_bad_ones_refused(database_url):
         for meter_id in range(5):
             m = Meter(options.fleet, meter_id, epoch_start=EPOCH, clock=SimClock.real_time())
             for i, p in enumerate((push.INSTANT_PUSH, push.ALERT_PUSH)):
-                apdu = push.data_notification(m, p, now, i + 1)
+                apdu = notification.data_notification(m, p, now, i + 1)
                 ciphered = meter_id % 2 == 1
-                frames.append(push.frame(m, push.protect(m, apdu) if ciphered else apdu, False))
+                frames.append(notification.frame(m, notification.protect(m, apdu) if ciphered else apdu, False))
                 sent.add((meter_id, p, ciphered))
         frames.append(frames[0])  # delivered twice
         bad = bytearray(frames[2 * 1])  # meter 1's ciphered instant push with its tag broken
         bad[-1] ^= 1
         frames.append(bytes(bad))
         stranger = Meter(FleetOptions(meters=5, seed=8).fleet, 0, epoch_start=EPOCH, clock=SimClock.real_time())
-        frames.append(push.frame(stranger, push.protect(stranger, push.data_notification(
+        frames.append(notification.frame(stranger, notification.protect(stranger, notification.data_notification(
             stranger, push.INSTANT_PUSH, now, 9)), False))
         # one connection per meter, as meters dial in; the duplicates and the bad ones on their own
         for chunk in (frames[0:2], frames[2:4], frames[4:6], frames[6:8], frames[8:10], frames[10:]):

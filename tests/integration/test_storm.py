@@ -14,10 +14,11 @@ import pytest
 
 from fleet import commands
 from fleet.commands import Command
-from meter_core import eventlog, push
 from meter_core.codec.axdr import data_from_bytes
+from meter_core.device import eventlog, logbook
+from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock, day_of
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.integration.test_sink import RunningSink
 from tests.servers import EPOCH, running_meters, wait_for
 
@@ -296,7 +297,7 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
     from meter_core.device.history import month_of, scheduled_billing
 
     asyncio.run(_sql(database_url, "UPDATE push_schedules SET enabled = true WHERE push_logical_name = $1",
-                     push.EVENT_PUSHES[eventlog.OTHER]))
+                     push.EVENT_PUSHES[logbook.OTHER]))
     options = FleetOptions(meters=2, seed=1)
     sink = RunningSink(database_url, options)
     now = time.time()
@@ -315,7 +316,7 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
                 """Of the pushes the test looks for, those received."""
                 got = {(r["meter_id"], r["p"] if r["p"] != push.ALERT_PUSH or 81 not in _esw_bits(r["body"])
                         else "alert with bit 81") for r in rows}
-                return got & {(1, "alert with bit 81"), (1, push.EVENT_PUSHES[eventlog.OTHER]),
+                return got & {(1, "alert with bit 81"), (1, push.EVENT_PUSHES[logbook.OTHER]),
                               (0, push.BILLING_PUSH), (1, push.BILLING_PUSH)}
 
             # the billing date passes, and the billing push's randomisation (15 min), and ten simulated
@@ -330,7 +331,7 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
     alerts = [r for r in rows if r["p"] == push.ALERT_PUSH and r["meter_id"] == 1
               and 81 in _esw_bits(r["body"])]
     assert alerts and alerts[0]["notified_at"].timestamp() >= t_tamper
-    events = [r for r in rows if r["p"] == push.EVENT_PUSHES[eventlog.OTHER]]
+    events = [r for r in rows if r["p"] == push.EVENT_PUSHES[logbook.OTHER]]
     assert [r["meter_id"] for r in events] == [1]
     entry = data_from_bytes(events[0]["body"]).value[3].value  # the log's last entry: clock, code, ...
     assert entry[0].value[1].value == 201

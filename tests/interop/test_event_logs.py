@@ -9,8 +9,8 @@ from dlms_cosem.utils import parse_as_dlms_data
 from gurux_dlms.enums import DataType as GXType
 from gurux_dlms.objects import GXDLMSData, GXDLMSProfileGeneric
 
-from meter_core import eventlog
 from meter_core.connection import Transport
+from meter_core.device import eventlog, logbook
 from meter_core.device.identity import MeterKind
 from tests.interop.test_profiles import (
     IST,
@@ -39,14 +39,14 @@ def test_every_event_log_reads_by_entry_and_range_and_agrees_between_clients(met
     got = {}
     s = gurux(meter)
     try:
-        for category, obis in enumerate(eventlog.LOG_OBIS):
+        for category, obis in enumerate(logbook.LOG_OBIS):
             pg = GXDLMSProfileGeneric(obis)
             s.read(pg, 3)
             cols = [(o.objectType, o.logicalName, a.attributeIndex) for o, a in pg.captureObjects]
             assert cols == list(eventlog.log_columns(category, kind))
             s.read(pg, 7)
             s.read(pg, 8)
-            assert pg.profileEntries == eventlog.DEPTH[category]
+            assert pg.profileEntries == logbook.DEPTH[category]
             pg.buffer = []
             s.read(pg, 2)
             got[obis] = gurux_rows(pg)

@@ -2,7 +2,7 @@
 (its client's notification handling, wrapper and HDLC UI frames) and dlms-cosem (its DataNotification
 and general-glo-ciphering parsing), plain and ciphered with the push setup's keys.
 
-The bytes are the meter's (meter_core.push); the fleet's sending of them (schedules, dial mode) is the
+The bytes are the meter's (meter_core.device.pushes); the fleet's sending of them (schedules, dial mode) is the
 rest of issue 6. Each listener checks the decoded values against what the meter serves.
 """
 
@@ -17,11 +17,13 @@ from gurux_dlms import GXByteBuffer, GXDLMSClient, GXReplyData
 from gurux_dlms.enums import InterfaceType, Security
 from gurux_dlms.secure import GXDLMSSecureClient
 
-from meter_core import push
+from meter_core import notification
+from meter_core.cosem import push_setup
+from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
 from meter_core.device.identity import FleetConfig, MeterKind
 from meter_core.device.keys import derived_keys
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 
 pytestmark = pytest.mark.interop
 
@@ -85,8 +87,8 @@ def test_gurux_decodes_every_push(kind, hdlc, ciphered):
     now = time.time()
     keys = m.keys().sets[4] if ciphered else None
     for i, p in enumerate(PUSHES):
-        apdu = push.data_notification(m, p, now, i + 1)
-        wire = push.frame(m, push.protect(m, apdu) if ciphered else apdu, hdlc)
+        apdu = notification.data_notification(m, p, now, i + 1)
+        wire = notification.frame(m, notification.protect(m, apdu) if ciphered else apdu, hdlc)
         value = gurux_decode(gurux_listener(hdlc, keys), listen_once(wire))
         device_id, push_ln, clock, *data = value
         assert bytes(device_id) == m.identity.device_id.encode()
@@ -110,8 +112,8 @@ def test_dlms_cosem_parses_every_push(ciphered):
     now = time.time()
     keys = derived_keys(m.fleet, 3).sets[4]
     for i, p in enumerate(PUSHES):
-        apdu = push.data_notification(m, p, now, i + 1)
-        wire = listen_once(push.frame(m, push.protect(m, apdu) if ciphered else apdu, False))
+        apdu = notification.data_notification(m, p, now, i + 1)
+        wire = listen_once(notification.frame(m, notification.protect(m, apdu) if ciphered else apdu, False))
         assert wire[2:4] == b"\x00\x01" and wire[4:6] == b"\x00\x40"  # from the meter to the push client
         parsed = XDlmsApduFactory.apdu_from_bytes(wire[8:])
         if ciphered:
@@ -194,8 +196,8 @@ def test_gurux_reads_the_push_setups_and_the_push_schedule():
             assert setup.randomisationStartInterval == 300 and setup.numberOfRetries == 3
             assert setup.repetitionDelay == 60 and setup.pushClientSAP == 64
             assert str(getattr(setup.portReference, "logicalName", setup.portReference)) == "0.0.25.0.0.255"
-            schedule = GXDLMSActionSchedule(push.PUSH_SCHEDULE)
+            schedule = GXDLMSActionSchedule(push_setup.PUSH_SCHEDULE)
             s.read(schedule, 2)
             s.read(schedule, 4)
-            assert str(getattr(schedule.target, "logicalName", schedule.target)) == push.PUSH_SCRIPT_TABLE
+            assert str(getattr(schedule.target, "logicalName", schedule.target)) == push_setup.PUSH_SCRIPT_TABLE
             assert len(schedule.executionTime) == 4

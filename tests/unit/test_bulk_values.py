@@ -22,7 +22,8 @@ from meter_core.device.clock import SimClock
 from meter_core.device.datagen import _TWO_PI, INTERVAL, LoadModel, meter_params
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
 from meter_core.device.identity import FleetConfig, MeterKind
-from meter_core.meter import Meter, MeterState
+from meter_core.device.meter import Meter
+from meter_core.device.state import MeterState
 
 EPOCH = 1767205800.0  # 2026-01-01 00:00 IST
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))

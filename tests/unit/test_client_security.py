@@ -11,7 +11,7 @@ from meter_core.client import ActionDone, Associated, AssociationFailed, ClientS
 from meter_core.codec.apdu import ciphered
 from meter_core.codec.axdr import Data, DataType
 from meter_core.connection import Transport
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.unit.test_meter import EPOCH, Pair
 
 CASES = [(2, 0), (5, 0), (5, 1), (5, 2), (7, 1), (7, 2)]

@@ -16,7 +16,7 @@ from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import Data, DataType
 from meter_core.connection import Transport
 from meter_core.device.identity import FleetConfig, MeterKind, meter_identity
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.strategies import data_values
 from tests.unit.test_meter import EPOCH, Pair, us_pair
 from tests.unit.test_profiles import BILLING, by_entry, read, rows, stamp
@@ -237,7 +237,7 @@ def test_tod_registers_add_up_to_the_total_and_follow_the_calendar():
 
 
 def test_the_limiter_trips_the_relay_above_its_threshold_and_recloses_after_the_lockout():
-    from meter_core import eventlog
+    from meter_core.device import eventlog
 
     p = reader(MeterKind.SINGLE_PHASE)
     m = p.meter
@@ -263,7 +263,7 @@ def test_the_limiter_trips_the_relay_above_its_threshold_and_recloses_after_the_
 
 
 def _targets():
-    from meter_core.meter import model_for
+    from meter_core.cosem.build import model_for
 
     out = []
     for kind in MeterKind:

@@ -11,7 +11,8 @@ import time
 from fleet.commands import Command
 from fleet.settings import FleetOptions, RunSettings
 from fleet.worker import Worker
-from meter_core import eventlog, push
+from meter_core.device import eventlog
+from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
 
 START = 1796590800.0  # 2026-12-07 02:30 IST

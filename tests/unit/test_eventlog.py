@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meter_core import eventlog
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import BitString, CosemDateTime, Data, DataType
+from meter_core.device import eventlog
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import day_of
 from meter_core.device.identity import FleetConfig, MeterKind
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.unit.test_control import act, reader, set_
 from tests.unit.test_profiles import EPOCH, IST, T0, by_entry, by_range, rows, stamp
 

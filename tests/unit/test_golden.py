@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from meter_core import NEED_DATA
+from meter_core import NEED_DATA, notification
 from meter_core.client import ClientSecurity, ClientSettings, DlmsClient, LinkUp
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.codec.axdr import Data, DataType, encode_datetime_at
 from meter_core.connection import MeterConnection, Transport
 from meter_core.device.identity import FleetConfig, MeterKind, meter_identity
 from meter_core.device.keys import client_system_title, derived_keys
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.unit.test_profiles import by_entry, by_range
 
 GOLDEN = Path(__file__).resolve().parent.parent / "vectors" / "golden" / "answers.json"
@@ -125,11 +125,11 @@ def script(kind: MeterKind, transport: Transport) -> dict[str, list[str]]:
         programming.append(lambda c: c.action(70, "0.0.96.3.10.255", 1, Data(DataType.INTEGER, 0)))
     session("utility", ClientSettings(client_sap=48, transport=transport, security=security), programming)
 
-    from meter_core import push
+    from meter_core.device import pushes as push
 
     for name in (push.INSTANT_PUSH, push.ALERT_PUSH):
-        apdu = push.data_notification(meter, name, T0 + 600, push.invoke_id_for(T0 + 600))
-        out[f"push {name}"] = [push.frame(meter, push.protect(meter, apdu), transport is Transport.HDLC).hex()]
+        apdu = notification.data_notification(meter, name, T0 + 600, push.invoke_id_for(T0 + 600))
+        out[f"push {name}"] = [notification.frame(meter, notification.protect(meter, apdu), transport is Transport.HDLC).hex()]
     return out
 
 
@@ -148,7 +148,7 @@ def backfill_digests() -> dict[str, dict]:
 
 
 def record(monkeypatch) -> dict:
-    from meter_core import association
+    from meter_core.session import association
 
     monkeypatch.setattr(association, "_random", _fixed_challenge)
     answers = {f"{kind.value} wrapper": script(kind, Transport.WRAPPER) for kind in MeterKind}
@@ -172,7 +172,7 @@ def test_the_meters_serve_and_capture_what_they_did_before(monkeypatch):
 
 @pytest.mark.parametrize("kind", list(MeterKind), ids=lambda k: k.value)
 def test_the_script_is_deterministic(kind, monkeypatch):
-    from meter_core import association
+    from meter_core.session import association
 
     monkeypatch.setattr(association, "_random", _fixed_challenge)
     assert script(kind, Transport.WRAPPER) == script(kind, Transport.WRAPPER)

@@ -23,16 +23,18 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from meter_core import eventlog, journal
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import Data, DataType, data_from_bytes, encode_datetime_at
 from meter_core.codec.obis import ln
+from meter_core.cosem.build import model_of
+from meter_core.device import eventlog, logbook
 from meter_core.device.clock import SimClock
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
 from meter_core.device.history import MeterClock
 from meter_core.device.identity import FleetConfig, MeterKind
+from meter_core.device.meter import Meter
 from meter_core.events import Programmed
-from meter_core.meter import Meter
+from meter_core.session import journal
 from tests.unit.test_control import act, reader, set_
 from tests.unit.test_meter import EPOCH
 
@@ -40,14 +42,14 @@ T0 = dt.datetime(2026, 11, 24, 6, 40, tzinfo=dt.UTC).timestamp()
 BLOCK, DAILY, BILLING = "1.0.99.1.0.255", "1.0.99.2.0.255", "1.0.98.1.0.255"
 PROFILES = (BLOCK, DAILY, BILLING)
 LOGS = tuple(f"0.0.99.98.{c}.255" for c in range(7))
-DEPTH = {f"0.0.99.98.{c}.255": eventlog.DEPTH[c] for c in range(7)}
+DEPTH = {f"0.0.99.98.{c}.255": logbook.DEPTH[c] for c in range(7)}
 
 
 def served(meter: Meter, now: float) -> dict[str, list[tuple]]:
     """Every entry of every profile and event log, as the meter serves it (decoded columns)."""
     out = {}
     for obis in (*PROFILES, *LOGS):
-        obj = meter.model.by_key[(7, ln(obis))]
+        obj = model_of(meter).by_key[(7, ln(obis))]
         raw = obj.attributes[1].get(meter, None, now).materialise()
         out[obis] = [tuple(bytes(c.value) if isinstance(c.value, bytes | bytearray) else c.value for c in r.value)
                      for r in data_from_bytes(raw).value]
@@ -55,7 +57,7 @@ def served(meter: Meter, now: float) -> dict[str, list[tuple]]:
 
 
 def columns(meter: Meter, obis: str) -> list[str]:
-    obj = meter.model.by_key[(7, ln(obis))]
+    obj = model_of(meter).by_key[(7, ln(obis))]
     raw = obj.attributes[2].get if type(obj.attributes[2].get) is bytes else obj.attributes[2].get(meter, None, 0)
     return [".".join(str(b) for b in d.value[1].value) for d in data_from_bytes(raw).value]
 

@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
+from meter_core.cosem.build import model_of
 from meter_core.device.identity import FleetConfig, MeterKind, kind_of, meter_identity, parse_mix
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 
 MIX = ((MeterKind.SINGLE_PHASE, 0.7), (MeterKind.THREE_PHASE, 0.25), (MeterKind.CT_PT, 0.05))
 
@@ -25,9 +26,9 @@ def test_a_meter_of_the_mix_has_its_kind_s_object_model():
     fleet = FleetConfig(seed=3, mix=MIX)
     ctpt = next(i for i in range(1000) if kind_of(fleet, i) is MeterKind.CT_PT)
     m = Meter(fleet, ctpt, epoch_start=1767205800.0)
-    assert m.identity.kind is MeterKind.CT_PT and m.model.kind is MeterKind.CT_PT
+    assert m.identity.kind is MeterKind.CT_PT and model_of(m).kind is MeterKind.CT_PT
     assert meter_identity(fleet, ctpt).kind is MeterKind.CT_PT
-    assert not any(o.ln == bytes((0, 0, 96, 3, 10, 255)) for o in m.model.objects)  # no relay on CT/PT
+    assert not any(o.ln == bytes((0, 0, 96, 3, 10, 255)) for o in model_of(m).objects)  # no relay on CT/PT
 
 
 @pytest.mark.parametrize("text, words", [

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meter_core import NEED_DATA
-from meter_core.association import TRANSITIONS, AssociationState, Input
 from meter_core.client import (
     ActionDone,
     Associated,
@@ -34,8 +33,9 @@ from meter_core.codec.errors import ExceptionServiceError
 from meter_core.codec.obis import Obis
 from meter_core.connection import MeterConnection, Transport
 from meter_core.device.identity import FleetConfig
+from meter_core.device.meter import Meter
 from meter_core.events import AssociationEstablished, AssociationRejected, AssociationReleased
-from meter_core.meter import Meter
+from meter_core.session.association import TRANSITIONS, AssociationState, Input
 
 T0 = dt.datetime(2026, 11, 24, 6, 30, tzinfo=dt.UTC).timestamp()
 FLEET = FleetConfig(seed=7)

@@ -20,9 +20,10 @@ from meter_core.codec.apdu.codes import DataAccessResult
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, data_from_bytes, encode_value
 from meter_core.codec.obis import ln
 from meter_core.connection import Transport
+from meter_core.cosem.build import model_of
 from meter_core.cosem.profile import Stream
 from meter_core.device.identity import FleetConfig, MeterKind
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.unit.test_meter import EPOCH, Pair
 
 T0 = dt.datetime(2026, 11, 24, 6, 40, tzinfo=dt.UTC).timestamp()  # 12:10 IST
@@ -107,7 +108,7 @@ def test_block_load_by_range_gives_the_blocks_of_the_range(kind):
 
 
 def test_whole_block_load_buffer_arrives_in_blocks_and_lazily(monkeypatch):
-    from meter_core.association import Association
+    from meter_core.session.association import Association
 
     held = []
     original = Association._next_block
@@ -168,7 +169,7 @@ def test_bad_selections_get_data_access_results_and_the_association_goes_on():
 @given(st.integers(0, 255), st.binary(max_size=80))
 def test_fuzzed_selective_access_never_breaks_the_meter(selector, raw):
     m = meter_of(MeterKind.THREE_PHASE)
-    obj = next(o for o in m.model.objects if o.ln == ln(BLOCK))
+    obj = next(o for o in model_of(m).objects if o.ln == ln(BLOCK))
     try:
         params = data_from_bytes(raw)
     except Exception:  # noqa: BLE001 - the association answers type-unmatched before calling select
@@ -286,7 +287,7 @@ def test_a_drifting_clock_is_set_by_a_head_end_and_profiles_follow_the_meter_clo
     assert m.clock(T0) == pytest.approx(T0)
     later = T0 + 86400
     assert m.clock(later) - later == pytest.approx(m.drift * 86400)
-    from meter_core.profiles import SOURCES
+    from meter_core.device.profiles import SOURCES
 
     block = SOURCES["block"]
     keys = block.keys(m, later)

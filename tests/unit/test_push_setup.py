@@ -7,11 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meter_core import push
+from meter_core import notification
 from meter_core.codec.apdu import ciphered
 from meter_core.codec.apdu.codes import ActionResult
 from meter_core.codec.axdr import Data, DataType
 from meter_core.codec.obis import ln
+from meter_core.cosem import push_setup
+from meter_core.cosem.build import model_of
+from meter_core.device import pushes as push
 from meter_core.events import PushRequested
 from tests.unit.test_control import act, reader
 
@@ -27,7 +30,7 @@ def config():
 def test_push_setups_are_version_1_with_their_port_client_and_retries():
     p = reader()
     for obis in (push.INSTANT_PUSH, push.ALERT_PUSH, push.BLOCK_LOAD_PUSH, push.DAILY_LOAD_PUSH):
-        obj = p.meter.model.by_key[(40, ln(obis))]
+        obj = model_of(p.meter).by_key[(40, ln(obis))]
         assert obj.ic.version == 1 and len(obj.attributes) == 10
         c = push.CONFIG[obis]
         assert p.get(40, obis, 5).value.value == c.randomisation_s
@@ -40,14 +43,14 @@ def test_push_setups_are_version_1_with_their_port_client_and_retries():
 
 def test_the_push_schedule_follows_the_instant_push_schedule_type(config):
     p = reader()
-    times = p.get(22, push.PUSH_SCHEDULE, 4).value.value
+    times = p.get(22, push_setup.PUSH_SCHEDULE, 4).value.value
     assert [bytes(t.value[0].value) for t in times] == [bytes((0xFF, m, 0, 0)) for m in (0, 15, 30, 45)]
     assert all(bytes(t.value[1].value) == b"\xff" * 5 for t in times)
-    script = p.get(22, push.PUSH_SCHEDULE, 2).value.value
-    assert bytes(script[0].value) == ln(push.PUSH_SCRIPT_TABLE) and script[1].value == 1
+    script = p.get(22, push_setup.PUSH_SCHEDULE, 2).value.value
+    assert bytes(script[0].value) == ln(push_setup.PUSH_SCRIPT_TABLE) and script[1].value == 1
     push.install([{"logical_name": push.INSTANT_PUSH, "randomisation_start_interval_s": 30, "number_of_retries": 5,
                    "repetition_delay_s": 120, "schedule_type": "FOUR_HOUR"}])
-    times = p.get(22, push.PUSH_SCHEDULE, 4).value.value
+    times = p.get(22, push_setup.PUSH_SCHEDULE, 4).value.value
     assert [bytes(t.value[0].value) for t in times] == [bytes((h, 0, 0, 0)) for h in range(0, 24, 4)]
     assert p.get(40, push.INSTANT_PUSH, 6).value.value == 5
     assert push.next_due(1, 0, push.INSTANT_PUSH, 0.0) % 14400 == (push.randomisation(1, 0, push.INSTANT_PUSH)
@@ -66,9 +69,9 @@ def test_install_checks_the_schedule_type_and_can_turn_a_push_off(config):
 
 def test_a_script_of_the_push_script_table_asks_for_its_push():
     p = reader()
-    assert act(p, 9, push.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 3)) == ActionResult.SUCCESS
+    assert act(p, 9, push_setup.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 3)) == ActionResult.SUCCESS
     assert PushRequested(push.BLOCK_LOAD_PUSH) in p.meter_events
-    assert act(p, 9, push.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 99)) == ActionResult.OBJECT_UNAVAILABLE
+    assert act(p, 9, push_setup.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 99)) == ActionResult.OBJECT_UNAVAILABLE
 
 
 @given(st.binary(max_size=120))
@@ -79,8 +82,8 @@ def test_anything_from_the_push_client_is_a_confirm_or_refused(data):
     from meter_core.codec.wrapper import wrap
     from meter_core.connection import MeterConnection, Transport
     from meter_core.device.identity import FleetConfig
+    from meter_core.device.meter import Meter
     from meter_core.events import PushConfirmed, SecurityFailure
-    from meter_core.meter import Meter
     from tests.unit.test_meter import EPOCH
 
     meter = Meter(FleetConfig(seed=7), 3, epoch_start=EPOCH)
@@ -97,7 +100,7 @@ def test_a_ciphered_confirm_is_taken_once():
     from meter_core.codec import crypto as sec
     from meter_core.codec.apdu import DataNotificationConfirm, encode_apdu
     from meter_core.device.identity import FleetConfig
-    from meter_core.meter import Meter
+    from meter_core.device.meter import Meter
     from tests.unit.test_meter import EPOCH
 
     meter = Meter(FleetConfig(seed=7), 3, epoch_start=EPOCH)
@@ -105,10 +108,10 @@ def test_a_ciphered_confirm_is_taken_once():
     title = b"HES\x00\x00\x00\x00\x01"
     plain = encode_apdu(DataNotificationConfirm(long_invoke_id_and_priority=0x40000000 | 1234))
     apdu = ciphered.seal(0xDB, sec.protect(0x30, 10, title, ks.ek, ks.ak, plain), title)
-    assert push.take_confirm(meter, apdu) == 1234
-    assert push.take_confirm(meter, apdu) is None  # a replayed counter
+    assert notification.take_confirm(meter, apdu) == 1234
+    assert notification.take_confirm(meter, apdu) is None  # a replayed counter
     plain_only = ciphered.seal(0xDB, sec.protect(0x10, 11, title, ks.ek, ks.ak, plain), title)  # authenticated only
-    assert push.take_confirm(meter, plain_only) is None
+    assert notification.take_confirm(meter, plain_only) is None
 
 
 def test_a_head_end_writes_its_address_retries_and_delay_into_a_push_setup():

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from meter_core.codec import crypto as sec
 from meter_core.codec.apdu import ciphered
+from meter_core.cosem.build import model_of
 
 EK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 AK = bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF")
@@ -152,7 +153,6 @@ def test_rfc5903_p256_ecdh():
 def test_mechanism_7_accepts_the_head_end_signature_and_refuses_another():
     import time
 
-    from meter_core.association import Association, AssociationState
     from meter_core.codec.apdu import (
         AARQ,
         ActionRequestNormal,
@@ -171,12 +171,13 @@ def test_mechanism_7_accepts_the_head_end_signature_and_refuses_another():
     from meter_core.codec.axdr import encode_length
     from meter_core.device.identity import FleetConfig
     from meter_core.device.keys import client_signing_key, client_system_title, signing_key
-    from meter_core.meter import Meter
+    from meter_core.device.meter import Meter
+    from meter_core.session.association import Association, AssociationState
 
     fleet = FleetConfig(seed=3, security_suite=1, hls_mechanism=7)
     for good in (True, False):
         m = Meter(fleet, 2, epoch_start=1767205800.0)
-        a = Association(m, m.model.associations[48])
+        a = Association(m, model_of(m).associations[48])
         ks = m.keys().sets[3]
         me = client_system_title(fleet)
         ctos = b"0123456789abcdef"
@@ -211,18 +212,18 @@ def test_general_ciphering_with_global_and_wrapped_keys(suite):
     APDU; the meter answers in the same form, addressed back, and refuses other parties and key agreement."""
     import time
 
-    from meter_core.association import Association, AssociationState
     from meter_core.codec.apdu import AARQ, decode_apdu, encode_apdu
     from meter_core.codec.apdu.acse import context_oid, mechanism_oid
     from meter_core.codec.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
     from meter_core.codec.apdu.xdlms import InitiateRequest
     from meter_core.device.identity import FleetConfig
     from meter_core.device.keys import client_system_title
-    from meter_core.meter import Meter
+    from meter_core.device.meter import Meter
+    from meter_core.session.association import Association, AssociationState
 
     fleet = FleetConfig(seed=4, security_suite=suite, hls_mechanism=5)
     m = Meter(fleet, 1, epoch_start=1767205800.0)
-    a = Association(m, m.model.associations[48])
+    a = Association(m, model_of(m).associations[48])
     ks, kek = m.keys().sets[3], m.keys().kek
     me, server = client_system_title(fleet), m.identity.system_title
     sc = 0x30 | suite

@@ -8,11 +8,11 @@ import datetime as dt
 
 import pytest
 
-from meter_core import eventlog, profiles
+from meter_core.device import eventlog, logbook, profiles
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import day_of
 from meter_core.device.identity import FleetConfig, MeterKind
-from meter_core.meter import Meter
+from meter_core.device.meter import Meter
 from tests.unit.test_meter import EPOCH
 
 HOUR = 3600.0
@@ -49,7 +49,7 @@ def test_a_power_failure_stops_the_energy_and_leaves_a_gap(kind):
     assert m.change_supply(None, now=restore) is True
     assert 85 not in eventlog.esw_bits(m, restore) and 86 in eventlog.esw_bits(m, restore + 10)
     assert 86 not in eventlog.esw_bits(m, restore + HOUR + 1)
-    log = [(e.code, e.time) for e in eventlog.last_events(m, eventlog.POWER, restore + 1, 40)]
+    log = [(e.code, e.time) for e in eventlog.last_events(m, logbook.POWER, restore + 1, 40)]
     assert log[-2:] == [(101, t), (102, restore)]
     assert eventlog.outage_totals(m, restore + 1) == (count0 + 1, pytest.approx(seconds0 + 2 * HOUR))
     # after the restore the load is the model's again: the energy goes on from where it stopped
@@ -120,8 +120,8 @@ def test_a_restore_before_the_duration_ends_logs_the_end_once():
     assert m.change_supply(None, now=t + HOUR) is True
     assert m.restore_tampers(now=t + HOUR) is True
     later = t + 5 * HOUR
-    power = [(e.code, e.time) for e in eventlog.last_events(m, eventlog.POWER, later, 40) if e.time >= t]
-    other = [(e.code, e.time) for e in eventlog.last_events(m, eventlog.OTHER, later, 60) if e.time >= t]
+    power = [(e.code, e.time) for e in eventlog.last_events(m, logbook.POWER, later, 40) if e.time >= t]
+    other = [(e.code, e.time) for e in eventlog.last_events(m, logbook.OTHER, later, 60) if e.time >= t]
     assert power == [(101, t), (102, t + HOUR)]
     assert other == [(201, t), (202, t + HOUR)]
     assert dict(m.state.event_counts) == counts  # one end each, moved, not added

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from meter_core.codec.axdr import data_from_bytes
 from meter_core.codec.errors import DecodeError
+from meter_core.cosem.build import model_of
 
 SECURITY_SETUP_CLASS = 64
 ASSOCIATION_LN_CLASS = 15
@@ -92,7 +93,7 @@ def replay(meter, entries: Iterable[Operation | Injected]) -> int:
             if type(e) is Injected:
                 applied += _inject(meter, e)
                 continue
-            obj = meter.model.by_key.get((e.class_id, e.obis))
+            obj = model_of(meter).by_key.get((e.class_id, e.obis))
             if obj is None:
                 continue
             try:

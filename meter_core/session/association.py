@@ -70,6 +70,7 @@ from meter_core.codec.axdr import DataType, Reader, data_from_bytes, encode_leng
 from meter_core.codec.errors import DecodeError, ExceptionServiceError, ExceptionStateError
 from meter_core.cosem.model import AssociationView
 from meter_core.cosem.profile import Stream
+from meter_core.device import keys as keymod
 from meter_core.events import (
     AssociationEstablished,
     AssociationRejected,
@@ -78,7 +79,7 @@ from meter_core.events import (
     ReleaseReason,
     SecurityFailure,
 )
-from meter_core.journal import replayable
+from meter_core.session.journal import replayable
 
 DLMS_VERSION = 6
 # Smallest client-max-receive-pdu-size we can answer in: an AARE-sized GET block needs this much.
@@ -436,8 +437,6 @@ class Association:
         """general-signing (suites 1 and 2): the head-end's signature is checked with its signing key,
         the content (a glo-/ded- request) is served as if it came alone, and the answer goes back signed
         by the meter's key."""
-        from meter_core.device import keys as keymod
-
         ctx, ks = self._sec, self._keyset()
         meter, title = self.meter, self.meter.identity.system_title
         try:
@@ -595,8 +594,6 @@ class Association:
     def _ecdsa_passes(self, value: bytes, title: bytes) -> bytes | None:
         """Mechanism 7: the client signed client title || server title || StoC || CtoS; the meter
         answers with its signature of server title || client title || CtoS || StoC (facts 5.5)."""
-        from meter_core.device import keys as keymod
-
         ctx, meter = self._sec, self.meter
         state = meter.keys()
         suite = self._keyset().suite

@@ -2,7 +2,7 @@
 
 Events come from two places, merged in time order per log (facts section 10):
 
-- the supply, a pure function of (seed, meter_id, day) (`meter_core.powerquality`): voltage events
+- the supply, a pure function of (seed, meter_id, day) (`meter_core.device.powerquality`): voltage events
   (low 9/10, over 7/8, unbalance 11/12) and power failures (101/102);
 - what happened to this meter, kept in its small state (only for meters it happened to): clock set
   and other programming (transaction 151-166), relay (control 301/302), tampers a test or an
@@ -20,50 +20,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from meter_core.codec.apdu.codes import DataAccessResult
 from meter_core.codec.axdr import BitString, Data, DataType, encode_value, int_encoder
 from meter_core.device import history
 from meter_core.device.clock import day_of
 from meter_core.device.identity import MeterKind
+from meter_core.device.logbook import (
+    BILLING_BIT_S,
+    CODE_OBIS,
+    CURRENT,
+    DEPTH,
+    EV_ESWF,
+    FIRST_BREATH_S,
+    OTHER,
+    POWER,
+    PQ_CODES,
+    VOLTAGE,
+    Event,
+    tamper_bits,
+)
+from meter_core.device.meter import Meter
 
-if TYPE_CHECKING:
-    from meter_core.meter import Meter
-
-VOLTAGE, CURRENT, POWER, TRANSACTION, OTHER, NON_ROLLOVER, CONTROL = range(7)
-CATEGORY_NAMES = ("voltage", "current", "power", "transaction", "other", "non_rollover", "control")
-DEPTH = (70, 70, 40, 20, 60, 1, 1)
-LOG_OBIS = tuple(f"0.0.99.98.{c}.255" for c in range(7))
-CODE_OBIS = tuple(f"0.0.96.11.{c}.255" for c in range(7))
 SCAN_DAYS = 400
 
-# (occurrence, restoration) code and ESW bit of each supply event kind with an IS 15959 event.
-PQ_CODES = {
-    "VOLTAGE_SAG": (VOLTAGE, 9, 10, 4),
-    "VOLTAGE_SWELL": (VOLTAGE, 7, 8, 3),
-    "VOLTAGE_UNBALANCE": (VOLTAGE, 11, 12, 5),
-    "INTERRUPTION": (POWER, 101, 102, 85),
-}
-# Tampers that can be injected: code -> (category, restoration code or None, ESW bit).
-TAMPERS = {
-    201: (OTHER, 202, 81),  # magnet
-    203: (OTHER, 204, 82),  # neutral disturbance
-    251: (NON_ROLLOVER, None, 83),  # cover open (occurrence only)
-}
-FIRST_BREATH_S = 3600.0
-# Events a meter keeps per category of what happened to it (its logs serve the last DEPTH): the ground-truth
-# writer takes a window of at most a simulated day at a time, and a meter tripping its load limiter every six
-# minutes logs 240 a day.
-RETAINED = 1024
-BILLING_BIT_S = 3600.0
 _enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
-
-
-class Event(NamedTuple):
-    time: float  # simulated time
-    category: int
-    code: int
 
 
 def _day_events(meter: Meter, day: int) -> list[Event]:
@@ -118,34 +100,6 @@ def last_events(meter: Meter, category: int, t: float, n: int) -> list[Event]:
         found += generated
     found.sort()
     return found[-n:]
-
-
-def record(meter: Meter, category: int, code: int, t: float) -> None:
-    """Keep an event that happened to this meter (the last `RETAINED` per category: more than its log
-    holds, so that what is written to the ground truth a window at a time misses none)."""
-    state = meter.state
-    events = (*state.events, (t, category, code))
-    mine = [e for e in events if e[1] == category]
-    if len(mine) > RETAINED:
-        drop = mine[0]
-        events = tuple(e for e in events if e is not drop)
-    state.events = events
-    counts = dict(state.event_counts)
-    counts[category] = counts.get(category, 0) + 1
-    state.event_counts = tuple(sorted(counts.items()))
-
-
-def withdraw_after(meter: Meter, category: int, code: int, t: float) -> None:
-    """Take back the events of ``code`` logged ahead of simulated ``t`` (the end of a tamper or power
-    failure injected with a duration, which a restore at ``t`` brought forward)."""
-    state = meter.state
-    later = [e for e in state.events if e[0] > t and e[1] == category and e[2] == code]
-    if not later:
-        return
-    state.events = tuple(e for e in state.events if e not in later)
-    counts = dict(state.event_counts)
-    counts[category] = counts.get(category, 0) - len(later)
-    state.event_counts = tuple(sorted(counts.items()))
 
 
 # -- counters -----------------------------------------------------------------------------------------
@@ -208,19 +162,9 @@ def esw_bits(meter: Meter, t: float) -> set[int]:
             bits.add(codes[3])
         if e.kind == "INTERRUPTION" and e.end <= t < e.end + FIRST_BREATH_S:
             bits.add(86)
-    active: set[int] = set()
     if meter.state.limit_since is not None:
         meter.scan_limiter(t)  # its trips up to ``t`` logged first
-    for time, _category, code in sorted(meter.state.events):
-        if time > t:
-            break
-        tamper = TAMPERS.get(code)
-        if tamper is not None:
-            active.add(tamper[2])
-        for _occ, (_cat, restore, bit) in TAMPERS.items():
-            if code == restore:
-                active.discard(bit)
-    bits |= active
+    bits |= tamper_bits(meter.state, t)
     for start, end, factor in meter.state.supply:  # injected power failures: last gasp, first breath
         if factor == 0.0 and start <= t:
             if end is None or t < end:
@@ -259,9 +203,7 @@ def set_eswf(meter: Meter, assoc, value: Data, now: float) -> DataAccessResult:
         return DataAccessResult.OTHER_REASON
     state = meter.state
     state.eswf = history.changed(state.eswf, meter.sim(now), bytes(value.value.data))
-    from meter_core.control import programmed
-
-    programmed(meter, 165, now)
+    meter.programmed(EV_ESWF, now)
     return DataAccessResult.SUCCESS
 
 

@@ -18,8 +18,6 @@ has one, and records the transaction or control event (facts section 10):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import Data, DataType, encode_octets, encode_value, int_encoder
 from meter_core.codec.obis import ln
@@ -32,14 +30,18 @@ from meter_core.cosem.ic import (
 )
 from meter_core.cosem.model import Attribute, CosemObject, ln_attribute, static
 from meter_core.device import history
-
-if TYPE_CHECKING:
-    from meter_core.meter import Meter
-
-# Event categories (facts section 10).
-TRANSACTION, CONTROL = 3, 6
-EV_CLOCK_SET, EV_DEMAND_PERIOD, EV_CAPTURE_PERIOD, EV_BILLING_DATE, EV_CALENDAR = 151, 152, 153, 154, 155
-EV_LOAD_LIMIT, EV_MD_RESET, EV_DISCONNECTED, EV_CONNECTED = 158, 166, 301, 302
+from meter_core.device.identity import MeterKind
+from meter_core.device.logbook import (
+    CONTROL,
+    EV_BILLING_DATE,
+    EV_CALENDAR,
+    EV_CONNECTED,
+    EV_DEMAND_PERIOD,
+    EV_DISCONNECTED,
+    EV_LOAD_LIMIT,
+)
+from meter_core.device.meter import Meter, default_load_limit
+from meter_core.device.profiles import set_block_period
 
 MD_RESET_SCRIPT = "0.0.10.0.1.255"
 BILLING_SCHEDULE = "0.0.15.0.0.255"
@@ -57,17 +59,6 @@ _enc_i32 = int_encoder(DataType.DOUBLE_LONG)
 _enc_enum = int_encoder(DataType.ENUM)
 
 
-def record(meter: Meter, category: int, code: int, now: float) -> None:
-    """Log an event in the meter's event log of ``category``."""
-    meter.record_event(category, code, now)
-
-
-def programmed(meter: Meter, code: int, now: float) -> None:
-    """A configuration change: programming counter and its transaction event."""
-    meter.state.programming_count += 1
-    record(meter, TRANSACTION, code, now)
-
-
 # -- periods ----------------------------------------------------------------------------------------
 
 
@@ -80,13 +71,12 @@ def set_demand_period(meter: Meter, assoc, value: Data, now: float) -> DataAcces
         state = meter.state
         state.demand_periods = history.changed(state.demand_periods, meter.sim(now), value.value)
         meter.reset_demand_cache()
-    programmed(meter, EV_DEMAND_PERIOD, now)
+    meter.programmed(EV_DEMAND_PERIOD, now)
     return DataAccessResult.SUCCESS
 
 
 def set_capture_period_data(meter: Meter, assoc, value: Data, now: float) -> DataAccessResult:
     """1.0.0.8.4.255 (long-unsigned seconds), the same setting as block-load attribute 4."""
-    from meter_core.profiles import set_block_period
 
     if value.tag is not DataType.LONG_UNSIGNED:
         return DataAccessResult.TYPE_UNMATCHED
@@ -123,18 +113,8 @@ def set_execution_time(meter: Meter, assoc, value: Data, now: float) -> DataAcce
         return DataAccessResult.OTHER_REASON
     state = meter.state
     state.billing_schedule = history.changed(state.billing_schedule, meter.sim(now), (day, hour, minute))
-    programmed(meter, EV_BILLING_DATE, now)
+    meter.programmed(EV_BILLING_DATE, now)
     return DataAccessResult.SUCCESS
-
-
-def md_reset(meter: Meter, now: float) -> None:
-    """Close the billing period now (the MD reset a head-end or the billing script asks for)."""
-    state = meter.state
-    t = meter.sim(now)
-    if not state.billing_resets or state.billing_resets[-1] < t:  # two in one instant close one period
-        state.billing_resets = (*state.billing_resets, t)
-    meter.reset_demand_cache()
-    record(meter, TRANSACTION, EV_MD_RESET, now)
 
 
 def _execute_script(meter: Meter, assoc, params: Data | None, now: float):
@@ -142,7 +122,7 @@ def _execute_script(meter: Meter, assoc, params: Data | None, now: float):
         return ActionResult.TYPE_UNMATCHED, None
     if params.value != 1:
         return ActionResult.OBJECT_UNAVAILABLE, None
-    md_reset(meter, now)
+    meter.md_reset(now)
     return ActionResult.SUCCESS, None
 
 
@@ -257,7 +237,7 @@ def _activate_calendar(m: Meter, a, params: Data | None, now: float):
     activated = tuple(p if p is not None else c for p, c in zip(passive, active))
     state.calendars = history.changed(state.calendars, m.sim(now), activated)
     m.tod_cache = None
-    programmed(m, EV_CALENDAR, now)
+    m.programmed(EV_CALENDAR, now)
     return ActionResult.SUCCESS, None
 
 
@@ -280,7 +260,7 @@ def _remote_disconnect(m: Meter, a, params: Data | None, now: float):
         return ActionResult.TYPE_UNMATCHED, None
     if not m.state.disconnected:
         m.set_disconnected(True, now)
-        record(m, CONTROL, EV_DISCONNECTED, now)
+        m.record_event(CONTROL, EV_DISCONNECTED, now)
     return ActionResult.SUCCESS, None
 
 
@@ -289,7 +269,7 @@ def _remote_reconnect(m: Meter, a, params: Data | None, now: float):
         return ActionResult.TYPE_UNMATCHED, None
     if m.state.disconnected:
         m.set_disconnected(False, now)
-        record(m, CONTROL, EV_CONNECTED, now)
+        m.record_event(CONTROL, EV_CONNECTED, now)
     return ActionResult.SUCCESS, None
 
 
@@ -324,7 +304,7 @@ def _set_threshold(m: Meter, a, value: Data, now: float) -> DataAccessResult:
     state.load_limits = history.changed(state.load_limits, t, value.value)
     if state.limit_since is None:
         state.limit_since = state.limit_scanned = t  # load limiting applies from now on
-    programmed(m, EV_LOAD_LIMIT, now)
+    m.programmed(EV_LOAD_LIMIT, now)
     return DataAccessResult.SUCCESS
 
 
@@ -358,18 +338,10 @@ def _limiter() -> CosemObject:
 
 def control_objects(kind) -> list[CosemObject]:
     """The objects of this module a meter of ``kind`` has (no relay on CT/PT meters)."""
-    from meter_core.device.identity import MeterKind
-
     objects = [_script_table(), _billing_schedule(), _activity_calendar()]
     if kind is not MeterKind.CT_PT:
         objects += [_disconnect_control(), _limiter()]
     return objects
 
 
-def default_load_limit(kind) -> int:
-    from meter_core.device.identity import MeterKind
-
-    return {MeterKind.SINGLE_PHASE: 5_000, MeterKind.THREE_PHASE: 20_000}.get(kind, 0)
-
-
-__all__ = ["control_objects", "md_reset", "record", "set_capture_period_data", "set_demand_period"]
+__all__ = ["control_objects", "set_capture_period_data", "set_demand_period"]

@@ -1,0 +1,109 @@
+"""What a push sends (facts 12.2): the Data-Notification APDU of a push setup, ciphered as IS 15959
+meters cipher it, framed for the wire (wrapper or HDLC UI), and the head-end's confirmation taken back.
+"""
+
+from __future__ import annotations
+
+from meter_core.codec import crypto as sec
+from meter_core.codec.apdu import (
+    DataNotification,
+    DataNotificationConfirm,
+    ciphered,
+    decode_apdu,
+    encode_apdu,
+)
+from meter_core.codec.axdr import Data, DataType
+from meter_core.codec.hdlc import HdlcAddress
+from meter_core.codec.hdlc.frames import Frame
+from meter_core.codec.obis import ln
+from meter_core.codec.wrapper import wrap
+from meter_core.cosem.build import model_of
+from meter_core.cosem.profile import Stream
+from meter_core.device import pushes
+from meter_core.device.pushes import CONFIG, PUSH_CLIENT_SAP, PUSH_SETUP_E
+
+_LLC_RESPONSE = b"\xe6\xe7\x00"  # LLC header of a response (IEC 62056-46)
+_UI_FINAL = 0x13  # HDLC UI frame with the final bit set
+_LN: dict[str, bytes] = {}
+
+
+def _ln(obis: str) -> bytes:
+    got = _LN.get(obis)
+    if got is None:
+        got = _LN[obis] = ln(obis)
+    return got
+
+
+def _value(meter, class_id: int, obis: str, attribute: int, push: str, now: float) -> bytes:
+    """The encoded value one push object list entry names. A profile buffer pushes its last entry (the
+    block or day just captured), not the whole buffer."""
+    if class_id == 40 and attribute == 1:
+        return b"\x09\x06" + _ln(push)
+    obj = model_of(meter).by_key[(class_id, _ln(obis))]
+    attr = obj.attributes[attribute - 1]
+    if class_id == 7 and attribute == 2:
+        count_get = obj.attributes[6].get  # entries_in_use
+        count = int.from_bytes((count_get if type(count_get) is bytes else count_get(meter, None, now))[1:], "big")
+        if count == 0:
+            return b"\x01\x00"
+        entry = Data(DataType.STRUCTURE, (Data(DataType.DOUBLE_LONG_UNSIGNED, count),
+                                          Data(DataType.DOUBLE_LONG_UNSIGNED, count),
+                                          Data(DataType.LONG_UNSIGNED, 1), Data(DataType.LONG_UNSIGNED, 0)))
+        got = attr.select(meter, None, now, 2, entry)
+        return got.materialise() if type(got) is Stream else got
+    get = attr.get
+    return get if type(get) is bytes else get(meter, None, now)
+
+
+def notification_body(meter, push: str, now: float) -> bytes:
+    """The pushed structure: one element per entry of the push object list (device ID, the push
+    setup's name, the clock, then the data)."""
+    kind = meter.identity.kind
+    entries = pushes.object_list(push, kind)
+    return b"\x02" + bytes((len(entries),)) + b"".join(_value(meter, c, o, a, push, now) for c, o, a in entries)
+
+
+CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority bit 30: service-class confirmed
+
+
+def data_notification(meter, push: str, now: float, invoke_id: int) -> bytes:
+    """The plain DataNotification APDU of push setup ``push`` (long-invoke-id-and-priority ``invoke_id``,
+    service class confirmed when the push setup's pushes are; date-time = the meter clock)."""
+    service = CONFIRMED_SERVICE if CONFIG[push].operation_method == 2 else 0
+    return encode_apdu(DataNotification(long_invoke_id_and_priority=(invoke_id & 0x00FFFFFF) | service,
+                                        date_time=meter.clock_bytes(now), body=notification_body(meter, push, now)))
+
+
+def protect(meter, apdu: bytes) -> bytes:
+    """A push as IS 15959 meters cipher it: general-glo-ciphering under the push setup's keys (suite as
+    set, authenticated and encrypted), with the meter's next invocation counter."""
+    ks = meter.keys().sets[PUSH_SETUP_E]
+    title = meter.identity.system_title
+    return ciphered.seal(0xDB, sec.protect(0x30 | ks.suite, ks.next_tx(), title, ks.ek, ks.ak, apdu), title)
+
+
+def take_confirm(meter, apdu: bytes) -> int | None:
+    """A Data-Notification-Confirm from the head-end, general-glo-ciphered with the push setup's keys (as
+    the pushes are): the long-invoke-id it confirms, or None if it is not one, does not decipher, or
+    replays an invocation counter (the push keys' counter from the head-end only grows)."""
+    ks = meter.keys().sets[PUSH_SETUP_E]
+    try:
+        env = ciphered.open_envelope(apdu)
+        sc, ic, plain = sec.unprotect(env.payload, env.system_title or b"", ks.ek, ks.ak)
+        note = decode_apdu(plain)
+    except Exception:  # noqa: BLE001 - anything that is not a good confirm is not one
+        return None
+    if not isinstance(note, DataNotificationConfirm) or ic <= ks.rx_ic or sc & 0x30 != 0x30:
+        return None
+    ks.rx_ic = ic
+    return note.long_invoke_id_and_priority & 0xFFFFFF
+
+
+def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
+    """The push on the wire: a wrapper frame from the management logical device to the push client, or
+    an HDLC UI frame (facts 12.2)."""
+    if not hdlc:
+        return wrap(1, PUSH_CLIENT_SAP, apdu)
+    source = hdlc_server_address or HdlcAddress(upper=1, lower=meter.identity.hdlc_physical_address, size=4)
+    return Frame(destination=HdlcAddress(upper=PUSH_CLIENT_SAP, lower=None, size=1), source=source,
+                 control=_UI_FINAL, info=_LLC_RESPONSE + apdu).to_bytes()

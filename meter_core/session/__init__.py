@@ -1,0 +1,1 @@
+"""The session floor: the association state machine, its services, and the journal of what changed a meter."""

@@ -1,0 +1,60 @@
+"""The floors hold: import-linter's layers contract (pyproject.toml) and no import hidden in a function.
+
+ARCHITECTURE.md draws the floors; an import that points up a floor, or a cycle between floors, breaks the
+contract. An import inside a function hides a loop from both, so there is none unless it is there for
+start-up time and says so in a comment on its line or the line above ("start-up").
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("meter_core", "fleet")
+
+importlinter_cli = pytest.importorskip("importlinter.cli", reason="import-linter comes with the test extra")
+
+
+def _lint(config: Path) -> int:
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # grimp finds the packages on sys.path; the tree's own come first from its root
+    try:
+        return importlinter_cli.lint_imports(config_filename=str(config), no_cache=True, no_logo=True)
+    finally:
+        os.chdir(cwd)
+
+
+def test_the_layers_contract_is_kept():
+    assert _lint(ROOT / "pyproject.toml") == 0
+
+
+def test_the_contract_sees_the_imports(tmp_path):
+    # The same floors upside down must break: the codec floor is imported by every floor above it.
+    upside_down = tmp_path / "upside_down.ini"
+    upside_down.write_text(
+        "[importlinter]\nroot_packages =\n    meter_core\n\n"
+        "[importlinter:contract:upside-down]\nname = upside down\ntype = layers\n"
+        "layers =\n    meter_core.codec\n    meter_core.device\n")
+    assert _lint(upside_down) == 1
+
+
+def _function_imports(path: Path):
+    source = path.read_text()
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    said = " ".join(lines[max(0, inner.lineno - 2):inner.lineno])
+                    if "start-up" not in said:
+                        yield f"{path.relative_to(ROOT)}:{inner.lineno}: {ast.unparse(inner)}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_import_hides_in_a_function(package):
+    found = [hit for path in sorted((ROOT / package).rglob("*.py")) for hit in _function_imports(path)]
+    assert not found, "imports inside functions (move them up, or say 'start-up' and why):\n" + "\n".join(found)
