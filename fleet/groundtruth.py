@@ -2,7 +2,7 @@
 
 A worker's `GroundTruthWriter` walks simulated time in steps: for each step (a window of simulated
 time, the same for all meters) it computes, for every meter of the shard, the block-load, daily and
-billing entries the meter captured in that window (`meter_core.groundtruth`, the same sources DLMS
+billing entries the meter captured in that window (`meter_core.device.groundtruth`, the same sources DLMS
 reads use) plus an instantaneous snapshot at each block boundary, and queues the rows. One writer
 task COPYs them in batches into per-session staging tables and inserts them with ON CONFLICT DO
 NOTHING, so a batch written twice (a retry after a commit whose answer was lost) changes nothing.

@@ -8,7 +8,7 @@ waiting goes in one transaction, so a burst of head-end requests costs one round
   written before the meter's answer goes out (the actor holds the answer until then); the others
   (refusals) go in the next commit without anyone waiting;
 - the keys and counters of a meter whose keys a head-end changed, or that accepted an invocation
-  counter past what is durable (`meter_core.keys.reserve_counters`): also before the answer;
+  counter past what is durable (`meter_core.device.keys.reserve_counters`): also before the answer;
 - nothing else (profiles go through the ground-truth writer, connections through the recorder).
 
 A failed commit is retried with back-off on a new connection; the answers wait, the meters keep

@@ -71,7 +71,7 @@ class InternalError:
 
 @dataclass(frozen=True, slots=True)
 class SecurityFailure:
-    """A protected request or an HLS reply was refused (``reason``: a `meter_core.security.Failure` value)."""
+    """A protected request or an HLS reply was refused (``reason``: a `meter_core.codec.crypto.Failure` value)."""
 
     client_sap: int
     reason: str

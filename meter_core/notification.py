@@ -17,8 +17,8 @@ from meter_core.codec.hdlc import HdlcAddress
 from meter_core.codec.hdlc.frames import Frame
 from meter_core.codec.obis import ln
 from meter_core.codec.wrapper import wrap
+from meter_core.cosem.buffer import Stream
 from meter_core.cosem.build import model_of
-from meter_core.cosem.profile import Stream
 from meter_core.device import pushes
 from meter_core.device.pushes import CONFIG, PUSH_CLIENT_SAP, PUSH_SETUP_E
 

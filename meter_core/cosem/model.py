@@ -55,7 +55,7 @@ class Attribute:
     select: SelectiveGetter | None = None
     # Access selectors offered in the object_list (None = no selective access).
     selectors: tuple[int, ...] | None = None
-    # The getter may return a `meter_core.cosem.profile.Stream` (a buffer sent in chunks): such an
+    # The getter may return a `meter_core.cosem.buffer.Stream` (a buffer sent in chunks): such an
     # attribute stays off the GET fast path.
     streamed: bool = False
 

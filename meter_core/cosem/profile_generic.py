@@ -2,7 +2,7 @@
 name plate, scaler profiles and the seven event logs, and the registers fed by the same rows.
 
 Their rows come from `meter_core.device.profiles` and `meter_core.device.eventlog`; their columns are
-the catalogue's (`meter_core.cosem.is15959`); buffers stream through `meter_core.cosem.profile`.
+the catalogue's (`meter_core.cosem.is15959`); buffers stream through `meter_core.cosem.buffer`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import Data, DataType, encode_octets, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
-from meter_core.cosem.ic import PROFILE_GENERIC
-from meter_core.cosem.model import Attribute, CosemObject, ln_attribute, static
-from meter_core.cosem.profile import (
+from meter_core.cosem.buffer import (
     SELECTORS,
     SORT_FIFO,
     Column,
@@ -24,6 +22,8 @@ from meter_core.cosem.profile import (
     encode_u32,
     select,
 )
+from meter_core.cosem.ic import PROFILE_GENERIC
+from meter_core.cosem.model import Attribute, CosemObject, ln_attribute, static
 from meter_core.device import tod
 from meter_core.device.clock import DAY
 from meter_core.device.eventlog import log_columns, snapshot_columns

@@ -6,7 +6,7 @@ be computed at any instant in constant time (a meter's history is never stored):
     P(t) = base * F(day) * S(h) * (1 + e[day][k])
 
 - ``F(day)`` is the level of the day for the meter's consumer category: the mean load of the day's
-  template (`meter_core.templates`: season, weekday/weekend/holiday) over the category's weekday
+  template (`meter_core.device.templates`: season, weekday/weekend/holiday) over the category's weekday
   average; the sums of F over days come from a table shared by all meters of a category;
 - ``S(h)`` is the day's shape, hour of day ``h`` (IST): the template's hourly shape (mean 1) blended
   with a small smooth per-meter shape (two harmonics, mean 1) so meters of one category differ; its

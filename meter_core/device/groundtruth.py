@@ -2,7 +2,7 @@
 
 Rows come from the same row sources that answer DLMS reads (`meter_core.device.profiles`), with the same
 rounding, so a row in PostgreSQL equals the entry a head-end reads, value for value. Windows are of
-true (simulated) time: each entry belongs to the moment the meter captured it (`meter_core.history`),
+true (simulated) time: each entry belongs to the moment the meter captured it (`meter_core.device.history`),
 so a window's rows never change, whatever a head-end does to the meter later. Values are in
 SI units as exact integers of the register resolution: energies in Wh (a CT/PT meter counts whole
 kWh, so its energies are multiples of 1000), currents in mA, voltages in cV (centivolts), power

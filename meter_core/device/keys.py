@@ -67,7 +67,7 @@ class MeterSecurity:
     hls: dict[int, bytes]  # client SAP -> HLS secret
     changed: set = field(default_factory=set)  # what a head-end changed: ("key", e), ("hls", sap), ...
     # suites 1 and 2: the meter's signing and key-agreement keys, the head-end's signing public key
-    # (derived on first use), the certificates held (`meter_core.certs.Held`), and which key pairs a
+    # (derived on first use), the certificates held (`meter_core.device.certs.Held`), and which key pairs a
     # head-end had regenerated (those are stored, the derived ones are not)
     signing: object = None
     client_public: object = None

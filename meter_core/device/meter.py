@@ -366,7 +366,7 @@ class Meter:
 
     def energy_at(self, t: float):
         """Cumulative energies at simulated time ``t``: the load model's, less what the supply and the
-        relay did not let through (`meter_core.powerquality`)."""
+        relay did not let through (`meter_core.device.powerquality`)."""
         e = self.load.energy(t)
         adjust = self._outage_adjustment(t)
         if self.state.limit_since is not None:

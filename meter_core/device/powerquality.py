@@ -198,7 +198,7 @@ def active_at(events: tuple[PqEvent, ...], t: float) -> list[PqEvent]:
 
 
 def apply(inst, events: list[PqEvent], pickup_w: float, disconnected: bool, params):
-    """``inst`` (a `meter_core.datagen.Instant`) as the events active at its time make it."""
+    """``inst`` (a `meter_core.device.datagen.Instant`) as the events active at its time make it."""
     volts = list(inst.voltage)
     freq = inst.frequency
     power = inst.active_power + pickup_w

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 @dataclass(slots=True)
 class MeterState:
     """What happened to a meter: each setting a head-end can change as a timeline of true (simulated)
-    time, ``((since, value), ...)`` (`meter_core.history`), so that anything captured at a time uses what
+    time, ``((since, value), ...)`` (`meter_core.device.history`), so that anything captured at a time uses what
     was in force then. Kept only for meters whose state differs from the factory's."""
 
     # Clock sets: ((true time, offset, drift reference), ...): from each set on, the clock shows
@@ -61,7 +61,7 @@ class MeterState:
     # Push setup attributes a head-end wrote ((push setup, attribute name, value), ...): destination,
     # retries, repetition_delay_s over the fleet's configuration.
     push_settings: tuple = ()
-    # Keys, HLS secrets and invocation counters (`meter_core.keys.MeterSecurity`), from the first
+    # Keys, HLS secrets and invocation counters (`meter_core.device.keys.MeterSecurity`), from the first
     # secured association on; None = derived from the fleet secret, counters untouched.
     security: object = None
 

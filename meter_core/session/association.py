@@ -68,8 +68,8 @@ from meter_core.codec.apdu.codes import (
 )
 from meter_core.codec.axdr import DataType, Reader, data_from_bytes, encode_length, encode_octets, skip_data
 from meter_core.codec.errors import DecodeError, ExceptionServiceError, ExceptionStateError
+from meter_core.cosem.buffer import Stream
 from meter_core.cosem.model import AssociationView
-from meter_core.cosem.profile import Stream
 from meter_core.device import keys as keymod
 from meter_core.events import (
     AssociationEstablished,

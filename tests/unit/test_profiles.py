@@ -20,8 +20,8 @@ from meter_core.codec.apdu.codes import DataAccessResult
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, data_from_bytes, encode_value
 from meter_core.codec.obis import ln
 from meter_core.connection import Transport
+from meter_core.cosem.buffer import Stream
 from meter_core.cosem.build import model_of
-from meter_core.cosem.profile import Stream
 from meter_core.device.identity import FleetConfig, MeterKind
 from meter_core.device.meter import Meter
 from tests.unit.test_meter import EPOCH, Pair
