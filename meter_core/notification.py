@@ -13,7 +13,7 @@ from meter_core.codec.apdu import (
     encode_apdu,
 )
 from meter_core.codec.axdr import Data, DataType
-from meter_core.codec.hdlc import HdlcAddress
+from meter_core.codec.hdlc import LLC_RESPONSE, HdlcAddress
 from meter_core.codec.hdlc.frames import Frame
 from meter_core.codec.obis import ln
 from meter_core.codec.wrapper import wrap
@@ -22,8 +22,9 @@ from meter_core.cosem.build import model_of
 from meter_core.device import pushes
 from meter_core.device.pushes import CONFIG, PUSH_CLIENT_SAP, PUSH_SETUP_E
 
-_LLC_RESPONSE = b"\xe6\xe7\x00"  # LLC header of a response (IEC 62056-46)
 _UI_FINAL = 0x13  # HDLC UI frame with the final bit set
+_LN_HEAD = bytes((DataType.OCTET_STRING, 6))  # a logical name: octet-string of 6
+_EMPTY_ARRAY = bytes((DataType.ARRAY, 0))
 _LN: dict[str, bytes] = {}
 
 
@@ -38,14 +39,14 @@ def _value(meter, class_id: int, obis: str, attribute: int, push: str, now: floa
     """The encoded value one push object list entry names. A profile buffer pushes its last entry (the
     block or day just captured), not the whole buffer."""
     if class_id == 40 and attribute == 1:
-        return b"\x09\x06" + _ln(push)
+        return _LN_HEAD + _ln(push)
     obj = model_of(meter).by_key[(class_id, _ln(obis))]
     attr = obj.attributes[attribute - 1]
     if class_id == 7 and attribute == 2:
         count_get = obj.attributes[6].get  # entries_in_use
         count = int.from_bytes((count_get if type(count_get) is bytes else count_get(meter, None, now))[1:], "big")
         if count == 0:
-            return b"\x01\x00"
+            return _EMPTY_ARRAY
         entry = Data(DataType.STRUCTURE, (Data(DataType.DOUBLE_LONG_UNSIGNED, count),
                                           Data(DataType.DOUBLE_LONG_UNSIGNED, count),
                                           Data(DataType.LONG_UNSIGNED, 1), Data(DataType.LONG_UNSIGNED, 0)))
@@ -60,7 +61,7 @@ def notification_body(meter, push: str, now: float) -> bytes:
     setup's name, the clock, then the data)."""
     kind = meter.identity.kind
     entries = pushes.object_list(push, kind)
-    return b"\x02" + bytes((len(entries),)) + b"".join(_value(meter, c, o, a, push, now) for c, o, a in entries)
+    return bytes((DataType.STRUCTURE, len(entries))) + b"".join(_value(meter, c, o, a, push, now) for c, o, a in entries)
 
 
 CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority bit 30: service-class confirmed
@@ -106,4 +107,4 @@ def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
         return wrap(1, PUSH_CLIENT_SAP, apdu)
     source = hdlc_server_address or HdlcAddress(upper=1, lower=meter.identity.hdlc_physical_address, size=4)
     return Frame(destination=HdlcAddress(upper=PUSH_CLIENT_SAP, lower=None, size=1), source=source,
-                 control=_UI_FINAL, info=_LLC_RESPONSE + apdu).to_bytes()
+                 control=_UI_FINAL, info=LLC_RESPONSE + apdu).to_bytes()

@@ -57,6 +57,7 @@ _enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
 _enc_u32 = int_encoder(DataType.DOUBLE_LONG_UNSIGNED)
 _enc_i32 = int_encoder(DataType.DOUBLE_LONG)
 _enc_enum = int_encoder(DataType.ENUM)
+_FALSE, _TRUE = bytes((DataType.BOOLEAN, 0)), bytes((DataType.BOOLEAN, 1))
 
 
 # -- periods ----------------------------------------------------------------------------------------
@@ -279,7 +280,7 @@ def _disconnect_control() -> CosemObject:
         DISCONNECT_CONTROL, o, "Disconnect control",
         (
             ln_attribute(o),
-            Attribute(lambda m, a, now: b"\x03\x00" if m.relay_open(m.sim(now)) else b"\x03\x01"),  # output_state
+            Attribute(lambda m, a, now: _FALSE if m.relay_open(m.sim(now)) else _TRUE),  # output_state
             Attribute(lambda m, a, now: _enc_enum(0 if m.relay_open(m.sim(now)) else 1)),  # control_state
             static(CONTROL_MODE, DataType.ENUM),
         ),
