@@ -13,8 +13,8 @@ import json
 
 import asyncpg
 
-from meter_core.cosem import push_setup
 from meter_core.cosem.build import model_for, str_obis
+from meter_core.cosem.ic import push_setup
 from meter_core.cosem.is15959 import ASSOCIATIONS, HDLC_SETUP, IPV4_SETUP, SECURED_SAPS, TCP_UDP_SETUP
 from meter_core.device import datagen, powerquality, templates
 from meter_core.device import pushes as push

@@ -221,6 +221,8 @@ def encode_length(n: int) -> bytes:
 # -- date and time ---------------------------------------------------------------------------------
 
 DEVIATION_NOT_SPECIFIED = -0x8000
+# The 12 bytes of a date-time with every field not specified (0xFF, deviation 0x8000, status 0xFF).
+DATETIME_NOT_SPECIFIED = b"\xff" * 9 + b"\x80\x00\xff"
 
 
 class ClockStatus(IntEnum):

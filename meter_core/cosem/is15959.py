@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from meter_core.codec.apdu.codes import ApplicationContextName, AuthenticationMechanism, Conformance
 from meter_core.codec.axdr import DataType
-from meter_core.cosem.ic import Unit
+from meter_core.cosem.model import Unit
 from meter_core.device.identity import MeterKind
 from meter_core.device.profiles import BILLING_PROFILE_DEPTH, BLOCK_PROFILE_DAYS, DAILY_PROFILE_DEPTH
 

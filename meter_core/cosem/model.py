@@ -9,9 +9,11 @@ meter costs nothing and a busy one only its own values.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, Protocol
 
 from meter_core.codec.apdu.codes import (
@@ -21,15 +23,112 @@ from meter_core.codec.apdu.codes import (
     Conformance,
     DataAccessResult,
 )
-from meter_core.codec.axdr import Data, DataType, Writer, encode_data, encode_octets, encode_value
-from meter_core.cosem.ic import AccessMode, InterfaceClass, MethodAccessMode
+from meter_core.codec.axdr import (
+    DATETIME_NOT_SPECIFIED,
+    Data,
+    DataType,
+    Writer,
+    encode_data,
+    encode_octets,
+    encode_value,
+)
+from meter_core.device.identity import MeterKind
 from meter_core.device.meter import Meter
+
+
+class AccessMode(IntEnum):
+    """Attribute access_mode in an object_list entry, Association LN v0-v2 (IEC 62056-6-2 4.4.3)."""
+
+    NO_ACCESS = 0
+    READ_ONLY = 1
+    WRITE_ONLY = 2
+    READ_AND_WRITE = 3
+    AUTHENTICATED_READ_ONLY = 4
+    AUTHENTICATED_WRITE_ONLY = 5
+    AUTHENTICATED_READ_AND_WRITE = 6
+
+    @property
+    def readable(self) -> bool:
+        return self in _READABLE
+
+    @property
+    def writable(self) -> bool:
+        return self in _WRITABLE
+
+
+
+_READABLE = frozenset(
+    {AccessMode.READ_ONLY, AccessMode.READ_AND_WRITE, AccessMode.AUTHENTICATED_READ_ONLY,
+     AccessMode.AUTHENTICATED_READ_AND_WRITE}
+)
+
+_WRITABLE = frozenset(
+    {AccessMode.WRITE_ONLY, AccessMode.READ_AND_WRITE, AccessMode.AUTHENTICATED_WRITE_ONLY,
+     AccessMode.AUTHENTICATED_READ_AND_WRITE}
+)
+
+
+
+class MethodAccessMode(IntEnum):
+    """Method access_mode in an object_list entry, Association LN v1-v2 (IEC 62056-6-2 4.4.3)."""
+
+    NO_ACCESS = 0
+    ACCESS = 1
+    AUTHENTICATED_ACCESS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceClass:
+    """One COSEM interface class: its id, version and the names of its attributes and methods."""
+
+    class_id: int
+    version: int
+    name: str
+    attributes: tuple[str, ...]
+    methods: tuple[str, ...] = ()
+
+    @property
+    def attribute_count(self) -> int:
+        return len(self.attributes)
+
+    @property
+    def method_count(self) -> int:
+        return len(self.methods)
+
+
+
+class Unit(IntEnum):
+    """Physical units of scaler_unit (IEC 62056-6-2 clause 4.3.2, Table 4), the ones a meter uses."""
+
+    YEAR = 1
+    MONTH = 2
+    WEEK = 3
+    DAY = 4
+    HOUR = 5
+    MINUTE = 6
+    SECOND = 7
+    PHASE_ANGLE_DEGREE = 8
+    CELSIUS = 9
+    CURRENCY = 10
+    WATT = 27
+    VOLT_AMPERE = 28
+    VAR = 29
+    WATT_HOUR = 30
+    VOLT_AMPERE_HOUR = 31
+    VAR_HOUR = 32
+    AMPERE = 33
+    VOLT = 35
+    HERTZ = 44
+    PERCENTAGE = 56
+    OTHER = 254
+    COUNT = 255
 
 
 class Session(Protocol):
     """What the objects see of the association serving a request (the session floor's `Association`,
     or None outside one): its view of the model, what it negotiated, and the events it reports."""
 
+    spec: AssociationSpec
     view: AssociationView
     context: int | None
     max_send_pdu_size: int
@@ -37,6 +136,9 @@ class Session(Protocol):
 
     @property
     def status_code(self) -> int: ...
+
+    @property
+    def model(self) -> MeterModel: ...
 
 
 Getter = Callable[[Meter, Session, float], bytes]
@@ -183,6 +285,18 @@ def _encode_object_list_entry(w: Writer, obj: CosemObject, rights: Rights) -> No
 
 # -- encoders for attribute values -----------------------------------------------------------------
 
+# A date-time with every field not specified, encoded as an attribute value (octet-string of 12).
+NOT_SPECIFIED_DATETIME = encode_octets(DATETIME_NOT_SPECIFIED)
+
+
+def datetime_value(meter: Meter, t: float) -> bytes:
+    """Simulated time ``t`` as the meter's clock showed it, an encoded date-time (octet-string of 12);
+    not specified for NaN (no such time yet)."""
+    if math.isnan(t):
+        return NOT_SPECIFIED_DATETIME
+    return encode_octets(meter.clock_bytes_at(t))
+
+
 def scaler_unit(scaler: int, unit: int) -> bytes:
     """scaler_unit ::= structure { scaler integer, unit enum } (IEC 62056-6-2 4.3.2)."""
     return encode_value(Data(DataType.STRUCTURE, (Data(DataType.INTEGER, scaler), Data(DataType.ENUM, unit))))
@@ -219,3 +333,13 @@ def rights_for(obj: CosemObject, readable: bool, writable: frozenset[int] = froz
         for index in range(1, obj.ic.method_count + 1)
     )
     return Rights(tuple(modes), method_modes)
+
+
+@dataclass(slots=True)
+class MeterModel:
+    """The objects and association views of one meter kind, shared by all its meters."""
+
+    kind: MeterKind
+    objects: tuple[CosemObject, ...]
+    associations: dict[int, AssociationView] = field(default_factory=dict)
+    by_key: dict = field(default_factory=dict)  # (class_id, logical name) -> object

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 from meter_core.codec._util import mix64
 from meter_core.codec.apdu.codes import DataAccessResult
-from meter_core.codec.axdr import encode_datetime_at, encode_octets
+from meter_core.codec.axdr import DATETIME_NOT_SPECIFIED, encode_datetime_at, encode_octets
 from meter_core.device import history, logbook
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import DAY, IST_OFFSET_MINUTES, IST_S
@@ -39,7 +39,7 @@ DAILY_PROFILE_DEPTH = 46
 BILLING_PROFILE_DEPTH = 7
 
 _OCTET12 = b"\x09\x0c"
-_UNSPECIFIED_DATETIME = encode_octets(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff")
+_UNSPECIFIED_DATETIME = encode_octets(DATETIME_NOT_SPECIFIED)
 ENERGY_INDEX = {
     "active_import": 0, "active_export": 1, "apparent_import": 2, "apparent_export": 3,
     "reactive_q1": 4, "reactive_q2": 5, "reactive_q3": 6, "reactive_q4": 7,

@@ -4,7 +4,7 @@ Push object lists follow facts section 12: every push starts with the device ID 
 push setup's own logical name and the clock, then the pushed data: the instantaneous values (instant
 push), the Event Status Word (alert push), or a profile buffer (block load and daily load pushes).
 Normative IS 15959 push object lists are not public (UNCONFIRMED); the intervals are in seconds
-(facts 2.1, UNCONFIRMED). The push setup objects are `meter_core.cosem.push_setup`; the APDU and its
+(facts 2.1, UNCONFIRMED). The push setup objects are `meter_core.cosem.ic.push_setup`; the APDU and its
 framing `meter_core.notification`.
 """
 

@@ -69,7 +69,8 @@ from meter_core.codec.apdu.codes import (
 from meter_core.codec.axdr import DataType, Reader, data_from_bytes, encode_length, encode_octets, skip_data
 from meter_core.codec.errors import DecodeError, ExceptionServiceError, ExceptionStateError
 from meter_core.cosem.buffer import Stream
-from meter_core.cosem.model import AssociationView
+from meter_core.cosem.build import model_of
+from meter_core.cosem.model import AssociationView, MeterModel
 from meter_core.device import keys as keymod
 from meter_core.events import (
     AssociationEstablished,
@@ -243,6 +244,11 @@ class Association:
     @property
     def associated(self) -> bool:
         return self.state is AssociationState.ASSOCIATED
+
+    @property
+    def model(self) -> MeterModel:
+        """The object model of the meter this association serves (Association LN reads the others')."""
+        return model_of(self.meter)
 
     @property
     def status_code(self) -> int:

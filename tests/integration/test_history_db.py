@@ -43,7 +43,7 @@ from fleet.export import meter_record
 from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSettings, GetResult, SetResult
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_datetime_at
 from meter_core.connection import Transport
-from meter_core.cosem.profile_generic import _register_spec
+from meter_core.cosem.ic.profile_generic import _register_spec
 from meter_core.device import eventlog, logbook
 from meter_core.device.clock import local_to_utc
 from meter_core.device.identity import MeterKind

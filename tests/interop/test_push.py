@@ -18,7 +18,7 @@ from gurux_dlms.enums import InterfaceType, Security
 from gurux_dlms.secure import GXDLMSSecureClient
 
 from meter_core import notification
-from meter_core.cosem import push_setup
+from meter_core.cosem.ic import script_table, single_action_schedule
 from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
 from meter_core.device.identity import FleetConfig, MeterKind
@@ -196,8 +196,8 @@ def test_gurux_reads_the_push_setups_and_the_push_schedule():
             assert setup.randomisationStartInterval == 300 and setup.numberOfRetries == 3
             assert setup.repetitionDelay == 60 and setup.pushClientSAP == 64
             assert str(getattr(setup.portReference, "logicalName", setup.portReference)) == "0.0.25.0.0.255"
-            schedule = GXDLMSActionSchedule(push_setup.PUSH_SCHEDULE)
+            schedule = GXDLMSActionSchedule(single_action_schedule.PUSH_SCHEDULE)
             s.read(schedule, 2)
             s.read(schedule, 4)
-            assert str(getattr(schedule.target, "logicalName", schedule.target)) == push_setup.PUSH_SCRIPT_TABLE
+            assert str(getattr(schedule.target, "logicalName", schedule.target)) == script_table.PUSH_SCRIPT_TABLE
             assert len(schedule.executionTime) == 4

@@ -12,8 +12,8 @@ from meter_core.codec.apdu import ciphered
 from meter_core.codec.apdu.codes import ActionResult
 from meter_core.codec.axdr import Data, DataType
 from meter_core.codec.obis import ln
-from meter_core.cosem import push_setup
 from meter_core.cosem.build import model_of
+from meter_core.cosem.ic import script_table, single_action_schedule
 from meter_core.device import pushes as push
 from meter_core.events import PushRequested
 from tests.unit.test_control import act, reader
@@ -43,14 +43,14 @@ def test_push_setups_are_version_1_with_their_port_client_and_retries():
 
 def test_the_push_schedule_follows_the_instant_push_schedule_type(config):
     p = reader()
-    times = p.get(22, push_setup.PUSH_SCHEDULE, 4).value.value
+    times = p.get(22, single_action_schedule.PUSH_SCHEDULE, 4).value.value
     assert [bytes(t.value[0].value) for t in times] == [bytes((0xFF, m, 0, 0)) for m in (0, 15, 30, 45)]
     assert all(bytes(t.value[1].value) == b"\xff" * 5 for t in times)
-    script = p.get(22, push_setup.PUSH_SCHEDULE, 2).value.value
-    assert bytes(script[0].value) == ln(push_setup.PUSH_SCRIPT_TABLE) and script[1].value == 1
+    script = p.get(22, single_action_schedule.PUSH_SCHEDULE, 2).value.value
+    assert bytes(script[0].value) == ln(script_table.PUSH_SCRIPT_TABLE) and script[1].value == 1
     push.install([{"logical_name": push.INSTANT_PUSH, "randomisation_start_interval_s": 30, "number_of_retries": 5,
                    "repetition_delay_s": 120, "schedule_type": "FOUR_HOUR"}])
-    times = p.get(22, push_setup.PUSH_SCHEDULE, 4).value.value
+    times = p.get(22, single_action_schedule.PUSH_SCHEDULE, 4).value.value
     assert [bytes(t.value[0].value) for t in times] == [bytes((h, 0, 0, 0)) for h in range(0, 24, 4)]
     assert p.get(40, push.INSTANT_PUSH, 6).value.value == 5
     assert push.next_due(1, 0, push.INSTANT_PUSH, 0.0) % 14400 == (push.randomisation(1, 0, push.INSTANT_PUSH)
@@ -69,9 +69,9 @@ def test_install_checks_the_schedule_type_and_can_turn_a_push_off(config):
 
 def test_a_script_of_the_push_script_table_asks_for_its_push():
     p = reader()
-    assert act(p, 9, push_setup.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 3)) == ActionResult.SUCCESS
+    assert act(p, 9, script_table.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 3)) == ActionResult.SUCCESS
     assert PushRequested(push.BLOCK_LOAD_PUSH) in p.meter_events
-    assert act(p, 9, push_setup.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 99)) == ActionResult.OBJECT_UNAVAILABLE
+    assert act(p, 9, script_table.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 99)) == ActionResult.OBJECT_UNAVAILABLE
 
 
 @given(st.binary(max_size=120))

@@ -1,14 +1,16 @@
-"""The profile generic objects (class 7) of a meter: block load, daily load, billing, instantaneous,
-name plate, scaler profiles and the seven event logs, and the registers fed by the same rows.
-
-Their rows come from `meter_core.device.profiles` and `meter_core.device.eventlog`; their columns are
-the catalogue's (`meter_core.cosem.is15959`); buffers stream through `meter_core.cosem.buffer`.
+"""Profile generic (class 7): block load, daily load, billing, instantaneous, name plate and scaler profiles,
+the seven event logs, and the registers fed by the same rows. Rows come from `meter_core.device.profiles`
+and `meter_core.device.eventlog`; buffers stream through `meter_core.cosem.buffer`.
 """
 
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
-from meter_core.codec.axdr import Data, DataType, encode_octets, int_encoder
+from meter_core.codec.axdr import (
+    Data,
+    DataType,
+    int_encoder,
+)
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.buffer import (
@@ -22,23 +24,34 @@ from meter_core.cosem.buffer import (
     encode_u32,
     select,
 )
-from meter_core.cosem.ic import PROFILE_GENERIC
-from meter_core.cosem.model import Attribute, CosemObject, ln_attribute, static
+from meter_core.cosem.model import (
+    NOT_SPECIFIED_DATETIME,
+    Attribute,
+    CosemObject,
+    InterfaceClass,
+    ln_attribute,
+    static,
+)
 from meter_core.device import tod
 from meter_core.device.clock import DAY
 from meter_core.device.eventlog import log_columns, snapshot_columns
 from meter_core.device.identity import MeterKind
-from meter_core.device.logbook import CATEGORY_NAMES, DEPTH, LOG_OBIS
+from meter_core.device.logbook import (
+    CATEGORY_NAMES,
+    DEPTH,
+    LOG_OBIS,
+)
 from meter_core.device.meter import Meter
-from meter_core.device.profiles import (
-    ENERGY_INDEX,
-    SOURCES,
-    BlockLoad,
-    clock_stamp,
-    set_block_period,
+from meter_core.device.profiles import ENERGY_INDEX, SOURCES, BlockLoad, clock_stamp, set_block_period
+
+PROFILE_GENERIC = InterfaceClass(
+    7, 1, "Profile generic",
+    ("logical_name", "buffer", "capture_objects", "capture_period", "sort_method", "sort_object",
+     "entries_in_use", "profile_entries"),
+    ("reset", "capture"),
 )
 
-_UNSPECIFIED_DATETIME = encode_octets(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff")
+
 _PHASE = {"l1": 0, "l2": 1, "l3": 2}
 
 
@@ -86,7 +99,7 @@ def _billing_value(kind: MeterKind, class_id: int, obis: str, attribute: int):
         apparent = spec.source == "md_apparent_import"
         if attribute == 5:
             if not (active or apparent):
-                return lambda m, row: _UNSPECIFIED_DATETIME
+                return lambda m, row: NOT_SPECIFIED_DATETIME
             return lambda m, row: clock_stamp(
                 row.demand.max_active_stamp if active else row.demand.max_apparent_stamp)
         if not (active or apparent):

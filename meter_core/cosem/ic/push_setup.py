@@ -1,33 +1,51 @@
-"""Push setup objects (class 40) as IS 15959 meters list them, and the objects that start the pushes.
-
-Objects and push object lists follow facts section 12: every push starts with the device ID
-(0.0.96.1.2.255), the push setup's own logical name and the clock, then the pushed data. When a meter
-pushes and how is `meter_core.device.pushes`; what goes on the wire is `meter_core.notification`.
+"""Push setup (class 40, versions 1 and 2) as IS 15959 meters list them. When and what a meter pushes is
+`meter_core.device.pushes`; what goes on the wire `meter_core.notification`.
 """
 
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
-from meter_core.codec.axdr import Data, DataType, encode_octets, encode_value
+from meter_core.codec.axdr import (
+    DATETIME_NOT_SPECIFIED,
+    Data,
+    DataType,
+    encode_octets,
+    encode_value,
+)
 from meter_core.codec.obis import ln
-from meter_core.cosem.ic import PUSH_SETUP, PUSH_SETUP_V2, SCRIPT_TABLE, SINGLE_ACTION_SCHEDULE
-from meter_core.cosem.model import Attribute, CosemObject, ln_attribute, static
+from meter_core.cosem.model import (
+    Attribute,
+    CosemObject,
+    InterfaceClass,
+    ln_attribute,
+    static,
+)
 from meter_core.device import pushes
 from meter_core.device.identity import MeterKind
 from meter_core.device.pushes import (
-    ALERT_PUSH,
-    BILLING_PUSH,
-    BLOCK_LOAD_PUSH,
     CONFIG,
-    DAILY_LOAD_PUSH,
-    EVENT_PUSHES,
-    INSTANT_PUSH,
     PUSH_CLIENT_SAP,
-    SCHEDULE_SECONDS,
     parse_destination,
     setting,
 )
 from meter_core.events import PushRequested
+
+PUSH_SETUP = InterfaceClass(
+    40, 1, "Push setup",
+    ("logical_name", "push_object_list", "send_destination_and_method", "communication_window",
+     "randomisation_start_interval", "number_of_retries", "repetition_delay", "port_reference", "push_client_SAP",
+     "push_protection_parameters"),
+    ("push",),
+)
+
+
+# Version 2 (push_operation_method, confirmation_parameters, last_confirmation_date_time; reset()): the
+# push setups a fleet configures for confirmed pushes.
+PUSH_SETUP_V2 = InterfaceClass(
+    40, 2, "Push setup",
+    (*PUSH_SETUP.attributes, "push_operation_method", "confirmation_parameters", "last_confirmation_date_time"),
+    ("push", "reset"),
+)
 
 
 def push_object_list(push: str, kind: MeterKind) -> Data:
@@ -71,16 +89,13 @@ def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
                 Attribute(_config_value(push, "operation_method", DataType.ENUM)),
                 # confirmation_parameters: { confirmation_start_date (not specified), confirmation_interval
                 # 0: every push asks for its confirmation }
-                static(Data(DataType.STRUCTURE, (Data(DataType.OCTET_STRING, _NOT_SPECIFIED),
+                static(Data(DataType.STRUCTURE, (Data(DataType.OCTET_STRING, DATETIME_NOT_SPECIFIED),
                                                  Data(DataType.DOUBLE_LONG_UNSIGNED, 0)))),
                 Attribute(_last_confirmation(push)),
             ]
             methods.append(_reset_method(push))
         out.append(CosemObject(PUSH_SETUP_V2 if v2 else PUSH_SETUP, o, name, tuple(attributes), tuple(methods)))
     return out
-
-
-_NOT_SPECIFIED = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff"  # a date-time not specified
 
 
 def _destination(push: str):
@@ -149,7 +164,7 @@ def _repetition_delay_v2(push: str):
 def _last_confirmation(push: str):
     def get(meter, assoc, now) -> bytes:
         when = dict(meter.state.push_confirmations).get(push)
-        return encode_octets(_NOT_SPECIFIED if when is None else meter.clock_bytes_at(when))
+        return encode_octets(DATETIME_NOT_SPECIFIED if when is None else meter.clock_bytes_at(when))
     return get
 
 
@@ -161,65 +176,6 @@ def _reset_method(push: str):
         meter.state.push_confirmations = tuple(e for e in meter.state.push_confirmations if e[0] != push)
         return ActionResult.SUCCESS, None
     return invoke
-
-
-PUSH_SCHEDULE = "0.0.15.0.4.255"  # single action schedule of the periodic pushes (facts 8.6, 12.1)
-
-
-PUSH_SCRIPT_TABLE = "0.0.10.0.108.255"  # push script table: script n runs push() of push setup n
-
-
-_SCRIPTED = (INSTANT_PUSH, ALERT_PUSH, BLOCK_LOAD_PUSH, DAILY_LOAD_PUSH, BILLING_PUSH, *EVENT_PUSHES)
-
-
-def trigger_objects() -> list[CosemObject]:
-    """What starts the periodic pushes, as a head-end reads it: the push single action schedule (its
-    execution times follow the instant push's schedule type) and the push script table it runs (script
-    n calls push() of push setup n; a head-end may execute a script to have that push sent)."""
-    o = ln(PUSH_SCHEDULE)
-    executed = Data(DataType.STRUCTURE, (Data(DataType.OCTET_STRING, ln(PUSH_SCRIPT_TABLE)),
-                                         Data(DataType.LONG_UNSIGNED, 1)))
-    schedule = CosemObject(
-        SINGLE_ACTION_SCHEDULE, o, "Push schedule",
-        # type 5: n execution times, which may differ, wildcards in the date allowed
-        (ln_attribute(o), static(executed), static(5, DataType.ENUM), Attribute(_execution_times)),
-    )
-    s = ln(PUSH_SCRIPT_TABLE)
-    scripts = Data(DataType.ARRAY, tuple(Data(DataType.STRUCTURE, (
-        Data(DataType.LONG_UNSIGNED, i),
-        Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
-            Data(DataType.ENUM, 2), Data(DataType.LONG_UNSIGNED, 40), Data(DataType.OCTET_STRING, ln(p)),
-            Data(DataType.INTEGER, 1), Data(DataType.INTEGER, 0))),)),
-    )) for i, p in enumerate(_SCRIPTED, start=1)))
-    table = CosemObject(SCRIPT_TABLE, s, "Push script table", (ln_attribute(s), static(scripts)), (_run_script,))
-    return [schedule, table]
-
-
-def _execution_times(meter, assoc, now) -> bytes:
-    """execution_time ::= array { structure { time octet-string(4), date octet-string(5) } }: the instant
-    push's period as times of day, every day (date all wildcards); an hour wildcard below an hour."""
-    c = CONFIG[INSTANT_PUSH]
-    period = SCHEDULE_SECONDS.get(c.schedule or "", 0) if c.enabled else 0
-    if not period:
-        times: list[bytes] = []
-    elif period < 3600:
-        times = [bytes((0xFF, m, 0, 0)) for m in range(0, 60, period // 60)]
-    else:
-        times = [bytes((h, 0, 0, 0)) for h in range(0, 24, period // 3600)]
-    date = b"\xff\xff\xff\xff\xff"
-    return encode_value(Data(DataType.ARRAY, tuple(Data(DataType.STRUCTURE, (
-        Data(DataType.OCTET_STRING, t), Data(DataType.OCTET_STRING, date))) for t in times)))
-
-
-def _run_script(meter, assoc, params, now):
-    """execute (method 1, data long-unsigned script id): script n sends push setup n's push now."""
-    if params is None or params.tag is not DataType.LONG_UNSIGNED:
-        return ActionResult.TYPE_UNMATCHED, None
-    if not 1 <= params.value <= len(_SCRIPTED):
-        return ActionResult.OBJECT_UNAVAILABLE, None
-    if assoc is not None:
-        assoc.events.append(PushRequested(_SCRIPTED[params.value - 1]))
-    return ActionResult.SUCCESS, None
 
 
 def _config_value(push: str, field: str, dtype: DataType):
