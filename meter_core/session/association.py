@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import os
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import Enum
 
 from meter_core.codec import crypto as sec
@@ -205,6 +207,35 @@ def _datablock_overhead(limit: int) -> int:
     return 9 + len(encode_length(limit))
 
 
+@dataclass(slots=True)
+class _LongGet:
+    """A GET answered in blocks (IEC 62056-5-3 block transfer): what is left to send and the last block's
+    number; rows still to encode come from ``chunks`` (a profile buffer streamed)."""
+
+    invoke_id_and_priority: int
+    pending: bytearray
+    chunks: Iterator[bytes] | None
+    block_number: int = 0
+
+
+@dataclass(slots=True)
+class _LongSet:
+    """A SET whose value arrives in blocks: the first request (normal or with-list) and what came."""
+
+    request: SetRequestWithFirstDatablock | SetRequestWithListAndFirstDatablock
+    received: bytearray
+    block_number: int = 1
+
+
+@dataclass(slots=True)
+class _LongAction:
+    """An ACTION whose parameters arrive in blocks: the method and what came."""
+
+    method: CosemMethodDescriptor
+    received: bytearray
+    block_number: int = 1
+
+
 class Association:
     """One client's association with the meter over one connection."""
 
@@ -230,9 +261,9 @@ class Association:
         self._sec: SecurityContext | None = None
         self._expected_sc = -1  # the security control byte the policy asks for (checked once per value)
         # long GET in progress: [invoke id, bytes not yet sent, chunks still to come or None, last block number]
-        self._long_get: list | None = None
+        self._long_get: _LongGet | None = None
         # long SET in progress: [request, collected raw bytes, last block number]
-        self._long_set: list | None = None
+        self._long_set: _LongSet | _LongAction | None = None
         self.events: list = []
 
     # -- state table ---------------------------------------------------------------------------------
@@ -767,28 +798,29 @@ class Association:
         if not self.conformance & Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ:
             self.stats.counts[("get", "too-long")] += 1
             return encode_apdu(GetResponseNormal(invoke_id_and_priority=iip, error=DataAccessResult.OTHER_REASON))
-        self._long_get = [iip, bytearray(raw), chunks, 0]
+        self._long_get = _LongGet(iip, bytearray(raw), chunks)
         return self._next_block()
 
     def _next_block(self) -> bytes:
         lg = self._long_get
-        buf, chunks = lg[1], lg[2]
+        buf, chunks = lg.pending, lg.chunks
         size = self.send_limit - _datablock_overhead(self.send_limit)
         # Pull rows until there is more than a block (so "last" is known) or the value is complete.
         while chunks is not None and len(buf) <= size:
             chunk = next(chunks, None)
             if chunk is None:
-                chunks = lg[2] = None
+                chunks = lg.chunks = None
             else:
                 buf += chunk
         data = bytes(buf[:size])
         del buf[:size]
-        lg[3] += 1
+        lg.block_number += 1
         last = chunks is None and not buf
         if last:
             self._long_get = None
         return encode_apdu(
-            GetResponseWithDatablock(invoke_id_and_priority=lg[0], last_block=last, block_number=lg[3], raw_data=data)
+            GetResponseWithDatablock(invoke_id_and_priority=lg.invoke_id_and_priority, last_block=last,
+                                     block_number=lg.block_number, raw_data=data)
         )
 
     def _on_get_next(self, req: GetRequestNext, now: float) -> bytes:
@@ -802,7 +834,7 @@ class Association:
             return encode_apdu(GetResponseWithDatablock(
                 invoke_id_and_priority=iip, last_block=True, block_number=req.block_number,
                 error=DataAccessResult.NO_LONG_GET_IN_PROGRESS))
-        if req.block_number != lg[3]:
+        if req.block_number != lg.block_number:
             self._long_get = None
             self.stats.counts[("get-next", "data-block-number-invalid")] += 1
             return encode_apdu(GetResponseWithDatablock(
@@ -869,7 +901,7 @@ class Association:
         if req.block.block_number != 1:
             self._long_set = None
             return self._set_block_error(req, DataAccessResult.DATA_BLOCK_NUMBER_INVALID)
-        self._long_set = [req, bytearray(req.block.raw_data), 1]
+        self._long_set = _LongSet(req, bytearray(req.block.raw_data))
         return self._set_block_progress(req.invoke_id_and_priority, req.block, now)
 
     def _on_set_next_block(self, req: SetRequestWithDatablock, now: float) -> bytes:
@@ -877,14 +909,14 @@ class Association:
         if refused is not None:
             return refused
         ls = self._long_set
-        if ls is None or isinstance(ls[0], CosemMethodDescriptor):  # none, or a long ACTION in progress
+        if type(ls) is not _LongSet:  # none, or a long ACTION in progress
             return self._set_block_error(req, DataAccessResult.NO_LONG_SET_IN_PROGRESS)
-        if req.block.block_number != ls[2] + 1:
+        if req.block.block_number != ls.block_number + 1:
             self._long_set = None
             return self._set_block_error(req, DataAccessResult.DATA_BLOCK_NUMBER_INVALID)
-        ls[1] += req.block.raw_data
-        ls[2] += 1
-        if len(ls[1]) > 0xFFFF:
+        ls.received += req.block.raw_data
+        ls.block_number += 1
+        if len(ls.received) > 0xFFFF:
             self._long_set = None
             return self._set_block_error(req, DataAccessResult.LONG_SET_ABORTED)
         return self._set_block_progress(req.invoke_id_and_priority, req.block, now)
@@ -892,9 +924,10 @@ class Association:
     def _set_block_progress(self, iip: int, block, now: float) -> bytes:
         if not block.last_block:
             return encode_apdu(SetResponseDatablock(invoke_id_and_priority=iip, block_number=block.block_number))
-        first, raw, number = self._long_set
+        ls = self._long_set
+        first, raw, number = ls.request, ls.received, ls.block_number
         self._long_set = None
-        if isinstance(first, SetRequestWithFirstDatablock):
+        if type(first) is SetRequestWithFirstDatablock:
             a = first.attribute
             result = self._write(a.class_id, a.instance, a.attribute_id, first.access_selection, bytes(raw), now)
             self.stats.counts[("set", result.name.lower() if result else _OK)] += 1
@@ -998,7 +1031,7 @@ class Association:
         if req.block.block_number != 1:
             self._long_set = None
             return self._action_error(iip, ActionResult.LONG_ACTION_ABORTED)
-        self._long_set = [req.method, bytearray(req.block.raw_data), 1]
+        self._long_set = _LongAction(req.method, bytearray(req.block.raw_data))
         return self._action_block_progress(iip, req.block.last_block, now)
 
     def _on_action_pblock(self, req: ActionRequestWithPblock, now: float) -> bytes:
@@ -1007,20 +1040,21 @@ class Association:
             return refused
         iip = req.invoke_id_and_priority
         ls = self._long_set
-        if ls is None or not isinstance(ls[0], CosemMethodDescriptor):
+        if type(ls) is not _LongAction:  # none, or a long SET in progress
             return self._action_error(iip, ActionResult.NO_LONG_ACTION_IN_PROGRESS)
-        if req.block.block_number != ls[2] + 1:
+        if req.block.block_number != ls.block_number + 1:
             self._long_set = None
             return self._action_error(iip, ActionResult.LONG_ACTION_ABORTED)
-        ls[1] += req.block.raw_data
-        ls[2] += 1
-        if len(ls[1]) > 0xFFFF:
+        ls.received += req.block.raw_data
+        ls.block_number += 1
+        if len(ls.received) > 0xFFFF:
             self._long_set = None
             return self._action_error(iip, ActionResult.LONG_ACTION_ABORTED)
         return self._action_block_progress(iip, req.block.last_block, now)
 
     def _action_block_progress(self, iip: int, last: bool, now: float) -> bytes:
-        method, raw, number = self._long_set
+        la = self._long_set
+        method, raw, number = la.method, la.received, la.block_number
         if not last:
             return encode_apdu(ActionResponseNextPblock(invoke_id_and_priority=iip, block_number=number))
         self._long_set = None

@@ -114,7 +114,7 @@ def test_whole_block_load_buffer_arrives_in_blocks_and_lazily(monkeypatch):
     original = Association._next_block
 
     def watched(self):
-        held.append(len(self._long_get[1]))
+        held.append(len(self._long_get.pending))
         return original(self)
 
     monkeypatch.setattr(Association, "_next_block", watched)
