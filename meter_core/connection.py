@@ -50,7 +50,8 @@ from meter_core.events import (
 from meter_core.notification import take_confirm
 from meter_core.session.association import Association, ServiceStats, exception_response, reject_aarq
 
-# The management logical device: the only server SAP an IS 15959 meter has (facts section 7).
+# The management logical device: the only server SAP an IS 15959 meter has (Gurux's India.txt and a
+# Wirepas DLMS NIC firmware for IS 15959 meters).
 MANAGEMENT_LOGICAL_DEVICE = 1
 _RLRE = bytes.fromhex("6303800100")
 _NOT_ASSOCIATED = exception_response(ExceptionStateError.SERVICE_NOT_ALLOWED,

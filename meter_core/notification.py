@@ -1,4 +1,4 @@
-"""What a push sends (facts 12.2): the Data-Notification APDU of a push setup, ciphered as IS 15959
+"""What a push sends (a Wirepas DLMS NIC firmware for IS 15959 meters): the Data-Notification APDU of a push setup, ciphered as IS 15959
 meters cipher it, framed for the wire (wrapper or HDLC UI), and the head-end's confirmation taken back.
 """
 
@@ -102,7 +102,7 @@ def take_confirm(meter, apdu: bytes) -> int | None:
 
 def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:
     """The push on the wire: a wrapper frame from the management logical device to the push client, or
-    an HDLC UI frame (facts 12.2)."""
+    an HDLC UI frame (a Wirepas DLMS NIC firmware for IS 15959 meters)."""
     if not hdlc:
         return wrap(1, PUSH_CLIENT_SAP, apdu)
     source = hdlc_server_address or HdlcAddress(upper=1, lower=meter.identity.hdlc_physical_address, size=4)

@@ -8,7 +8,8 @@ big-endian), then the payload and, when authenticated, a 12-byte GCM tag:
 SC bits 0-3 are the suite, 0x10 authentication, 0x20 encryption, 0x40 broadcast key, 0x80 compression.
 GCM runs with IV = sender system title (8) || IC (4) and the block-cipher key (EK); the additional
 authenticated data is SC || AK, followed by the plaintext when only authentication is applied (then the
-cipher runs over nothing and only the tag is sent). Facts: dlms-is15959-facts.md sections 5.1 to 5.5.
+cipher runs over nothing and only the tag is sent). Layouts: IEC 62056-5-3 security, as Gurux and
+dlms-cosem implement it.
 
 Everything here is a pure function of its arguments: the cipher itself is `cryptography`'s AES (GCM,
 CTR for encryption-only payloads, ECB for HLS mechanism 2, RFC 3394 key wrap), never our own.
@@ -40,7 +41,7 @@ BROADCAST = 0x40
 COMPRESSION = 0x80
 KNOWN_SC_BITS = 0x0F | AUTHENTICATION | ENCRYPTION | BROADCAST
 
-KEY_LENGTH = {0: 16, 1: 16, 2: 32}  # suite -> EK/AK/KEK length (facts 5.4)
+KEY_LENGTH = {0: 16, 1: 16, 2: 32}  # suite -> EK/AK/KEK length (IEC 62056-5-3 security suites 0-2)
 
 
 # -- GCM ----------------------------------------------------------------------------------------------
@@ -129,14 +130,15 @@ def unprotect(data: bytes, system_title: bytes, ek: bytes, ak: bytes) -> tuple[i
 
 
 def gmac(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, challenge: bytes) -> bytes:
-    """HLS mechanism 5 f(challenge): SC || IC || GMAC tag over SC || AK || challenge (facts 5.5)."""
+    """HLS mechanism 5 f(challenge): SC || IC || GMAC tag over SC || AK || challenge (IEC 62056-5-3 HLS, as
+    traced on gurux.fi/comment/16477)."""
     tag = _aead(ek).encrypt(_iv(system_title, ic), b"", bytes((sc,)) + ak + challenge)
     return bytes((sc,)) + ic.to_bytes(4, "big") + tag[:TAG_LENGTH]
 
 
 def hls_aes(secret: bytes, challenge: bytes) -> bytes:
     """HLS mechanism 2 f(challenge) as IS 15959 meters run it: AES-ECB of the challenge, zero-padded to
-    whole blocks, under the HLS secret zero-padded to 16 bytes (facts 5.5; Gurux and dlms-cosem agree)."""
+    whole blocks, under the HLS secret zero-padded to 16 bytes (IEC 62056-5-3 HLS; Gurux and dlms-cosem agree)."""
     if not 1 <= len(secret) <= 32:
         raise ValueError("HLS secret must be 1 to 32 bytes")
     key = secret.ljust(16 if len(secret) <= 16 else 32, b"\x00")
@@ -165,7 +167,7 @@ __all__ = [
 ]
 
 
-# -- suites 1 and 2: ECDSA and ECDH (facts 5.4) -------------------------------------------------------
+# -- suites 1 and 2: ECDSA and ECDH (IEC 62056-5-3 security suites) ---------------------------------
 
 
 def _curve(suite: int):

@@ -6,7 +6,7 @@ of a range of keys one after the other; `buffer_stream` turns that into the enco
 ``structure`` rows as an iterator of byte chunks, which the association sends in GET blocks as the
 client asks for them. Memory for a 30-day block-load read is one block and one row, not the buffer.
 
-Selective access (facts section 4.7):
+Selective access (IEC 62056-6-2, profile generic attribute 2):
 
 - selector 1, range_descriptor: structure { restricting_object (capture object definition),
   from_value, to_value, selected_values (array of capture object definitions, empty = all) }.

@@ -92,7 +92,7 @@ def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
     model = MeterModel(kind, tuple(objects), by_key={o.key: o for o in objects})
     public = {ln(s.obis) for s in cat.DATA_OBJECTS if s.public}
     public |= {ln(cat.CLOCK), ln(cat.CURRENT_ASSOCIATION), ln(cat.SAP_ASSIGNMENT)}
-    public |= {ln(o) for o in cat.INVOCATION_COUNTERS}  # read before a secured association (facts 5.6)
+    public |= {ln(o) for o in cat.INVOCATION_COUNTERS}  # read before a secured association (Gurux's India.txt)
     for a in cat.ASSOCIATIONS:
         secured = a.client_sap in cat.SECURED_SAPS
         spec = AssociationSpec(

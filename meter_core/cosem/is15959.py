@@ -1,7 +1,7 @@
 """The IS 15959 object catalogue, as data.
 
 OBIS codes, classes and meanings are from IS 15959 Parts 1-3 as published in the Gurux India object
-list and cross-checked in shared/reference/dlms-is15959-facts.md section 8; data types, scalers and
+list and cross-checked with the Gurux India meter model (GuruxDLMS.c) and a public IS 15959 NIC firmware; data types, scalers and
 units are this simulator's choice where the public sources give none (they are what a typical IS 15959
 meter sends, and every one is announced by the scaler_unit attribute a head-end reads anyway).
 
@@ -53,7 +53,7 @@ class RegisterSpec:
     kinds: frozenset[MeterKind] = ALL_KINDS
 
 
-# -- identification and configuration (class 1), facts section 8.1 / 8.2 ---------------------------
+# -- identification and configuration (class 1), Gurux's India.txt ---------------------------
 
 DATA_OBJECTS: tuple[DataSpec, ...] = (
     DataSpec("0.0.42.0.0.255", "COSEM logical device name", "logical_device_name", DataType.OCTET_STRING,
@@ -86,7 +86,7 @@ _WH, _VAH, _VARH = Unit.WATT_HOUR, Unit.VOLT_AMPERE_HOUR, Unit.VAR_HOUR
 _U16, _U32, _I16, _I32 = (DataType.LONG_UNSIGNED, DataType.DOUBLE_LONG_UNSIGNED, DataType.LONG,
                           DataType.DOUBLE_LONG)
 
-# -- instantaneous quantities (class 3), facts section 8.3 -----------------------------------------
+# -- instantaneous quantities (class 3), Gurux's India.txt -----------------------------------------
 
 INSTANT_REGISTERS: tuple[RegisterSpec, ...] = (
     RegisterSpec(3, "1.0.31.7.0.255", "Current L1", "current_l1", _U32, -3, _A, POLYPHASE),
@@ -113,7 +113,7 @@ INSTANT_REGISTERS: tuple[RegisterSpec, ...] = (
     RegisterSpec(3, "1.0.9.7.0.255", "Apparent power", "apparent_power", _U32, 0, _VA),
 )
 
-# -- cumulative energies (class 3), facts section 8.4 ----------------------------------------------
+# -- cumulative energies (class 3), Gurux's India.txt ----------------------------------------------
 # Whole-current meters count in Wh; CT/PT meters (tens of MWh a day) in kWh (scaler 3) so a
 # double-long-unsigned lasts decades.
 
@@ -136,7 +136,7 @@ ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
     *_energy("1.0.8.8.0.255", "Cumulative energy kvarh Q4 (lead, import)", "reactive_q4", _VARH),
 )
 
-# Time-of-day registers: import per tariff zone 1-4 of the activity calendar (facts 8.4: E = zone).
+# Time-of-day registers: import per tariff zone 1-4 of the activity calendar (Gurux's India.txt: E = zone).
 TOD_REGISTERS: tuple[RegisterSpec, ...] = tuple(
     spec
     for z in range(1, 5)
@@ -152,7 +152,7 @@ NET_ENERGY_REGISTERS: tuple[RegisterSpec, ...] = (
     RegisterSpec(3, "1.0.16.8.0.255", "Cumulative net energy kWh", "net_active", _I32, 3, _WH, CT_PT),
 )
 
-# -- block (load survey) quantities, facts section 8.4: the last completed capture period ------------
+# -- block (load survey) quantities, Gurux's India.txt: the last completed capture period ------------
 # Block energies use the scaler of the cumulative registers, so a block is exactly the difference of
 # two register readings and the blocks of a day add up to the day's register delta.
 
@@ -190,7 +190,7 @@ BLOCK_REGISTERS: tuple[RegisterSpec, ...] = (
     RegisterSpec(3, "1.0.12.27.0.255", "Average voltage", "avg_voltage_l1", _U16, -2, _V, SINGLE),
 )
 
-# -- counters and durations, facts section 8.2 -------------------------------------------------------
+# -- counters and durations, Gurux's India.txt -------------------------------------------------------
 
 COUNTER_OBJECTS: tuple[DataSpec, ...] = (
     DataSpec("0.0.96.7.0.255", "Number of power failures", "power_failure_count", DataType.DOUBLE_LONG_UNSIGNED),
@@ -237,12 +237,12 @@ MR_SECURITY_SETUP = "0.0.43.0.2.255"
 US_SECURITY_SETUP = "0.0.43.0.3.255"
 PUSH_SECURITY_SETUP = "0.0.43.0.4.255"
 FW_SECURITY_SETUP = "0.0.43.0.5.255"
-# Invocation counter of security setup e (class 1, double-long-unsigned): 0.0.43.1.e.255 (facts 5.6).
+# Invocation counter of security setup e (class 1, double-long-unsigned): 0.0.43.1.e.255 (Gurux's India.txt).
 INVOCATION_COUNTERS = ("0.0.43.1.3.255", "0.0.43.1.4.255", "0.0.43.1.5.255")
 ESW = "0.0.94.91.18.255"
 ESWF = "0.0.94.91.26.255"
 
-# -- associations (facts section 7) ---------------------------------------------------------------
+# -- associations (Gurux's India.txt and a Wirepas DLMS NIC firmware for IS 15959 meters) ---------------------------------------------------------------
 
 _PC_CONFORMANCE = (
     Conformance.GET | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ | Conformance.SELECTIVE_ACCESS
@@ -292,7 +292,7 @@ PLAIN_LN_CONTEXT = frozenset({ApplicationContextName.LOGICAL_NAME})
 
 # What the utility-settings association (client 48, HLS, ciphered) may change or invoke, beyond reading
 # everything: IS 15959 meters keep programming there and leave the meter reader (client 32, LLS) read
-# only. The standard's per-association access tables are not public (facts section 7, UNCONFIRMED);
+# only. The standard's per-association access tables are not public (UNCONFIRMED);
 # these are the writes and methods head-ends' settings jobs use.
 US_WRITABLE: dict[str, frozenset[int]] = {
     "0.0.40.0.2.255": frozenset({7}),  # the meter reader's LLS password (event 161)
@@ -324,10 +324,10 @@ US_METHODS: dict[str, frozenset[int]] = {
     "1.0.94.91.0.255": frozenset({2}),  # instantaneous profile capture()
 }
 
-# -- profiles (class 7), facts sections 8.5 and 9 ------------------------------------------------------
-# Capture objects follow the one published IS 15959 meter model (Gurux India, facts 9.1) for
-# polyphase meters and the single-phase field lists of facts 9.2; the normative tables are not public
-# (facts 15.1, UNCONFIRMED). Depths are the same model's (2208 half-hour blocks = 46 days, 46 days,
+# -- profiles (class 7), Gurux's India.txt and the Gurux India model ------------------------------------------------------
+# Capture objects follow the one published IS 15959 meter model (the Gurux India model, GuruxDLMS.c data collector objects.c) for
+# polyphase meters and the single-phase field lists of a public HES client's decoder; the normative tables are not public
+# (UNCONFIRMED). Depths are the same model's (2208 half-hour blocks = 46 days, 46 days,
 # 7 billing periods), also UNCONFIRMED as normative minima.
 
 CLOCK_COLUMN = (8, CLOCK, 2)
@@ -423,7 +423,7 @@ def _per_kind(single, poly) -> dict[MeterKind, tuple[tuple[int, str, int], ...]]
 
 
 def _scaler_columns(columns):
-    """Columns of a scaler profile: attribute 3 of the registers (facts 9.1), no clock."""
+    """Columns of a scaler profile: attribute 3 of the registers (the Gurux India model), no clock."""
     out = {}
     for kind, cols in columns.items():
         out[kind] = tuple((c, o, 3) for c, o, a in cols if c in (3, 4) and a == 2)

@@ -1,6 +1,6 @@
 """The seven IS 15959 event logs, the last-event-code objects, event counters, ESW and ESWF.
 
-Events come from two places, merged in time order per log (facts section 10):
+Events come from two places, merged in time order per log (event codes as Gurux's India.txt and gurux.fi/forum/15949 list them):
 
 - the supply, a pure function of (seed, meter_id, day) (`meter_core.device.powerquality`): voltage events
   (low 9/10, over 7/8, unbalance 11/12) and power failures (101/102);
@@ -8,7 +8,7 @@ Events come from two places, merged in time order per log (facts section 10):
   and other programming (transaction 151-166), relay (control 301/302), tampers a test or an
   operator injected (other 201-204, non-roll-over 251).
 
-A log holds its last N entries (FIFO depths 70/70/40/20/60/1/1 of the published model, facts 9.1,
+A log holds its last N entries (FIFO depths 70/70/40/20/60/1/1 of the Gurux India model,
 UNCONFIRMED as normative). Entry keys count from the oldest entry in the buffer, so entry numbers are
 what a head-end reads by entry; the log is found by walking back day by day from now, at most
 `SCAN_DAYS` days (an entry older than that has been pushed out by newer ones, or the log is quiet).
@@ -151,7 +151,7 @@ def esw_changes(meter: Meter, t0: float, t1: float) -> list[tuple[float, set[int
 
 
 def esw_bits(meter: Meter, t: float) -> set[int]:
-    """The ESW bits set at simulated ``t`` (facts section 11)."""
+    """The ESW bits set at simulated ``t`` (the bit list of gurux.fi/forum/15949 and of a Wirepas DLMS NIC firmware for IS 15959 meters)."""
     bits: set[int] = set()
     day = day_of(t)
     for e in (*meter.pq_events(day - 1), *meter.pq_events(day)):

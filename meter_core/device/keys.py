@@ -1,7 +1,7 @@
 """A meter's keys, HLS secrets and invocation counters, derived from the fleet secret and meter_id.
 
 IS 15959 meters keep one security setup (class 64) per secured association: #3 utility settings
-(client 48), #4 push (64), #5 firmware upgrade (80) (facts 5.6). Each has its global unicast
+(client 48), #4 push (64), #5 firmware upgrade (80) (Gurux's India.txt). Each has its global unicast
 encryption key (EK) and authentication key (AK); the master key (KEK) wraps new keys. Until a head-end
 changes one, every key is a pure function of (fleet secret, meter_id), so an idle meter stores none:
 `MeterSecurity` is created on a meter's first secured association and holds the counters from then on.
@@ -213,7 +213,7 @@ __all__ = ["KeySet", "MeterSecurity", "SECURED_CLIENTS", "SETUP_OF_CLIENT", "TX_
 # -- key management (Security setup v1 methods) -------------------------------------------------------
 
 KEY_EK, KEY_BROADCAST, KEY_AK, KEY_MASTER = 0, 1, 2, 3
-EV_HLS_US, EV_HLS_FW, EV_GLOBAL_KEY = 162, 163, 164  # transaction events (facts section 10)
+EV_HLS_US, EV_HLS_FW, EV_GLOBAL_KEY = 162, 163, 164  # transaction events (Gurux's India.txt; gurux.fi/forum/15949)
 
 
 def key_transfer(meter, e: int, params, now: float):

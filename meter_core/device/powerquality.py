@@ -6,7 +6,7 @@ configured mean per day, each with a start, a duration and a magnitude drawn uni
 the day and not overlapping others of its type. A day's events are computed when first needed and
 cached for that day, like the load model's deviations, so an idle meter stores nothing.
 
-What the events do (facts sections 10, 11, 14):
+What the events do (event codes and ESW bits as above; the ground-truth columns of README):
 
 - INTERRUPTION: the supply is off: voltages, currents and power read zero, power-failure events
   101/102 go to the power log, ESW bit 85 (last gasp) is set while it lasts and bit 86 (first

@@ -1,10 +1,10 @@
 """When and what a meter pushes: the push setups' configuration, their schedules and triggers.
 
-Push object lists follow facts section 12: every push starts with the device ID (0.0.96.1.2.255), the
+Push object lists follow a Wirepas DLMS NIC firmware for IS 15959 meters: every push starts with the device ID (0.0.96.1.2.255), the
 push setup's own logical name and the clock, then the pushed data: the instantaneous values (instant
 push), the Event Status Word (alert push), or a profile buffer (block load and daily load pushes).
 Normative IS 15959 push object lists are not public (UNCONFIRMED); the intervals are in seconds
-(facts 2.1, UNCONFIRMED). The push setup objects are `meter_core.cosem.ic.push_setup`; the APDU and its
+(UNCONFIRMED). The push setup objects are `meter_core.cosem.ic.push_setup`; the APDU and its
 framing `meter_core.notification`.
 """
 
@@ -29,14 +29,14 @@ ALERT_PUSH = "0.4.25.9.0.255"
 BLOCK_LOAD_PUSH = "0.5.25.9.0.255"
 DAILY_LOAD_PUSH = "0.6.25.9.0.255"
 # Billing push (the closed period's billing profile entry) and one push per event log (its new entry):
-# OBIS codes as one IS 15959 communication module uses them (facts 12.1: 0.103 vs 0.132 for billing,
+# OBIS codes as one IS 15959 communication module uses them (0.103 vs 0.132 for billing differ between sources,
 # event-log pushes vendor-specific; UNCONFIRMED). Event-log pushes are off by default.
 BILLING_PUSH = "0.103.25.9.0.255"
 EVENT_PUSHES = tuple(f"0.{120 + c}.25.9.0.255" for c in range(7))
 NAMES = {INSTANT_PUSH: "Instant push setup", ALERT_PUSH: "Alert push setup", BLOCK_LOAD_PUSH: "Block load push setup",
           DAILY_LOAD_PUSH: "Daily load push setup", BILLING_PUSH: "Billing push setup",
           **{p: f"Event log {c} push setup" for c, p in enumerate(EVENT_PUSHES)}}
-PUSH_CLIENT_SAP = 64  # wPort / HDLC client of the push association 0.0.40.0.4.255 (facts 7)
+PUSH_CLIENT_SAP = 64  # wPort / HDLC client of the push association 0.0.40.0.4.255 (Gurux's India.txt)
 PUSH_SETUP_E = 4  # its security setup 0.0.43.0.4.255
 # push_schedules types of the pushes that go on their trigger rather than a period
 TRIGGERS = ("ON_ALARM", "ON_BILLING", "ON_EVENT")

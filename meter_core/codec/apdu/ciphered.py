@@ -1,4 +1,4 @@
-"""Ciphered xDLMS APDUs taken apart and put together (IEC 62056-5-3 clause 8.3; facts 5.2, 5.3).
+"""Ciphered xDLMS APDUs taken apart and put together (IEC 62056-5-3 clause 8.3).
 
 The service-specific glo- and ded- forms of each plain APDU, general-glo/ded-ciphering, general-ciphering
 and general-signing: which tags they are, and the envelope around the protected payload (SC || IC ||
@@ -71,7 +71,8 @@ class Envelope:
 
 
 def open_envelope(apdu: bytes) -> Envelope:
-    """Parse a glo-/ded- service APDU or a general-glo/ded-ciphering APDU (facts 5.2)."""
+    """Parse a glo-/ded- service APDU or a general-glo/ded-ciphering APDU (IEC 62056-5-3; as Gurux and
+    dlms-cosem parse it)."""
     try:
         r = Reader(apdu)
         tag = r.pull_u8()
@@ -117,7 +118,7 @@ class GeneralCiphering:
 
     def aad_extra(self, suite: int) -> bytes:
         """What suites 1 and 2 add to the AAD after SC || AK: the APDU's addressing fields, each with
-        its length (as gurux-dlms does; the Green Book text is not public - facts 5.3, UNCONFIRMED)."""
+        its length (as gurux-dlms does; the Green Book text is not public: UNCONFIRMED)."""
         if suite == 0:
             return b""
         return b"".join(encode_length(len(f)) + f for f in (

@@ -1,7 +1,7 @@
 """Code lists of the xDLMS and ACSE services (IEC 62056-5-3 clause 8 ASN.1; DLMS UA Green Book).
 
 Values are those of the ASN.1 modules as implemented by the public stacks cited in
-shared/reference/dlms-is15959-facts.md sections 4.1-4.4.
+IEC 62056-5-3 as Gurux (enums) and dlms-cosem implement it.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def push_object_list(push: str, kind: MeterKind) -> Data:
         for c, o, a in entries))
 
 
-# Push setup version 1 (facts 8.4: IS 15959 meters list class 40 v1): attributes 8-10 after v0's seven.
+# Push setup version 1 (Gurux's India.txt lists class 40 v1): attributes 8-10 after v0's seven.
 PORT_REFERENCE = "0.0.25.0.0.255"  # the TCP-UDP setup the pushes go out on
 
 

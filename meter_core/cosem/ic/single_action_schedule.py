@@ -76,7 +76,7 @@ def billing_schedule() -> CosemObject:
     )
 
 
-PUSH_SCHEDULE = "0.0.15.0.4.255"  # single action schedule of the periodic pushes (facts 8.6, 12.1)
+PUSH_SCHEDULE = "0.0.15.0.4.255"  # single action schedule of the periodic pushes (Gurux's India.txt; a Wirepas DLMS NIC firmware for IS 15959 meters)
 
 
 def _execution_times(meter, assoc, now) -> bytes:
