@@ -1,5 +1,6 @@
-"""What a push sends (a Wirepas DLMS NIC firmware for IS 15959 meters): the Data-Notification APDU of a push setup, ciphered as IS 15959
-meters cipher it, framed for the wire (wrapper or HDLC UI), and the head-end's confirmation taken back.
+"""What a push sends (as a public IS 15959 NIC firmware builds it): the Data-Notification APDU of a
+push setup, ciphered as IS 15959 meters cipher it, framed for the wire (wrapper or HDLC UI), and the
+head-end's confirmation taken back.
 """
 
 from __future__ import annotations

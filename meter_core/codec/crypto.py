@@ -138,7 +138,8 @@ def gmac(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, challenge:
 
 def hls_aes(secret: bytes, challenge: bytes) -> bytes:
     """HLS mechanism 2 f(challenge) as IS 15959 meters run it: AES-ECB of the challenge, zero-padded to
-    whole blocks, under the HLS secret zero-padded to 16 bytes (IEC 62056-5-3 HLS; Gurux and dlms-cosem agree)."""
+    whole blocks, under the HLS secret zero-padded to 16 bytes (IEC 62056-5-3; Gurux and
+    dlms-cosem agree)."""
     if not 1 <= len(secret) <= 32:
         raise ValueError("HLS secret must be 1 to 32 bytes")
     key = secret.ljust(16 if len(secret) <= 16 else 32, b"\x00")

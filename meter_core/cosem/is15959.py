@@ -1,7 +1,8 @@
 """The IS 15959 object catalogue, as data.
 
 OBIS codes, classes and meanings are from IS 15959 Parts 1-3 as published in the Gurux India object
-list and cross-checked with the Gurux India meter model (GuruxDLMS.c) and a public IS 15959 NIC firmware; data types, scalers and
+list and cross-checked with the Gurux India meter model (GuruxDLMS.c) and a public IS 15959 NIC
+firmware; data types, scalers and
 units are this simulator's choice where the public sources give none (they are what a typical IS 15959
 meter sends, and every one is announced by the scaler_unit attribute a head-end reads anyway).
 
@@ -242,7 +243,7 @@ INVOCATION_COUNTERS = ("0.0.43.1.3.255", "0.0.43.1.4.255", "0.0.43.1.5.255")
 ESW = "0.0.94.91.18.255"
 ESWF = "0.0.94.91.26.255"
 
-# -- associations (Gurux's India.txt and a Wirepas DLMS NIC firmware for IS 15959 meters) ---------------------------------------------------------------
+# -- associations (Gurux's India.txt and a Wirepas DLMS NIC firmware for IS 15959 meters) --------------------
 
 _PC_CONFORMANCE = (
     Conformance.GET | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ | Conformance.SELECTIVE_ACCESS
@@ -324,9 +325,11 @@ US_METHODS: dict[str, frozenset[int]] = {
     "1.0.94.91.0.255": frozenset({2}),  # instantaneous profile capture()
 }
 
-# -- profiles (class 7), Gurux's India.txt and the Gurux India model ------------------------------------------------------
-# Capture objects follow the one published IS 15959 meter model (the Gurux India model, GuruxDLMS.c data collector objects.c) for
-# polyphase meters and the single-phase field lists of a public HES client's decoder; the normative tables are not public
+# -- profiles (class 7), Gurux's India.txt and the Gurux India model -----------------------------------------
+# Capture objects follow the one published IS 15959 meter model (the Gurux India model, GuruxDLMS.c data
+# collector objects.c) for
+# polyphase meters and the single-phase field lists of a public HES client's decoder; the normative tables are
+# not public
 # (UNCONFIRMED). Depths are the same model's (2208 half-hour blocks = 46 days, 46 days,
 # 7 billing periods), also UNCONFIRMED as normative minima.
 

@@ -51,7 +51,7 @@ def local_to_utc(dt: CosemDateTime) -> float:
     """UTC seconds of a date-time a head-end sent for the meter's wall clock.
 
     IS 15959 meters keep IST. A deviation of +330 or -330 (companion practice and Blue Book sign
-    conventions disagree: Gurux and dlms-cosem differ) or "not specified" both mean IST; any other deviation is
+    conventions disagree) or "not specified" both mean IST; any other deviation is
     read the Blue Book way (local time = UTC - deviation).
     """
     local = dt.to_datetime().replace(tzinfo=_dt.UTC).timestamp()

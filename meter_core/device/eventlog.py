@@ -1,6 +1,7 @@
 """The seven IS 15959 event logs, the last-event-code objects, event counters, ESW and ESWF.
 
-Events come from two places, merged in time order per log (event codes as Gurux's India.txt and gurux.fi/forum/15949 list them):
+Events come from two places, merged in time order per log (event codes as Gurux's India.txt
+and gurux.fi/forum/15949 list them):
 
 - the supply, a pure function of (seed, meter_id, day) (`meter_core.device.powerquality`): voltage events
   (low 9/10, over 7/8, unbalance 11/12) and power failures (101/102);
@@ -151,7 +152,8 @@ def esw_changes(meter: Meter, t0: float, t1: float) -> list[tuple[float, set[int
 
 
 def esw_bits(meter: Meter, t: float) -> set[int]:
-    """The ESW bits set at simulated ``t`` (the bit list of gurux.fi/forum/15949 and of a Wirepas DLMS NIC firmware for IS 15959 meters)."""
+    """The ESW bits set at simulated ``t`` (bits as gurux.fi/forum/15949 and a public
+    IS 15959 NIC firmware list them)."""
     bits: set[int] = set()
     day = day_of(t)
     for e in (*meter.pq_events(day - 1), *meter.pq_events(day)):

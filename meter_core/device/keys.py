@@ -213,7 +213,8 @@ __all__ = ["KeySet", "MeterSecurity", "SECURED_CLIENTS", "SETUP_OF_CLIENT", "TX_
 # -- key management (Security setup v1 methods) -------------------------------------------------------
 
 KEY_EK, KEY_BROADCAST, KEY_AK, KEY_MASTER = 0, 1, 2, 3
-EV_HLS_US, EV_HLS_FW, EV_GLOBAL_KEY = 162, 163, 164  # transaction events (Gurux's India.txt; gurux.fi/forum/15949)
+# transaction events (Gurux's India.txt; gurux.fi/forum/15949)
+EV_HLS_US, EV_HLS_FW, EV_GLOBAL_KEY = 162, 163, 164
 
 
 def key_transfer(meter, e: int, params, now: float):

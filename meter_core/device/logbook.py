@@ -1,6 +1,7 @@
 """The events a meter logs: categories, codes, and the record of what happened to this meter.
 
-Events come from two places, merged in time order per log (event codes as Gurux's India.txt and gurux.fi/forum/15949 list them): the supply, a pure
+Events come from two places, merged in time order per log (event codes as Gurux's India.txt
+and gurux.fi/forum/15949 list them): the supply, a pure
 function of (seed, meter_id, day) (`meter_core.device.powerquality`), and what happened to this meter,
 kept in its state (`MeterState.events`) by `record` here. The queries over both live in
 `meter_core.device.eventlog`.
@@ -38,7 +39,8 @@ RETAINED = 1024
 # The ESW billing bit stays set this long after a billing close (seconds).
 BILLING_BIT_S = 3600.0
 
-# Transaction and control event codes (as Gurux's India.txt and gurux.fi/forum/15949 list them) of what head-ends do to a meter.
+# Transaction and control event codes (as Gurux's India.txt and gurux.fi/forum/15949 list them) of what head-
+# ends do to a meter.
 EV_CLOCK_SET, EV_DEMAND_PERIOD, EV_CAPTURE_PERIOD, EV_BILLING_DATE, EV_CALENDAR = 151, 152, 153, 154, 155
 EV_LOAD_LIMIT, EV_ESWF, EV_MD_RESET, EV_DISCONNECTED, EV_CONNECTED = 158, 165, 166, 301, 302
 

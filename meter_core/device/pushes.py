@@ -1,11 +1,11 @@
 """When and what a meter pushes: the push setups' configuration, their schedules and triggers.
 
-Push object lists follow a Wirepas DLMS NIC firmware for IS 15959 meters: every push starts with the device ID (0.0.96.1.2.255), the
-push setup's own logical name and the clock, then the pushed data: the instantaneous values (instant
-push), the Event Status Word (alert push), or a profile buffer (block load and daily load pushes).
-Normative IS 15959 push object lists are not public (UNCONFIRMED); the intervals are in seconds
-(UNCONFIRMED). The push setup objects are `meter_core.cosem.ic.push_setup`; the APDU and its
-framing `meter_core.notification`.
+Push object lists follow a public IS 15959 NIC firmware (Wirepas DLMS NIC): every push starts with the
+device ID (0.0.96.1.2.255), the push setup's own logical name and the clock, then the pushed data: the
+instantaneous values (instant push), the Event Status Word (alert push), or a profile buffer (block
+load and daily load pushes). Normative IS 15959 push object lists are not public (UNCONFIRMED); the
+intervals are in seconds (UNCONFIRMED). The push setup objects are `meter_core.cosem.ic.push_setup`;
+the APDU and its framing `meter_core.notification`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ ALERT_PUSH = "0.4.25.9.0.255"
 BLOCK_LOAD_PUSH = "0.5.25.9.0.255"
 DAILY_LOAD_PUSH = "0.6.25.9.0.255"
 # Billing push (the closed period's billing profile entry) and one push per event log (its new entry):
-# OBIS codes as one IS 15959 communication module uses them (0.103 vs 0.132 for billing differ between sources,
+# OBIS codes as one IS 15959 communication module uses them (0.103 vs 0.132 for billing differ between
+# sources,
 # event-log pushes vendor-specific; UNCONFIRMED). Event-log pushes are off by default.
 BILLING_PUSH = "0.103.25.9.0.255"
 EVENT_PUSHES = tuple(f"0.{120 + c}.25.9.0.255" for c in range(7))

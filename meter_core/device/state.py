@@ -25,10 +25,12 @@ class MeterState:
     capture_periods: tuple = ((-math.inf, 1800),)
     # Configuration changes made by head-ends (SET/ACTION that change the meter's programme).
     programming_count: int = 0
-    # True times from which a profile holds no entries captured before (profile reset(), capture-period change).
+    # True times from which a profile holds no entries captured before (profile reset(), capture-period
+    # change).
     block_profile_start: float = -math.inf
     daily_profile_start: float = -math.inf
-    # Billing: the billing date in force (day, hour, minute) as a timeline, and the true time of every MD reset.
+    # Billing: the billing date in force (day, hour, minute) as a timeline, and the true time of every MD
+    # reset.
     billing_schedule: tuple = ((-math.inf, (1, 0, 0)),)
     billing_resets: tuple = ()
     # Relay (disconnect control) and load limit (limiter threshold, W, as a timeline; 0 = the kind's default).

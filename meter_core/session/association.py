@@ -260,7 +260,8 @@ class Association:
         self.send_limit = self.max_send_pdu_size
         self._sec: SecurityContext | None = None
         self._expected_sc = -1  # the security control byte the policy asks for (checked once per value)
-        # long GET in progress: [invoke id, bytes not yet sent, chunks still to come or None, last block number]
+        # long GET in progress: [invoke id, bytes not yet sent, chunks still to come or None, last block
+        # number]
         self._long_get: _LongGet | None = None
         # long SET in progress: [request, collected raw bytes, last block number]
         self._long_set: _LongSet | _LongAction | None = None
@@ -630,7 +631,7 @@ class Association:
 
     def _ecdsa_passes(self, value: bytes, title: bytes) -> bytes | None:
         """Mechanism 7: the client signed client title || server title || StoC || CtoS; the meter
-        answers with its signature of server title || client title || CtoS || StoC (IEC 62056-5-3 HLS, as traced on gurux.fi/comment/16477)."""
+        answers with its signature of server title || client title || CtoS || StoC (IEC 62056-5-3 HLS)."""
         ctx, meter = self._sec, self.meter
         state = meter.keys()
         suite = self._keyset().suite
@@ -643,7 +644,7 @@ class Association:
         return sec.ecdsa_sign(suite, state.signing, title + ctx.client_title + ctx.ctos + ctx.stoc)
 
     def _reply_to_hls(self, iip: int, raw: bytes | None) -> bytes:
-        """HLS pass 3 (the client's f(StoC)) and pass 4 (the meter's f(CtoS)) (IEC 62056-5-3 HLS, as traced on gurux.fi/comment/16477)."""
+        """HLS pass 3 (the client's f(StoC)) and pass 4 (the meter's f(CtoS)) (IEC 62056-5-3 HLS)."""
         ctx, ks, spec = self._sec, self._keyset(), self.spec
         value = None
         if raw is not None:

@@ -1040,7 +1040,7 @@ def _pull_notification_head(r: Reader, tag: int, what: str) -> tuple[int, bytes 
 class DataNotificationConfirm:
     """Data-Notification-Confirm [16]: a head-end's confirmation of a confirmed push (push setup v2,
     push_operation_method 2): the push's long-invoke-id-and-priority and, optionally, a date-time.
-    Encoded as the Data-Notification's first two fields (IEC 62056-5-3 data-notification; layout UNCONFIRMED against the
+    Encoded as the Data-Notification's first two fields (IEC 62056-5-3; layout UNCONFIRMED against the
     Green Book)."""
 
     TAG: ClassVar[int] = ApduTag.DATA_NOTIFICATION_CONFIRM

@@ -76,7 +76,9 @@ def billing_schedule() -> CosemObject:
     )
 
 
-PUSH_SCHEDULE = "0.0.15.0.4.255"  # single action schedule of the periodic pushes (Gurux's India.txt; a Wirepas DLMS NIC firmware for IS 15959 meters)
+# single action schedule of the periodic pushes (Gurux's India.txt; a Wirepas DLMS NIC firmware for IS 15959
+# meters)
+PUSH_SCHEDULE = "0.0.15.0.4.255"
 
 
 def _execution_times(meter, assoc, now) -> bytes:
