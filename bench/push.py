@@ -86,7 +86,7 @@ def _frames(options: FleetOptions, count: int) -> list[bytes]:
     """Ciphered instant pushes of the fleet's meters, as the worker makes them (different invoke ids so
     the sink keeps each)."""
     from meter_core import notification
-    from meter_core.device import pushes as push
+    from meter_core.device import config as device_config
     from meter_core.device.clock import SimClock
     from meter_core.device.meter import Meter
 
@@ -95,7 +95,7 @@ def _frames(options: FleetOptions, count: int) -> list[bytes]:
     out = []
     for k in range(count):
         m = meters[k % len(meters)]
-        apdu = notification.data_notification(m, push.INSTANT_PUSH, now + k * 60, k + 1)
+        apdu = notification.data_notification(m, device_config.INSTANT_PUSH, now + k * 60, k + 1)
         out.append(notification.frame(m, notification.protect(m, apdu), False))
     return out
 

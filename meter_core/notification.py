@@ -21,7 +21,7 @@ from meter_core.codec.wrapper import wrap
 from meter_core.cosem.buffer import Stream
 from meter_core.cosem.build import model_of
 from meter_core.device import pushes
-from meter_core.device.pushes import CONFIG, PUSH_CLIENT_SAP, PUSH_SETUP_E
+from meter_core.device.pushes import PUSH_CLIENT_SAP, PUSH_SETUP_E
 
 _UI_FINAL = 0x13  # HDLC UI frame with the final bit set
 _LN_HEAD = bytes((DataType.OCTET_STRING, 6))  # a logical name: octet-string of 6
@@ -71,7 +71,7 @@ CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority bit 30: service-cl
 def data_notification(meter, push: str, now: float, invoke_id: int) -> bytes:
     """The plain DataNotification APDU of push setup ``push`` (long-invoke-id-and-priority ``invoke_id``,
     service class confirmed when the push setup's pushes are; date-time = the meter clock)."""
-    service = CONFIRMED_SERVICE if CONFIG[push].operation_method == 2 else 0
+    service = CONFIRMED_SERVICE if meter.config.push[push].operation_method == 2 else 0
     return encode_apdu(DataNotification(long_invoke_id_and_priority=(invoke_id & 0x00FFFFFF) | service,
                                         date_time=meter.clock_bytes(now), body=notification_body(meter, push, now)))
 

@@ -108,19 +108,3 @@ def empty_database_url(postgres_url):
     name = _fresh_database(postgres_url, None)
     yield with_database(postgres_url, name)
     asyncio.run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(autouse=True)
-def _push_settings_restored():
-    """A worker run in the test's process installs its database's push settings process-wide (and the
-    push setups' object versions follow them): put the code's defaults back after each test."""
-    from meter_core.device import pushes as push
-
-    saved = dict(push.CONFIG)
-    yield
-    if push.CONFIG != saved:
-        from meter_core.cosem.build import model_for
-
-        push.CONFIG.clear()
-        push.CONFIG.update(saved)
-        model_for.cache_clear()

@@ -42,14 +42,16 @@ from meter_core.cosem.model import (
     ln_attribute,
     rights_for,
 )
+from meter_core.device.config import DEFAULT_DEVICE, DeviceConfig
 from meter_core.device.identity import MeterKind
 from meter_core.device.meter import Meter
 
 
 @functools.cache
-def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
-    """The IS 15959 object model of ``kind`` (built once per process), clients 48/64/80 authenticating
-    with HLS mechanism ``hls`` and ciphering with security suite ``suite``."""
+def model_for(kind: MeterKind, hls: int = 2, suite: int = 0, config: DeviceConfig = DEFAULT_DEVICE) -> MeterModel:
+    """The IS 15959 object model of ``kind``, clients 48/64/80 authenticating with HLS mechanism ``hls``
+    and ciphering with security suite ``suite``, its push setups as ``config`` has them. Built once per
+    process and arguments (all immutable values: nothing to clear)."""
     objects: list[CosemObject] = [clock.clock_object()]
     objects += [
         CosemObject(DATA, ln(s.obis), s.name, (ln_attribute(ln(s.obis)), data.identity_value(s.source, kind)))
@@ -82,7 +84,7 @@ def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
     if kind is not MeterKind.CT_PT:  # no relay on CT/PT meters
         objects += [disconnect_control.disconnect_control(), limiter.limiter()]
     objects += data.event_objects()
-    objects += push_setup.push_setup_objects(kind)
+    objects += push_setup.push_setup_objects(kind, config.pushes)
     objects += [single_action_schedule.push_schedule(), script_table.push_script_table()]
     by_key = {o.key: o for o in objects}
     objects += [profile_generic.profile_object(kind, spec, by_key) for spec in cat.PROFILES]
@@ -137,9 +139,10 @@ def model_for(kind: MeterKind, hls: int = 2, suite: int = 0) -> MeterModel:
 
 
 def model_of(meter: Meter) -> MeterModel:
-    """The object model of ``meter``: its kind's, with the fleet's HLS mechanism and security suite."""
+    """The object model of ``meter``: its kind's, with the fleet's HLS mechanism, security suite and push
+    setups."""
     fleet = meter.fleet
-    return model_for(meter.identity.kind, fleet.hls_mechanism, fleet.security_suite)
+    return model_for(meter.identity.kind, fleet.hls_mechanism, fleet.security_suite, meter.config)
 
 
 def _rights_of(client_sap: int) -> tuple[dict, dict]:

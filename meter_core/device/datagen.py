@@ -154,16 +154,17 @@ def _draw_category(r: random.Random, kind: MeterKind) -> str:
 
 _D0 = (_dt.date(2019, 1, 1) - _dt.date(1970, 1, 1)).days  # first IST day the tables cover (a Tuesday)
 _CATEGORY_SEED = {name: i for i, name in enumerate(tpl.CATEGORIES)}
+_DEFAULT_TABLE = tpl.table(tpl.DEFAULT_TEMPLATES)
+_DEFAULT_DAYS: dict[str, CategoryDays] = {}
 
 
 class CategoryDays:
     """Per IST day: the template in force, its level F and the running sum of F (from `_D0`)."""
 
-    _all: dict[str, CategoryDays] = {}
-
-    def __init__(self, category: str) -> None:
+    def __init__(self, category: str, templates: dict | None = None) -> None:
         self.category = category
-        self.ref = tpl.weekday_mean_kw(category)
+        self.templates = templates if templates is not None else _DEFAULT_TABLE
+        self.ref = tpl.weekday_mean_kw(self.templates, category)
         self.levels: list[float] = []
         self.prefix: list[float] = [0.0]
         self.shapes: list[tuple] = []  # (hourly shape, its cumulative integral at each hour)
@@ -171,9 +172,11 @@ class CategoryDays:
 
     @classmethod
     def of(cls, category: str) -> CategoryDays:
-        days = cls._all.get(category)
+        """The days of ``category`` under the default templates (computed once per process: they are
+        a function of constants)."""
+        days = _DEFAULT_DAYS.get(category)
         if days is None:
-            days = cls._all[category] = cls(category)
+            days = _DEFAULT_DAYS[category] = cls(category)
         return days
 
     def _extend(self, day: int) -> None:
@@ -182,7 +185,7 @@ class CategoryDays:
             key = (tpl.season_of(date), tpl.day_type_of(date, self.category))
             entry = self._cache.get(key)
             if entry is None:
-                t = tpl.TEMPLATES[(self.category, *key)]
+                t = self.templates[(self.category, *key)]
                 shape = t.shape
                 cum = [0.0]
                 for v in shape:
@@ -240,11 +243,12 @@ class LoadModel:
     __slots__ = ("params", "_seed", "_meter", "_days", "_day", "_dev", "_cum", "_shape", "_tcum", "_level",
                  "_before", "_k", "_s_over_p", "_origin", "_week_no", "_week_levels", "_week_run", "_batch")
 
-    def __init__(self, params: MeterParams) -> None:
+    def __init__(self, params: MeterParams, days: CategoryDays | None = None) -> None:
+        """``days``: the meter's category under the fleet's templates (default: the default templates)."""
         self.params = params
         self._seed = params.seed
         self._meter = params.meter_id
-        self._days = CategoryDays.of(params.category)
+        self._days = days if days is not None else CategoryDays.of(params.category)
         self._day = None
         self._dev: list[float] = []
         self._cum: list[float] = []
@@ -617,10 +621,3 @@ def _neutral_current(currents, pfs) -> float:
         re += c * math.cos(angle)
         im += c * math.sin(angle)
     return math.hypot(re, im)
-
-
-def install_templates(rows: list[dict]) -> None:
-    """Use these load templates from now on (`meter_core.device.templates.install`), and forget the
-    category days computed from the ones before."""
-    tpl.install(rows)
-    CategoryDays._all.clear()

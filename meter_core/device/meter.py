@@ -15,6 +15,7 @@ from meter_core.codec.axdr import encode_datetime_at
 from meter_core.device import history, logbook
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import IST_OFFSET_MINUTES, SimClock, day_of
+from meter_core.device.config import DEFAULT_DEVICE, DeviceConfig
 from meter_core.device.datagen import Energy, LoadModel, meter_params
 from meter_core.device.identity import FleetConfig, MeterIdentity, MeterKind, meter_identity, stable_hash
 from meter_core.device.keys import MeterSecurity, derived_keys
@@ -69,7 +70,7 @@ class Meter:
     __slots__ = (
         "identity", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
         "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor", "drift", "_epoch_start",
-        "_pq", "outage_cache", "tod_cache", "fleet", "tx_floor", "_hist",
+        "_pq", "outage_cache", "tod_cache", "fleet", "tx_floor", "_hist", "config",
     )
 
     def __init__(
@@ -81,6 +82,7 @@ class Meter:
         clock: SimClock | None = None,
         state: MeterState | None = None,
         port: int | None = None,
+        config: DeviceConfig = DEFAULT_DEVICE,
     ) -> None:
         clock = clock or SimClock.real_time()
         self.sim = clock.sim
@@ -88,7 +90,8 @@ class Meter:
         self.tx_floor = 0  # first sent invocation counter if no stored one exists (set by the fleet)
         self.identity: MeterIdentity = meter_identity(fleet, meter_id)
         params = meter_params(fleet.seed, meter_id, self.identity.kind, epoch_start)
-        self.load = LoadModel(params)
+        self.config = config
+        self.load = LoadModel(params, config.category_days(params.category))
         self._install_time: float = params.install_time
         self.state = state if state is not None else MeterState()
         self.port = port
@@ -349,7 +352,7 @@ class Meter:
         cache = self._pq
         if cache is None:
             p = self.load.params
-            cache = self._pq = pq.DayCache(p.seed, p.meter_id, self.identity.kind)
+            cache = self._pq = pq.DayCache(p.seed, p.meter_id, self.identity.kind, self.config.power_quality)
         return cache.get(day)
 
     @contextlib.contextmanager
@@ -360,7 +363,7 @@ class Meter:
         cache = self._pq
         if cache is None:
             p = self.load.params
-            cache = self._pq = pq.DayCache(p.seed, p.meter_id, self.identity.kind)
+            cache = self._pq = pq.DayCache(p.seed, p.meter_id, self.identity.kind, self.config.power_quality)
         with self.load.batch(), cache.hold():
             yield self
 
@@ -398,7 +401,7 @@ class Meter:
         kept = cache.days.get(day) if cache is not None else None
         if kept is None:
             p = self.load.params
-            return pq.has_interruption(p.seed, p.meter_id, self.identity.kind, day)
+            return pq.has_interruption(p.seed, p.meter_id, self.identity.kind, day, self.config.power_quality)
         return bool(kept[0]) and self._outages(day)[0] is not None
 
     def _outage_adjustment(self, t: float) -> float:

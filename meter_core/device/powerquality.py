@@ -62,13 +62,9 @@ DEFAULT_CONFIG: tuple[PowerQualityConfig, ...] = (
     PowerQualityConfig("HARMONIC_DISTORTION", 0.2, 600, 7200, 0.05, 0.12, "ALL"),
 )
 
-# The configuration in force in this process (`install` replaces it, e.g. with the database's rows).
-CONFIG: list[tuple[PowerQualityConfig, ...]] = [DEFAULT_CONFIG]
-
-
-def install(rows: list[dict]) -> None:
-    """Use these rows of ``power_quality_events_config`` in this process from now on."""
-    CONFIG[0] = tuple(
+def from_rows(rows: list[dict]) -> tuple[PowerQualityConfig, ...]:
+    """The supply-event configuration of rows of ``power_quality_events_config``, in the defaults' order."""
+    return tuple(
         PowerQualityConfig(r["event_type"], float(r["probability_per_day"]), float(r["min_duration_s"]),
                            float(r["max_duration_s"]), float(r["magnitude_min"]), float(r["magnitude_max"]),
                            r.get("phases", "ANY"), bool(r.get("enabled", True)))
@@ -103,10 +99,8 @@ def _poisson(r: random.Random, lam: float) -> int:
 
 
 def day_events(seed: int, meter_id: int, kind: MeterKind, day: int,
-               config: tuple[PowerQualityConfig, ...] | None = None) -> tuple[PqEvent, ...]:
+               config: tuple[PowerQualityConfig, ...] = DEFAULT_CONFIG) -> tuple[PqEvent, ...]:
     """The events of IST day number ``day`` for a meter, sorted by start."""
-    if config is None:
-        config = CONFIG[0]
     r = random.Random(stable_hash("pq-day", seed, meter_id, day))
     factor = KIND_FACTOR[kind]
     midnight = day * DAY - IST_S
@@ -132,11 +126,9 @@ def day_events(seed: int, meter_id: int, kind: MeterKind, day: int,
 
 
 def has_interruption(seed: int, meter_id: int, kind: MeterKind, day: int,
-                     config: tuple[PowerQualityConfig, ...] | None = None) -> bool:
+                     config: tuple[PowerQualityConfig, ...] = DEFAULT_CONFIG) -> bool:
     """Whether `day_events` of the day holds an interruption, drawing the day's events only as far as
     that is decided (up to the interruption rows of the configuration: the first, by default)."""
-    if config is None:
-        config = CONFIG[0]
     last = max((i for i, c in enumerate(config) if c.event_type == "INTERRUPTION"), default=-1)
     r = random.Random(stable_hash("pq-day", seed, meter_id, day))
     factor = KIND_FACTOR[kind]
@@ -158,10 +150,11 @@ def has_interruption(seed: int, meter_id: int, kind: MeterKind, day: int,
 class DayCache:
     """A meter's events of the last few IST days in use (a block or a day read spans two; kept small)."""
 
-    __slots__ = ("seed", "meter_id", "kind", "days", "held")
+    __slots__ = ("seed", "meter_id", "kind", "config", "days", "held")
 
-    def __init__(self, seed: int, meter_id: int, kind: MeterKind) -> None:
-        self.seed, self.meter_id, self.kind = seed, meter_id, kind
+    def __init__(self, seed: int, meter_id: int, kind: MeterKind,
+                 config: tuple[PowerQualityConfig, ...] = DEFAULT_CONFIG) -> None:
+        self.seed, self.meter_id, self.kind, self.config = seed, meter_id, kind, config
         # day -> [events, interruptions with their energies (filled by the meter) or None]
         self.days: dict[int, list] = {}
         self.held = False
@@ -171,7 +164,7 @@ class DayCache:
         if e is None:
             if len(self.days) >= 3 and not self.held:
                 del self.days[next(iter(self.days))]
-            e = self.days[day] = [day_events(self.seed, self.meter_id, self.kind, day), None]
+            e = self.days[day] = [day_events(self.seed, self.meter_id, self.kind, day, self.config), None]
         return e
 
     @contextlib.contextmanager

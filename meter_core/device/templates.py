@@ -157,23 +157,29 @@ def _build() -> dict[tuple[str, str, str], LoadProfileTemplate]:
     return out
 
 
-TEMPLATES: dict[tuple[str, str, str], LoadProfileTemplate] = _build()
+# The defaults (``fleet db seed`` writes them); a fleet's own come in through `DeviceConfig`.
+DEFAULT_TEMPLATES: tuple[LoadProfileTemplate, ...] = tuple(_build().values())
 
 
-def weekday_mean_kw(category: str) -> float:
+def table(templates: tuple[LoadProfileTemplate, ...]) -> dict[tuple[str, str, str], LoadProfileTemplate]:
+    """The templates by (category, season, day type)."""
+    return {(t.category, t.season, t.day_type): t for t in templates}
+
+
+def weekday_mean_kw(templates: dict[tuple[str, str, str], LoadProfileTemplate], category: str) -> float:
     """The category's weekday mean load averaged over the seasons (weighted by their months)."""
     months = {"WINTER": 3, "SPRING": 1, "SUMMER": 3, "MONSOON": 3, "AUTUMN": 2}
-    return sum(TEMPLATES[(category, s, "WEEKDAY")].mean_kw * n for s, n in months.items()) / 12.0
+    return sum(templates[(category, s, "WEEKDAY")].mean_kw * n for s, n in months.items()) / 12.0
 
 
-def rows() -> list[dict]:
-    """The default templates as rows for the ``load_profile_templates`` table."""
-    return [t.as_row() for t in TEMPLATES.values()]
+def rows(templates: tuple[LoadProfileTemplate, ...] = DEFAULT_TEMPLATES) -> list[dict]:
+    """Templates as rows for the ``load_profile_templates`` table."""
+    return [t.as_row() for t in templates]
 
 
-def install(rows_: list[dict]) -> None:
-    """Use these templates (rows of ``load_profile_templates``, e.g. as edited in PostgreSQL) in this
-    process from now on. Every (category, season, day type) must be present."""
+def from_rows(rows_: list[dict]) -> tuple[LoadProfileTemplate, ...]:
+    """Templates from rows of ``load_profile_templates`` (e.g. as edited in PostgreSQL), in the defaults'
+    order. Every (category, season, day type) must be present."""
     new = {}
     for r in rows_:
         t = LoadProfileTemplate(r["category"], r["season"], r["day_type"], int(r["interval_minutes"]),
@@ -182,8 +188,8 @@ def install(rows_: list[dict]) -> None:
         if len(t.variation_pattern) != 24:
             raise ValueError(f"template {t.category}/{t.season}/{t.day_type}: 24 hourly values needed")
         new[(t.category, t.season, t.day_type)] = t
-    missing = [k for k in TEMPLATES if k not in new]
+    keys = [(t.category, t.season, t.day_type) for t in DEFAULT_TEMPLATES]
+    missing = [k for k in keys if k not in new]
     if missing:
         raise ValueError(f"templates missing for {', '.join('/'.join(k) for k in missing[:3])}")
-    TEMPLATES.clear()
-    TEMPLATES.update(new)
+    return tuple(new[k] for k in keys)

@@ -17,6 +17,7 @@ from fleet.cli import FLEET_EPOCH
 from fleet.settings import FleetOptions
 from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
+from meter_core.device.config import DEFAULT_DEVICE
 from meter_core.device.meter import Meter
 from tests.fleet.test_fleet_run import FleetProcess, ports, query
 
@@ -77,10 +78,10 @@ def test_two_thousand_meters_push_for_a_day_with_the_sink_away_for_an_hour(datab
     owed = set()
     for mid in range(METERS):
         probe = Meter(fleet_cfg, mid, epoch_start=FLEET_EPOCH, clock=SimClock.real_time())
-        for p in push.scheduled():
-            owed |= {(mid, p, t) for t in push.due_between(1, mid, p, a, b) if not probe.supply_off(t)}
+        for p in DEFAULT_DEVICE.scheduled():
+            owed |= {(mid, p, t) for t in push.due_between(DEFAULT_DEVICE, 1, mid, p, a, b) if not probe.supply_off(t)}
     due = {(r["meter_id"], r["p"], float(r["due"])): r for r in rows}
-    periodic = push.scheduled()
+    periodic = DEFAULT_DEVICE.scheduled()
     scheduled = {k for k in due if k[1] in periodic and a < k[2] <= b}
     assert scheduled == owed and len(owed) > 0.9 * METERS * 6 * 23
     # outside the sink's hour away every push was sent and received: a success rate of 100 %

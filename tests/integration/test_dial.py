@@ -13,7 +13,9 @@ import pytest
 
 from meter_core.codec.apdu import ciphered
 from meter_core.cosem.build import model_of
+from meter_core.device import config as device_config
 from meter_core.device import pushes as push
+from meter_core.device.config import DEFAULT_DEVICE
 from tests.integration.test_sink import RunningSink
 from tests.servers import PATIENCE, running_meters, wait_for
 
@@ -63,7 +65,7 @@ def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
             t0 = m.sim_now()
             time.sleep(6.0)  # 1.5 simulated hours
             t1 = m.sim_now()
-            due = [(mid, p, t) for mid in range(6) for p in push.scheduled() for t in push.due_between(1, mid, p, t0, t1)]
+            due = [(mid, p, t) for mid in range(6) for p in DEFAULT_DEVICE.scheduled() for t in push.due_between(DEFAULT_DEVICE, 1, mid, p, t0, t1)]
             # the meters stop once every push due by then has arrived (however far the worker lags)
             wait_for(f"the {len(due)} pushes due in 1.5 simulated hours",
                      lambda: {(mid, p, push.invoke_id_for(t)) for mid, p, t in due} <= _arrived(database_url),
@@ -108,7 +110,7 @@ def test_a_head_end_that_is_away_gets_retries_then_failures():
     assert pushes.get("retried", 0) >= pushes.get("failed", 0) * 3 > 0
     from fleet import metrics  # (flushed as the worker stopped) the reason: the head-end refused the calls
 
-    assert sum(metrics.PUSH_FAILURES.labels(p, "refused")._value.get() for p in push.scheduled()) > 0
+    assert sum(metrics.PUSH_FAILURES.labels(p, "refused")._value.get() for p in DEFAULT_DEVICE.scheduled()) > 0
 
 
 def test_the_head_end_reads_the_meter_on_the_connection_it_dialled():
@@ -145,7 +147,7 @@ def test_the_head_end_reads_the_meter_on_the_connection_it_dialled():
             client.get(8, "0.0.1.0.0.255", 2)
             ev = talk()
             assert isinstance(ev, GetResult) and ev.value is not None and len(ev.value.value) == 12
-            client.get(40, push.INSTANT_PUSH, 3)  # send_destination_and_method: TCP, this head-end, A-XDR
+            client.get(40, device_config.INSTANT_PUSH, 3)  # send_destination_and_method: TCP, this head-end, A-XDR
             ev = talk()
             transport, destination, message = ev.value.value
             assert (transport.value, message.value) == (0, 0)
@@ -173,7 +175,7 @@ def test_an_esw_change_sends_an_alert_push_and_its_bits_are_settled(database_url
             conn = await asyncpg.connect(database_url)
             try:
                 got = await conn.fetch("SELECT push_logical_name FROM push_received WHERE push_logical_name = $1",
-                                       push.ALERT_PUSH)
+                                       device_config.ALERT_PUSH)
                 alarms = await conn.fetch("SELECT bit, status, retry_count FROM eswf_push_alarms WHERE meter_id = 0")
                 return got, alarms
             finally:
@@ -321,7 +323,7 @@ def test_a_push_waiting_for_its_retries_survives_a_worker_restart(database_url):
     port = s.getsockname()[1]
     s.close()  # nobody listens there yet
     start = time.time()
-    first_due = min(push.next_due(1, mid, push.INSTANT_PUSH, start) for mid in range(2))
+    first_due = min(push.next_due(DEFAULT_DEVICE, 1, mid, device_config.INSTANT_PUSH, start) for mid in range(2))
 
     async def queue():
         conn = await asyncpg.connect(database_url)
@@ -460,7 +462,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
                 meter = m.worker.meter_for_rows(0)
                 obj = model_of(meter).by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
                 return (dict(m.worker.push_counts), (obj.ic.version, len(obj.attributes)),
-                        dict(meter.state.push_confirmations).get(push.INSTANT_PUSH))
+                        dict(meter.state.push_confirmations).get(device_config.INSTANT_PUSH))
 
             def ready():
                 got = m.call(look)
@@ -484,7 +486,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
     hes.bind(("127.0.0.1", 0))
     hes.listen(16)
     hes.settimeout(PATIENCE)  # (a push due while the worker boots is not owed: then the next, 15 s later)
-    first_due = push.next_due(1, 0, push.INSTANT_PUSH, time.time())
+    first_due = push.next_due(DEFAULT_DEVICE, 1, 0, device_config.INSTANT_PUSH, time.time())
     with running_meters(1, hes=("127.0.0.1", hes.getsockname()[1]), speed=60.0, dial_idle=30.0,
                         sim_start=first_due - 60, database_url=database_url) as m:
         conn, _ = hes.accept()
@@ -538,16 +540,16 @@ def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
                 for mm in (m.worker._active_meters.get(0), m.worker._cache.get(0)):
                     if mm is not None:
                         state = mm.state
-                state.push_settings = ((push.INSTANT_PUSH, "destination", f"127.0.0.1:{elsewhere.port}"),)
+                state.push_settings = ((device_config.INSTANT_PUSH, "destination", f"127.0.0.1:{elsewhere.port}"),)
 
             m.call(point)
             # a simulated hour, and the pushes looked for have come
             wait_for("meter 0's instant push elsewhere, its block load push and meter 1's instant push home",
-                     lambda: m.sim_now() >= m.worker.clock.start + 3600 and (0, push.INSTANT_PUSH) in got[elsewhere]
-                     and {(0, push.BLOCK_LOAD_PUSH), (1, push.INSTANT_PUSH)} <= got[home], lambda: got)
+                     lambda: m.sim_now() >= m.worker.clock.start + 3600 and (0, device_config.INSTANT_PUSH) in got[elsewhere]
+                     and {(0, device_config.BLOCK_LOAD_PUSH), (1, device_config.INSTANT_PUSH)} <= got[home], lambda: got)
         wait_for("the sinks to write all they received", lambda: not (home.sink.pending or elsewhere.sink.pending))
-        assert got[elsewhere] == {(0, push.INSTANT_PUSH)}
-        assert {(0, push.BLOCK_LOAD_PUSH), (1, push.INSTANT_PUSH)} <= got[home]
+        assert got[elsewhere] == {(0, device_config.INSTANT_PUSH)}
+        assert {(0, device_config.BLOCK_LOAD_PUSH), (1, device_config.INSTANT_PUSH)} <= got[home]
     finally:
         home.stop()
         elsewhere.stop()

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 
 from fleet.seed import install_settings, load_settings, seed_defaults
+from meter_core.device import config as device_config
 from meter_core.device import datagen, templates
 from meter_core.device import powerquality as pq
 from meter_core.device.identity import MeterKind
@@ -44,14 +45,14 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
         from meter_core.device import pushes as push
 
         await conn.execute("UPDATE push_schedules SET schedule_type = 'ONE_HOUR' WHERE push_logical_name = $1",
-                           push.INSTANT_PUSH)
-        await conn.execute("UPDATE push_setups SET number_of_retries = 5 WHERE logical_name = $1", push.INSTANT_PUSH)
+                           device_config.INSTANT_PUSH)
+        await conn.execute("UPDATE push_setups SET number_of_retries = 5 WHERE logical_name = $1", device_config.INSTANT_PUSH)
         saved = dict(push.CONFIG)
         try:
             push.install(await load_push_settings(conn))
-            assert push.scheduled()[push.INSTANT_PUSH] == "ONE_HOUR" and push.CONFIG[push.INSTANT_PUSH].retries == 5
-            assert push.EVENT_PUSHES[0] not in push.scheduled() and not push.CONFIG[push.EVENT_PUSHES[0]].enabled
-            assert push.CONFIG[push.BILLING_PUSH].enabled
+            assert push.scheduled()[device_config.INSTANT_PUSH] == "ONE_HOUR" and push.CONFIG[device_config.INSTANT_PUSH].retries == 5
+            assert device_config.EVENT_PUSHES[0] not in push.scheduled() and not push.CONFIG[device_config.EVENT_PUSHES[0]].enabled
+            assert push.CONFIG[device_config.BILLING_PUSH].enabled
         finally:
             push.CONFIG.clear()
             push.CONFIG.update(saved)

@@ -15,7 +15,7 @@ import pytest
 from fleet.settings import FleetOptions
 from fleet.sink import Directory, PushSink
 from meter_core import notification
-from meter_core.device import pushes as push
+from meter_core.device import config as device_config
 from meter_core.device.clock import SimClock
 from meter_core.device.meter import Meter
 
@@ -69,7 +69,7 @@ def test_pushes_are_recorded_once_and_bad_ones_refused(database_url):
         frames = []
         for meter_id in range(5):
             m = Meter(options.fleet, meter_id, epoch_start=EPOCH, clock=SimClock.real_time())
-            for i, p in enumerate((push.INSTANT_PUSH, push.ALERT_PUSH)):
+            for i, p in enumerate((device_config.INSTANT_PUSH, device_config.ALERT_PUSH)):
                 apdu = notification.data_notification(m, p, now, i + 1)
                 ciphered = meter_id % 2 == 1
                 frames.append(notification.frame(m, notification.protect(m, apdu) if ciphered else apdu, False))
@@ -80,7 +80,7 @@ def test_pushes_are_recorded_once_and_bad_ones_refused(database_url):
         frames.append(bytes(bad))
         stranger = Meter(FleetOptions(meters=5, seed=8).fleet, 0, epoch_start=EPOCH, clock=SimClock.real_time())
         frames.append(notification.frame(stranger, notification.protect(stranger, notification.data_notification(
-            stranger, push.INSTANT_PUSH, now, 9)), False))
+            stranger, device_config.INSTANT_PUSH, now, 9)), False))
         # one connection per meter, as meters dial in; the duplicates and the bad ones on their own
         for chunk in (frames[0:2], frames[2:4], frames[4:6], frames[6:8], frames[8:10], frames[10:]):
             with socket.create_connection(("127.0.0.1", sink.port), timeout=5) as s:

@@ -15,9 +15,11 @@ import pytest
 from fleet import commands
 from fleet.commands import Command
 from meter_core.codec.axdr import data_from_bytes
+from meter_core.device import config as device_config
 from meter_core.device import eventlog, logbook
 from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock, day_of
+from meter_core.device.config import DEFAULT_DEVICE
 from meter_core.device.meter import Meter
 from tests.integration.test_sink import RunningSink
 from tests.servers import EPOCH, running_meters, wait_for
@@ -68,7 +70,7 @@ def _record_arrivals(sink: RunningSink) -> dict[tuple[int, str, float], float]:
 def _alert_pushes(url: str, since: float) -> list:
     return asyncio.run(_sql(url, "SELECT meter_id, notified_at, received_at, body FROM push_received "
                             "WHERE push_logical_name = $1 AND notified_at >= $2 ORDER BY notified_at",
-                            push.ALERT_PUSH, _dt.datetime.fromtimestamp(since - 1, _dt.UTC)))
+                            device_config.ALERT_PUSH, _dt.datetime.fromtimestamp(since - 1, _dt.UTC)))
 
 
 def _first_with(rows: list, bit: int, since: float) -> dict[int, float]:
@@ -112,7 +114,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
     from fleet.settings import FleetOptions
 
     options = FleetOptions(meters=METERS, seed=1)
-    periodic = push.scheduled()
+    periodic = DEFAULT_DEVICE.scheduled()
     # The simulated day starts a minute before a half hour (IST's half hours are UTC's): the failure comes as
     # the half hour's instant and block load pushes fall due, so the failed meters owe some without supply.
     start = math.ceil(time.time() / 1800) * 1800 - 60
@@ -127,7 +129,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
             gasping = m.call(lambda: {mid for mid in failed if _raises(worker, mid, t_fail, 85)})
             # The restore comes once the randomisation interval has passed twice over (in simulated time),
             # every last gasp has arrived, and a scheduled push of a failed meter has fallen due.
-            owed_from = min(push.next_due(1, mid, p, t_fail) for mid in failed for p in periodic)
+            owed_from = min(push.next_due(DEFAULT_DEVICE, 1, mid, p, t_fail) for mid in failed for p in periodic)
 
             def gasped() -> set[int]:
                 return set(_first_with(_alert_pushes(database_url, t_fail), 85, t_fail))
@@ -140,7 +142,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
             breathing = m.call(lambda: {mid for mid in failed if _raises(worker, mid, t_restore, 86)})
             # the scheduled pushes the failed meters owed while without supply: counted "no-supply", not sent
             owed_off = [(mid, p, due) for mid in failed for p in periodic
-                        for due in push.due_between(1, mid, p, t_fail, t_restore) if due < t_restore]
+                        for due in push.due_between(DEFAULT_DEVICE, 1, mid, p, t_fail, t_restore) if due < t_restore]
             assert owed_off, "no scheduled push of a failed meter fell due during the failure"
 
             def breathed() -> set[int]:
@@ -186,7 +188,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
         # each one notified at its own seeded delay within the 60 s randomisation interval (a push carries
         # the time it fell due, in hundredths): the histogram is flat
         for mid, at in gasps.items():
-            delay = push.randomisation(1, mid, push.ALERT_PUSH)
+            delay = push.randomisation(DEFAULT_DEVICE, 1, mid, device_config.ALERT_PUSH)
             assert delay - 0.01 <= at - t_fail <= delay + 0.01, (mid, delay, at - t_fail)
         bins = [0] * 6
         for at in gasps.values():
@@ -196,7 +198,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
         # and each reached the head-end no sooner than its delay after the failure (simulated time as the
         # meters count it): spread over the interval, not all at once
         def arrival(mid: int, at: float) -> float:
-            return worker.clock.sim(arrived[(mid, push.ALERT_PUSH, at)])
+            return worker.clock.sim(arrived[(mid, device_config.ALERT_PUSH, at)])
 
         early = {mid: round(at - arrival(mid, at), 3) for mid, at in gasps.items() if arrival(mid, at) < at}
         assert not early, f"last gasps that arrived before they were due (simulated s early): {early}"
@@ -206,7 +208,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
         assert set(breaths) == {mid for mid in failed if _raises(worker, mid, t_restore, 86)}
         assert len(breaths) > 0.9 * len(failed)
         for mid, at in breaths.items():
-            delay = push.randomisation(1, mid, push.ALERT_PUSH)
+            delay = push.randomisation(DEFAULT_DEVICE, 1, mid, device_config.ALERT_PUSH)
             assert delay - 0.01 <= at - t_restore <= delay + 0.01, (mid, delay, at - t_restore)
         early = {mid: round(at - arrival(mid, at), 3) for mid, at in breaths.items() if arrival(mid, at) < at}
         assert not early, f"first breaths that arrived before they were due (simulated s early): {early}"
@@ -297,7 +299,7 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
     from meter_core.device.history import month_of, scheduled_billing
 
     asyncio.run(_sql(database_url, "UPDATE push_schedules SET enabled = true WHERE push_logical_name = $1",
-                     push.EVENT_PUSHES[logbook.OTHER]))
+                     device_config.EVENT_PUSHES[logbook.OTHER]))
     options = FleetOptions(meters=2, seed=1)
     sink = RunningSink(database_url, options)
     now = time.time()
@@ -314,10 +316,10 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
 
             def looked_for(rows) -> set:
                 """Of the pushes the test looks for, those received."""
-                got = {(r["meter_id"], r["p"] if r["p"] != push.ALERT_PUSH or 81 not in _esw_bits(r["body"])
+                got = {(r["meter_id"], r["p"] if r["p"] != device_config.ALERT_PUSH or 81 not in _esw_bits(r["body"])
                         else "alert with bit 81") for r in rows}
-                return got & {(1, "alert with bit 81"), (1, push.EVENT_PUSHES[logbook.OTHER]),
-                              (0, push.BILLING_PUSH), (1, push.BILLING_PUSH)}
+                return got & {(1, "alert with bit 81"), (1, device_config.EVENT_PUSHES[logbook.OTHER]),
+                              (0, device_config.BILLING_PUSH), (1, device_config.BILLING_PUSH)}
 
             # the billing date passes, and the billing push's randomisation (15 min), and ten simulated
             # minutes more; by then the alert, the event log's push and the billing pushes have come
@@ -328,14 +330,14 @@ def test_a_tamper_sends_its_alert_and_the_enabled_event_log_push_and_billing_pus
         rows = received()
     finally:
         sink.stop()
-    alerts = [r for r in rows if r["p"] == push.ALERT_PUSH and r["meter_id"] == 1
+    alerts = [r for r in rows if r["p"] == device_config.ALERT_PUSH and r["meter_id"] == 1
               and 81 in _esw_bits(r["body"])]
     assert alerts and alerts[0]["notified_at"].timestamp() >= t_tamper
-    events = [r for r in rows if r["p"] == push.EVENT_PUSHES[logbook.OTHER]]
+    events = [r for r in rows if r["p"] == device_config.EVENT_PUSHES[logbook.OTHER]]
     assert [r["meter_id"] for r in events] == [1]
     entry = data_from_bytes(events[0]["body"]).value[3].value  # the log's last entry: clock, code, ...
     assert entry[0].value[1].value == 201
-    billing = [r for r in rows if r["p"] == push.BILLING_PUSH]
+    billing = [r for r in rows if r["p"] == device_config.BILLING_PUSH]
     assert sorted(r["meter_id"] for r in billing) == [0, 1]
     assert all(closing <= r["notified_at"].timestamp() <= closing + 900 for r in billing)
     assert all(len(data_from_bytes(r["body"]).value[3].value) == 1 for r in billing)  # one billing row

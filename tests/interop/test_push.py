@@ -19,6 +19,7 @@ from gurux_dlms.secure import GXDLMSSecureClient
 
 from meter_core import notification
 from meter_core.cosem.ic import script_table, single_action_schedule
+from meter_core.device import config as device_config
 from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
 from meter_core.device.identity import FleetConfig, MeterKind
@@ -28,7 +29,7 @@ from meter_core.device.meter import Meter
 pytestmark = pytest.mark.interop
 
 EPOCH = 1767205800.0
-PUSHES = (push.INSTANT_PUSH, push.ALERT_PUSH, push.BLOCK_LOAD_PUSH, push.DAILY_LOAD_PUSH)
+PUSHES = (device_config.INSTANT_PUSH, device_config.ALERT_PUSH, device_config.BLOCK_LOAD_PUSH, device_config.DAILY_LOAD_PUSH)
 
 
 def listen_once(payload: bytes) -> bytes:
@@ -94,9 +95,9 @@ def test_gurux_decodes_every_push(kind, hdlc, ciphered):
         assert bytes(device_id) == m.identity.device_id.encode()
         assert bytes(push_ln) == bytes(int(x) for x in p.split("."))
         assert len(bytes(clock)) == 12
-        if p == push.ALERT_PUSH:
+        if p == device_config.ALERT_PUSH:
             assert len(str(data[0])) == 128  # the ESW as 128 bits
-        elif p == push.INSTANT_PUSH:
+        elif p == device_config.INSTANT_PUSH:
             kwh = m.readings(m.sim(now))[0]
             assert data[-4] in range(kwh - 2, kwh + 1)  # active import register, as served
 
@@ -126,7 +127,7 @@ def test_dlms_cosem_parses_every_push(ciphered):
         assert isinstance(parsed, xdlms.DataNotification)
         assert parsed.long_invoke_id_and_priority.long_invoke_id == i + 1
         ln = bytes(int(x) for x in p.split("."))
-        if p == push.ALERT_PUSH:  # dlms-cosem cannot parse a bit-string (BitStringData): check the layout
+        if p == device_config.ALERT_PUSH:  # dlms-cosem cannot parse a bit-string (BitStringData): check the layout
             assert parsed.body[:2] == b"\x02\x04" and b"\x09\x06" + ln in parsed.body
             assert parsed.body.endswith(b"\x04\x81\x80" + parsed.body[-16:])  # ESW: bit-string of 128
             continue
@@ -159,14 +160,14 @@ def test_push_method_sends_the_push_on_the_head_ends_connection():
 
             client.associate()
             assert isinstance(talk(), Associated)
-            client.action(40, push.INSTANT_PUSH, 1, Data(DataType.INTEGER, 0))
+            client.action(40, device_config.INSTANT_PUSH, 1, Data(DataType.INTEGER, 0))
             done = talk()
             assert isinstance(done, ActionDone) and done.result == 0
             head = s.recv(8, socket.MSG_WAITALL)
             body = s.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
         keys = derived_keys(m.fleet, 0).sets[4]
         value = gurux_decode(gurux_listener(False, keys), head + body)
-        assert bytes(value[1]) == bytes(int(x) for x in push.INSTANT_PUSH.split("."))
+        assert bytes(value[1]) == bytes(int(x) for x in device_config.INSTANT_PUSH.split("."))
 
 
 def test_gurux_reads_the_push_setups_and_the_push_schedule():
@@ -185,14 +186,14 @@ def test_gurux_reads_the_push_setups_and_the_push_schedule():
         with GuruxSession(m.port(0), Transport.WRAPPER, client_sap=32, password=password) as s:
             s.open()
             listed = {str(o.logicalName): o for o in s.object_list() if o.objectType == 40}
-            assert set(listed) >= {push.INSTANT_PUSH, push.ALERT_PUSH, push.BLOCK_LOAD_PUSH, push.DAILY_LOAD_PUSH}
+            assert set(listed) >= {device_config.INSTANT_PUSH, device_config.ALERT_PUSH, device_config.BLOCK_LOAD_PUSH, device_config.DAILY_LOAD_PUSH}
             assert all(o.version == 1 for o in listed.values())
-            setup = GXDLMSPushSetup(push.BLOCK_LOAD_PUSH)
+            setup = GXDLMSPushSetup(device_config.BLOCK_LOAD_PUSH)
             setup.version = 1
             for attr in range(2, 11):
                 s.read(setup, attr)
             assert [str(o[0].logicalName) for o in setup.pushObjectList] == [
-                "0.0.96.1.2.255", push.BLOCK_LOAD_PUSH, "0.0.1.0.0.255", "1.0.99.1.0.255"]
+                "0.0.96.1.2.255", device_config.BLOCK_LOAD_PUSH, "0.0.1.0.0.255", "1.0.99.1.0.255"]
             assert setup.randomisationStartInterval == 300 and setup.numberOfRetries == 3
             assert setup.repetitionDelay == 60 and setup.pushClientSAP == 64
             assert str(getattr(setup.portReference, "logicalName", setup.portReference)) == "0.0.25.0.0.255"

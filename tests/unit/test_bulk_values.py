@@ -181,7 +181,7 @@ def test_capture_rows_equal_the_rows_computed_without_a_batch():
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.value)
 def test_has_interruption_agrees_with_day_events(kind):
-    configs = [None, (*pq.DEFAULT_CONFIG[1:], pq.DEFAULT_CONFIG[0]),  # interruptions drawn last
+    configs = [pq.DEFAULT_CONFIG, (*pq.DEFAULT_CONFIG[1:], pq.DEFAULT_CONFIG[0]),  # interruptions drawn last
                tuple(pq.PowerQualityConfig(c.event_type, c.probability_per_day * 4, c.min_duration_s,
                                            c.max_duration_s, c.magnitude_min, c.magnitude_max, c.phases)
                      for c in pq.DEFAULT_CONFIG),

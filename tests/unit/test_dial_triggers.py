@@ -11,9 +11,11 @@ import time
 from fleet.commands import Command
 from fleet.settings import FleetOptions, RunSettings
 from fleet.worker import Worker
+from meter_core.device import config as device_config
 from meter_core.device import eventlog
 from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
+from meter_core.device.config import DEFAULT_DEVICE
 
 START = 1796590800.0  # 2026-12-07 02:30 IST
 METERS = 120  # the scanner yields to the loop every 50 meters
@@ -41,8 +43,8 @@ def test_a_power_failure_during_the_scanners_first_pass_queues_each_last_gasp_on
     t = asyncio.run(go())
     queued = collections.Counter((mid, p, due) for due, mid, p, _ in worker._heap)
     assert max(queued.values()) == 1, [k for k, n in queued.items() if n > 1][:5]
-    gasps = {mid for due, mid, p, bits in worker._heap if p == push.ALERT_PUSH and 85 in bits
-             and abs(due - push.randomisation(1, mid, p) - t) < 1e-6}
+    gasps = {mid for due, mid, p, bits in worker._heap if p == device_config.ALERT_PUSH and 85 in bits
+             and abs(due - push.randomisation(DEFAULT_DEVICE, 1, mid, p) - t) < 1e-6}
     # every meter whose ESW the failure raised bit 85 on, before the scanner's position and after it
     raised = {mid for mid in range(METERS)
               if 85 not in eventlog.esw_bits(worker.meter_for_rows(mid), t - 1e-3)}

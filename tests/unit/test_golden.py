@@ -28,6 +28,7 @@ from meter_core.client import ClientSecurity, ClientSettings, DlmsClient, LinkUp
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.codec.axdr import Data, DataType, encode_datetime_at
 from meter_core.connection import MeterConnection, Transport
+from meter_core.device import config as device_config
 from meter_core.device.identity import FleetConfig, MeterKind, meter_identity
 from meter_core.device.keys import client_system_title, derived_keys
 from meter_core.device.meter import Meter
@@ -127,7 +128,7 @@ def script(kind: MeterKind, transport: Transport) -> dict[str, list[str]]:
 
     from meter_core.device import pushes as push
 
-    for name in (push.INSTANT_PUSH, push.ALERT_PUSH):
+    for name in (device_config.INSTANT_PUSH, device_config.ALERT_PUSH):
         apdu = notification.data_notification(meter, name, T0 + 600, push.invoke_id_for(T0 + 600))
         out[f"push {name}"] = [notification.frame(meter, notification.protect(meter, apdu), transport is Transport.HDLC).hex()]
     return out

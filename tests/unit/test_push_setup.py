@@ -14,25 +14,22 @@ from meter_core.codec.axdr import Data, DataType
 from meter_core.codec.obis import ln
 from meter_core.cosem.build import model_of
 from meter_core.cosem.ic import script_table, single_action_schedule
+from meter_core.device import config as device_config
 from meter_core.device import pushes as push
+from meter_core.device.config import DEFAULT_DEVICE, DeviceConfig
+from meter_core.device.identity import FleetConfig, MeterKind
+from meter_core.device.meter import Meter
 from meter_core.events import PushRequested
 from tests.unit.test_control import act, reader
-
-
-@pytest.fixture
-def config():
-    saved = dict(push.CONFIG)
-    yield push.CONFIG
-    push.CONFIG.clear()
-    push.CONFIG.update(saved)
+from tests.unit.test_meter import EPOCH
 
 
 def test_push_setups_are_version_1_with_their_port_client_and_retries():
     p = reader()
-    for obis in (push.INSTANT_PUSH, push.ALERT_PUSH, push.BLOCK_LOAD_PUSH, push.DAILY_LOAD_PUSH):
+    for obis in (device_config.INSTANT_PUSH, device_config.ALERT_PUSH, device_config.BLOCK_LOAD_PUSH, device_config.DAILY_LOAD_PUSH):
         obj = model_of(p.meter).by_key[(40, ln(obis))]
         assert obj.ic.version == 1 and len(obj.attributes) == 10
-        c = push.CONFIG[obis]
+        c = DEFAULT_DEVICE.push[obis]
         assert p.get(40, obis, 5).value.value == c.randomisation_s
         assert p.get(40, obis, 6).value.value == c.retries == 3
         assert p.get(40, obis, 7).value.value == c.repetition_delay_s == 60
@@ -41,36 +38,41 @@ def test_push_setups_are_version_1_with_their_port_client_and_retries():
         assert p.get(40, obis, 10).value.value == ()
 
 
-def test_the_push_schedule_follows_the_instant_push_schedule_type(config):
+def test_the_push_schedule_follows_the_instant_push_schedule_type():
     p = reader()
     times = p.get(22, single_action_schedule.PUSH_SCHEDULE, 4).value.value
     assert [bytes(t.value[0].value) for t in times] == [bytes((0xFF, m, 0, 0)) for m in (0, 15, 30, 45)]
     assert all(bytes(t.value[1].value) == b"\xff" * 5 for t in times)
     script = p.get(22, single_action_schedule.PUSH_SCHEDULE, 2).value.value
     assert bytes(script[0].value) == ln(script_table.PUSH_SCRIPT_TABLE) and script[1].value == 1
-    push.install([{"logical_name": push.INSTANT_PUSH, "randomisation_start_interval_s": 30, "number_of_retries": 5,
-                   "repetition_delay_s": 120, "schedule_type": "FOUR_HOUR"}])
+    config = DeviceConfig.from_rows(pushes=[{
+        "logical_name": device_config.INSTANT_PUSH, "randomisation_start_interval_s": 30, "number_of_retries": 5,
+        "repetition_delay_s": 120, "schedule_type": "FOUR_HOUR"}])
+    p = reader(meter=Meter(FleetConfig(seed=7, kind=MeterKind.THREE_PHASE), 3, epoch_start=EPOCH, config=config))
     times = p.get(22, single_action_schedule.PUSH_SCHEDULE, 4).value.value
     assert [bytes(t.value[0].value) for t in times] == [bytes((h, 0, 0, 0)) for h in range(0, 24, 4)]
-    assert p.get(40, push.INSTANT_PUSH, 6).value.value == 5
-    assert push.next_due(1, 0, push.INSTANT_PUSH, 0.0) % 14400 == (push.randomisation(1, 0, push.INSTANT_PUSH)
-                                                                   - 19800) % 14400
-    assert push.scheduled()[push.INSTANT_PUSH] == "FOUR_HOUR"
+    assert p.get(40, device_config.INSTANT_PUSH, 6).value.value == 5
+    assert push.next_due(config, 1, 0, device_config.INSTANT_PUSH, 0.0) % 14400 == (
+        push.randomisation(config, 1, 0, device_config.INSTANT_PUSH) - 19800) % 14400
+    assert config.scheduled()[device_config.INSTANT_PUSH] == "FOUR_HOUR"
 
 
-def test_install_checks_the_schedule_type_and_can_turn_a_push_off(config):
+def test_the_configuration_checks_the_schedule_type_and_can_turn_a_push_off():
     with pytest.raises(ValueError, match="schedule type"):
-        push.install([{"logical_name": push.INSTANT_PUSH, "randomisation_start_interval_s": 30,
-                       "number_of_retries": 1, "repetition_delay_s": 10, "schedule_type": "FORTNIGHTLY"}])
-    push.install([{"logical_name": push.BLOCK_LOAD_PUSH, "randomisation_start_interval_s": 30, "number_of_retries": 1,
-                   "repetition_delay_s": 10, "schedule_type": "THIRTY_MIN", "enabled": False}])
-    assert push.BLOCK_LOAD_PUSH not in push.scheduled()
+        DeviceConfig.from_rows(pushes=[{"logical_name": device_config.INSTANT_PUSH, "randomisation_start_interval_s": 30,
+                                        "number_of_retries": 1, "repetition_delay_s": 10,
+                                        "schedule_type": "FORTNIGHTLY"}])
+    config = DeviceConfig.from_rows(pushes=[{
+        "logical_name": device_config.BLOCK_LOAD_PUSH, "randomisation_start_interval_s": 30, "number_of_retries": 1,
+        "repetition_delay_s": 10, "schedule_type": "THIRTY_MIN", "enabled": False}])
+    assert device_config.BLOCK_LOAD_PUSH not in config.scheduled()
+    assert device_config.BLOCK_LOAD_PUSH in DEFAULT_DEVICE.scheduled()  # a value: the defaults are untouched
 
 
 def test_a_script_of_the_push_script_table_asks_for_its_push():
     p = reader()
     assert act(p, 9, script_table.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 3)) == ActionResult.SUCCESS
-    assert PushRequested(push.BLOCK_LOAD_PUSH) in p.meter_events
+    assert PushRequested(device_config.BLOCK_LOAD_PUSH) in p.meter_events
     assert act(p, 9, script_table.PUSH_SCRIPT_TABLE, 1, Data(DataType.LONG_UNSIGNED, 99)) == ActionResult.OBJECT_UNAVAILABLE
 
 
@@ -122,14 +124,14 @@ def test_a_head_end_writes_its_address_retries_and_delay_into_a_push_setup():
     count = p.meter.state.programming_count
     dest = Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, b"10.1.2.3:4059"),
                                      Data(DataType.ENUM, 0)))
-    assert set_(p, 40, push.INSTANT_PUSH, 3, dest) == DataAccessResult.SUCCESS
-    got = p.get(40, push.INSTANT_PUSH, 3).value.value
+    assert set_(p, 40, device_config.INSTANT_PUSH, 3, dest) == DataAccessResult.SUCCESS
+    got = p.get(40, device_config.INSTANT_PUSH, 3).value.value
     assert bytes(got[1].value) == b"10.1.2.3:4059"
-    assert push.setting(p.meter, push.INSTANT_PUSH, "destination") == "10.1.2.3:4059"
-    assert push.setting(p.meter, push.ALERT_PUSH, "destination") == ""  # the others keep the fleet's
-    assert set_(p, 40, push.INSTANT_PUSH, 6, Data(DataType.UNSIGNED, 1)) == DataAccessResult.SUCCESS
-    assert set_(p, 40, push.INSTANT_PUSH, 7, Data(DataType.LONG_UNSIGNED, 30)) == DataAccessResult.SUCCESS
-    assert p.get(40, push.INSTANT_PUSH, 6).value.value == 1 and p.get(40, push.INSTANT_PUSH, 7).value.value == 30
+    assert push.setting(p.meter, device_config.INSTANT_PUSH, "destination") == "10.1.2.3:4059"
+    assert push.setting(p.meter, device_config.ALERT_PUSH, "destination") == ""  # the others keep the fleet's
+    assert set_(p, 40, device_config.INSTANT_PUSH, 6, Data(DataType.UNSIGNED, 1)) == DataAccessResult.SUCCESS
+    assert set_(p, 40, device_config.INSTANT_PUSH, 7, Data(DataType.LONG_UNSIGNED, 30)) == DataAccessResult.SUCCESS
+    assert p.get(40, device_config.INSTANT_PUSH, 6).value.value == 1 and p.get(40, device_config.INSTANT_PUSH, 7).value.value == 30
     assert p.meter.state.programming_count == count + 3
     # what a meter cannot do: SMS, XML, an address that is not host:port, a zero delay, a wrong type
     for bad, result in (
@@ -138,8 +140,8 @@ def test_a_head_end_writes_its_address_retries_and_delay_into_a_push_setup():
             (Data(DataType.STRUCTURE, (Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, b"nowhere"),
                                        Data(DataType.ENUM, 0))), DataAccessResult.OTHER_REASON),
             (Data(DataType.OCTET_STRING, b"10.1.2.3:4059"), DataAccessResult.TYPE_UNMATCHED)):
-        assert set_(p, 40, push.INSTANT_PUSH, 3, bad) == result
-    assert set_(p, 40, push.INSTANT_PUSH, 7, Data(DataType.LONG_UNSIGNED, 0)) == DataAccessResult.OTHER_REASON
-    assert set_(p, 40, push.INSTANT_PUSH, 6, Data(DataType.LONG_UNSIGNED, 2)) == DataAccessResult.TYPE_UNMATCHED
-    assert set_(p, 40, push.INSTANT_PUSH, 5, Data(DataType.LONG_UNSIGNED, 2)) == DataAccessResult.READ_WRITE_DENIED
-    assert bytes(p.get(40, push.INSTANT_PUSH, 3).value.value[1].value) == b"10.1.2.3:4059"
+        assert set_(p, 40, device_config.INSTANT_PUSH, 3, bad) == result
+    assert set_(p, 40, device_config.INSTANT_PUSH, 7, Data(DataType.LONG_UNSIGNED, 0)) == DataAccessResult.OTHER_REASON
+    assert set_(p, 40, device_config.INSTANT_PUSH, 6, Data(DataType.LONG_UNSIGNED, 2)) == DataAccessResult.TYPE_UNMATCHED
+    assert set_(p, 40, device_config.INSTANT_PUSH, 5, Data(DataType.LONG_UNSIGNED, 2)) == DataAccessResult.READ_WRITE_DENIED
+    assert bytes(p.get(40, device_config.INSTANT_PUSH, 3).value.value[1].value) == b"10.1.2.3:4059"

@@ -20,13 +20,13 @@ from meter_core.cosem.model import (
     ln_attribute,
     static,
 )
+from meter_core.device import config as device_config
 from meter_core.device import pushes
+from meter_core.device.config import PushSetupConfig
 from meter_core.device.identity import MeterKind
 from meter_core.device.pushes import (
-    CONFIG,
     PUSH_CLIENT_SAP,
     parse_destination,
-    setting,
 )
 from meter_core.events import PushRequested
 
@@ -60,13 +60,14 @@ def push_object_list(push: str, kind: MeterKind) -> Data:
 PORT_REFERENCE = "0.0.25.0.0.255"  # the TCP-UDP setup the pushes go out on
 
 
-def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
-    """The push setups, as `CONFIG` has them when the model is built: version 1, or version 2 for a push
-    setup whose pushes are confirmed (push_operation_method 2)."""
+def push_setup_objects(kind: MeterKind, setups: tuple[PushSetupConfig, ...]) -> list[CosemObject]:
+    """The push setups as ``setups`` configure them: version 1, or version 2 for a push setup whose
+    pushes are confirmed (push_operation_method 2)."""
+    method = {c.logical_name: c.operation_method for c in setups}
     out = []
-    for push, name in pushes.NAMES.items():
+    for push, name in device_config.NAMES.items():
         o = ln(push)
-        v2 = CONFIG[push].operation_method == 2
+        v2 = method[push] == 2
         attributes = [
             ln_attribute(o),
             static(push_object_list(push, kind)),
@@ -101,7 +102,7 @@ def push_setup_objects(kind: MeterKind) -> list[CosemObject]:
 def _destination(push: str):
     def get(meter, assoc, now) -> bytes:
         return encode_value(Data(DataType.STRUCTURE, (
-            Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, setting(meter, push, "destination").encode()),
+            Data(DataType.ENUM, 0), Data(DataType.OCTET_STRING, pushes.setting(meter, push, "destination").encode()),
             Data(DataType.ENUM, 0))))
     return get
 
@@ -155,7 +156,7 @@ def _repetition_delay_v2(push: str):
     """repetition_delay in v2: { repetition_delay_min, repetition_delay_exponent (percent), max }: a
     constant delay (exponent 100)."""
     def get(meter, assoc, now) -> bytes:
-        d = setting(meter, push, "repetition_delay_s")
+        d = pushes.setting(meter, push, "repetition_delay_s")
         return encode_value(Data(DataType.STRUCTURE, (Data(DataType.LONG_UNSIGNED, d), Data(DataType.UNSIGNED, 100),
                                                       Data(DataType.LONG_UNSIGNED, d))))
     return get
@@ -180,7 +181,7 @@ def _reset_method(push: str):
 
 def _config_value(push: str, field: str, dtype: DataType):
     def get(meter, assoc, now) -> bytes:
-        return encode_value(Data(dtype, setting(meter, push, field)))
+        return encode_value(Data(dtype, pushes.setting(meter, push, field)))
     return get
 
 

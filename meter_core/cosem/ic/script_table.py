@@ -14,8 +14,7 @@ from meter_core.cosem.model import (
     ln_attribute,
     static,
 )
-from meter_core.device.meter import Meter
-from meter_core.device.pushes import (
+from meter_core.device.config import (
     ALERT_PUSH,
     BILLING_PUSH,
     BLOCK_LOAD_PUSH,
@@ -23,6 +22,7 @@ from meter_core.device.pushes import (
     EVENT_PUSHES,
     INSTANT_PUSH,
 )
+from meter_core.device.meter import Meter
 from meter_core.events import PushRequested
 
 SCRIPT_TABLE = InterfaceClass(9, 0, "Script table", ("logical_name", "scripts"), ("execute",))

@@ -18,15 +18,11 @@ from meter_core.cosem.model import (
     static,
 )
 from meter_core.device import history
+from meter_core.device.config import INSTANT_PUSH, SCHEDULE_SECONDS
 from meter_core.device.logbook import (
     EV_BILLING_DATE,
 )
 from meter_core.device.meter import Meter
-from meter_core.device.pushes import (
-    CONFIG,
-    INSTANT_PUSH,
-    SCHEDULE_SECONDS,
-)
 
 SINGLE_ACTION_SCHEDULE = InterfaceClass(
     22, 0, "Single action schedule", ("logical_name", "executed_script", "type", "execution_time")
@@ -84,7 +80,7 @@ PUSH_SCHEDULE = "0.0.15.0.4.255"
 def _execution_times(meter, assoc, now) -> bytes:
     """execution_time ::= array { structure { time octet-string(4), date octet-string(5) } }: the instant
     push's period as times of day, every day (date all wildcards); an hour wildcard below an hour."""
-    c = CONFIG[INSTANT_PUSH]
+    c = meter.config.push[INSTANT_PUSH]
     period = SCHEDULE_SECONDS.get(c.schedule or "", 0) if c.enabled else 0
     if not period:
         times: list[bytes] = []
