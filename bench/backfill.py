@@ -21,10 +21,10 @@ from pathlib import Path
 
 import asyncpg
 
-from fleet import backfill as bf
-from fleet import db, pg
-from fleet.groundtruth import COLUMNS
 from fleet.settings import FleetOptions
+from fleet.store import migrations, pg
+from fleet.store.truth import COLUMNS
+from fleet.tools import backfill as bf
 
 EPOCH = 1767205800.0
 
@@ -32,7 +32,7 @@ EPOCH = 1767205800.0
 async def _migrate(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await db.migrate(conn)
+        await migrations.migrate(conn)
     finally:
         await conn.close()
 

@@ -167,7 +167,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
         workers, speed, start, metrics_port, hes, dial_idle, source_base, drift_ppm, spool_dir, database_url,
         data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
-    from fleet import pg
+    from fleet.store import pg
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                              hls_mechanism, security_suite)
@@ -225,7 +225,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
         )
         if metrics_port:
             http = metrics.serve(metrics_port)
-        from fleet.supervisor import Supervisor
+        from fleet.runtime.supervisor import Supervisor
 
         pod = options.pod_range()
 
@@ -281,12 +281,12 @@ def _check_port_free(port: int) -> None:
 
 
 async def _migrate(url: str) -> list[str]:
-    from fleet import db, pg
-    from fleet.seed import seed_defaults
+    from fleet.store import migrations, pg
+    from fleet.store.defaults import seed_defaults
 
     conn = await pg.connect(url)
     try:
-        applied = await db.migrate(conn)
+        applied = await migrations.migrate(conn)
         await seed_defaults(conn)
         return applied
     finally:
@@ -302,7 +302,7 @@ def db() -> None:
 @_database_option
 def db_migrate(database_url, data_dir) -> None:
     """Apply the migrations the database does not have yet."""
-    from fleet import pg
+    from fleet.store import pg
 
     url, server = pg.resolve_database(database_url, data_dir or pg.default_data_dir())
     try:
@@ -338,8 +338,8 @@ def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
     from the window's end. Resumable: run it again with the same arguments and it writes only the chunks
     not done.
     """
-    from fleet import backfill as bf
-    from fleet import pg
+    from fleet.store import pg
+    from fleet.tools import backfill as bf
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard)
     meter_ids = _parse_ids(ids, options.meters)
@@ -403,7 +403,8 @@ def meters() -> None:
 def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
                   security_suite, fmt, output, keys_from_database, database_url, data_dir) -> None:
     """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter."""
-    from fleet import export, pg
+    from fleet.store import pg
+    from fleet.tools import export
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                              hls_mechanism, security_suite)
@@ -444,7 +445,8 @@ def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, 
 def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
              security_suite, listen, database_url, data_dir) -> None:
     """Receive the meters' pushes, decipher them and record each in push_received (until Ctrl-C)."""
-    from fleet import pg, sink
+    from fleet.store import pg
+    from fleet.tools import sink
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                              hls_mechanism, security_suite)
@@ -457,7 +459,7 @@ def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
         asyncio.run(_migrate(url))
 
         async def serve() -> None:
-            from fleet.export import stored_keys
+            from fleet.tools.export import stored_keys
 
             directory = sink.Directory(options, await stored_keys(url, range(options.meters)))
             receiver = sink.PushSink(url, directory)
@@ -511,7 +513,7 @@ def inject(action, share, region, duration, code, factor, wait, database_url, da
     last-gasp pushes (ESW bit 85, within the alert push's randomisation interval) and stops their
     load; `restore` brings supply and links back (first-breath pushes, ESW bit 86).
     """
-    from fleet import commands, pg
+    from fleet.store import commands, pg
 
     first = last = None
     if region is not None:

@@ -47,7 +47,7 @@ SECURITY_FAILURES = Counter("fleet_security_failures",
                             ["client", "reason"])
 INTERNAL_ERRORS = Counter("fleet_internal_errors", "Faults inside a meter while serving a request")
 DB_ROWS = Counter("fleet_db_rows_written", "Rows written to PostgreSQL, by table", ["table"])
-# The connection recorder's queue (fleet/recorder.py); the ground-truth writer has gauges of its own below.
+# The connection recorder's queue (fleet/store/recorder.py); the ground-truth writer has gauges of its own below.
 DB_QUEUE = Gauge("fleet_db_writer_queue_depth", "Connection and association events waiting in the recorders' "
                  "queues", multiprocess_mode="livesum")
 DB_LAG = Gauge("fleet_db_writer_lag_seconds", "Age of the oldest connection or association event not yet written",
@@ -56,7 +56,7 @@ DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Recorder events that 
                           "ground-truth passes held back by a full queue")
 DB_ERRORS = Counter("fleet_db_writer_errors", "Failed steps of the writers, all reasons (retried)")
 DB_DISCARDED = Counter("fleet_db_writer_discarded", "Events of batches the database refused for good (logged)")
-# The ground-truth writer of each worker (fleet/groundtruth.py), one series per shard "first-stop".
+# The ground-truth writer of each worker (fleet/store/truth.py), one series per shard "first-stop".
 GROUNDTRUTH_ROWS_WAITING = Gauge("fleet_groundtruth_rows_waiting", "Profile rows computed and not yet written: "
                                  "queued in memory plus spooled on disk", ["shard"], multiprocess_mode="livesum")
 GROUNDTRUTH_SPOOL_ROWS = Gauge("fleet_groundtruth_spool_rows", "Profile rows waiting in the spool folder",

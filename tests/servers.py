@@ -113,7 +113,7 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
     """
     import uvloop
 
-    from fleet.worker import Worker
+    from fleet.runtime.worker import Worker
 
     options = FleetOptions(meters=meters, seed=seed, kind=kind, transport=transport,
                            port_base=free_port_base(meters), hls_mechanism=hls_mechanism,

@@ -8,9 +8,9 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from fleet import backfill as bf
-from fleet.groundtruth import COLUMNS
 from fleet.settings import FleetOptions
+from fleet.store.truth import COLUMNS
+from fleet.tools import backfill as bf
 from meter_core.device.clock import SimClock
 from meter_core.device.groundtruth import block_records
 from meter_core.device.identity import MeterKind
@@ -112,7 +112,7 @@ def test_backfill_equals_live_with_drift_and_programming_and_leaves_no_gap(datab
     from gurux_dlms import GXDateTime
     from gurux_dlms.objects import GXDLMSClock
 
-    from fleet.journal import JOURNAL_COLUMNS
+    from fleet.store.journal import JOURNAL_COLUMNS
     from tests.interop.clients import utility_settings
     from tests.servers import running_meters
 

@@ -1,4 +1,4 @@
-"""fleet.pg, fleet.db and fleet.recorder against a real PostgreSQL (no sockets to meters)."""
+"""fleet.store.pg, fleet.store.sql and fleet.store.recorder against a real PostgreSQL (no sockets to meters)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 import uvloop
 
-from fleet import db, pg
 from fleet.errors import FleetError
-from fleet.recorder import NullRecorder, Recorder
 from fleet.settings import FleetOptions
+from fleet.store import migrations, pg
+from fleet.store.recorder import NullRecorder, Recorder
 from meter_core.device.clock import SimClock
 from meter_core.device.identity import meter_identity
 from meter_core.events import (
@@ -28,7 +28,7 @@ from meter_core.events import (
 pytestmark = pytest.mark.integration
 
 FIRST = "0001_meters_and_associations"
-ALL = [m.name for m in db.migrations()]
+ALL = [m.name for m in migrations.migrations()]
 
 
 def run(coro):
@@ -85,7 +85,7 @@ REJECT_MR = AssociationRejected(32, 1, 1, 13, "wrong password")
 async def _migrate(url: str) -> list[str]:
     conn = await pg.connect(url)
     try:
-        return await db.migrate(conn)
+        return await migrations.migrate(conn)
     finally:
         await conn.close()
 
@@ -94,8 +94,8 @@ def test_migrate_twice_applies_once(empty_database_url):
     assert run(_migrate(empty_database_url)) == ALL
     assert run(_migrate(empty_database_url)) == []
     rows = run(fetch(empty_database_url, "SELECT version, name, checksum FROM schema_migrations"))
-    assert [(r["version"], r["name"]) for r in rows] == [(m.version, m.name) for m in db.migrations()]
-    assert rows[0]["checksum"] == db.migrations()[0].checksum
+    assert [(r["version"], r["name"]) for r in rows] == [(m.version, m.name) for m in migrations.migrations()]
+    assert rows[0]["checksum"] == migrations.migrations()[0].checksum
 
 
 def test_concurrent_migrators_are_serialised(empty_database_url):
@@ -108,8 +108,8 @@ def test_concurrent_migrators_are_serialised(empty_database_url):
 
 def test_changed_migration_is_refused(empty_database_url, monkeypatch):
     run(_migrate(empty_database_url))
-    texts = db._migration_texts()
-    monkeypatch.setattr(db, "_migration_texts",
+    texts = migrations._migration_texts()
+    monkeypatch.setattr(migrations, "_migration_texts",
                         lambda: [(name, text + "\n-- edited\n") for name, text in texts])
     with pytest.raises(FleetError, match=f"migration {FIRST} was changed after it was applied") as e:
         run(_migrate(empty_database_url))
@@ -117,9 +117,9 @@ def test_changed_migration_is_refused(empty_database_url, monkeypatch):
 
 
 def test_failed_migration_rolls_back(empty_database_url, monkeypatch):
-    texts = db._migration_texts()
+    texts = migrations._migration_texts()
     bad = "CREATE TABLE half_done (x int);\nSELECT * FROM no_such_table;\n"
-    monkeypatch.setattr(db, "_migration_texts", lambda: [*texts, ("9999_broken.sql", bad)])
+    monkeypatch.setattr(migrations, "_migration_texts", lambda: [*texts, ("9999_broken.sql", bad)])
     with pytest.raises(FleetError, match="migration 9999_broken failed: relation \"no_such_table\""):
         run(_migrate(empty_database_url))
     rows = run(fetch(empty_database_url, "SELECT name FROM schema_migrations ORDER BY version"))
@@ -128,15 +128,15 @@ def test_failed_migration_rolls_back(empty_database_url, monkeypatch):
 
 
 def test_migration_files_found_and_ordered():
-    ms = db.migrations()
+    ms = migrations.migrations()
     assert [m.version for m in ms] == sorted(m.version for m in ms)
     assert ms[0].name == FIRST
 
 
 def test_badly_named_migration_is_refused(monkeypatch):
-    monkeypatch.setattr(db, "_migration_texts", lambda: [("2_oops.sql", "SELECT 1")])
+    monkeypatch.setattr(migrations, "_migration_texts", lambda: [("2_oops.sql", "SELECT 1")])
     with pytest.raises(FleetError, match="NNNN_short_description"):
-        db.migrations()
+        migrations.migrations()
 
 
 # -- pg ----------------------------------------------------------------------------------------------

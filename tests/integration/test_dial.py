@@ -516,7 +516,7 @@ def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
     DLMS; here straight into its state): meter 0's instant pushes go to that head-end, its other pushes
     and meter 1's to the fleet's, even while its call to the other head-end is still open."""
     from fleet.settings import FleetOptions
-    from fleet.sink import receive
+    from fleet.tools.sink import receive
 
     options = FleetOptions(meters=2, seed=1)
     home, elsewhere = RunningSink(database_url, options), RunningSink(database_url, options)

@@ -128,7 +128,7 @@ def test_the_writer_outlives_running_out_of_file_descriptors_and_every_row_is_wr
     end = progress(database_url, 3)
     assert end >= released + 3600 > stuck_at
     assert_blocks_exactly_once(database_url, 3, start, end)
-    messages = [r.getMessage() for r in caplog.records if r.name == "fleet.groundtruth"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "fleet.store.truth"]
     assert any("too many open files (connecting to the database" in m for m in messages), messages
     assert any("too many open files (spooling" in m for m in messages), messages
     assert not any("database unavailable" in m and "Errno 24" in m for m in messages), messages
@@ -218,7 +218,7 @@ def test_a_run_started_after_the_last_one_ended_fills_the_gap_first(database_url
 
 
 def test_rows_asyncpg_cannot_encode_are_reported_and_the_rest_of_the_batch_is_written(database_url):
-    from fleet.groundtruth import CREATE_STAGING, write_batch
+    from fleet.store.truth import CREATE_STAGING, write_batch
 
     t = dt.datetime(2026, 11, 20, 10, 30, tzinfo=dt.UTC)
     good = (7, t, 1800, None, None, None, None, None, None, 100, 0, 110, 0, 10, 0, 0, 0)

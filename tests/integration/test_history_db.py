@@ -39,7 +39,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from fleet.export import meter_record
+from fleet.tools.export import meter_record
 from meter_core import eventlog
 from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSettings, GetResult, SetResult
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_datetime_at

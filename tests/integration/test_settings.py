@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from fleet.seed import install_settings, load_settings, seed_defaults
+from fleet.store.defaults import install_settings, load_settings, seed_defaults
 from meter_core.device import powerquality as pq
 from meter_core.device import templates
 from meter_core.device.identity import MeterKind
@@ -40,7 +40,7 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
         # instant, alert, block load, daily load and billing pushes; the event-log pushes are off
         assert await conn.fetchval("SELECT count(*) FROM active_schedules") == 5
         # the push settings as edited are what workers use
-        from fleet.seed import load_push_settings
+        from fleet.store.defaults import load_push_settings
         from meter_core import push
 
         await conn.execute("UPDATE push_schedules SET schedule_type = 'ONE_HOUR' WHERE push_logical_name = $1",

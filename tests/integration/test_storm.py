@@ -12,8 +12,8 @@ import time
 import asyncpg
 import pytest
 
-from fleet import commands
-from fleet.commands import Command
+from fleet.store import commands
+from fleet.store.commands import Command
 from meter_core import eventlog, push
 from meter_core.codec.axdr import data_from_bytes
 from meter_core.device.clock import SimClock, day_of

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 
-from fleet import groundtruth as fg
+from fleet.store import truth as fg
 from meter_core.codec._util import mix64
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import SimClock

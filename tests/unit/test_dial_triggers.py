@@ -8,9 +8,9 @@ import asyncio
 import collections
 import time
 
-from fleet.commands import Command
+from fleet.runtime.worker import Worker
 from fleet.settings import FleetOptions, RunSettings
-from fleet.worker import Worker
+from fleet.store.commands import Command
 from meter_core import eventlog, push
 from meter_core.device.clock import SimClock
 

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet import groundtruth as fg
-from fleet.groundtruth import GroundTruthWriter, failure_reason, resume_point
+from fleet.store import truth as fg
+from fleet.store.truth import GroundTruthWriter, failure_reason, resume_point
 
 # -- where a writer resumes ---------------------------------------------------------------------------
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from fleet import pg
-from fleet.groundtruth import (
+from fleet.store import pg
+from fleet.store.truth import (
     COLUMNS,
     CREATE_STAGING,
     RECORD_PROGRESS,
@@ -43,7 +43,7 @@ from fleet.groundtruth import (
     write_batch,
 )
 
-log = logging.getLogger("fleet.backfill")
+log = logging.getLogger(__name__)
 
 IST = _dt.timezone(_dt.timedelta(hours=5, minutes=30))
 DAY = 86400
@@ -82,7 +82,7 @@ def plan(url: str, options, epoch_start: float, days: int, end: float | None, me
 def chunk_rows(p: Plan, first: int, stop: int, history=None) -> dict[str, list[tuple]]:
     """Every row meters [first, stop) captured in the window, as the meters served them: their clocks
     drifting as in `fleet run`, and what was done to them (``history``: meter -> journal entries up to
-    the window's end, `fleet.journal.load`) replayed at its time."""
+    the window's end, `fleet.store.journal.load`) replayed at its time."""
     from meter_core import journal
     from meter_core.device.clock import SimClock
     from meter_core.meter import Meter, MeterState
@@ -152,7 +152,7 @@ def _job(args) -> tuple[int, int, int]:
     global _installed
     p, first, stop = args
     if p.settings and not _installed:
-        from fleet.seed import install_settings
+        from fleet.store.defaults import install_settings
 
         install_settings(p.settings)
         _installed = True
@@ -174,7 +174,7 @@ def _run_in_job(coro):
 
 async def _history_in_job(p: Plan, first: int, stop: int) -> dict[int, list]:
     """The journal of meters [first, stop) up to the window's end (what was done to them, to replay)."""
-    from fleet import journal
+    from fleet.store import journal
 
     loaded = await journal.load(p.url, range(first, stop), p.window_end)
     return loaded.entries
@@ -190,7 +190,7 @@ async def _write_in_job(p: Plan, first: int, stop: int, batch) -> int:
 
 async def pending(p: Plan) -> tuple[list[tuple[int, int]], tuple]:
     """The chunks not done yet, and the settings the rows are computed with."""
-    from fleet.seed import load_settings
+    from fleet.store.defaults import load_settings
 
     conn = await pg.connect(p.url)
     try:
@@ -216,7 +216,7 @@ def run(p: Plan, jobs: int, progress=None) -> tuple[int, int, float]:
     # spending a second each on imports while the clock runs. The parent holds no thread, event loop
     # or connection at this point (pending() closed its own).
     if p.settings:
-        from fleet.seed import install_settings
+        from fleet.store.defaults import install_settings
 
         install_settings(p.settings)
         global _installed

@@ -106,11 +106,11 @@ def records(options: FleetOptions, stored: dict | None = None) -> Iterator[dict]
 
 async def stored_keys(url: str, meter_ids: range) -> dict[int, list]:
     """The `meter_keys` rows of ``meter_ids``, by meter (an unmigrated database has none)."""
-    from fleet import db, pg
+    from fleet.store import pg, sql
 
     conn = await pg.connect(url)
     try:
-        rows = await conn.fetch(db.SELECT_KEYS, meter_ids.start, meter_ids.stop)
+        rows = await conn.fetch(sql.SELECT_KEYS, meter_ids.start, meter_ids.stop)
     except asyncpg.UndefinedTableError:
         return {}
     finally:

@@ -40,7 +40,7 @@ from fleet.errors import FleetError
 
 CONNECT_TIMEOUT = 10.0
 
-log = logging.getLogger("fleet.pg")
+log = logging.getLogger(__name__)
 
 
 def default_data_dir() -> Path:

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 
-from fleet.journal import programmed_row
+from fleet.store.journal import programmed_row
 from meter_core.codec._util import NEED_DATA
 from meter_core.connection import MeterConnection
 from meter_core.device import keys
@@ -28,7 +28,7 @@ from meter_core.events import (
     SecurityFailure,
 )
 
-log = logging.getLogger("fleet.actor")
+log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
 # SETs and ACTIONs on these classes change keys, secrets or certificates (security setup 64, association

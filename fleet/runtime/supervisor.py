@@ -4,7 +4,7 @@ Signal handlers only enqueue the signal; the main loop drains the queue (gunicor
 TERM or INT stops gracefully within a deadline, then SIGKILL; a second INT forces the stop (uvicorn
 ``should_exit``/``force_exit``). A dead worker is restarted on the same shard; one that fails to
 boot (port in use, database unreachable) halts the run with its one-line reason. When the run started
-the embedded PostgreSQL, the loop also looks after it (`fleet.pg.EmbeddedWatch`): a dead server is
+the embedded PostgreSQL, the loop also looks after it (`fleet.store.pg.EmbeddedWatch`): a dead server is
 restarted where it was, and the workers' writers, which spooled meanwhile, reconnect to it.
 """
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
 from fleet.errors import FleetError
-from fleet.pg import EmbeddedWatch
+from fleet.runtime.worker import WORKER_BOOT_ERROR, worker_main
 from fleet.settings import RunSettings
-from fleet.worker import WORKER_BOOT_ERROR, worker_main
+from fleet.store.pg import EmbeddedWatch
 
-log = logging.getLogger("fleet.supervisor")
+log = logging.getLogger(__name__)
 
 # A worker that dies this many times without ever becoming ready is not restarted again.
 MAX_EARLY_DEATHS = 5

@@ -48,12 +48,12 @@ from pathlib import Path
 
 import asyncpg
 
-from fleet import pg
+from fleet.store import pg
 from meter_core import eventlog
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
 from meter_core.device.powerquality import IST_S
 
-log = logging.getLogger("fleet.groundtruth")
+log = logging.getLogger(__name__)
 
 # Profiles capture at most every 15 minutes (on IST quarter hours): a pass over the shard runs once a
 # quarter-hour boundary has passed, so every capture is written within one pass of happening and a

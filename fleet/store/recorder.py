@@ -28,13 +28,13 @@ from collections import deque
 
 import asyncpg
 
-from fleet import db, pg
 from fleet.errors import FleetError
+from fleet.store import pg, sql
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.cosem.is15959 import ASSOCIATIONS
 from meter_core.device.identity import meter_identity
 
-log = logging.getLogger("fleet.recorder")
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000
 FLUSH_INTERVAL = 0.2
@@ -116,7 +116,7 @@ class Recorder:
                  flush_interval: float = FLUSH_INTERVAL, max_queue: int = MAX_QUEUE) -> None:
         self.url = url
         self.worker = worker
-        self._conn = pg.WriterConnection(url, db.CREATE_STAGING, COMMAND_TIMEOUT, conn)
+        self._conn = pg.WriterConnection(url, sql.CREATE_STAGING, COMMAND_TIMEOUT, conn)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_queue = max_queue
@@ -148,12 +148,12 @@ class Recorder:
         """Connect, record the shard's meters, close what a killed predecessor left open, start writing."""
         conn = await pg.connect(url, command_timeout=COMMAND_TIMEOUT)
         try:
-            await conn.execute(db.CREATE_STAGING)
+            await conn.execute(sql.CREATE_STAGING)
             await _upsert_meters(conn, worker)
             await _load_keys(conn, worker)
             sim = _sim_now(getattr(worker, "clock", None))
             async with conn.transaction():
-                for query in (db.CLOSE_LOST_CONNECTIONS, db.CLOSE_LOST_ASSOCIATIONS):
+                for query in (sql.CLOSE_LOST_CONNECTIONS, sql.CLOSE_LOST_ASSOCIATIONS):
                     await conn.execute(query, worker.shard.start, worker.shard.stop, _ts(sim))
         except asyncpg.UndefinedTableError:
             await pg.close_quietly(conn)
@@ -377,11 +377,11 @@ class Recorder:
         try:
             conn = await self._conn.get()
             async with conn.transaction():
-                await conn.copy_records_to_table(db.STAGE_KEYS, records=records, columns=db.KEY_COLUMNS)
-                await conn.execute(db.UPSERT_KEYS)
+                await conn.copy_records_to_table(sql.STAGE_KEYS, records=records, columns=sql.KEY_COLUMNS)
+                await conn.execute(sql.UPSERT_KEYS)
                 if cert_meters:
-                    await conn.execute(db.REPLACE_CERTIFICATES, cert_meters)
-                    await conn.copy_records_to_table("certificates", records=cert_rows, columns=db.CERT_COLUMNS)
+                    await conn.execute(sql.REPLACE_CERTIFICATES, cert_meters)
+                    await conn.copy_records_to_table("certificates", records=cert_rows, columns=sql.CERT_COLUMNS)
         except Exception as e:  # noqa: BLE001 - kept for the next try
             self.errors += 1
             self._conn.drop()
@@ -400,14 +400,14 @@ class Recorder:
             conn = await self._conn.get()
             async with conn.transaction():
                 if queued:
-                    await conn.copy_records_to_table(db.STAGE_MESSAGES, records=list(queued.values()),
-                                                     columns=db.MESSAGE_COLUMNS)
-                    await conn.execute(db.UPSERT_MESSAGES)
-                await conn.copy_records_to_table(db.STAGE_PUSH_DUE, records=batch, columns=db.PUSH_DUE_COLUMNS)
-                await conn.execute(db.INSERT_PUSH_DUE)
+                    await conn.copy_records_to_table(sql.STAGE_MESSAGES, records=list(queued.values()),
+                                                     columns=sql.MESSAGE_COLUMNS)
+                    await conn.execute(sql.UPSERT_MESSAGES)
+                await conn.copy_records_to_table(sql.STAGE_PUSH_DUE, records=batch, columns=sql.PUSH_DUE_COLUMNS)
+                await conn.execute(sql.INSERT_PUSH_DUE)
                 if alarms:
-                    await conn.copy_records_to_table(db.STAGE_ALARMS, records=alarms, columns=db.ALARM_COLUMNS)
-                    await conn.execute(db.UPSERT_ALARMS)
+                    await conn.copy_records_to_table(sql.STAGE_ALARMS, records=alarms, columns=sql.ALARM_COLUMNS)
+                    await conn.execute(sql.UPSERT_ALARMS)
         except Exception as e:  # noqa: BLE001 - kept for the next try; the key makes a repeat a no-op
             self.errors += 1
             self._conn.drop()
@@ -459,15 +459,15 @@ class Recorder:
         written = {"active_connections": 0, "client_associations": 0}
         async with conn.transaction():
             if connections:
-                await conn.copy_records_to_table(db.STAGE_CONNECTIONS, records=connections,
-                                                 columns=db.CONNECTION_COLUMNS)
-                written["active_connections"] += db.rowcount(await conn.execute(db.INSERT_CONNECTIONS))
-                written["active_connections"] += db.rowcount(await conn.execute(db.CLOSE_CONNECTIONS))
+                await conn.copy_records_to_table(sql.STAGE_CONNECTIONS, records=connections,
+                                                 columns=sql.CONNECTION_COLUMNS)
+                written["active_connections"] += sql.rowcount(await conn.execute(sql.INSERT_CONNECTIONS))
+                written["active_connections"] += sql.rowcount(await conn.execute(sql.CLOSE_CONNECTIONS))
             if associations:
-                await conn.copy_records_to_table(db.STAGE_ASSOCIATIONS, records=associations,
-                                                 columns=db.ASSOCIATION_COLUMNS)
-                written["client_associations"] += db.rowcount(await conn.execute(db.INSERT_ASSOCIATIONS))
-                written["client_associations"] += db.rowcount(await conn.execute(db.RELEASE_ASSOCIATIONS))
+                await conn.copy_records_to_table(sql.STAGE_ASSOCIATIONS, records=associations,
+                                                 columns=sql.ASSOCIATION_COLUMNS)
+                written["client_associations"] += sql.rowcount(await conn.execute(sql.INSERT_ASSOCIATIONS))
+                written["client_associations"] += sql.rowcount(await conn.execute(sql.RELEASE_ASSOCIATIONS))
         for table, n in written.items():
             self.rows_written[table] += n
 
@@ -489,17 +489,17 @@ async def _upsert_meters(conn: asyncpg.Connection, worker) -> None:
                    port, ident.hdlc_physical_address)
 
     async with conn.transaction():
-        await conn.copy_records_to_table(db.STAGE_METERS, records=records(), columns=db.METER_COLUMNS)
-        await conn.execute(db.UPSERT_METERS)
+        await conn.copy_records_to_table(sql.STAGE_METERS, records=records(), columns=sql.METER_COLUMNS)
+        await conn.execute(sql.UPSERT_METERS)
 
 
 async def _load_keys(conn: asyncpg.Connection, worker) -> None:
     """Give the shard's meters the keys and counters a previous run left (`meter_keys`)."""
     by_meter: dict[int, list] = {}
-    for r in await conn.fetch(db.SELECT_KEYS, worker.shard.start, worker.shard.stop):
+    for r in await conn.fetch(sql.SELECT_KEYS, worker.shard.start, worker.shard.stop):
         by_meter.setdefault(r["meter_id"], []).append(r)
     certificates: dict[int, list] = {}
-    for r in await conn.fetch(db.SELECT_CERTIFICATES, worker.shard.start, worker.shard.stop):
+    for r in await conn.fetch(sql.SELECT_CERTIFICATES, worker.shard.start, worker.shard.stop):
         certificates.setdefault(r["meter_id"], []).append(r)
     for meter_id, stored in by_meter.items():
         worker.install_keys(meter_id, stored, certificates.get(meter_id))

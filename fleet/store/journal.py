@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from fleet import db, pg
+from fleet.store import pg, sql
 from meter_core import journal as mj
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.obis import Obis, ln
 
-log = logging.getLogger("fleet.journal")
+log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 30.0
 RETRY_MIN, RETRY_MAX = 0.1, 5.0
@@ -129,7 +129,7 @@ class Journal:
 
     def __init__(self, url: str, worker) -> None:
         self.worker = worker
-        self._conn = pg.WriterConnection(url, db.CREATE_STAGING, COMMAND_TIMEOUT)
+        self._conn = pg.WriterConnection(url, sql.CREATE_STAGING, COMMAND_TIMEOUT)
         self._rows: list[tuple] = []
         self._keys: set[int] = set()
         self._waiting: list[asyncio.Future] = []
@@ -216,8 +216,8 @@ class Journal:
             if rows:
                 await conn.copy_records_to_table("meter_journal", records=rows, columns=JOURNAL_COLUMNS)
             if records:
-                await conn.copy_records_to_table(db.STAGE_KEYS, records=records, columns=db.KEY_COLUMNS)
-                await conn.execute(db.UPSERT_KEYS)
+                await conn.copy_records_to_table(sql.STAGE_KEYS, records=records, columns=sql.KEY_COLUMNS)
+                await conn.execute(sql.UPSERT_KEYS)
         for sec, mine in written:
             keys.counters_written(sec, mine)
 

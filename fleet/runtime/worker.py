@@ -29,7 +29,7 @@ from fleet.errors import FleetError
 from fleet.settings import RunSettings
 from meter_core import journal
 
-log = logging.getLogger("fleet.worker")
+log = logging.getLogger(__name__)
 
 # Exit code of a worker that could not boot (port in use, database unreachable): the supervisor
 # halts instead of restarting it in a loop (gunicorn's WORKER_BOOT_ERROR).
@@ -109,7 +109,7 @@ class Worker:
         self.states: dict[int, object] = {}
         self.recorder = None
         self.groundtruth = None
-        self.journal = None  # fleet.journal.Journal: what must be durable before a meter answers
+        self.journal = None  # fleet.store.journal.Journal: what must be durable before a meter answers
         self._journaled_commands: dict[int, set[int]] = {}  # command -> meters it was applied to before
         self._journal_last: dict[int, float] = {}  # meter -> time of its last journal entry at start
         self._last_persist = None
@@ -134,7 +134,7 @@ class Worker:
     async def main(self, *, install_signals: bool = True) -> int:
         """Boot, serve until SIGTERM (or `stop`), shut down; returns the process exit code."""
         from fleet import metrics
-        from fleet.recorder import NullRecorder, Recorder
+        from fleet.store.recorder import NullRecorder, Recorder
         from meter_core.device.clock import SimClock
 
         self.loop = asyncio.get_running_loop()
@@ -144,7 +144,7 @@ class Worker:
         self.clock = SimClock(start=s.sim_start, t0=s.sim_t0, speed=s.speed, drift_ppm=s.drift_ppm)
         try:
             if s.database_url:
-                from fleet.journal import Journal
+                from fleet.store.journal import Journal
 
                 self.recorder = await Recorder.open(s.database_url, self)
                 await self._load_settings(s.database_url)
@@ -152,7 +152,7 @@ class Worker:
                 self.journal = Journal(s.database_url, self)
                 self.journal.start()
                 if s.spool_dir:
-                    from fleet.groundtruth import GroundTruthWriter
+                    from fleet.store.truth import GroundTruthWriter
 
                     spool = Path(s.spool_dir) / f"shard-{self.shard.start}-{self.shard.stop}"
                     self.groundtruth = GroundTruthWriter(s.database_url, self, spool_dir=spool)
@@ -176,7 +176,7 @@ class Worker:
         self._send(("ready", self.slot, os.getpid(), len(self.servers)))
         tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._flush_metrics())]
         if s.database_url:
-            from fleet.commands import CommandListener
+            from fleet.store.commands import CommandListener
 
             self.commands = CommandListener(s.database_url, self.shard, self.apply_command, self.replay_command,
                                             durable=self.journal_settled)
@@ -189,8 +189,8 @@ class Worker:
 
     async def _load_settings(self, url: str) -> None:
         """Use the load templates and power-quality configuration the database holds (as edited there)."""
-        from fleet import pg
-        from fleet.seed import install_settings, load_push_settings, load_settings
+        from fleet.store import pg
+        from fleet.store.defaults import install_settings, load_push_settings, load_settings
         from meter_core import push
 
         conn = await pg.connect(url)
@@ -318,7 +318,7 @@ class Worker:
         message_queue table, at most `MESSAGE_QUEUE_DEPTH` per meter), so a worker that restarts takes
         it up again (``attempts``: those made before). A meter without supply owes no push but its last
         gasp (an alert push of ESW bit 85)."""
-        from fleet.actor import MeterProtocol
+        from fleet.runtime.actor import MeterProtocol
         from meter_core import push
         from meter_core.device.identity import stable_hash
 
@@ -516,11 +516,11 @@ class Worker:
 
     async def _resume_queue(self, url: str, gate: asyncio.Semaphore) -> None:
         """Take up the pushes an earlier run of this shard left waiting for retries (message_queue)."""
-        from fleet import db, pg
+        from fleet.store import pg, sql
 
         conn = await pg.connect(url)
         try:
-            rows = await conn.fetch(db.SELECT_PENDING_MESSAGES, self.shard.start, self.shard.stop)
+            rows = await conn.fetch(sql.SELECT_PENDING_MESSAGES, self.shard.start, self.shard.stop)
         except asyncpg.UndefinedTableError:
             rows = []
         finally:
@@ -578,7 +578,7 @@ class Worker:
         """Apply a command to the meters of this shard it selects (``only``: these of them), as of monotonic
         ``now`` (default now; ``sim_time``: exactly this simulated time); each meter's change goes to the
         journal. Returns (how many, simulated time)."""
-        from fleet.journal import injected_row
+        from fleet.store.journal import injected_row
 
         if now is None:
             now = time.monotonic()
@@ -619,7 +619,7 @@ class Worker:
     async def _replay_journal(self, url: str) -> None:
         """Build the shard's meters as they were: the journal's SETs, ACTIONs and injected changes, each at
         its time, through the code that served them (`meter_core.journal.replay`)."""
-        from fleet import journal as fj
+        from fleet.store import journal as fj
         from meter_core.meter import Meter, MeterState
 
         now_sim = self.clock.sim(time.monotonic())
@@ -663,7 +663,7 @@ class Worker:
 
     async def _listen(self) -> None:
         loop = self.loop
-        from fleet.actor import MeterProtocol
+        from fleet.runtime.actor import MeterProtocol
 
         for meter_id in self.shard:
             host, port = self.options.address(meter_id)

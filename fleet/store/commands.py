@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from fleet import pg
+from fleet.store import pg
 from meter_core.device.identity import stable_hash
 
-log = logging.getLogger("fleet.commands")
+log = logging.getLogger(__name__)
 
 CHANNEL = "fleet_commands"
 ACTIONS = ("power-failure", "restore", "tamper", "link-down", "load-change")

@@ -18,7 +18,7 @@ from collections import Counter
 
 import asyncpg
 
-from fleet import pg
+from fleet.store import pg
 from meter_core.codec import crypto as sec
 from meter_core.codec._util import NEED_DATA
 from meter_core.codec.apdu import (
@@ -34,7 +34,7 @@ from meter_core.codec.wrapper import WrapperDeframer, wrap
 from meter_core.device.identity import meter_identity
 from meter_core.device.keys import derived_keys, from_rows
 
-log = logging.getLogger("fleet.sink")
+log = logging.getLogger(__name__)
 
 STAGE = "fleet_stage_push_received"
 COLUMNS = ("meter_id", "push_logical_name", "notified_at", "long_invoke_id", "ciphered", "apdu_bytes", "peer",
