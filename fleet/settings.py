@@ -6,6 +6,8 @@ export` and a test all agree on which process serves a meter and where a head-en
 
 from __future__ import annotations
 
+import ipaddress
+import time
 from dataclasses import dataclass
 
 from fleet.errors import FleetError
@@ -13,6 +15,16 @@ from meter_core.connection import Transport
 from meter_core.device.identity import DEFAULT_FLEET_SECRET, FleetConfig, MeterKind
 
 MAX_PORT = 65535
+
+# Invocation counters a process sends start here when it has none stored: 16 per second since
+# 2025-01-01T00:00Z, so a counter used before a crash that came before the first write is never used
+# again (2**32 lasts to 2033). The meters' sent counters and hes-sink's confirms both start from it.
+COUNTER_EPOCH = 1735689600.0
+
+
+def counter_floor() -> int:
+    """The lowest invocation counter a process may send now (`COUNTER_EPOCH`)."""
+    return max(0, int((time.time() - COUNTER_EPOCH) * 16))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,8 +110,6 @@ class RunSettings:
         """The local address meter ``meter_id`` dials from (one IPv4 address per meter)."""
         if self.source_base is None:
             return None
-        import ipaddress
-
         return str(ipaddress.IPv4Address(self.source_base) + meter_id), 0
 
     def plan(self) -> list[range]:

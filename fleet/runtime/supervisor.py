@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
+from fleet import metrics
 from fleet.errors import FleetError
 from fleet.runtime.worker import WORKER_BOOT_ERROR, worker_main
 from fleet.settings import RunSettings
@@ -153,8 +154,6 @@ class Supervisor:
             self.error = msg[2]
 
     def _reap_and_restart(self) -> None:
-        from fleet import metrics
-
         for slot in self.slots:
             proc = slot.process
             if proc is None or proc.is_alive():
@@ -185,8 +184,6 @@ class Supervisor:
             self.spawn(slot)
 
     def _watch_database(self) -> None:
-        from fleet import metrics
-
         if self.database is not None and self.database.check(time.monotonic()):
             metrics.DATABASE_RESTARTS.inc()
 
@@ -200,8 +197,6 @@ class Supervisor:
                 proc.kill()
 
     def _shutdown(self, *, force: bool) -> None:
-        from fleet import metrics
-
         procs = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
         for p in procs:
             try:

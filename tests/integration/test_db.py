@@ -46,7 +46,7 @@ async def fetch(url: str, sql: str, *args):
 
 
 class FakeWorker:
-    """What a Recorder reads from its worker."""
+    """What a worker gives its Recorder."""
 
     def __init__(self, shard: range, *, meters: int = 20, slot: int = 0, speed: float = 1.0) -> None:
         self.shard = shard
@@ -62,6 +62,17 @@ class FakeWorker:
 
     def install_keys(self, meter_id: int, stored: list, certificates=None) -> None:
         self.installed_keys[meter_id] = stored
+
+    def take_dirty(self) -> set[int]:
+        dirty, self.security_dirty = self.security_dirty, set()
+        return dirty
+
+
+def open_recorder(url: str, worker: FakeWorker, **kwargs):
+    """`Recorder.open` with what a worker gives it."""
+    return Recorder.open(url, shard=worker.shard, slot=worker.slot, options=worker.options, clock=worker.clock,
+                         install_keys=worker.install_keys, security_of=worker.security_of,
+                         take_dirty=worker.take_dirty, **kwargs)
 
 
 class FakeProto:
@@ -205,14 +216,14 @@ def test_null_recorder_accepts_everything():
 
 def test_recorder_refuses_an_unmigrated_database(empty_database_url):
     with pytest.raises(FleetError, match="no fleet schema: run `fleet db migrate`"):
-        run(Recorder.open(empty_database_url, FakeWorker(range(10))))
+        run(open_recorder(empty_database_url, FakeWorker(range(10))))
 
 
 def test_recorder_writes_the_shard_meters(database_url):
     worker = FakeWorker(range(5, 12))
 
     async def go():
-        rec = await Recorder.open(database_url, worker)
+        rec = await open_recorder(database_url, worker)
         await rec.close(5)
 
     run(go())
@@ -291,7 +302,7 @@ def test_recorder_round_trip(database_url, batch_size):
     worker = FakeWorker(range(0, 10))
 
     async def go():
-        rec = await Recorder.open(database_url, worker, batch_size=batch_size, flush_interval=0.02)
+        rec = await open_recorder(database_url, worker, batch_size=batch_size, flush_interval=0.02)
         protos = _play(rec, worker)
         await rec.close(10)
         assert rec.depth() == 0 and rec.errors == 0 and rec.dropped == 0
@@ -307,9 +318,9 @@ def test_restarted_worker_closes_what_a_killed_one_left_open(database_url):
     other = FakeWorker(range(10, 20), slot=1)
 
     async def first_life():
-        rec = await Recorder.open(database_url, worker)
+        rec = await open_recorder(database_url, worker)
         protos = _play(rec, worker)
-        rec2 = await Recorder.open(database_url, other)
+        rec2 = await open_recorder(database_url, other)
         d = FakeProto(other, 15)
         rec2.connection_opened(d)
         rec2.association_established(d, ACCEPT_PC)
@@ -320,7 +331,7 @@ def test_restarted_worker_closes_what_a_killed_one_left_open(database_url):
     protos, d = run(first_life())
 
     async def second_life():
-        rec = await Recorder.open(database_url, worker)
+        rec = await open_recorder(database_url, worker)
         await rec.close(5)
 
     run(second_life())
@@ -346,7 +357,7 @@ def test_recorder_survives_a_database_outage(database_url):
 
     async def go():
         admin = await asyncpg.connect(admin_url)
-        rec = await Recorder.open(database_url, worker, batch_size=50, flush_interval=0.02)
+        rec = await open_recorder(database_url, worker, batch_size=50, flush_interval=0.02)
         protos = []
 
         def some(n: int) -> None:
@@ -397,7 +408,7 @@ def test_replayed_batch_changes_nothing(database_url):
     worker = FakeWorker(range(0, 10))
 
     async def go():
-        rec = await Recorder.open(database_url, worker, flush_interval=3600)
+        rec = await open_recorder(database_url, worker, flush_interval=3600)
         protos = _play(rec, worker)
         batch = rec._take()
         conn = await rec._conn.get()
@@ -414,7 +425,7 @@ def test_full_queue_drops_new_rows_and_counts_them(database_url):
     worker = FakeWorker(range(0, 10))
 
     async def go():
-        rec = await Recorder.open(database_url, worker, max_queue=2, flush_interval=3600)
+        rec = await open_recorder(database_url, worker, max_queue=2, flush_interval=3600)
         a, b = FakeProto(worker, 1), FakeProto(worker, 2)
         rec.connection_opened(a)
         rec.association_established(a, ACCEPT_PC)
@@ -459,7 +470,7 @@ def test_flush_metrics(database_url):
     worker = FakeWorker(range(0, 10))
 
     async def go():
-        rec = await Recorder.open(database_url, worker, flush_interval=0.02, max_queue=3)
+        rec = await open_recorder(database_url, worker, flush_interval=0.02, max_queue=3)
         _play(rec, worker)
         rec.flush_metrics(m)
         assert m.DB_QUEUE.value > 0 and m.DB_LAG.value >= 0 and m.DB_BACKPRESSURE.value > 0
@@ -470,3 +481,29 @@ def test_flush_metrics(database_url):
     run(go())
     assert m.DB_QUEUE.value == 0 and m.DB_LAG.value == 0
     assert m.DB_ROWS.children[("active_connections",)].value >= 1
+
+
+def test_a_refused_row_is_left_out_and_the_rest_of_its_batch_written(database_url):
+    """The writers' one rule (fleet.store.writer): a batch the database refuses is not dropped; it is written
+    row by row, and only the refused row is left out (counted as discarded); the writer goes on."""
+    worker = FakeWorker(range(0, 10))
+
+    async def go():
+        rec = await open_recorder(database_url, worker, flush_interval=0.02)
+        good, bad, later = FakeProto(worker, 1), FakeProto(worker, 2), FakeProto(worker, 3)
+        bad.meter_id = None  # meter_id is NOT NULL: the database refuses this row
+        rec.connection_opened(good)
+        rec.connection_opened(bad)
+        for _ in range(200):
+            if rec.depth() == 0:
+                break
+            await asyncio.sleep(0.02)
+        rec.connection_opened(later)  # the writer is still there
+        await rec.close(5)
+        return rec, good, later
+
+    rec, good, later = run(go())
+    rows = run(fetch(database_url, "SELECT connection_id FROM active_connections WHERE connection_id = ANY($1)",
+                     [good.connection_id, later.connection_id]))
+    assert {r["connection_id"] for r in rows} == {good.connection_id, later.connection_id}
+    assert rec.discarded == 1 and rec.depth() == 0
