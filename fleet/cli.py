@@ -24,7 +24,7 @@ import click
 
 from fleet.errors import FleetError
 from fleet.runtime.faults import Fault
-from fleet.settings import FleetOptions, RunSettings, parse_shard
+from fleet.settings import MODES, FleetOptions, RunSettings, parse_shard
 from meter_core.connection import Transport
 from meter_core.device.clock import IST
 from meter_core.device.identity import DEFAULT_FLEET_SECRET, MeterKind, parse_mix
@@ -32,8 +32,6 @@ from meter_core.device.identity import DEFAULT_FLEET_SECRET, MeterKind, parse_mi
 # Meters are installed in the three years before this instant (IST); cumulative registers start from
 # there, so a fleet shows the same energies whenever and however often it is restarted.
 FLEET_EPOCH = _dt.datetime(2026, 1, 1, tzinfo=IST).timestamp()
-# How a head-end reaches the meters (DESIGN.md, "Transports"); a mode is offered once it works.
-MODES = ("listen", "dial")
 
 log = logging.getLogger("fleet")
 

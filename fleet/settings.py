@@ -15,6 +15,9 @@ from meter_core.connection import Transport
 from meter_core.device.identity import DEFAULT_FLEET_SECRET, FleetConfig, MeterKind
 
 MAX_PORT = 65535
+# How a head-end reaches the meters (DESIGN.md, "Transports"), one module each in fleet/runtime/; a mode is
+# offered once it works (address and gateway are not yet).
+MODES = ("listen", "dial")
 
 # Invocation counters a process sends start here when it has none stored: 16 per second since
 # 2025-01-01T00:00Z, so a counter used before a crash that came before the first write is never used
@@ -47,6 +50,8 @@ class FleetOptions:
     def __post_init__(self) -> None:
         if self.meters < 1:
             raise FleetError("--meters must be at least 1")
+        if self.mode not in MODES:
+            raise FleetError(f"--mode {self.mode}: one of {', '.join(MODES)}")
         if self.hls_mechanism == 7 and self.security_suite == 0:
             raise FleetError("--hls-mechanism high-ecdsa needs --security-suite 1 or 2 (suite 0 has no ECDSA)")
         if not 1 <= self.port_base <= MAX_PORT:
