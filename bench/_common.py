@@ -41,7 +41,7 @@ def spawn_worker_settings(settings: RunSettings, shard: range, slot: int = 0):
 
 
 def _spawn(settings: RunSettings, shard: range, slot: int):
-    from fleet.worker import worker_main
+    from fleet.runtime.worker import worker_main
 
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import asyncpg
 
-from fleet import backfill as bf
-from fleet import db, pg
-from fleet.groundtruth import COLUMNS
 from fleet.settings import FleetOptions
+from fleet.store import migrations, pg, sql
+from fleet.tools import backfill as bf
 
 EPOCH = 1767205800.0
 
@@ -32,7 +31,7 @@ EPOCH = 1767205800.0
 async def _migrate(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await db.migrate(conn)
+        await migrations.migrate(conn)
     finally:
         await conn.close()
 
@@ -40,12 +39,12 @@ async def _migrate(url: str) -> None:
 async def _raw_copy(url: str, batches: list[dict[str, list[tuple]]]) -> float:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("TRUNCATE " + ", ".join(COLUMNS) + ", backfill_progress")
+        await conn.execute("TRUNCATE " + ", ".join(sql.PROFILE_COLUMNS) + ", backfill_progress")
         t0 = time.perf_counter()
         for batch in batches:
             for table, rows in batch.items():
                 if rows:
-                    await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
+                    await conn.copy_records_to_table(table, records=rows, columns=sql.PROFILE_COLUMNS[table])
         return time.perf_counter() - t0
     finally:
         await conn.close()

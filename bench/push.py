@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 
 from bench._common import EPOCH, stop
-from fleet import db, pg
 from fleet.settings import FleetOptions, RunSettings
+from fleet.store import migrations, pg
 
 
 def _sink_process(url: str, options: FleetOptions, pipe) -> None:
     import uvloop
 
-    from fleet.sink import Directory, PushSink
+    from fleet.tools.sink import Directory, PushSink
 
     async def main():
         sink = PushSink(url, Directory(options))
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
 
             conn = await asyncpg.connect(url)
             try:
-                await db.migrate(conn)
+                await migrations.migrate(conn)
             finally:
                 await conn.close()
 

@@ -28,8 +28,8 @@ import sys
 import time
 
 from bench._common import cpu_seconds, spawn_worker, stop
-from fleet.export import meter_record
 from fleet.settings import FleetOptions
+from fleet.tools.export import meter_record
 from meter_core.codec import crypto as sec
 from meter_core.codec.apdu import (
     AARE,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import functools
+import ipaddress
 import logging
 import os
 import shutil
@@ -16,18 +17,21 @@ import socket
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import click
 
 from fleet.errors import FleetError
-from fleet.settings import FleetOptions, RunSettings, parse_shard
+from fleet.runtime.faults import Fault
+from fleet.settings import MODES, FleetOptions, RunSettings, parse_shard
 from meter_core.connection import Transport
-from meter_core.device.identity import DEFAULT_FLEET_SECRET, MeterKind
+from meter_core.device.clock import IST
+from meter_core.device.identity import DEFAULT_FLEET_SECRET, MeterKind, parse_mix
 
 # Meters are installed in the three years before this instant (IST); cumulative registers start from
 # there, so a fleet shows the same energies whenever and however often it is restarted.
-FLEET_EPOCH = _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone(_dt.timedelta(hours=5, minutes=30))).timestamp()
+FLEET_EPOCH = _dt.datetime(2026, 1, 1, tzinfo=IST).timestamp()
 
 log = logging.getLogger("fleet")
 
@@ -48,7 +52,7 @@ def _fleet_options(f):
                           "table); overrides --kind."),
         click.option("--transport", type=click.Choice(["wrapper", "hdlc"]), default="wrapper", show_default=True,
                      help="Framing on each meter's TCP port: IEC 62056-47 wrapper or HDLC."),
-        click.option("--mode", type=click.Choice(["listen", "gateway", "dial"]), default="listen",
+        click.option("--mode", type=click.Choice(MODES), default="listen",
                      show_default=True, help="How a head-end reaches the meters: listen (each meter on its port) or "
                                              "dial (each meter calls --hes to push, then serves it)."),
         click.option("--host", default="127.0.0.1", show_default=True,
@@ -71,8 +75,6 @@ def _fleet_options(f):
 
 def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                    hls_mechanism="high", security_suite=0) -> FleetOptions:
-    if mode not in ("listen", "dial"):
-        raise FleetError(f"--mode {mode} is not available yet; use --mode listen or dial")
     hosts = tuple(h.strip() for h in host.split(",") if h.strip())
     if not hosts:
         raise FleetError("--host needs at least one address")
@@ -99,13 +101,9 @@ def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host,
 
 def _parse_mix(text: str | None) -> tuple:
     """--mix KIND=SHARE,... or --mix @FILE (TOML: a [mix] table of KIND = SHARE)."""
-    from meter_core.device.identity import parse_mix
-
     if text is None:
         return ()
     if text.startswith("@"):
-        import tomllib
-
         path = text[1:]
         try:
             with open(path, "rb") as f:
@@ -167,7 +165,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
         workers, speed, start, metrics_port, hes, dial_idle, source_base, drift_ppm, spool_dir, database_url,
         data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
-    from fleet import pg
+    from fleet.store import pg  # start-up time: loaded by the commands that use it
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                              hls_mechanism, security_suite)
@@ -184,8 +182,6 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
     if source_base is not None:
         try:
             socket.inet_aton(source_base)
-            import ipaddress
-
             ipaddress.IPv4Address(source_base) + (options.meters - 1)
         except (OSError, ValueError, ipaddress.AddressValueError):
             raise FleetError(f"--source-base {source_base!r}: not an IPv4 address with room for "
@@ -206,6 +202,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
         # process's files as it defines the metrics: the folder is named (and empty) before that import.
         multiproc = Path(tempfile.mkdtemp(prefix="fleet-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+        # start-up: imported only now, prometheus-client picks its value store on first import (folder above)
         from fleet import metrics
 
         settings = RunSettings(
@@ -225,7 +222,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
         )
         if metrics_port:
             http = metrics.serve(metrics_port)
-        from fleet.supervisor import Supervisor
+        from fleet.runtime.supervisor import Supervisor  # start-up: it imports fleet.metrics (as above)
 
         pod = options.pod_range()
 
@@ -265,7 +262,7 @@ def _parse_start(text: str | None) -> float:
     except ValueError:
         raise FleetError(f"--start {text!r} is not an ISO 8601 date-time") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=_dt.timezone(_dt.timedelta(hours=5, minutes=30)))
+        t = t.replace(tzinfo=IST)
     return t.timestamp()
 
 
@@ -281,12 +278,12 @@ def _check_port_free(port: int) -> None:
 
 
 async def _migrate(url: str) -> list[str]:
-    from fleet import db, pg
-    from fleet.seed import seed_defaults
+    from fleet.store import migrations, pg  # start-up time: loaded by the commands that use it
+    from fleet.store.defaults import seed_defaults  # start-up time: loaded by the commands that use it
 
     conn = await pg.connect(url)
     try:
-        applied = await db.migrate(conn)
+        applied = await migrations.migrate(conn)
         await seed_defaults(conn)
         return applied
     finally:
@@ -302,7 +299,7 @@ def db() -> None:
 @_database_option
 def db_migrate(database_url, data_dir) -> None:
     """Apply the migrations the database does not have yet."""
-    from fleet import pg
+    from fleet.store import pg  # start-up time: loaded by the commands that use it
 
     url, server = pg.resolve_database(database_url, data_dir or pg.default_data_dir())
     try:
@@ -338,8 +335,8 @@ def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
     from the window's end. Resumable: run it again with the same arguments and it writes only the chunks
     not done.
     """
-    from fleet import backfill as bf
-    from fleet import pg
+    from fleet.store import pg  # start-up time: loaded by the commands that use it
+    from fleet.tools import backfill as bf  # start-up time: loaded by the commands that use it
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard)
     meter_ids = _parse_ids(ids, options.meters)
@@ -403,7 +400,8 @@ def meters() -> None:
 def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
                   security_suite, fmt, output, keys_from_database, database_url, data_dir) -> None:
     """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter."""
-    from fleet import export, pg
+    from fleet.store import pg  # start-up time: loaded by the commands that use it
+    from fleet.tools import export  # start-up time: loaded by the commands that use it
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                              hls_mechanism, security_suite)
@@ -444,7 +442,8 @@ def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, 
 def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
              security_suite, listen, database_url, data_dir) -> None:
     """Receive the meters' pushes, decipher them and record each in push_received (until Ctrl-C)."""
-    from fleet import pg, sink
+    from fleet.store import pg  # start-up time: loaded by the commands that use it
+    from fleet.tools import export, sink  # start-up time: loaded by the commands that use it
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                              hls_mechanism, security_suite)
@@ -457,9 +456,7 @@ def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
         asyncio.run(_migrate(url))
 
         async def serve() -> None:
-            from fleet.export import stored_keys
-
-            directory = sink.Directory(options, await stored_keys(url, range(options.meters)))
+            directory = sink.Directory(options, await export.stored_keys(url, range(options.meters)))
             receiver = sink.PushSink(url, directory)
             try:
                 await receiver.start(listen_host, int(listen_port))
@@ -489,7 +486,7 @@ def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
 
 
 @cli.command()
-@click.argument("action", type=click.Choice(["power-failure", "restore", "tamper", "link-down", "load-change"]))
+@click.argument("action", type=click.Choice([f.value for f in Fault]))
 @click.option("--share", default=1.0, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
               help="Fraction of the region's meters it reaches (a seeded draw per command).")
 @click.option("--region", default=None, metavar="FIRST-LAST",
@@ -511,7 +508,7 @@ def inject(action, share, region, duration, code, factor, wait, database_url, da
     last-gasp pushes (ESW bit 85, within the alert push's randomisation interval) and stops their
     load; `restore` brings supply and links back (first-breath pushes, ESW bit 86).
     """
-    from fleet import commands, pg
+    from fleet.store import commands, pg  # start-up time: loaded by the commands that use it
 
     first = last = None
     if region is not None:

@@ -47,7 +47,7 @@ SECURITY_FAILURES = Counter("fleet_security_failures",
                             ["client", "reason"])
 INTERNAL_ERRORS = Counter("fleet_internal_errors", "Faults inside a meter while serving a request")
 DB_ROWS = Counter("fleet_db_rows_written", "Rows written to PostgreSQL, by table", ["table"])
-# The connection recorder's queue (fleet/recorder.py); the ground-truth writer has gauges of its own below.
+# The connection recorder's queue (fleet/store/recorder.py); the ground-truth writer has gauges of its own below.
 DB_QUEUE = Gauge("fleet_db_writer_queue_depth", "Connection and association events waiting in the recorders' "
                  "queues", multiprocess_mode="livesum")
 DB_LAG = Gauge("fleet_db_writer_lag_seconds", "Age of the oldest connection or association event not yet written",
@@ -56,7 +56,7 @@ DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Recorder events that 
                           "ground-truth passes held back by a full queue")
 DB_ERRORS = Counter("fleet_db_writer_errors", "Failed steps of the writers, all reasons (retried)")
 DB_DISCARDED = Counter("fleet_db_writer_discarded", "Events of batches the database refused for good (logged)")
-# The ground-truth writer of each worker (fleet/groundtruth.py), one series per shard "first-stop".
+# The ground-truth writer of each worker (fleet/store/truth.py), one series per shard "first-stop".
 GROUNDTRUTH_ROWS_WAITING = Gauge("fleet_groundtruth_rows_waiting", "Profile rows computed and not yet written: "
                                  "queued in memory plus spooled on disk", ["shard"], multiprocess_mode="livesum")
 GROUNDTRUTH_SPOOL_ROWS = Gauge("fleet_groundtruth_spool_rows", "Profile rows waiting in the spool folder",
@@ -127,12 +127,7 @@ class WorkerMetrics:
                 last[key] = n
         counts = self.latency_counts
         if any(counts):
-            # Histogram.observe per request would touch the mmap files per request; add each
-            # bucket's count directly (prometheus-client keeps per-bucket counts and sums them on export).
-            for i, n in enumerate(counts):
-                if n:
-                    LATENCY._buckets[i].inc(n)
-            LATENCY._sum.inc(self.latency_sum)
+            _add_observations(LATENCY, counts, self.latency_sum)
             self.latency_counts = [0] * len(counts)
             self.latency_sum = 0.0
         if self.bytes_in:
@@ -141,39 +136,36 @@ class WorkerMetrics:
         if self.bytes_out:
             BYTES_OUT.inc(self.bytes_out)
             self.bytes_out = 0
-        for reason, n in self.refused.items():
-            CONNECTIONS_REFUSED.labels(reason).inc(n)
-        self.refused.clear()
-        for layer, n in self.violations.items():
-            PROTOCOL_VIOLATIONS.labels(layer).inc(n)
-        self.violations.clear()
         if self.internal_errors:
             INTERNAL_ERRORS.inc(self.internal_errors)
             self.internal_errors = 0
-        for (client, result), n in self.associations.items():
-            ASSOCIATIONS.labels(str(client), result).inc(n)
-        self.associations.clear()
-        for (client, reason), n in self.releases.items():
-            RELEASES.labels(str(client), reason).inc(n)
-        self.releases.clear()
-        for (client, reason), n in self.security_failures.items():
-            SECURITY_FAILURES.labels(str(client), reason).inc(n)
-        self.security_failures.clear()
-        for (name, outcome), n in self.pushes.items():
-            PUSHES.labels(name, outcome).inc(n)
-        self.pushes.clear()
+        for counter, counts in ((CONNECTIONS_REFUSED, self.refused), (PROTOCOL_VIOLATIONS, self.violations),
+                                (ASSOCIATIONS, self.associations), (RELEASES, self.releases),
+                                (SECURITY_FAILURES, self.security_failures), (PUSHES, self.pushes),
+                                (DIALS, self.dials), (PUSH_FAILURES, self.push_failures)):
+            _add_counts(counter, counts)
         if self.push_latency:
             counts = [0] * (len(PUSH_LATENCY_BUCKETS) + 1)
             for x in self.push_latency:
                 counts[bisect.bisect_left(PUSH_LATENCY_BUCKETS, x)] += 1
-            for i, n in enumerate(counts):
-                if n:
-                    PUSH_LATENCY._buckets[i].inc(n)
-            PUSH_LATENCY._sum.inc(sum(self.push_latency))
+            _add_observations(PUSH_LATENCY, counts, sum(self.push_latency))
             self.push_latency.clear()
-        for outcome, n in self.dials.items():
-            DIALS.labels(outcome).inc(n)
-        self.dials.clear()
-        for (name, reason), n in self.push_failures.items():
-            PUSH_FAILURES.labels(name, reason).inc(n)
-        self.push_failures.clear()
+
+
+def _add_counts(counter: Counter, counts: dict) -> None:
+    """Add each label set's tally to ``counter`` and forget them; a key is a label value or a tuple of them
+    (a client SAP is shown as its number)."""
+    for key, n in counts.items():
+        counter.labels(*(str(v) for v in (key if isinstance(key, tuple) else (key,)))).inc(n)
+    counts.clear()
+
+
+def _add_observations(histogram: Histogram, bucket_counts: list[int], total: float) -> None:
+    """Add ``bucket_counts[i]`` observations to bucket i (bucket i: up to the i-th bound, the last +Inf) and
+    ``total`` to the sum: what that many ``observe()`` calls add. prometheus-client has no public call for
+    it, and a worker must not touch the metric files once per request, so this one helper reaches into
+    the histogram's per-bucket counters (it keeps them per bucket and adds them up on export)."""
+    for i, n in enumerate(bucket_counts):
+        if n:
+            histogram._buckets[i].inc(n)
+    histogram._sum.inc(total)

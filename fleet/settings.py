@@ -6,6 +6,8 @@ export` and a test all agree on which process serves a meter and where a head-en
 
 from __future__ import annotations
 
+import ipaddress
+import time
 from dataclasses import dataclass
 
 from fleet.errors import FleetError
@@ -13,6 +15,19 @@ from meter_core.connection import Transport
 from meter_core.device.identity import DEFAULT_FLEET_SECRET, FleetConfig, MeterKind
 
 MAX_PORT = 65535
+# How a head-end reaches the meters (DESIGN.md, "Transports"), one module each in fleet/runtime/; a mode is
+# offered once it works (address and gateway are not yet).
+MODES = ("listen", "dial")
+
+# Invocation counters a process sends start here when it has none stored: 16 per second since
+# 2025-01-01T00:00Z, so a counter used before a crash that came before the first write is never used
+# again (2**32 lasts to 2033). The meters' sent counters and hes-sink's confirms both start from it.
+COUNTER_EPOCH = 1735689600.0
+
+
+def counter_floor() -> int:
+    """The lowest invocation counter a process may send now (`COUNTER_EPOCH`)."""
+    return max(0, int((time.time() - COUNTER_EPOCH) * 16))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +50,8 @@ class FleetOptions:
     def __post_init__(self) -> None:
         if self.meters < 1:
             raise FleetError("--meters must be at least 1")
+        if self.mode not in MODES:
+            raise FleetError(f"--mode {self.mode}: one of {', '.join(MODES)}")
         if self.hls_mechanism == 7 and self.security_suite == 0:
             raise FleetError("--hls-mechanism high-ecdsa needs --security-suite 1 or 2 (suite 0 has no ECDSA)")
         if not 1 <= self.port_base <= MAX_PORT:
@@ -98,8 +115,6 @@ class RunSettings:
         """The local address meter ``meter_id`` dials from (one IPv4 address per meter)."""
         if self.source_base is None:
             return None
-        import ipaddress
-
         return str(ipaddress.IPv4Address(self.source_base) + meter_id), 0
 
     def plan(self) -> list[range]:

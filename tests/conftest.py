@@ -38,12 +38,12 @@ async def _admin(url: str, *statements: str) -> None:
 
 
 async def _migrate(url: str) -> None:
-    from fleet import db, pg
-    from fleet.seed import seed_defaults
+    from fleet.store import migrations, pg
+    from fleet.store.defaults import seed_defaults
 
     conn = await pg.connect(url)
     try:
-        await db.migrate(conn)
+        await migrations.migrate(conn)
         await seed_defaults(conn)  # as `fleet db migrate` does
     finally:
         await conn.close()
@@ -64,7 +64,7 @@ def postgres_url():
     if url:
         yield url
         return
-    from fleet import pg
+    from fleet.store import pg
 
     base = _embedded_base()
     server = pg.start_embedded(base / "pgdata")

@@ -113,7 +113,7 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
     """
     import uvloop
 
-    from fleet.worker import Worker
+    from fleet.runtime.worker import Worker
 
     options = FleetOptions(meters=meters, seed=seed, kind=kind, transport=transport,
                            port_base=free_port_base(meters), hls_mechanism=hls_mechanism,
@@ -144,7 +144,7 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
     # Dial mode: the meters owe the pushes that fall due once the dial loop has started (it looks for them
     # from its simulated start on, not from sim_start: pushes due while the worker boots are not owed), so
     # a test's "from now on" begins there.
-    while hes is not None and worker._heap is None:
+    while hes is not None and worker.dialer._heap is None:
         if not thread.is_alive() or time.monotonic() > deadline:
             worker.loop.call_soon_threadsafe(worker.stop)
             raise RuntimeError("the worker's dial loop did not start")

@@ -8,9 +8,9 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from fleet import backfill as bf
-from fleet.groundtruth import COLUMNS
 from fleet.settings import FleetOptions
+from fleet.store import sql
+from fleet.tools import backfill as bf
 from meter_core.device.clock import SimClock
 from meter_core.device.groundtruth import block_records
 from meter_core.device.identity import MeterKind
@@ -49,7 +49,7 @@ def test_backfill_writes_the_window_once_and_resumes(database_url):
     blocks = query(database_url, "SELECT meter_id, count(*) AS n, count(DISTINCT capture_time) AS d "
                                  "FROM block_load_profile GROUP BY meter_id ORDER BY meter_id")
     assert [(r["meter_id"], r["n"], r["d"]) for r in blocks] == [(i, 96, 96) for i in range(30)]
-    in_tables = sum(query(database_url, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in COLUMNS)
+    in_tables = sum(query(database_url, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in sql.PROFILE_COLUMNS)
     assert rows == in_tables - 1  # every row counted once; meter 12's first block was there already
     events = query(database_url, "SELECT count(*) AS n FROM event_logs")[0]["n"]
     assert in_tables - events - query(database_url, "SELECT count(*) AS n FROM eswf_status")[0]["n"] == 30 * (96 * 2 + 2)
@@ -94,7 +94,7 @@ TIME_COLUMN = {"block_load_profile": "capture_time", "daily_load_profile": "capt
 
 
 def table_rows(url: str, table: str, lo: float, hi: float) -> list[tuple]:
-    cols = ", ".join(COLUMNS[table])
+    cols = ", ".join(sql.PROFILE_COLUMNS[table])
     t = TIME_COLUMN[table]
     rows = query(url, f"SELECT {cols} FROM {table} WHERE {t} > $1 AND {t} <= $2 ORDER BY {cols}",
                  dt.datetime.fromtimestamp(lo, dt.UTC), dt.datetime.fromtimestamp(hi, dt.UTC))
@@ -112,7 +112,7 @@ def test_backfill_equals_live_with_drift_and_programming_and_leaves_no_gap(datab
     from gurux_dlms import GXDateTime
     from gurux_dlms.objects import GXDLMSClock
 
-    from fleet.journal import JOURNAL_COLUMNS
+    from fleet.store.sql import JOURNAL_COLUMNS
     from tests.interop.clients import utility_settings
     from tests.servers import running_meters
 
@@ -145,7 +145,7 @@ def test_backfill_equals_live_with_drift_and_programming_and_leaves_no_gap(datab
     fleet_options = FleetOptions(meters=3, kind=MeterKind.CT_PT)
     plan = bf.plan(second_database_url, fleet_options, EPOCH, 2, w1, range(3), drift_ppm=5.0)
     assert bf.run(plan, 1)[0] == 1
-    for table in COLUMNS:
+    for table in sql.PROFILE_COLUMNS:
         lo, hi = w0 + 3600, w1 - 3600  # stamps drift from capture times by minutes: leave the edges out
         got_live, got_backfill = table_rows(database_url, table, lo, hi), table_rows(second_database_url, table, lo, hi)
         assert got_live == got_backfill, table

@@ -44,6 +44,7 @@ def test_every_command_has_help(command):
     (["run", "--meters", "0"], ["--meters"]),
     (["run", "--port-base", "70000"], ["--port-base"]),
     (["run", "--transport", "serial"], ["--transport"]),
+    (["run", "--mode", "gateway"], ["--mode", "gateway"]),  # offered once it works (issue 13)
     (["run", "--host", "not-an-ip"], ["not-an-ip"]),
     (["run", "--meters", "70000", "--port-base", "60000"], ["ports"]),
     (["run", "--shard", "3/2"], ["--shard"]),

@@ -21,8 +21,8 @@ import signal
 
 import pytest
 
-from fleet.export import meter_record
 from fleet.settings import FleetOptions
+from fleet.tools.export import meter_record
 from meter_core.client import (
     Associated,
     AssociationFailed,

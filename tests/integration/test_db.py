@@ -1,4 +1,4 @@
-"""fleet.pg, fleet.db and fleet.recorder against a real PostgreSQL (no sockets to meters)."""
+"""fleet.store.pg, fleet.store.sql and fleet.store.recorder against a real PostgreSQL (no sockets to meters)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 import uvloop
 
-from fleet import db, pg
 from fleet.errors import FleetError
-from fleet.recorder import NullRecorder, Recorder
 from fleet.settings import FleetOptions
+from fleet.store import migrations, pg
+from fleet.store.recorder import NullRecorder, Recorder
 from meter_core.device.clock import SimClock
 from meter_core.device.identity import meter_identity
 from meter_core.events import (
@@ -28,7 +28,7 @@ from meter_core.events import (
 pytestmark = pytest.mark.integration
 
 FIRST = "0001_meters_and_associations"
-ALL = [m.name for m in db.migrations()]
+ALL = [m.name for m in migrations.migrations()]
 
 
 def run(coro):
@@ -46,7 +46,7 @@ async def fetch(url: str, sql: str, *args):
 
 
 class FakeWorker:
-    """What a Recorder reads from its worker."""
+    """What a worker gives its Recorder."""
 
     def __init__(self, shard: range, *, meters: int = 20, slot: int = 0, speed: float = 1.0) -> None:
         self.shard = shard
@@ -62,6 +62,17 @@ class FakeWorker:
 
     def install_keys(self, meter_id: int, stored: list, certificates=None) -> None:
         self.installed_keys[meter_id] = stored
+
+    def take_dirty(self) -> set[int]:
+        dirty, self.security_dirty = self.security_dirty, set()
+        return dirty
+
+
+def open_recorder(url: str, worker: FakeWorker, **kwargs):
+    """`Recorder.open` with what a worker gives it."""
+    return Recorder.open(url, shard=worker.shard, slot=worker.slot, options=worker.options, clock=worker.clock,
+                         install_keys=worker.install_keys, security_of=worker.security_of,
+                         take_dirty=worker.take_dirty, **kwargs)
 
 
 class FakeProto:
@@ -85,7 +96,7 @@ REJECT_MR = AssociationRejected(32, 1, 1, 13, "wrong password")
 async def _migrate(url: str) -> list[str]:
     conn = await pg.connect(url)
     try:
-        return await db.migrate(conn)
+        return await migrations.migrate(conn)
     finally:
         await conn.close()
 
@@ -94,8 +105,8 @@ def test_migrate_twice_applies_once(empty_database_url):
     assert run(_migrate(empty_database_url)) == ALL
     assert run(_migrate(empty_database_url)) == []
     rows = run(fetch(empty_database_url, "SELECT version, name, checksum FROM schema_migrations"))
-    assert [(r["version"], r["name"]) for r in rows] == [(m.version, m.name) for m in db.migrations()]
-    assert rows[0]["checksum"] == db.migrations()[0].checksum
+    assert [(r["version"], r["name"]) for r in rows] == [(m.version, m.name) for m in migrations.migrations()]
+    assert rows[0]["checksum"] == migrations.migrations()[0].checksum
 
 
 def test_concurrent_migrators_are_serialised(empty_database_url):
@@ -108,8 +119,8 @@ def test_concurrent_migrators_are_serialised(empty_database_url):
 
 def test_changed_migration_is_refused(empty_database_url, monkeypatch):
     run(_migrate(empty_database_url))
-    texts = db._migration_texts()
-    monkeypatch.setattr(db, "_migration_texts",
+    texts = migrations._migration_texts()
+    monkeypatch.setattr(migrations, "_migration_texts",
                         lambda: [(name, text + "\n-- edited\n") for name, text in texts])
     with pytest.raises(FleetError, match=f"migration {FIRST} was changed after it was applied") as e:
         run(_migrate(empty_database_url))
@@ -117,9 +128,9 @@ def test_changed_migration_is_refused(empty_database_url, monkeypatch):
 
 
 def test_failed_migration_rolls_back(empty_database_url, monkeypatch):
-    texts = db._migration_texts()
+    texts = migrations._migration_texts()
     bad = "CREATE TABLE half_done (x int);\nSELECT * FROM no_such_table;\n"
-    monkeypatch.setattr(db, "_migration_texts", lambda: [*texts, ("9999_broken.sql", bad)])
+    monkeypatch.setattr(migrations, "_migration_texts", lambda: [*texts, ("9999_broken.sql", bad)])
     with pytest.raises(FleetError, match="migration 9999_broken failed: relation \"no_such_table\""):
         run(_migrate(empty_database_url))
     rows = run(fetch(empty_database_url, "SELECT name FROM schema_migrations ORDER BY version"))
@@ -128,15 +139,15 @@ def test_failed_migration_rolls_back(empty_database_url, monkeypatch):
 
 
 def test_migration_files_found_and_ordered():
-    ms = db.migrations()
+    ms = migrations.migrations()
     assert [m.version for m in ms] == sorted(m.version for m in ms)
     assert ms[0].name == FIRST
 
 
 def test_badly_named_migration_is_refused(monkeypatch):
-    monkeypatch.setattr(db, "_migration_texts", lambda: [("2_oops.sql", "SELECT 1")])
+    monkeypatch.setattr(migrations, "_migration_texts", lambda: [("2_oops.sql", "SELECT 1")])
     with pytest.raises(FleetError, match="NNNN_short_description"):
-        db.migrations()
+        migrations.migrations()
 
 
 # -- pg ----------------------------------------------------------------------------------------------
@@ -205,14 +216,14 @@ def test_null_recorder_accepts_everything():
 
 def test_recorder_refuses_an_unmigrated_database(empty_database_url):
     with pytest.raises(FleetError, match="no fleet schema: run `fleet db migrate`"):
-        run(Recorder.open(empty_database_url, FakeWorker(range(10))))
+        run(open_recorder(empty_database_url, FakeWorker(range(10))))
 
 
 def test_recorder_writes_the_shard_meters(database_url):
     worker = FakeWorker(range(5, 12))
 
     async def go():
-        rec = await Recorder.open(database_url, worker)
+        rec = await open_recorder(database_url, worker)
         await rec.close(5)
 
     run(go())
@@ -291,7 +302,7 @@ def test_recorder_round_trip(database_url, batch_size):
     worker = FakeWorker(range(0, 10))
 
     async def go():
-        rec = await Recorder.open(database_url, worker, batch_size=batch_size, flush_interval=0.02)
+        rec = await open_recorder(database_url, worker, batch_size=batch_size, flush_interval=0.02)
         protos = _play(rec, worker)
         await rec.close(10)
         assert rec.depth() == 0 and rec.errors == 0 and rec.dropped == 0
@@ -307,9 +318,9 @@ def test_restarted_worker_closes_what_a_killed_one_left_open(database_url):
     other = FakeWorker(range(10, 20), slot=1)
 
     async def first_life():
-        rec = await Recorder.open(database_url, worker)
+        rec = await open_recorder(database_url, worker)
         protos = _play(rec, worker)
-        rec2 = await Recorder.open(database_url, other)
+        rec2 = await open_recorder(database_url, other)
         d = FakeProto(other, 15)
         rec2.connection_opened(d)
         rec2.association_established(d, ACCEPT_PC)
@@ -320,7 +331,7 @@ def test_restarted_worker_closes_what_a_killed_one_left_open(database_url):
     protos, d = run(first_life())
 
     async def second_life():
-        rec = await Recorder.open(database_url, worker)
+        rec = await open_recorder(database_url, worker)
         await rec.close(5)
 
     run(second_life())
@@ -346,7 +357,7 @@ def test_recorder_survives_a_database_outage(database_url):
 
     async def go():
         admin = await asyncpg.connect(admin_url)
-        rec = await Recorder.open(database_url, worker, batch_size=50, flush_interval=0.02)
+        rec = await open_recorder(database_url, worker, batch_size=50, flush_interval=0.02)
         protos = []
 
         def some(n: int) -> None:
@@ -397,7 +408,7 @@ def test_replayed_batch_changes_nothing(database_url):
     worker = FakeWorker(range(0, 10))
 
     async def go():
-        rec = await Recorder.open(database_url, worker, flush_interval=3600)
+        rec = await open_recorder(database_url, worker, flush_interval=3600)
         protos = _play(rec, worker)
         batch = rec._take()
         conn = await rec._conn.get()
@@ -414,7 +425,7 @@ def test_full_queue_drops_new_rows_and_counts_them(database_url):
     worker = FakeWorker(range(0, 10))
 
     async def go():
-        rec = await Recorder.open(database_url, worker, max_queue=2, flush_interval=3600)
+        rec = await open_recorder(database_url, worker, max_queue=2, flush_interval=3600)
         a, b = FakeProto(worker, 1), FakeProto(worker, 2)
         rec.connection_opened(a)
         rec.association_established(a, ACCEPT_PC)
@@ -459,7 +470,7 @@ def test_flush_metrics(database_url):
     worker = FakeWorker(range(0, 10))
 
     async def go():
-        rec = await Recorder.open(database_url, worker, flush_interval=0.02, max_queue=3)
+        rec = await open_recorder(database_url, worker, flush_interval=0.02, max_queue=3)
         _play(rec, worker)
         rec.flush_metrics(m)
         assert m.DB_QUEUE.value > 0 and m.DB_LAG.value >= 0 and m.DB_BACKPRESSURE.value > 0
@@ -470,3 +481,29 @@ def test_flush_metrics(database_url):
     run(go())
     assert m.DB_QUEUE.value == 0 and m.DB_LAG.value == 0
     assert m.DB_ROWS.children[("active_connections",)].value >= 1
+
+
+def test_a_refused_row_is_left_out_and_the_rest_of_its_batch_written(database_url):
+    """The writers' one rule (fleet.store.writer): a batch the database refuses is not dropped; it is written
+    row by row, and only the refused row is left out (counted as discarded); the writer goes on."""
+    worker = FakeWorker(range(0, 10))
+
+    async def go():
+        rec = await open_recorder(database_url, worker, flush_interval=0.02)
+        good, bad, later = FakeProto(worker, 1), FakeProto(worker, 2), FakeProto(worker, 3)
+        bad.meter_id = None  # meter_id is NOT NULL: the database refuses this row
+        rec.connection_opened(good)
+        rec.connection_opened(bad)
+        for _ in range(200):
+            if rec.depth() == 0:
+                break
+            await asyncio.sleep(0.02)
+        rec.connection_opened(later)  # the writer is still there
+        await rec.close(5)
+        return rec, good, later
+
+    rec, good, later = run(go())
+    rows = run(fetch(database_url, "SELECT connection_id FROM active_connections WHERE connection_id = ANY($1)",
+                     [good.connection_id, later.connection_id]))
+    assert {r["connection_id"] for r in rows} == {good.connection_id, later.connection_id}
+    assert rec.discarded == 1 and rec.depth() == 0

@@ -12,7 +12,6 @@ import asyncpg
 import pytest
 
 from meter_core.codec.apdu import ciphered
-from meter_core.cosem.build import model_of
 from meter_core.device import config as device_config
 from meter_core.device import pushes as push
 from meter_core.device.config import DEFAULT_DEVICE
@@ -70,7 +69,7 @@ def test_meters_dial_in_and_every_due_push_arrives_once(database_url):
             wait_for(f"the {len(due)} pushes due in 1.5 simulated hours",
                      lambda: {(mid, p, push.invoke_id_for(t)) for mid, p, t in due} <= _arrived(database_url),
                      lambda: sorted({(mid, p, push.invoke_id_for(t)) for mid, p, t in due} - _arrived(database_url)))
-        counts = dict(m.worker.push_counts)  # the worker has stopped: these are final
+        counts = dict(m.worker.dialer.push_counts)  # the worker has stopped: these are final
         sent = sum(v for (_, outcome), v in counts.items() if outcome == "sent")
         # (the last calls' bytes may still be on their way to the sink)
         wait_for(f"the sink to take and write the {sent} pushes sent",
@@ -98,8 +97,8 @@ def test_a_head_end_that_is_away_gets_retries_then_failures():
     s.close()  # nobody listens there
     with running_meters(2, hes=("127.0.0.1", port), speed=SPEED) as m:
         def outcomes() -> dict:
-            return m.call(lambda: {o: sum(n for (_, oo), n in m.worker.push_counts.items() if oo == o)
-                                   for _, o in m.worker.push_counts})
+            return m.call(lambda: {o: sum(n for (_, oo), n in m.worker.dialer.push_counts.items() if oo == o)
+                                   for _, o in m.worker.dialer.push_counts})
 
         # 75 simulated minutes, and a push that has failed for good
         wait_for("a push failed after its retries",
@@ -214,7 +213,7 @@ def test_with_the_sink_away_pushes_fail_after_retries_and_nothing_counts_twice(d
             time.sleep(3.0)
             sink = RunningSink(database_url, options, port=port)
             time.sleep(3.0)
-        counts = dict(m.worker.push_counts)  # the worker has stopped: these are final
+        counts = dict(m.worker.dialer.push_counts)  # the worker has stopped: these are final
         outcomes = {}
         for (_push, outcome), n in counts.items():
             outcomes[outcome] = outcomes.get(outcome, 0) + n
@@ -408,10 +407,10 @@ def test_a_head_end_that_answers_garbage_or_hangs_up_mid_call_leaves_the_meter_s
         def settled() -> dict | None:
             """The worker's pushes by outcome, at a moment it has no call under way (None if it has)."""
             def look():
-                if m.worker._dials:
+                if m.worker.dialer._dials:
                     return None
-                return {o: sum(n for (_, oo), n in m.worker.push_counts.items() if oo == o)
-                        for _, o in m.worker.push_counts}
+                return {o: sum(n for (_, oo), n in m.worker.dialer.push_counts.items() if oo == o)
+                        for _, o in m.worker.dialer.push_counts}
 
             got = m.call(look)
             return got if got and got.get("sent", 0) >= 4 else None
@@ -459,9 +458,9 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
         with running_meters(1, hes=("127.0.0.1", sink.port), speed=SPEED, sim_start=when - 900, dial_idle=0.3,
                             database_url=database_url) as m:
             def look():
-                meter = m.worker.meter_for_rows(0)
-                obj = model_of(meter).by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
-                return (dict(m.worker.push_counts), (obj.ic.version, len(obj.attributes)),
+                meter = m.worker.meters.for_rows(0)
+                obj = meter.model.by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
+                return (dict(m.worker.dialer.push_counts), (obj.ic.version, len(obj.attributes)),
                         dict(meter.state.push_confirmations).get(device_config.INSTANT_PUSH))
 
             def ready():
@@ -496,7 +495,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
             while len(invoke_ids) < 10 and (not invoke_ids or invoke_ids.count(invoke_ids[0]) < 4):
                 head = conn.recv(8, socket.MSG_WAITALL)
                 body = conn.recv(int.from_bytes(head[6:8], "big"), socket.MSG_WAITALL)
-                keys = m.call(lambda: m.worker.meter_for_rows(0).keys().sets[4])
+                keys = m.call(lambda: m.worker.meters.for_rows(0).keys().sets[4])
                 from meter_core.codec import crypto as sec
                 from meter_core.codec.apdu import decode_apdu
 
@@ -506,8 +505,8 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
                 invoke_ids.append(note.long_invoke_id_and_priority & 0xFFFFFF)
             # the last retry's wait for a confirmation runs out
             wait_for("the unconfirmed push to fail", lambda: m.call(
-                lambda: any(o == "failed" for _, o in m.worker.push_counts)))
-            counts = m.call(lambda: dict(m.worker.push_counts))
+                lambda: any(o == "failed" for _, o in m.worker.dialer.push_counts)))
+            counts = m.call(lambda: dict(m.worker.dialer.push_counts))
     hes.close()
     first = invoke_ids[0]
     assert invoke_ids.count(first) == 4  # the first push, then its 3 retries on the same call (others between)
@@ -519,7 +518,7 @@ def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
     DLMS; here straight into its state): meter 0's instant pushes go to that head-end, its other pushes
     and meter 1's to the fleet's, even while its call to the other head-end is still open."""
     from fleet.settings import FleetOptions
-    from fleet.sink import receive
+    from fleet.tools.sink import receive
 
     options = FleetOptions(meters=2, seed=1)
     home, elsewhere = RunningSink(database_url, options), RunningSink(database_url, options)
@@ -536,8 +535,8 @@ def test_a_meter_pushes_where_a_head_end_pointed_it(database_url):
             def point():
                 from meter_core.device.state import MeterState
 
-                state = m.worker.states.setdefault(0, MeterState())
-                for mm in (m.worker._active_meters.get(0), m.worker._cache.get(0)):
+                state = m.worker.meters.states.setdefault(0, MeterState())
+                for mm in (m.worker.meters.active.get(0), m.worker.meters.cache.get(0)):
                     if mm is not None:
                         state = mm.state
                 state.push_settings = ((device_config.INSTANT_PUSH, "destination", f"127.0.0.1:{elsewhere.port}"),)

@@ -185,7 +185,8 @@ def test_a_database_outage_while_meters_capture_loses_nothing_and_writes_nothing
 
 
 def test_a_row_the_database_refuses_is_reported_with_its_meter_and_time_and_the_rest_is_written(database_url):
-    from fleet.groundtruth import CREATE_STAGING, write_batch
+    from fleet.store.sql import CREATE_PROFILE_STAGING
+    from fleet.store.writer import write_batch
 
     t = dt.datetime(2026, 11, 20, 10, 30, tzinfo=dt.UTC)
     good = (7, t, 1800, None, None, None, None, None, None, 100, 0, 110, 0, 10, 0, 0, 0)
@@ -194,7 +195,7 @@ def test_a_row_the_database_refuses_is_reported_with_its_meter_and_time_and_the_
     async def go():
         conn = await asyncpg.connect(database_url)
         try:
-            await conn.execute(CREATE_STAGING)
+            await conn.execute(CREATE_PROFILE_STAGING)
             written, refused = await write_batch(conn, {"block_load_profile": [good, bad]})
             again, _ = await write_batch(conn, {"block_load_profile": [good]})
             rows = await conn.fetch("SELECT meter_id FROM block_load_profile WHERE meter_id IN (7, 8)")

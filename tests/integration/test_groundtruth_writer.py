@@ -128,7 +128,7 @@ def test_the_writer_outlives_running_out_of_file_descriptors_and_every_row_is_wr
     end = progress(database_url, 3)
     assert end >= released + 3600 > stuck_at
     assert_blocks_exactly_once(database_url, 3, start, end)
-    messages = [r.getMessage() for r in caplog.records if r.name == "fleet.groundtruth"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "fleet.store.truth"]
     assert any("too many open files (connecting to the database" in m for m in messages), messages
     assert any("too many open files (spooling" in m for m in messages), messages
     assert not any("database unavailable" in m and "Errno 24" in m for m in messages), messages
@@ -218,7 +218,8 @@ def test_a_run_started_after_the_last_one_ended_fills_the_gap_first(database_url
 
 
 def test_rows_asyncpg_cannot_encode_are_reported_and_the_rest_of_the_batch_is_written(database_url):
-    from fleet.groundtruth import CREATE_STAGING, write_batch
+    from fleet.store.sql import CREATE_PROFILE_STAGING
+    from fleet.store.writer import write_batch
 
     t = dt.datetime(2026, 11, 20, 10, 30, tzinfo=dt.UTC)
     good = (7, t, 1800, None, None, None, None, None, None, 100, 0, 110, 0, 10, 0, 0, 0)
@@ -228,7 +229,7 @@ def test_rows_asyncpg_cannot_encode_are_reported_and_the_rest_of_the_batch_is_wr
     async def go():
         conn = await asyncpg.connect(database_url)
         try:
-            await conn.execute(CREATE_STAGING)
+            await conn.execute(CREATE_PROFILE_STAGING)
             async with conn.transaction():  # as the writer calls it, with its progress in the same transaction
                 written, refused = await write_batch(conn, {"block_load_profile": [good, wrong_type, too_big]})
             rows = await conn.fetch("SELECT meter_id FROM block_load_profile WHERE meter_id IN (7, 8, 9)")

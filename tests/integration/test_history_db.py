@@ -39,7 +39,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from fleet.export import meter_record
+from fleet.tools.export import meter_record
 from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSettings, GetResult, SetResult
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_datetime_at
 from meter_core.connection import Transport
@@ -211,7 +211,7 @@ class FleetHistory(RuleBasedStateMachine):
 
     @rule(delta=st.sampled_from([-3600, -301, -5, 5, 299, 1801, 7200]))
     def set_clock(self, delta):
-        shown = self.fleet.call(lambda: self.fleet.worker.meter_for_rows(0).clock(time.monotonic()))
+        shown = self.fleet.call(lambda: self.fleet.worker.meters.for_rows(0).clock(time.monotonic()))
         self._set(8, "0.0.1.0.0.255", 2, Data(DataType.OCTET_STRING, encode_datetime_at(shown + delta, 330, None, 0)))
 
     @rule()
@@ -317,7 +317,7 @@ class FleetHistory(RuleBasedStateMachine):
         until = min(r["captured_until"] for r in progress)
 
         def captured():  # what the meter captured up to the writer's progress, by stamp (computed in the worker)
-            m = self.fleet.worker.meter_for_rows(0)
+            m = self.fleet.worker.meters.for_rows(0)
             out = {}
             for name, caps in (("block", m.block_captures()), ("daily", m.daily_captures())):
                 out[name] = {round(stamp, 2) for _, stamp, t, _, _ in caps.entries(0, caps.count(until))

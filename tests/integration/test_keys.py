@@ -19,7 +19,7 @@ import pytest
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSSecuritySetup
 from gurux_dlms.objects.enums import GlobalKeyType
 
-from fleet.export import meter_record, records, stored_keys
+from fleet.tools.export import meter_record, records, stored_keys
 from meter_core.connection import Transport
 from tests.interop.clients import GuruxSession
 from tests.servers import running_meters

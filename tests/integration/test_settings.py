@@ -6,10 +6,10 @@ import asyncio
 
 import asyncpg
 
-from fleet.seed import install_settings, load_settings, seed_defaults
-from meter_core.device import config as device_config
-from meter_core.device import datagen, templates
+from fleet.store.defaults import device_config, load_push_settings, load_settings, seed_defaults
 from meter_core.device import powerquality as pq
+from meter_core.device import templates
+from meter_core.device.config import BILLING_PUSH, DEFAULT_DEVICE, EVENT_PUSHES, INSTANT_PUSH
 from meter_core.device.identity import MeterKind
 
 
@@ -31,7 +31,7 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
             "communication_ports", "push_setups", "push_objects", "push_schedules", "access_rights",
             "security_settings")}
         assert all(counts.values()), counts
-        assert counts["load_profile_templates"] == len(templates.TEMPLATES)
+        assert counts["load_profile_templates"] == len(templates.DEFAULT_TEMPLATES)
         await conn.execute("UPDATE power_quality_events_config SET probability_per_day = 3 WHERE event_type = 'INTERRUPTION'")
         await seed_defaults(conn)
         again = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in counts}
@@ -41,21 +41,14 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
         # instant, alert, block load, daily load and billing pushes; the event-log pushes are off
         assert await conn.fetchval("SELECT count(*) FROM active_schedules") == 5
         # the push settings as edited are what workers use
-        from fleet.seed import load_push_settings
-        from meter_core.device import pushes as push
-
         await conn.execute("UPDATE push_schedules SET schedule_type = 'ONE_HOUR' WHERE push_logical_name = $1",
-                           device_config.INSTANT_PUSH)
-        await conn.execute("UPDATE push_setups SET number_of_retries = 5 WHERE logical_name = $1", device_config.INSTANT_PUSH)
-        saved = dict(push.CONFIG)
-        try:
-            push.install(await load_push_settings(conn))
-            assert push.scheduled()[device_config.INSTANT_PUSH] == "ONE_HOUR" and push.CONFIG[device_config.INSTANT_PUSH].retries == 5
-            assert device_config.EVENT_PUSHES[0] not in push.scheduled() and not push.CONFIG[device_config.EVENT_PUSHES[0]].enabled
-            assert push.CONFIG[device_config.BILLING_PUSH].enabled
-        finally:
-            push.CONFIG.clear()
-            push.CONFIG.update(saved)
+                           INSTANT_PUSH)
+        await conn.execute("UPDATE push_setups SET number_of_retries = 5 WHERE logical_name = $1", INSTANT_PUSH)
+        config = device_config(([], []), await load_push_settings(conn))
+        assert config.scheduled()[INSTANT_PUSH] == "ONE_HOUR" and config.push[INSTANT_PUSH].retries == 5
+        assert EVENT_PUSHES[0] not in config.scheduled() and not config.push[EVENT_PUSHES[0]].enabled
+        assert config.push[BILLING_PUSH].enabled
+        assert DEFAULT_DEVICE.scheduled()[INSTANT_PUSH] == "FIFTEEN_MIN"  # a value: the defaults are untouched
         # the object_list's rights are the table's: utility settings may write the clock time, the
         # meter reader only read it
         rights = {r["client_sap"]: r["attribute_access"][1] for r in await conn.fetch(
@@ -64,12 +57,8 @@ def test_defaults_are_seeded_once_and_edits_survive_a_migrate(database_url):
         assert rights == {32: 1, 48: 3}
         return await load_settings(conn)
 
-    settings = run(database_url, check)
-    try:
-        install_settings(settings)
-        days = range(20_000, 20_100)
-        outages = sum(e.kind == "INTERRUPTION" for d in days for e in pq.day_events(1, 1, MeterKind.SINGLE_PHASE, d))
-        assert outages > 150  # three a day now, not one in four days
-    finally:
-        pq.CONFIG[0] = pq.DEFAULT_CONFIG
-        datagen.install_templates(templates.rows())
+    config = device_config(run(database_url, check))
+    days = range(20_000, 20_100)
+    outages = sum(e.kind == "INTERRUPTION" for d in days
+                  for e in pq.day_events(1, 1, MeterKind.SINGLE_PHASE, d, config.power_quality))
+    assert outages > 150  # three a day now, not one in four days

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from fleet.settings import FleetOptions
-from fleet.sink import Directory, PushSink
+from fleet.tools.sink import Directory, PushSink
 from meter_core import notification
 from meter_core.device import config as device_config
 from meter_core.device.clock import SimClock

@@ -12,8 +12,8 @@ import time
 import asyncpg
 import pytest
 
-from fleet import commands
-from fleet.commands import Command
+from fleet.runtime.faults import Command
+from fleet.store import commands
 from meter_core.codec.axdr import data_from_bytes
 from meter_core.device import config as device_config
 from meter_core.device import eventlog, logbook
@@ -86,7 +86,7 @@ def _first_with(rows: list, bit: int, since: float) -> dict[int, float]:
 
 def _raises(worker, mid: int, t: float, bit: int) -> bool:
     """Whether the meter's ESW raised ``bit`` at ``t`` (not already set by its own supply events)."""
-    meter = worker.meter_for_rows(mid)
+    meter = worker.meters.for_rows(mid)
     return bit not in eventlog.esw_bits(meter, t - 1e-3) and bit in eventlog.esw_bits(meter, t + 1e-3)
 
 
@@ -149,7 +149,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
                 return set(_first_with(_alert_pushes(database_url, t_restore), 86, t_restore))
 
             def no_supply() -> int:
-                return m.call(lambda: sum(n for (_, outcome), n in worker.push_counts.items()
+                return m.call(lambda: sum(n for (_, outcome), n in worker.dialer.push_counts.items()
                                                  if outcome == "no-supply"))
 
             def alarms_of(bit: int) -> set[int]:
@@ -220,7 +220,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
         assert all(r["status"] == "SENT" for r in alarms)
         # the meters without supply owed no scheduled push while it was off: each one due then was counted
         # "no-supply" (other meters' own interruptions count too), and none was sent or settled
-        counts = dict(worker.push_counts)
+        counts = dict(worker.dialer.push_counts)
         assert sum(n for (_, outcome), n in counts.items() if outcome == "no-supply") >= len(owed_off) > 0
         assert not any(outcome == "failed" for _, outcome in counts)
         window = (list(failed), list(periodic), _dt.datetime.fromtimestamp(t_fail, _dt.UTC),

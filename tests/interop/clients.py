@@ -171,7 +171,7 @@ def dlms_cosem_client(port: int, transport: Transport, *, client_sap: int = 16, 
 
 def onboarding_client(running, meter_id: int = 0, client_sap: int = 48) -> dict:
     """The onboarding file's entry for ``client_sap`` of meter ``meter_id`` of a running fleet."""
-    from fleet.export import meter_record
+    from fleet.tools.export import meter_record
 
     return next(c for c in meter_record(running.options, meter_id)["clients"] if c["client_sap"] == client_sap)
 

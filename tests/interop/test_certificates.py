@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSSecuritySetup
 
-from fleet.export import meter_record
+from fleet.tools.export import meter_record
 from meter_core.connection import Transport
 from meter_core.device import certs
 from tests.interop.clients import GuruxError, GuruxSession

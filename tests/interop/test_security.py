@@ -1,7 +1,7 @@
 """Ciphered associations with independent clients: client 48 (utility settings) with HLS mechanism 2 and
 HLS-GMAC, suite 0 authenticated and encrypted APDUs, over the wrapper and HDLC.
 
-Each client takes its keys from the onboarding file (`fleet.export.meter_record`) and its invocation
+Each client takes its keys from the onboarding file (`fleet.tools.export.meter_record`) and its invocation
 counter the way IS 15959 head-ends do: read 0.0.43.1.3.255 over the public client, then use it + 1.
 """
 
@@ -14,7 +14,7 @@ from dlms_cosem.utils import parse_as_dlms_data
 from gurux_dlms.enums import DataType as GXType
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSProfileGeneric
 
-from fleet.export import meter_record
+from fleet.tools.export import meter_record
 from meter_core.connection import Transport
 from tests.interop.clients import GuruxSession, dlms_cosem_client
 from tests.interop.test_profiles import (

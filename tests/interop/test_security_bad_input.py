@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from fleet.export import meter_record
+from fleet.tools.export import meter_record
 from meter_core.codec import crypto as sec
 from meter_core.codec.apdu import (
     AARE,

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from fleet import db
+from fleet.store import migrations
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ async def dump_schema(conn: asyncpg.Connection, schema: str = "public") -> str:
 async def _migrated_dump(url: str) -> str:
     conn = await asyncpg.connect(url)
     try:
-        await db.migrate(conn)
+        await migrations.migrate(conn)
         return await dump_schema(conn)
     finally:
         await conn.close()

@@ -15,7 +15,8 @@ from decimal import Decimal
 
 import pytest
 
-from fleet import groundtruth as fg
+from fleet.store import truth as fg
+from fleet.store.writer import timestamp
 from meter_core.codec._util import mix64
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import SimClock
@@ -176,7 +177,7 @@ def test_capture_rows_equal_the_rows_computed_without_a_batch():
         assert [repr(x) for x in rows["instant_profile"][5]] == [
             repr(x) for x in fg.instant_row(plain, recs[5].captured_at, phases)]
         assert [r[1:3] for r in rows["block_load_profile"]] == [
-            (fg._ts(r.capture_time), r.interval_seconds) for r in recs]
+            (timestamp(r.capture_time), r.interval_seconds) for r in recs]
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.value)

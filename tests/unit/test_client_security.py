@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.export import meter_record
 from fleet.settings import FleetOptions
+from fleet.tools.export import meter_record
 from meter_core.client import ActionDone, Associated, AssociationFailed, ClientSecurity, GetResult, SetResult
 from meter_core.codec.apdu import ciphered
 from meter_core.codec.axdr import Data, DataType

@@ -1,4 +1,4 @@
-"""`fleet.pg.EmbeddedWatch`: when it looks, what it logs, when it restarts (a fake server, no PostgreSQL)."""
+"""`fleet.store.pg.EmbeddedWatch`: when it looks, what it logs, when it restarts (a fake server, no PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import FleetError
-from fleet.pg import EmbeddedWatch, ServerState
+from fleet.store.pg import EmbeddedWatch, ServerState
 
 
 class FakeServer:
@@ -44,7 +44,7 @@ def server() -> FakeServer:
 
 
 def messages(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "fleet.pg"]
+    return [r.getMessage() for r in caplog.records if r.name == "fleet.store.pg"]
 
 
 def test_a_live_server_is_looked_at_once_per_interval_and_left_alone(server):
@@ -56,7 +56,7 @@ def test_a_live_server_is_looked_at_once_per_interval_and_left_alone(server):
 
 
 def test_a_dead_postmaster_is_restarted_and_logged_once_each_way(server, caplog):
-    caplog.set_level(logging.INFO, logger="fleet.pg")
+    caplog.set_level(logging.INFO, logger="fleet.store.pg")
     watch = EmbeddedWatch(server, interval=1.0)
     assert not watch.check(0.0)
     server.pid = None
@@ -86,7 +86,7 @@ def test_the_old_servers_processes_are_waited_for_but_not_forever(server):
 
 
 def test_a_failed_restart_is_logged_and_retried_after_a_doubling_delay(server, caplog):
-    caplog.set_level(logging.INFO, logger="fleet.pg")
+    caplog.set_level(logging.INFO, logger="fleet.store.pg")
     watch = EmbeddedWatch(server, interval=1.0, retry_max=4.0)
     server.pid = None
     server.failures = ["FATAL:  a", "FATAL:  b", "FATAL:  c", "FATAL:  d"]
@@ -135,7 +135,7 @@ def test_a_zombie_postmaster_is_dead_and_its_lock_files_go(tmp_path):
 
     import psutil
 
-    from fleet import pg
+    from fleet.store import pg
 
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
@@ -158,7 +158,7 @@ def test_a_zombie_postmaster_is_dead_and_its_lock_files_go(tmp_path):
 def test_a_live_postmaster_is_alive_and_a_reused_pid_is_not(tmp_path):
     import subprocess
 
-    from fleet import pg
+    from fleet.store import pg
 
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()

@@ -136,8 +136,8 @@ def script(kind: MeterKind, transport: Transport) -> dict[str, list[str]]:
 
 def backfill_digests() -> dict[str, dict]:
     """Digests of the rows `fleet backfill` computes for a fixed window (each kind, drifting clocks)."""
-    from fleet import backfill as bf
     from fleet.settings import FleetOptions
+    from fleet.tools import backfill as bf
     from meter_core.device.identity import parse_mix
 
     end = dt.datetime(2026, 11, 2, tzinfo=dt.timezone(IST)).timestamp()

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet import groundtruth as fg
-from fleet.groundtruth import GroundTruthWriter, failure_reason, resume_point
+from fleet.store import truth as fg
+from fleet.store.truth import GroundTruthWriter, failure_reason, resume_point
 
 # -- where a writer resumes ---------------------------------------------------------------------------
 
@@ -187,9 +187,8 @@ def fakes(monkeypatch, tmp_path):
         db.progress_floor = resume_point(shard, progress) or start
         t0 = time.monotonic()
         clock = types.SimpleNamespace(sim=lambda now: start + (now - t0) * SPEED)
-        worker = types.SimpleNamespace(shard=shard, clock=clock, settings=types.SimpleNamespace(sim_start=start),
-                                       meter_for_rows=lambda m: m)
-        writer = GroundTruthWriter("postgresql://unused", worker, spool_dir=tmp_path / "spool", **kw)
+        writer = GroundTruthWriter("postgresql://unused", shard=shard, clock=clock, start=start,
+                                   meter_for_rows=lambda m: m, spool_dir=tmp_path / "spool", **kw)
         writer._conn = FakeWriterConnection(db)
         return writer, db, emfile_open
 

@@ -40,7 +40,7 @@ from fleet.errors import FleetError
 
 CONNECT_TIMEOUT = 10.0
 
-log = logging.getLogger("fleet.pg")
+log = logging.getLogger(__name__)
 
 
 def default_data_dir() -> Path:
@@ -309,6 +309,7 @@ def _import_pgserver(where: str):
     # pgserver logs every command at INFO and whole server logs at ERROR; we report one line instead.
     logging.getLogger("pgserver").setLevel(logging.CRITICAL)
     try:
+        # start-up: pgserver reads XDG_RUNTIME_DIR as it is imported, so only after ensure_runtime_dir()
         import pgserver
     except Exception as e:  # noqa: BLE001
         raise FleetError(f"{where}: the pgserver package is not usable: {one_line(e)}") from None
@@ -409,43 +410,16 @@ async def connect(url: str, *, timeout: float = CONNECT_TIMEOUT, **kwargs) -> as
         raise FleetError(f"database unreachable at {redact(url)}: {_reason(e)}") from None
 
 
-class WriterConnection:
-    """The one connection a writer task keeps: opened on demand with the session's staging tables,
-    dropped (terminated) after an error so the next use opens a fresh one."""
-
-    __slots__ = ("url", "setup_sql", "command_timeout", "conn")
-
-    def __init__(self, url: str, setup_sql: str, command_timeout: float,
-                 conn: asyncpg.Connection | None = None) -> None:
-        self.url, self.setup_sql, self.command_timeout, self.conn = url, setup_sql, command_timeout, conn
-
-    async def get(self) -> asyncpg.Connection:
-        conn = self.conn
-        if conn is None or conn.is_closed():
-            conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT, command_timeout=self.command_timeout)
-            try:
-                await conn.execute(self.setup_sql)
-            except BaseException:
-                conn.terminate()
-                raise
-            self.conn = conn
-        return conn
-
-    def drop(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None and not conn.is_closed():
-            conn.terminate()
-
-    def take(self) -> asyncpg.Connection | None:
-        """Hand the open connection over (to close it gracefully), forgetting it."""
-        conn, self.conn = self.conn, None
-        return conn
-
-    async def close(self) -> None:
-        """Close the connection gracefully (terminate it if that takes more than two seconds)."""
-        conn = self.take()
-        if conn is not None:
-            await close_quietly(conn)
+async def fetch_all(url: str, query: str, *args, **kwargs) -> list:
+    """The rows of ``query`` on a connection of its own (``kwargs``: `connect`'s); none from a database that
+    lacks the table (one not migrated that far)."""
+    conn = await connect(url, **kwargs)
+    try:
+        return await conn.fetch(query, *args)
+    except asyncpg.UndefinedTableError:
+        return []
+    finally:
+        await conn.close()
 
 
 async def close_quietly(conn: asyncpg.Connection) -> None:
@@ -454,20 +428,6 @@ async def close_quietly(conn: asyncpg.Connection) -> None:
         await asyncio.wait_for(conn.close(), 2.0)
     except Exception:  # noqa: BLE001 - closing: whatever went wrong, the connection goes
         conn.terminate()
-
-
-async def finish(task: asyncio.Task | None, timeout: float) -> None:
-    """Let a writer ``task`` end by itself within ``timeout`` seconds; cancel it after that and wait for it."""
-    if task is None or task.done():
-        return
-    try:
-        await asyncio.wait_for(asyncio.shield(task), timeout)
-    except TimeoutError:
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - it was cancelled: how it ended is moot
-            pass
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, timeout: float = CONNECT_TIMEOUT,

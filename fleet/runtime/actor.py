@@ -11,11 +11,12 @@ import logging
 import time
 import uuid
 
-from fleet.journal import programmed_row
+from fleet.store.journal import programmed_row
 from meter_core import notification
 from meter_core.codec._util import NEED_DATA
 from meter_core.connection import MeterConnection
 from meter_core.device import keys
+from meter_core.device import pushes as pushes
 from meter_core.events import (
     AssociationEstablished,
     AssociationRejected,
@@ -29,7 +30,7 @@ from meter_core.events import (
     SecurityFailure,
 )
 
-log = logging.getLogger("fleet.actor")
+log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
 # SETs and ACTIONs on these classes change keys, secrets or certificates (security setup 64, association
@@ -77,13 +78,13 @@ class MeterProtocol(asyncio.Protocol):
             w.metrics.refused[refused] = w.metrics.refused.get(refused, 0) + 1
             transport.close()
             if not w.connections.get(self.meter_id):
-                w._release_meter(self.meter_id)
+                w.meters.release(self.meter_id)
             return
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
         now = _monotonic()
-        meter = w.meter(self.meter_id)
+        meter = w.meters.meter(self.meter_id)
         idle = w.settings.dial_idle if self.push is not None else None
         self.conn = MeterConnection(meter, w.transport_kind, now=now, stats=w.stats, inactivity_timeout=idle)
         self.connection_id = uuid.uuid4()
@@ -96,8 +97,6 @@ class MeterProtocol(asyncio.Protocol):
     def send_push(self, push_ln: str, push_id: int | None = None, at: float | None = None) -> None:
         """Write push ``push_ln`` (ciphered with the push setup's keys) on this connection, with the
         values of moment ``at`` (monotonic; default now)."""
-        from meter_core.device import pushes
-
         w, meter = self.worker, self.conn.meter
         now = _monotonic() if at is None else at
         if push_id is None:
@@ -106,7 +105,7 @@ class MeterProtocol(asyncio.Protocol):
         data = notification.frame(meter, notification.protect(meter, apdu), w.transport_kind.value == "hdlc")
         self.transport.write(data)
         w.metrics.bytes_out += len(data)
-        w.security_dirty.add(self.meter_id)  # the push used a counter
+        w.meters.security_dirty.add(self.meter_id)  # the push used a counter
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -126,7 +125,7 @@ class MeterProtocol(asyncio.Protocol):
         w.metrics.bytes_in += len(data)
         sec = conn.meter.state.security
         if sec is not None:  # counters (or keys) of a ciphered client moved
-            w.security_dirty.add(self.meter_id)
+            w.meters.security_dirty.add(self.meter_id)
         journal = w.journal
         if journal is not None and (events or sec is not None):
             urgent, keys_too = self._journal(journal, events, sec)
@@ -273,7 +272,7 @@ class MeterProtocol(asyncio.Protocol):
                 if self.transport is not None and not self.transport.is_closing():
                     self.send_push(ev.push)
             elif t is PushConfirmed:
-                w.push_confirmed(self.meter_id, ev.invoke_id)
+                w.dialer.push_confirmed(self.meter_id, ev.invoke_id)
 
     def _drain_events(self) -> None:
         conn = self.conn

@@ -1,130 +1,9 @@
-"""The fleet's schema: forward-only migrations, and the tables, COPY column lists and queries the writers use.
-
-Migrations are ``migrations/NNNN_short_description.sql`` (installed as the package ``fleet.migrations``),
-applied in order, each in its own transaction, and recorded with a checksum in ``schema_migrations``
-(procrastinate ``procrastinate/sql/migrations/`` habit). A file changed after it was applied is an
-error: schema changes go in a new file.
-
-The SQL the application runs lives here as named queries, not as f-strings spread through ``fleet``.
+"""Every SQL statement the fleet runs, as named queries (procrastinate ``procrastinate/sql/queries.sql``
+habit): tables' COPY column lists, session-local staging tables, and the statements that move staged rows
+into place. Nothing else in ``fleet`` writes SQL text.
 """
 
 from __future__ import annotations
-
-import hashlib
-import importlib.resources
-import logging
-import re
-from dataclasses import dataclass
-from pathlib import Path
-
-import asyncpg
-
-from fleet.errors import FleetError
-from fleet.pg import one_line
-
-log = logging.getLogger("fleet.db")
-
-MIGRATIONS_PACKAGE = "fleet.migrations"
-# A source checkout has no ``fleet/migrations``: the package maps to the top-level folder.
-SOURCE_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-# pg_advisory_lock key serialising migrators of one database: "cosem-fleet migrate" as a bigint.
-MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"cosem-fleet migrate").digest()[:8], "big", signed=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One migration file."""
-
-    version: int
-    name: str  # file name without .sql, e.g. 0001_meters_and_associations
-    sql: str
-    checksum: str  # sha256 of the text with LF line ends, hex
-
-
-def migrations() -> list[Migration]:
-    """Every migration file, in version order."""
-    found: dict[int, Migration] = {}
-    for filename, text in _migration_texts():
-        m = _MIGRATION_NAME.match(filename)
-        if m is None:
-            raise FleetError(f"migration file {filename!r} is not named NNNN_short_description.sql")
-        version = int(m.group(1))
-        sql = text.replace("\r\n", "\n")
-        mig = Migration(version, filename[:-4], sql, hashlib.sha256(sql.encode()).hexdigest())
-        if version in found:
-            raise FleetError(f"two migrations have version {version:04d}: {found[version].name}, {mig.name}")
-        found[version] = mig
-    return [found[v] for v in sorted(found)]
-
-
-def _migration_texts() -> list[tuple[str, str]]:
-    try:
-        root = importlib.resources.files(MIGRATIONS_PACKAGE)
-        entries = [(p.name, p) for p in root.iterdir() if p.name.endswith(".sql")]
-    except ModuleNotFoundError:
-        entries = [(p.name, p) for p in SOURCE_MIGRATIONS_DIR.glob("*.sql")]
-    return [(name, p.read_text(encoding="utf-8")) for name, p in sorted(entries)]
-
-
-CREATE_SCHEMA_MIGRATIONS = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version integer PRIMARY KEY,
-    name text NOT NULL,
-    checksum text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE schema_migrations IS 'Migration files applied to this database (fleet db migrate)';
-"""
-
-
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply the migrations ``conn``'s database lacks; returns the names applied now.
-
-    Concurrent migrators (several pods starting at once) wait for each other on an advisory lock,
-    and the later ones find nothing left to do.
-    """
-    todo = migrations()
-    applied_now: list[str] = []
-    try:
-        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-        try:
-            await conn.execute(CREATE_SCHEMA_MIGRATIONS)
-            rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
-            done = {r["version"]: r for r in rows}
-            known = {m.version for m in todo}
-            for m in todo:
-                row = done.get(m.version)
-                if row is None:
-                    continue
-                if row["checksum"] != m.checksum:
-                    raise FleetError(
-                        f"migration {m.name} was changed after it was applied to this database; "
-                        "restore it and put schema changes in a new migration file"
-                    )
-            for version in sorted(set(done) - known):
-                log.warning("database has migration %s that this cosem-fleet does not know (newer release?)",
-                            done[version]["name"])
-            for m in todo:
-                if m.version in done:
-                    continue
-                async with conn.transaction():
-                    try:
-                        await conn.execute(m.sql)
-                    except asyncpg.PostgresError as e:
-                        raise FleetError(f"migration {m.name} failed: {one_line(e)}") from None
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                        m.version, m.name, m.checksum,
-                    )
-                applied_now.append(m.name)
-        finally:
-            if not conn.is_closed():
-                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-        raise FleetError(f"database migration failed: {one_line(e)}") from None
-    return applied_now
-
 
 # -- tables and COPY column lists ----------------------------------------------------------------------
 
@@ -312,9 +191,136 @@ WHERE s.requested_at IS NULL AND a.meter_id = s.meter_id AND a.association_id = 
 """
 
 
-def rowcount(status: str) -> int:
-    """Rows a command touched, from its status tag ("INSERT 0 5", "UPDATE 3")."""
-    try:
-        return int(status.rsplit(" ", 1)[-1])
-    except ValueError:
-        return 0
+# -- fleet_commands: `fleet inject` orders, LISTEN/NOTIFY on COMMANDS_CHANNEL (0011_fleet_commands) ----------
+
+COMMANDS_CHANNEL = "fleet_commands"
+LAST_COMMAND = "SELECT coalesce(max(command_id), 0) FROM fleet_commands"
+EARLIER_COMMANDS = """SELECT c.command_id, c.action, c.first_meter, c.last_meter, c.share, c.params,
+                     extract(epoch FROM min(r.sim_at)) AS sim_at
+              FROM fleet_commands c LEFT JOIN fleet_command_results r USING (command_id)
+              WHERE c.command_id <= $1 GROUP BY c.command_id ORDER BY c.command_id"""
+NEWER_COMMANDS = """SELECT command_id, action, first_meter, last_meter, share, params
+            FROM fleet_commands WHERE command_id > $1 ORDER BY command_id"""
+RECORD_COMMAND_RESULT = """INSERT INTO fleet_command_results (command_id, shard_start, shard_stop, meters, sim_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (command_id, shard_start) DO NOTHING"""
+ISSUE_COMMAND = """INSERT INTO fleet_commands (action, first_meter, last_meter, share, params)
+            VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING command_id"""
+COMMAND_RESULTS = "SELECT count(*), coalesce(sum(meters), 0) FROM fleet_command_results WHERE command_id = $1"
+
+
+# -- meter_journal: what head-ends and operators did to each meter (0016_meter_journal) --------------------
+
+JOURNAL_COLUMNS = ("meter_id", "sim_time", "meter_time", "source", "client_sap", "service", "class_id", "obis",
+                   "index", "value", "result", "outcome", "replay", "command_id", "params")
+SELECT_JOURNAL = """
+SELECT meter_id, sim_time, source, service, class_id, obis, index, value, command_id, params
+FROM meter_journal
+WHERE meter_id >= $1 AND meter_id < $2 AND replay
+ORDER BY meter_id, sim_time, seq"""
+
+
+# -- backfill_progress: chunks of a backfill job written (0003_backfill_progress) ------------------------
+
+SELECT_BACKFILL_DONE = "SELECT meter_from FROM backfill_progress WHERE job_key = $1"
+MARK_BACKFILL_CHUNK = ("INSERT INTO backfill_progress (job_key, meter_from, meter_to, window_start, window_end, "
+                       "rows_written) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+
+
+# -- ground truth: the profiles and logs the meters capture (0002_profile_ground_truth) ------------------
+
+_ENERGY = ("active_import_wh", "active_export_wh", "apparent_import_vah", "apparent_export_vah",
+           "reactive_q1_varh", "reactive_q2_varh", "reactive_q3_varh", "reactive_q4_varh")
+
+PROFILE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "block_load_profile": ("meter_id", "capture_time", "interval_seconds", "avg_current_l1", "avg_current_l2",
+                           "avg_current_l3", "avg_voltage_l1", "avg_voltage_l2", "avg_voltage_l3", *_ENERGY),
+    "daily_load_profile": ("meter_id", "capture_time", *_ENERGY),
+    "billing_profile": ("meter_id", "billing_time", "billing_count", *_ENERGY, "md_active_import_w",
+                        "md_active_import_time", "md_apparent_import_va", "md_apparent_import_time",
+                        "average_power_factor", "power_on_minutes"),
+    "event_logs": ("meter_id", "category", "occurred_at", "event_code", "current_l1", "current_l2", "current_l3",
+                   "voltage_l1", "voltage_l2", "voltage_l3", "power_factor_l1", "power_factor_l2", "power_factor_l3",
+                   "active_import_wh"),
+    "eswf_status": ("meter_id", "changed_at", "esw", "bits_set"),
+    "instant_profile": ("meter_id", "capture_time", "voltage_l1", "voltage_l2", "voltage_l3", "current_l1",
+                        "current_l2", "current_l3", "current_neutral", "power_factor_l1", "power_factor_l2",
+                        "power_factor_l3", "power_factor", "frequency", "active_power_w", "reactive_power_var",
+                        "apparent_power_va", "active_import_wh", "apparent_import_vah"),
+}
+PROFILE_TABLES = tuple(PROFILE_COLUMNS)
+
+
+def stage_of(table: str) -> str:
+    """The session-local staging table COPY fills before rows of ``table`` are inserted."""
+    return f"fleet_stage_{table}"
+
+
+CREATE_PROFILE_STAGING = "\n".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS {stage_of(t)} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+    for t in PROFILE_TABLES
+)
+
+
+def insert_staged(table: str, columns: tuple[str, ...]) -> str:
+    """Move the staged rows of ``table`` into it, skipping those there already."""
+    cols = ", ".join(columns)
+    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage_of(table)} ON CONFLICT DO NOTHING"
+
+
+def insert_one(table: str, columns: tuple[str, ...]) -> str:
+    """Insert one row of ``table`` (unless there already)."""
+    marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+
+
+# -- push_received: what hes-sink took (0008_push_received), written with `fleet.store.writer.write_batch` --
+
+PUSH_RECEIVED_COLUMNS = {"push_received": ("meter_id", "push_logical_name", "notified_at", "long_invoke_id",
+                                           "ciphered", "apdu_bytes", "peer", "body")}
+CREATE_PUSH_RECEIVED_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS {stage_of('push_received')} (LIKE push_received "
+                              "INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+
+
+# Where a writer's history ends, and its move, in the same transaction as the rows (0015_capture_progress).
+SELECT_PROGRESS = ("SELECT meter_from, meter_to, captured_until FROM capture_progress "
+                   "WHERE meter_from < $2 AND meter_to > $1")
+RECORD_PROGRESS = """
+INSERT INTO capture_progress AS p (meter_from, meter_to, captured_until) VALUES ($1, $2, $3)
+ON CONFLICT (meter_from, meter_to) DO UPDATE SET captured_until = EXCLUDED.captured_until, updated_at = now()
+WHERE p.captured_until < EXCLUDED.captured_until
+"""
+
+
+# -- default settings (`fleet db migrate`, fleet.store.defaults; 0004_settings and later) -----------------
+
+INSERT_LOAD_TEMPLATE = ("INSERT INTO load_profile_templates (category, season, day_type, interval_minutes, base_load_kw,"
+                        " peak_load_kw, variation_pattern) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
+INSERT_PQ_CONFIG = ("INSERT INTO power_quality_events_config (event_type, probability_per_day, min_duration_s,"
+                    " max_duration_s, magnitude_min, magnitude_max, phases, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    " ON CONFLICT DO NOTHING")
+INSERT_HDLC_SETTINGS = ("INSERT INTO hdlc_settings (meter_id, comm_speed, window_size_transmit, window_size_receive,"
+                        " max_info_field_length_transmit, max_info_field_length_receive, inter_octet_time_out_ms,"
+                        " inactivity_time_out_s) VALUES (NULL, 5, 1, 1, 128, 128, 25, 120) ON CONFLICT DO NOTHING")
+INSERT_COMMUNICATION_PORT = ("INSERT INTO communication_ports (meter_id, logical_name, class_id, port_type, settings)"
+                             " VALUES (NULL, $1, $2, $3, $4) ON CONFLICT DO NOTHING")
+INSERT_SECURITY_SETTINGS = ("INSERT INTO security_settings (meter_id, client_sap, security_setup, security_policy, security_suite,"
+                            " authentication) VALUES (NULL, $1, $2, $3, 0, $4) ON CONFLICT DO NOTHING")
+INSERT_OBIS_CODE = ("INSERT INTO obis_codes (obis, class_id, version, description, meter_kinds) VALUES ($1, $2, $3, $4, $5)"
+                    " ON CONFLICT DO NOTHING")
+INSERT_PUSH_SETUP = ("INSERT INTO push_setups (meter_id, logical_name, name, randomisation_start_interval_s, number_of_retries,"
+                     " repetition_delay_s) VALUES (NULL, $1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+INSERT_PUSH_OBJECT = ("INSERT INTO push_objects (meter_id, push_logical_name, position, class_id, logical_name,"
+                      " attribute_index, data_index) VALUES (NULL, $1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+INSERT_PUSH_SCHEDULE = ("INSERT INTO push_schedules (meter_id, push_logical_name, schedule_type, enabled) VALUES (NULL, $1, $2, $3)"
+                        " ON CONFLICT DO NOTHING")
+INSERT_ACCESS_RIGHTS = ("INSERT INTO access_rights (client_sap, association, class_id, logical_name, attribute_access,"
+                        " method_access, meter_kind) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
+SELECT_LOAD_TEMPLATES = ("SELECT category, season, day_type, interval_minutes, base_load_kw, peak_load_kw, variation_pattern"
+                         " FROM load_profile_templates")
+SELECT_PQ_CONFIG = ("SELECT event_type, probability_per_day, min_duration_s, max_duration_s, magnitude_min, magnitude_max,"
+                    " phases, enabled FROM power_quality_events_config")
+SELECT_PUSH_SETTINGS = ("SELECT p.logical_name, p.randomisation_start_interval_s, p.number_of_retries, p.repetition_delay_s,"
+                        " p.enabled AND s.schedule_type IS NOT NULL AS enabled, s.schedule_type, p.push_operation_method,"
+                        " p.destination"
+                        " FROM push_setups p LEFT JOIN push_schedules s ON s.push_logical_name = p.logical_name"
+                        " AND s.meter_id IS NULL AND s.enabled WHERE p.meter_id IS NULL")

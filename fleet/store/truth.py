@@ -2,7 +2,7 @@
 
 A worker's `GroundTruthWriter` walks simulated time in steps: for each step (a window of simulated
 time, the same for all meters) it computes, for every meter of the shard, the block-load, daily and
-billing entries the meter captured in that window (`meter_core.device.groundtruth`, the same sources DLMS
+billing entries the meter captured in that window (`meter_core.groundtruth`, the same sources DLMS
 reads use) plus an instantaneous snapshot at each block boundary, and queues the rows. One writer
 task COPYs them in batches into per-session staging tables and inserts them with ON CONFLICT DO
 NOTHING, so a batch written twice (a retry after a commit whose answer was lost) changes nothing.
@@ -43,17 +43,19 @@ import os
 import pickle
 import time
 from collections import deque
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 
-from fleet import pg
+from fleet.store import pg, sql
+from fleet.store.writer import Backoff, WriterConnection, serve_forever, timestamp, write_batch
 from meter_core.device import eventlog, logbook
+from meter_core.device.clock import IST_S
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
-from meter_core.device.powerquality import IST_S
 
-log = logging.getLogger("fleet.groundtruth")
+log = logging.getLogger(__name__)
 
 # Profiles capture at most every 15 minutes (on IST quarter hours): a pass over the shard runs once a
 # quarter-hour boundary has passed, so every capture is written within one pass of happening and a
@@ -68,32 +70,6 @@ BATCH_ROWS = 5000
 MAX_QUEUE_ROWS = 100_000
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
 
-_UTC = _dt.UTC
-_from_ts = _dt.datetime.fromtimestamp
-_ENERGY = ("active_import_wh", "active_export_wh", "apparent_import_vah", "apparent_export_vah",
-           "reactive_q1_varh", "reactive_q2_varh", "reactive_q3_varh", "reactive_q4_varh")
-
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "block_load_profile": ("meter_id", "capture_time", "interval_seconds", "avg_current_l1", "avg_current_l2",
-                           "avg_current_l3", "avg_voltage_l1", "avg_voltage_l2", "avg_voltage_l3", *_ENERGY),
-    "daily_load_profile": ("meter_id", "capture_time", *_ENERGY),
-    "billing_profile": ("meter_id", "billing_time", "billing_count", *_ENERGY, "md_active_import_w",
-                        "md_active_import_time", "md_apparent_import_va", "md_apparent_import_time",
-                        "average_power_factor", "power_on_minutes"),
-    "event_logs": ("meter_id", "category", "occurred_at", "event_code", "current_l1", "current_l2", "current_l3",
-                   "voltage_l1", "voltage_l2", "voltage_l3", "power_factor_l1", "power_factor_l2", "power_factor_l3",
-                   "active_import_wh"),
-    "eswf_status": ("meter_id", "changed_at", "esw", "bits_set"),
-    "instant_profile": ("meter_id", "capture_time", "voltage_l1", "voltage_l2", "voltage_l3", "current_l1",
-                        "current_l2", "current_l3", "current_neutral", "power_factor_l1", "power_factor_l2",
-                        "power_factor_l3", "power_factor", "frequency", "active_power_w", "reactive_power_var",
-                        "apparent_power_va", "active_import_wh", "apparent_import_vah"),
-}
-TABLES = tuple(COLUMNS)
-
-
-def _ts(t: float) -> _dt.datetime | None:
-    return None if t != t else _from_ts(t, _UTC)  # NaN: not specified
 
 
 def _dec(value: int, places: int, present: bool = True) -> Decimal | None:
@@ -139,13 +115,13 @@ def _capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str
     mid = meter.identity.meter_id
     phases = tuple(s > 0 for s in meter.load.params.phase_share)
     p1, p2, p3 = phases
-    out: dict[str, list[tuple]] = {t: [] for t in TABLES}
+    out: dict[str, list[tuple]] = {t: [] for t in sql.PROFILE_TABLES}
     blocks, instants = out["block_load_profile"], out["instant_profile"]
     dec2, dec3 = _Decimals(2), _Decimals(3)
     for r in block_records(meter, sim_from, sim_to):
         i1, i2, i3 = r.avg_current_ma
         v1, v2, v3 = r.avg_voltage_cv
-        stamp = _ts(r.capture_time)
+        stamp = timestamp(r.capture_time)
         blocks.append((
             mid, stamp, r.interval_seconds,
             _milli(i1) if p1 else None, _milli(i2) if p2 else None, _milli(i3) if p3 else None,
@@ -154,21 +130,21 @@ def _capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str
         ))
         instants.append(_instant_row(meter, r.captured_at, stamp, phases, r.cumulative_wh, dec2, dec3))
     for r in daily_records(meter, sim_from, sim_to):
-        out["daily_load_profile"].append((mid, _ts(r.capture_time), *r.energy_wh))
+        out["daily_load_profile"].append((mid, timestamp(r.capture_time), *r.energy_wh))
     for e in eventlog.events_between(meter, sim_from, sim_to):
         out["event_logs"].append(event_row(meter, e, phases))
     out["eswf_status"] += esw_changes(meter, sim_from, sim_to)
     for r in billing_records(meter, sim_from, sim_to):
         out["billing_profile"].append((
-            mid, _ts(r.billing_time), r.billing_count, *r.energy_wh, r.md_w, _ts(r.md_w_time), r.md_va,
-            _ts(r.md_va_time), _dec(r.average_pf_milli, 3), r.power_on_minutes,
+            mid, timestamp(r.billing_time), r.billing_count, *r.energy_wh, r.md_w, timestamp(r.md_w_time), r.md_va,
+            timestamp(r.md_va_time), _dec(r.average_pf_milli, 3), r.power_on_minutes,
         ))
     return out
 
 
 def event_row(meter, e: logbook.Event, phases) -> tuple:
     """An event log entry, with the snapshot the voltage, current and other logs capture."""
-    row = [meter.identity.meter_id, logbook.CATEGORY_NAMES[e.category], _ts(eventlog.stamp_of(meter, e.time)), e.code]
+    row = [meter.identity.meter_id, logbook.CATEGORY_NAMES[e.category], timestamp(eventlog.stamp_of(meter, e.time)), e.code]
     if e.category in (logbook.VOLTAGE, logbook.CURRENT, logbook.OTHER):
         inst = meter.instant_at(e.time)
         div = meter.energy_divisor
@@ -183,14 +159,14 @@ def event_row(meter, e: logbook.Event, phases) -> tuple:
 
 def esw_changes(meter, sim_from: float, sim_to: float) -> list[tuple]:
     """Each change of the Event Status Word in (sim_from, sim_to]: (meter_id, time, 16 bytes, bits)."""
-    return [(meter.identity.meter_id, _ts(eventlog.stamp_of(meter, t)), eventlog.bitstring(after), sorted(after))
+    return [(meter.identity.meter_id, timestamp(eventlog.stamp_of(meter, t)), eventlog.bitstring(after), sorted(after))
             for t, _before, after in eventlog.esw_changes(meter, sim_from, sim_to)]
 
 
 def instant_row(meter, t: float, phases, cumulative_wh=None) -> tuple:
     """The instantaneous profile's values at true time ``t``, stamped with the meter clock then, rounded as
     served."""
-    return _instant_row(meter, t, _ts(meter.clock_at_sim(t)), phases, cumulative_wh, _Decimals(2), _Decimals(3))
+    return _instant_row(meter, t, timestamp(meter.clock_at_sim(t)), phases, cumulative_wh, _Decimals(2), _Decimals(3))
 
 
 def _instant_row(meter, t: float, stamp, phases, cumulative_wh, dec2: _Decimals, dec3: _Decimals) -> tuple:
@@ -213,91 +189,6 @@ def _instant_row(meter, t: float, stamp, phases, cumulative_wh, dec2: _Decimals,
         round(power), round(reactive), round(apparent),
         cumulative_wh[0], cumulative_wh[2],
     )
-
-
-# -- writing ---------------------------------------------------------------------------------------------
-
-
-def _stage(table: str) -> str:
-    return f"fleet_stage_{table}"
-
-
-CREATE_STAGING = "\n".join(
-    f"CREATE TEMP TABLE IF NOT EXISTS {_stage(t)} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
-    for t in TABLES
-)
-
-
-# What makes a row unwritable on any connection: the database refuses it (a constraint, a value out
-# of range) or asyncpg cannot encode it (COPY raises TypeError, ValueError or OverflowError; a query
-# argument its client-side DataError, a ValueError).
-_REFUSED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, TypeError, ValueError, ArithmeticError)
-
-
-def _insert(table: str) -> str:
-    cols = ", ".join(COLUMNS[table])
-    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_stage(table)} ON CONFLICT DO NOTHING"
-
-
-def _insert_one(table: str) -> str:
-    cols = COLUMNS[table]
-    marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
-    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
-
-
-async def write_batch(conn: asyncpg.Connection, batch: dict[str, list[tuple]]) -> tuple[dict[str, int], list[str]]:
-    """Write ``batch`` idempotently; returns (rows inserted per table, reports of refused rows).
-
-    COPY to staging and one INSERT ... ON CONFLICT DO NOTHING per table, in one transaction (a
-    savepoint if the caller holds one open). If a row is refused (a constraint, a value out of
-    range, a value of the wrong type that COPY cannot encode), the batch is written again row by row
-    and each refused row is reported with its meter and capture time instead of being dropped
-    silently, or stalling the writer that would retry the batch for ever.
-    """
-    try:
-        return await _write_set(conn, batch), []
-    except _REFUSED:
-        pass
-    written = {t: 0 for t in batch}
-    refused: list[str] = []
-    for table, rows in batch.items():
-        query = _insert_one(table)
-        for row in rows:
-            try:
-                async with conn.transaction():
-                    written[table] += _count(await conn.execute(query, *row))
-            except _REFUSED as e:
-                where = f"meter {row[0]} at {row[1]}" if isinstance(row, tuple) and len(row) > 1 else repr(row)[:80]
-                refused.append(f"{table}: {where}: {pg.one_line(e)}")
-    return written, refused
-
-
-async def _write_set(conn: asyncpg.Connection, batch: dict[str, list[tuple]]) -> dict[str, int]:
-    written = {}
-    async with conn.transaction():
-        for table, rows in batch.items():
-            if not rows:
-                continue
-            await conn.copy_records_to_table(_stage(table), records=rows, columns=COLUMNS[table])
-            written[table] = _count(await conn.execute(_insert(table)))
-    return written
-
-
-def _count(status: str) -> int:
-    try:
-        return int(status.rsplit(" ", 1)[-1])
-    except ValueError:
-        return 0
-
-
-# Where a writer's history ends, and its move, in the same transaction as the rows (0015_capture_progress).
-SELECT_PROGRESS = ("SELECT meter_from, meter_to, captured_until FROM capture_progress "
-                   "WHERE meter_from < $2 AND meter_to > $1")
-RECORD_PROGRESS = """
-INSERT INTO capture_progress AS p (meter_from, meter_to, captured_until) VALUES ($1, $2, $3)
-ON CONFLICT (meter_from, meter_to) DO UPDATE SET captured_until = EXCLUDED.captured_until, updated_at = now()
-WHERE p.captured_until < EXCLUDED.captured_until
-"""
 
 
 def resume_point(shard: range, progress) -> float | None:
@@ -340,7 +231,7 @@ class _Batch:
     __slots__ = ("rows", "n", "sim_from", "sim_to")
 
     def __init__(self, sim_from: float) -> None:
-        self.rows: dict[str, list[tuple]] = {t: [] for t in TABLES}
+        self.rows: dict[str, list[tuple]] = {t: [] for t in sql.PROFILE_TABLES}
         self.n = 0
         self.sim_from = self.sim_to = sim_from
 
@@ -417,11 +308,13 @@ class GroundTruthWriter:
     cancellation ends the task, apart from `close`.
     """
 
-    def __init__(self, url: str, worker, *, spool_dir: Path, step: float = STEP, batch_rows: int = BATCH_ROWS,
+    def __init__(self, url: str, *, shard: range, clock, start: float, meter_for_rows: Callable[[int], object],
+                 spool_dir: Path, step: float = STEP, batch_rows: int = BATCH_ROWS,
                  max_queue_rows: int = MAX_QUEUE_ROWS) -> None:
         self.url = url
-        self.worker = worker
-        self.shard: range = worker.shard
+        self.shard = shard
+        self.clock = clock  # the worker's simulated clock
+        self.meter_for_rows = meter_for_rows  # meter_id -> the meter whose captures are computed
         self.label = f"{self.shard.start}-{self.shard.stop}"  # the shard, as metrics and logs name it
         self.spool_dir = spool_dir
         self.step = step
@@ -429,25 +322,25 @@ class GroundTruthWriter:
         self.max_queue_rows = max_queue_rows
         # Simulated time up to which rows are produced: the run's start until the task has read where
         # the shard's written history ends (`resume_point`), then that.
-        self.cursor = worker.settings.sim_start
+        self.cursor = start
         self.resumed_from: float | None = None  # the cursor read from capture_progress (None: none yet)
         self.captured_until: float | None = None  # the last progress this writer committed
         self.queue: deque[_Batch] = deque()
         self.queued_rows = 0
         self.spool_rows = 0  # rows in spool files of this release (older ones do not say)
-        self.rows_written = {t: 0 for t in TABLES}
+        self.rows_written = {t: 0 for t in sql.PROFILE_TABLES}
         self.refused = 0
         self.backpressure = 0
         self.errors = 0  # failed steps, all reasons
         self.errors_by_reason: dict[str, int] = {}
         self.spooled_rows = 0  # rows moved to the spool, in all
         self.restarts = 0  # loop restarts after a fault of ours
-        self._conn = pg.WriterConnection(url, CREATE_STAGING, command_timeout=30.0)
+        self._conn = WriterConnection(url, sql.CREATE_PROFILE_STAGING, command_timeout=30.0)
         self._spool: deque[_Spooled] | None = None  # read from the folder by the task, lazily
         self._seq = 0
         self._resumed = False
         self._claims = bool(self.shard)  # record progress (off for an empty shard, or a database without 0015)
-        self._delay = RETRY_MIN
+        self._backoff = Backoff(RETRY_MIN, RETRY_MAX)
         self._failing = 0
         self._logged: dict[tuple[str, str], tuple[float, int]] = {}
         self._stage = ""
@@ -468,7 +361,7 @@ class GroundTruthWriter:
     async def close(self, timeout: float) -> None:
         """Produce up to now, write what can be written within ``timeout``, spool the rest."""
         self._stopping = True
-        self._stop_at = self.worker.clock.sim(time.monotonic())  # the captures up to the stop, no further
+        self._stop_at = self.clock.sim(time.monotonic())  # the captures up to the stop, no further
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout)
@@ -489,7 +382,7 @@ class GroundTruthWriter:
     def lag(self) -> float:
         """Simulated seconds of captures due that the producer has not computed: how far its cursor is
         behind the clock once a step boundary has passed it (0 while it is up to date)."""
-        sim_now = self.worker.clock.sim(time.monotonic())
+        sim_now = self.clock.sim(time.monotonic())
         if self._next_boundary() > sim_now:
             return 0.0
         return max(0.0, sim_now - self.cursor)
@@ -537,7 +430,7 @@ class GroundTruthWriter:
         if not self._resumed:
             return 0
         now = time.monotonic()
-        sim_now = self.worker.clock.sim(now)
+        sim_now = self.clock.sim(now)
         if self._stopping:
             sim_now = min(sim_now, self._stop_at)
         queued = 0
@@ -554,7 +447,7 @@ class GroundTruthWriter:
                 for i, meter_id in enumerate(self.shard):
                     if i % YIELD_EVERY == YIELD_EVERY - 1:
                         yield
-                    for table, r in capture_rows(self.worker.meter_for_rows(meter_id), start, end, now).items():
+                    for table, r in capture_rows(self.meter_for_rows(meter_id), start, end, now).items():
                         if r:
                             rows[table] += r
                             batch.n += len(r)
@@ -588,24 +481,20 @@ class GroundTruthWriter:
     # -- writing -------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        """The task: `_serve`, restarted after any fault but cancellation (what it holds is kept)."""
-        while True:
-            try:
-                await self._serve()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - the writer must outlive any failure
-                self.restarts += 1
-                self._count("internal")
-                delay = self._next_delay()
-                # Even reporting may fail (a log handler with no descriptor left): nothing here may end the task.
-                with contextlib.suppress(Exception):
-                    self._conn.drop()
-                _report(logging.ERROR, "ground truth %s: writer failed%s (%s); restarting it in %.1f s with %d rows "
-                        "waiting", self.label, f" while {self._stage}" if self._stage else "", pg.one_line(e), delay,
-                        self.rows_waiting, exc_info=True)
-                await asyncio.sleep(delay)
+        """The task: `_serve`, run again after any fault but cancellation (what it holds is kept)."""
+        await serve_forever(self._serve, self._fault)
+
+    def _fault(self, e: Exception) -> float:
+        self.restarts += 1
+        self._count("internal")
+        delay = self._backoff.next()
+        # Even reporting may fail (a log handler with no descriptor left): nothing here may end the task.
+        with contextlib.suppress(Exception):
+            self._conn.drop()
+        _report(logging.ERROR, "ground truth %s: writer failed%s (%s); restarting it in %.1f s with %d rows "
+                "waiting", self.label, f" while {self._stage}" if self._stage else "", pg.one_line(e), delay,
+                self.rows_waiting, exc_info=True)
+        return delay
 
     async def _serve(self) -> None:
         # What an earlier worker of this shard spooled is written before reading where the history
@@ -619,7 +508,7 @@ class GroundTruthWriter:
             except _TRANSIENT as e:
                 self._failed(e)
                 self._conn.drop()
-                await asyncio.sleep(self._next_delay())
+                await asyncio.sleep(self._backoff.next())
         while True:
             self._stage = ""
             await self._produce()
@@ -629,21 +518,16 @@ class GroundTruthWriter:
                 self._failed(e)
                 self._conn.drop()
                 self._try_spool()
-                await asyncio.sleep(self._next_delay())
+                await asyncio.sleep(self._backoff.next())
                 continue
             if self._failing:
                 log.info("ground truth %s: writing again after %d failed attempt(s)", self.label, self._failing)
                 self._failing = 0
                 self._logged.clear()
-            self._delay = RETRY_MIN
+            self._backoff = Backoff(RETRY_MIN, RETRY_MAX)
             if self._stopping and not self.queue and self.cursor >= self._stop_at:
                 return
             await asyncio.sleep(TICK)
-
-    def _next_delay(self) -> float:
-        delay = self._delay
-        self._delay = min(delay * 2, RETRY_MAX)
-        return delay
 
     async def _resume(self) -> None:
         """Set the cursor where the shard's written history ends (the run's start if it has none)."""
@@ -651,7 +535,7 @@ class GroundTruthWriter:
         conn = await self._conn.get()
         self._stage = _READING_PROGRESS
         try:
-            progress = await conn.fetch(SELECT_PROGRESS, self.shard.start, self.shard.stop)
+            progress = await conn.fetch(sql.SELECT_PROGRESS, self.shard.start, self.shard.stop)
         except asyncpg.UndefinedTableError:
             log.warning("ground truth %s: the database has no capture_progress table (run `fleet db migrate`): "
                         "writing from the run's start, progress not recorded", self.label)
@@ -703,7 +587,7 @@ class GroundTruthWriter:
         async with conn.transaction():
             written, refused = await write_batch(conn, rows)
             if claim is not None and self._claims:
-                await conn.execute(RECORD_PROGRESS, self.shard.start, self.shard.stop, claim)
+                await conn.execute(sql.RECORD_PROGRESS, self.shard.start, self.shard.stop, claim)
         if claim is not None:
             self.captured_until = claim if self.captured_until is None else max(self.captured_until, claim)
         for table, n in written.items():
@@ -828,7 +712,7 @@ class GroundTruthWriter:
         self._logged[key] = (now, 0)
         again = f" ({repeats} more like it since the last report)" if repeats else ""
         _report(logging.WARNING, "ground truth %s: %s (%s: %s)%s; %d rows in memory, %d spooled, retry in %.1f s",
-                self.label, what, stage, pg.one_line(e), again, self.queued_rows, self.spool_rows, self._delay)
+                self.label, what, stage, pg.one_line(e), again, self.queued_rows, self.spool_rows, self._backoff.delay)
 
     # -- metrics -------------------------------------------------------------------------------------
 
@@ -846,7 +730,7 @@ class GroundTruthWriter:
         lag.set(self.lag)
         reported = self._reported
         if reported is None:
-            reported = self._reported = {"rows": {t: 0 for t in TABLES}, "reasons": {}, "refused": 0, "bp": 0,
+            reported = self._reported = {"rows": {t: 0 for t in sql.PROFILE_TABLES}, "reasons": {}, "refused": 0, "bp": 0,
                                          "errors": 0, "spooled": 0, "restarts": 0}
         for table, n in self.rows_written.items():
             if n > reported["rows"][table]:
@@ -870,7 +754,7 @@ class GroundTruthWriter:
 def _when(t: float) -> str:
     """A simulated time for the log (any float: a time out of datetime's range is shown as a number)."""
     try:
-        return _from_ts(t, _UTC).isoformat()
+        return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat()
     except (ValueError, OverflowError, OSError):
         return repr(t)
 
@@ -884,7 +768,7 @@ def _report(level: int, msg: str, *args, **kw) -> None:
 
 def _is_rows(obj) -> bool:
     """A spooled batch as written: {table: list of row tuples} for tables we write."""
-    return type(obj) is dict and all(t in COLUMNS and type(r) is list for t, r in obj.items())
+    return type(obj) is dict and all(t in sql.PROFILE_COLUMNS and type(r) is list for t, r in obj.items())
 
 
-__all__ = ["COLUMNS", "GroundTruthWriter", "capture_rows", "resume_point", "write_batch"]
+__all__ = ["GroundTruthWriter", "capture_rows", "resume_point"]

@@ -7,8 +7,10 @@ into session-local staging tables and applies them with set-based statements in 
 (DESIGN.md, "Storage"; STYLE.md section 9).
 
 Guarantees:
-- No loss on a database outage: a failed batch is kept and retried with back-off on a new
-  connection, before anything newer is written.
+- No loss (`fleet.store.writer`'s rule): a batch that fails is kept and retried with back-off on a new
+  connection, before anything newer is written. A batch the database refuses (a constraint, a value
+  it cannot take) is written again one row at a time, and only the rows it refuses are left out,
+  each logged and counted (``fleet_db_writer_discarded``). The writer task outlives any fault.
 - No duplicates: rows have keys (meter_id plus a random id given when the event happened), inserts
   skip existing keys and closes only fill a NULL, so replaying a batch whose commit was in fact done
   changes nothing.
@@ -25,16 +27,20 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 
 import asyncpg
 
-from fleet import db, pg
 from fleet.errors import FleetError
+from fleet.settings import FleetOptions
+from fleet.store import pg, sql
+from fleet.store.writer import Backoff, WriterConnection, finish, rowcount, serve_forever, timestamp
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.cosem.is15959 import ASSOCIATIONS
+from meter_core.device import keys
 from meter_core.device.identity import meter_identity
 
-log = logging.getLogger("fleet.recorder")
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000
 FLUSH_INTERVAL = 0.2
@@ -50,10 +56,10 @@ _ASSOCIATION_BY_SAP = {a.client_sap: a for a in ASSOCIATIONS}
 _AUTHENTICATION = {m: m.name.lower().replace("_", "-") for m in AuthenticationMechanism}
 
 # Errors that the same batch would meet again on any connection: bad data, a broken constraint,
-# a missing table or privilege, or a bug of ours (a Python error building the rows). Such a batch is
-# logged and dropped; retrying it would stall the writer forever. Everything else (the link or the
-# server went away, is restarting, refuses connections, shed load, lost a serialisation race) keeps
-# the batch for a retry on a new connection.
+# a missing table or privilege, or a bug of ours (a Python error building the rows). Retrying such a
+# batch whole would stall the writer forever: it is written row by row instead (`_write_apart`).
+# Everything else (the link or the server went away, is restarting, refuses connections, shed load,
+# lost a serialisation race) keeps the batch for a retry on a new connection.
 _POISON = (
     asyncpg.exceptions.DataError,
     asyncpg.exceptions.IntegrityConstraintViolationError,
@@ -67,12 +73,6 @@ def _is_poison(e: BaseException) -> bool:
     return isinstance(e, _POISON) or not isinstance(e, _RETRYABLE)
 
 
-_UTC = _dt.UTC
-_from_ts = _dt.datetime.fromtimestamp
-
-
-def _ts(t: float | None) -> _dt.datetime | None:
-    return None if t is None else _from_ts(t, _UTC)
 
 
 class NullRecorder:
@@ -112,17 +112,22 @@ class NullRecorder:
 class Recorder:
     """Records a worker's connections and associations in PostgreSQL (one writer task)."""
 
-    def __init__(self, url: str, worker, conn: asyncpg.Connection, *, batch_size: int = BATCH_SIZE,
+    def __init__(self, url: str, conn: asyncpg.Connection, *, shard: range, slot: int | None,
+                 transport: str, clock, security_of: Callable[[int], object | None],
+                 take_dirty: Callable[[], set[int]], batch_size: int = BATCH_SIZE,
                  flush_interval: float = FLUSH_INTERVAL, max_queue: int = MAX_QUEUE) -> None:
         self.url = url
-        self.worker = worker
-        self._conn = pg.WriterConnection(url, db.CREATE_STAGING, COMMAND_TIMEOUT, conn)
+        self.shard = shard
+        # what the recorder needs of the meters: a meter's keys and counters, and the meters whose moved
+        self._security_of = security_of
+        self._take_dirty = take_dirty
+        self._conn = WriterConnection(url, sql.CREATE_STAGING, COMMAND_TIMEOUT, conn)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_queue = max_queue
-        self._clock = getattr(worker, "clock", None)
-        self._transport = worker.options.transport.value
-        self._slot = getattr(worker, "slot", None)
+        self._clock = clock
+        self._transport = transport
+        self._slot = slot
         self._queue: deque[tuple] = deque()
         self._pending: tuple[list, list, int, float] | None = None  # folded batch being written
         self._open_connections: set[uuid.UUID] = set()
@@ -138,30 +143,35 @@ class Recorder:
         self.discarded = 0
         self._reported = {"rows": dict(self.rows_written), "dropped": 0, "errors": 0, "discarded": 0}
         self._keys_due = 0.0
+        self._backoff = Backoff(RETRY_MIN, RETRY_MAX)
         self._keys_pending: set[int] = set()
         self._pushes: list[tuple] = []  # settled pushes, written with the keys (once a second)
         self._alarms: list[tuple] = []  # ESW bits of settled alert pushes (eswf_push_alarms)
         self._queued: dict[tuple, tuple] = {}  # message_queue rows by (meter, message id), last state kept
 
     @classmethod
-    async def open(cls, url: str, worker, **kwargs) -> Recorder:
-        """Connect, record the shard's meters, close what a killed predecessor left open, start writing."""
+    async def open(cls, url: str, *, shard: range, slot: int | None, options: FleetOptions, clock,
+                   install_keys: Callable[[int, list, list | None], None], security_of: Callable[[int], object | None],
+                   take_dirty: Callable[[], set[int]], **kwargs) -> Recorder:
+        """Connect, record the shard's meters (``options`` place them) and give them the keys a previous run
+        left (``install_keys``), close what a killed predecessor left open, start writing."""
         conn = await pg.connect(url, command_timeout=COMMAND_TIMEOUT)
         try:
-            await conn.execute(db.CREATE_STAGING)
-            await _upsert_meters(conn, worker)
-            await _load_keys(conn, worker)
-            sim = _sim_now(getattr(worker, "clock", None))
+            await conn.execute(sql.CREATE_STAGING)
+            await _upsert_meters(conn, shard, options)
+            await _load_keys(conn, shard, install_keys)
+            sim = _sim_now(clock)
             async with conn.transaction():
-                for query in (db.CLOSE_LOST_CONNECTIONS, db.CLOSE_LOST_ASSOCIATIONS):
-                    await conn.execute(query, worker.shard.start, worker.shard.stop, _ts(sim))
+                for query in (sql.CLOSE_LOST_CONNECTIONS, sql.CLOSE_LOST_ASSOCIATIONS):
+                    await conn.execute(query, shard.start, shard.stop, timestamp(sim))
         except asyncpg.UndefinedTableError:
             await pg.close_quietly(conn)
             raise FleetError(f"database at {pg.redact(url)} has no fleet schema: run `fleet db migrate`") from None
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             await pg.close_quietly(conn)
             raise FleetError(f"database at {pg.redact(url)} refused the fleet's meters: {pg.one_line(e)}") from None
-        rec = cls(url, worker, conn, **kwargs)
+        rec = cls(url, conn, shard=shard, slot=slot, transport=options.transport.value, clock=clock,
+                  security_of=security_of, take_dirty=take_dirty, **kwargs)
         rec._task = asyncio.get_running_loop().create_task(rec._run(), name="fleet-recorder")
         return rec
 
@@ -282,7 +292,7 @@ class Recorder:
         """Write what is queued within ``timeout`` seconds, then close the connection."""
         self._closing = True
         self._wake.set()
-        await pg.finish(self._task, timeout)
+        await finish(self._task, timeout)
         if self.depth():
             log.warning("database writer stopped with %d event(s) unwritten", self.depth())
         await self._conn.close()
@@ -291,21 +301,32 @@ class Recorder:
                      bits: tuple = (), raised: float | None = None, acknowledged: bool = False) -> None:
         """A push was sent or has failed for good (dial mode); an alert push settles its ESW bits too
         (raised at ``raised``, before the push's randomisation): ACKNOWLEDGED when the head-end confirmed it."""
-        self._pushes.append((meter_id, push_ln, _ts(due), push_id, outcome, attempts))
+        self._pushes.append((meter_id, push_ln, timestamp(due), push_id, outcome, attempts))
         status = "ACKNOWLEDGED" if acknowledged else outcome
         for bit in bits:
-            self._alarms.append((meter_id, _ts(due if raised is None else raised), bit, status, attempts - 1))
+            self._alarms.append((meter_id, timestamp(due if raised is None else raised), bit, status, attempts - 1))
 
     def push_queued(self, meter_id: int, message_id: int, push_ln: str, due: float, payload: bytes, attempts: int,
                     status: str) -> None:
         """A push waiting in the meter's message queue for its retries (PENDING), or settled (SENT, FAILED)."""
-        self._queued[(meter_id, message_id)] = (meter_id, message_id, push_ln, _ts(due), payload, attempts, status,
+        self._queued[(meter_id, message_id)] = (meter_id, message_id, push_ln, timestamp(due), payload, attempts, status,
                                                 _dt.datetime.now(_dt.UTC))
 
     # -- the writer task ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = RETRY_MIN
+        await serve_forever(self._serve, self._fault)
+
+    def _fault(self, e: Exception) -> float:
+        """A fault of ours in the writer's loop: counted and logged; the loop runs again, the batch kept."""
+        self.errors += 1
+        self._conn.drop()
+        delay = self._backoff.next()
+        log.error("database writer failed (%s); running it again in %.1f s with %d event(s) waiting",
+                  pg.one_line(e), delay, self.depth(), exc_info=True)
+        return delay
+
+    async def _serve(self) -> None:
         failing = False
         while True:
             if self._pending is None:
@@ -325,47 +346,62 @@ class Recorder:
             conn = None
             try:
                 conn = await self._conn.get()
-                await self._write(conn, self._pending)
-            except Exception as e:  # noqa: BLE001 - the writer must outlive any failure
+                try:
+                    await self._write(conn, self._pending)
+                except Exception as e:  # noqa: BLE001 - sorted below: refused, or kept for a retry
+                    # Failing to connect is never the batch's fault; a refused batch is written row by row.
+                    if not _is_poison(e):
+                        raise
+                    self.errors += 1
+                    log.warning("database refused a batch of %d event(s) (%s); writing it row by row",
+                                self._pending[2], pg.one_line(e))
+                    self._conn.drop()
+                    await self._write_apart(self._pending)
+            except Exception as e:  # noqa: BLE001 - the batch is kept and retried
                 self.errors += 1
                 self._conn.drop()
-                # Failing to connect is never the batch's fault: always retry that.
-                if conn is not None and _is_poison(e):
-                    self.discarded += self._pending[2]
-                    log.error("database refused a batch of %d event(s), dropped: %s", self._pending[2],
-                              pg.one_line(e))
-                    self._pending = None
-                    continue
                 if not failing:
                     log.warning("database write failed, retrying: %s", pg.one_line(e))
                     failing = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
+                await asyncio.sleep(self._backoff.next())
                 continue
             if failing:
                 log.info("database writes resumed")
                 failing = False
-            backoff = RETRY_MIN
+            self._backoff.reset()
             self._pending = None
+
+    async def _write_apart(self, batch: tuple[list, list, int, float]) -> None:
+        """Write ``batch`` one staged row at a time, each in its own transaction: a row the database refuses
+        is logged and counted (``discarded``), the others are written (a retryable failure raises, and the
+        whole batch is tried again: its writes are idempotent)."""
+        connections, associations, _, oldest = batch
+        conn = await self._conn.get()
+        for one in [([row], [], 1, oldest) for row in connections] + [([], [row], 1, oldest) for row in associations]:
+            try:
+                await self._write(conn, one)
+            except Exception as e:  # noqa: BLE001 - a refused row is reported; anything else retried
+                if not _is_poison(e):
+                    raise
+                self.discarded += 1
+                row = (one[0] or one[1])[0]
+                log.error("database refused a row of meter %s (%s), left out: %s", row[0], row[1], pg.one_line(e))
+                self._conn.drop()
+                conn = await self._conn.get()
 
     async def _write_keys(self) -> None:
         """Write the keys and counters of the meters whose security state moved (about once a second).
         A failure keeps them for the next try; counters only grow in the table, so a late or repeated
         write is harmless."""
-        from meter_core.device import keys
-
         self._keys_due = time.monotonic() + KEYS_INTERVAL
-        w = self.worker
         if self._pushes or self._queued:
             await self._write_pushes()
-        if w.security_dirty:
-            self._keys_pending |= w.security_dirty
-            w.security_dirty = set()
+        self._keys_pending |= self._take_dirty()
         if not self._keys_pending:
             return
         records, cert_meters, cert_rows, written_certs = [], [], [], []
         for meter_id in self._keys_pending:
-            sec = w.security_of(meter_id)
+            sec = self._security_of(meter_id)
             if sec is not None:
                 records += keys.rows(meter_id, sec)
                 if sec.certs_changed:
@@ -377,11 +413,11 @@ class Recorder:
         try:
             conn = await self._conn.get()
             async with conn.transaction():
-                await conn.copy_records_to_table(db.STAGE_KEYS, records=records, columns=db.KEY_COLUMNS)
-                await conn.execute(db.UPSERT_KEYS)
+                await conn.copy_records_to_table(sql.STAGE_KEYS, records=records, columns=sql.KEY_COLUMNS)
+                await conn.execute(sql.UPSERT_KEYS)
                 if cert_meters:
-                    await conn.execute(db.REPLACE_CERTIFICATES, cert_meters)
-                    await conn.copy_records_to_table("certificates", records=cert_rows, columns=db.CERT_COLUMNS)
+                    await conn.execute(sql.REPLACE_CERTIFICATES, cert_meters)
+                    await conn.copy_records_to_table("certificates", records=cert_rows, columns=sql.CERT_COLUMNS)
         except Exception as e:  # noqa: BLE001 - kept for the next try
             self.errors += 1
             self._conn.drop()
@@ -400,14 +436,14 @@ class Recorder:
             conn = await self._conn.get()
             async with conn.transaction():
                 if queued:
-                    await conn.copy_records_to_table(db.STAGE_MESSAGES, records=list(queued.values()),
-                                                     columns=db.MESSAGE_COLUMNS)
-                    await conn.execute(db.UPSERT_MESSAGES)
-                await conn.copy_records_to_table(db.STAGE_PUSH_DUE, records=batch, columns=db.PUSH_DUE_COLUMNS)
-                await conn.execute(db.INSERT_PUSH_DUE)
+                    await conn.copy_records_to_table(sql.STAGE_MESSAGES, records=list(queued.values()),
+                                                     columns=sql.MESSAGE_COLUMNS)
+                    await conn.execute(sql.UPSERT_MESSAGES)
+                await conn.copy_records_to_table(sql.STAGE_PUSH_DUE, records=batch, columns=sql.PUSH_DUE_COLUMNS)
+                await conn.execute(sql.INSERT_PUSH_DUE)
                 if alarms:
-                    await conn.copy_records_to_table(db.STAGE_ALARMS, records=alarms, columns=db.ALARM_COLUMNS)
-                    await conn.execute(db.UPSERT_ALARMS)
+                    await conn.copy_records_to_table(sql.STAGE_ALARMS, records=alarms, columns=sql.ALARM_COLUMNS)
+                    await conn.execute(sql.UPSERT_ALARMS)
         except Exception as e:  # noqa: BLE001 - kept for the next try; the key makes a repeat a no-op
             self.errors += 1
             self._conn.drop()
@@ -431,27 +467,27 @@ class Recorder:
             kind = e[0]
             if kind == _CONN_OPEN:
                 _, t, meter_id, cid, peer, sim = e
-                connections[cid] = [meter_id, cid, peer, transport, slot, _ts(t), _ts(sim), None, None, None]
+                connections[cid] = [meter_id, cid, peer, transport, slot, timestamp(t), timestamp(sim), None, None, None]
             elif kind == _CONN_CLOSE:
                 _, t, meter_id, cid, reason, sim = e
                 row = connections.get(cid)
                 if row is None or row[7] is not None:
-                    connections[cid] = [meter_id, cid, None, None, None, None, None, _ts(t), reason, _ts(sim)]
+                    connections[cid] = [meter_id, cid, None, None, None, None, None, timestamp(t), reason, timestamp(sim)]
                 else:
-                    row[7:10] = [_ts(t), reason, _ts(sim)]
+                    row[7:10] = [timestamp(t), reason, timestamp(sim)]
             elif kind == _ASSOC_OPEN:
                 (_, t, meter_id, aid, cid, sap, ln, name, auth, ctx, result, code, src, diag, reason, peer,
                  sim) = e
                 associations[aid] = [meter_id, aid, cid, sap, ln, name, auth, ctx, result, code, src, diag,
-                                     reason, peer, _ts(t), _ts(sim), None, None, None]
+                                     reason, peer, timestamp(t), timestamp(sim), None, None, None]
             else:
                 _, t, meter_id, aid, reason, sim = e
                 row = associations.get(aid)
                 if row is None or row[16] is not None:
                     associations[aid] = [meter_id, aid, None, None, None, None, None, None, None, None, None,
-                                         None, None, None, None, None, _ts(t), reason, _ts(sim)]
+                                         None, None, None, None, None, timestamp(t), reason, timestamp(sim)]
                 else:
-                    row[16:19] = [_ts(t), reason, _ts(sim)]
+                    row[16:19] = [timestamp(t), reason, timestamp(sim)]
         return list(connections.values()), list(associations.values()), n, oldest
 
     async def _write(self, conn: asyncpg.Connection, batch: tuple[list, list, int, float]) -> None:
@@ -459,15 +495,15 @@ class Recorder:
         written = {"active_connections": 0, "client_associations": 0}
         async with conn.transaction():
             if connections:
-                await conn.copy_records_to_table(db.STAGE_CONNECTIONS, records=connections,
-                                                 columns=db.CONNECTION_COLUMNS)
-                written["active_connections"] += db.rowcount(await conn.execute(db.INSERT_CONNECTIONS))
-                written["active_connections"] += db.rowcount(await conn.execute(db.CLOSE_CONNECTIONS))
+                await conn.copy_records_to_table(sql.STAGE_CONNECTIONS, records=connections,
+                                                 columns=sql.CONNECTION_COLUMNS)
+                written["active_connections"] += rowcount(await conn.execute(sql.INSERT_CONNECTIONS))
+                written["active_connections"] += rowcount(await conn.execute(sql.CLOSE_CONNECTIONS))
             if associations:
-                await conn.copy_records_to_table(db.STAGE_ASSOCIATIONS, records=associations,
-                                                 columns=db.ASSOCIATION_COLUMNS)
-                written["client_associations"] += db.rowcount(await conn.execute(db.INSERT_ASSOCIATIONS))
-                written["client_associations"] += db.rowcount(await conn.execute(db.RELEASE_ASSOCIATIONS))
+                await conn.copy_records_to_table(sql.STAGE_ASSOCIATIONS, records=associations,
+                                                 columns=sql.ASSOCIATION_COLUMNS)
+                written["client_associations"] += rowcount(await conn.execute(sql.INSERT_ASSOCIATIONS))
+                written["client_associations"] += rowcount(await conn.execute(sql.RELEASE_ASSOCIATIONS))
         for table, n in written.items():
             self.rows_written[table] += n
 
@@ -476,32 +512,36 @@ def _sim_now(clock) -> float | None:
     return None if clock is None else clock.sim(time.monotonic())
 
 
-async def _upsert_meters(conn: asyncpg.Connection, worker) -> None:
-    """Insert or refresh the ``meters`` rows of the worker's shard (COPY to staging, then one upsert)."""
-    options, fleet = worker.options, worker.fleet
+async def _upsert_meters(conn: asyncpg.Connection, shard: range, options: FleetOptions) -> None:
+    """Insert or refresh the ``meters`` rows of ``shard`` (COPY to staging, then one upsert)."""
+    fleet = options.fleet
     transport = options.transport.value
 
     def records():
-        for meter_id in worker.shard:
+        for meter_id in shard:
             ident = meter_identity(fleet, meter_id)
             host, port = options.address(meter_id)
             yield (meter_id, ident.serial, ident.logical_device_name, ident.system_title, ident.kind.value, transport, host,
                    port, ident.hdlc_physical_address)
 
     async with conn.transaction():
-        await conn.copy_records_to_table(db.STAGE_METERS, records=records(), columns=db.METER_COLUMNS)
-        await conn.execute(db.UPSERT_METERS)
+        await conn.copy_records_to_table(sql.STAGE_METERS, records=records(), columns=sql.METER_COLUMNS)
+        await conn.execute(sql.UPSERT_METERS)
 
 
-async def _load_keys(conn: asyncpg.Connection, worker) -> None:
+async def _load_keys(conn: asyncpg.Connection, shard: range, install_keys) -> None:
     """Give the shard's meters the keys and counters a previous run left (`meter_keys`)."""
     by_meter: dict[int, list] = {}
-    for r in await conn.fetch(db.SELECT_KEYS, worker.shard.start, worker.shard.stop):
+    for r in await conn.fetch(sql.SELECT_KEYS, shard.start, shard.stop):
         by_meter.setdefault(r["meter_id"], []).append(r)
     certificates: dict[int, list] = {}
-    for r in await conn.fetch(db.SELECT_CERTIFICATES, worker.shard.start, worker.shard.stop):
+    for r in await conn.fetch(sql.SELECT_CERTIFICATES, shard.start, shard.stop):
         certificates.setdefault(r["meter_id"], []).append(r)
     for meter_id, stored in by_meter.items():
-        worker.install_keys(meter_id, stored, certificates.get(meter_id))
+        install_keys(meter_id, stored, certificates.get(meter_id))
 
 
+async def pending_messages(url: str, shard: range) -> list:
+    """The pushes an earlier run of ``shard`` left waiting for retries (``message_queue``, PENDING), by due
+    time; none from a database without the table."""
+    return await pg.fetch_all(url, sql.SELECT_PENDING_MESSAGES, shard.start, shard.stop)

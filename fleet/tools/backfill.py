@@ -23,6 +23,7 @@ continuous), so a `fleet run` started later writes from there: one continuous hi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as _dt
 import hashlib
 import logging
@@ -32,20 +33,19 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from fleet import pg
-from fleet.groundtruth import (
-    COLUMNS,
-    CREATE_STAGING,
-    RECORD_PROGRESS,
-    SELECT_PROGRESS,
-    capture_rows,
-    resume_point,
-    write_batch,
-)
+from fleet.runtime.meters import load_history
+from fleet.store import pg, sql
+from fleet.store.defaults import device_config, load_settings
+from fleet.store.truth import capture_rows, resume_point
+from fleet.store.writer import write_batch
+from meter_core.device.clock import IST, SimClock
+from meter_core.device.config import DEFAULT_DEVICE, DeviceConfig
+from meter_core.device.meter import Meter
+from meter_core.device.state import MeterState
+from meter_core.session import journal
 
-log = logging.getLogger("fleet.backfill")
+log = logging.getLogger(__name__)
 
-IST = _dt.timezone(_dt.timedelta(hours=5, minutes=30))
 DAY = 86400
 CHUNK_METERS = 50
 
@@ -58,7 +58,7 @@ class Plan:
     window_start: float
     window_end: float
     chunks: tuple[tuple[int, int], ...]
-    settings: tuple = ()  # load templates and power-quality rows from the database
+    config: DeviceConfig = DEFAULT_DEVICE  # the fleet's load templates and supply events, from the database
     drift_ppm: float = 0.0  # as `fleet run --drift-ppm`: the meters' clocks drift the same way
 
     @property
@@ -82,16 +82,12 @@ def plan(url: str, options, epoch_start: float, days: int, end: float | None, me
 def chunk_rows(p: Plan, first: int, stop: int, history=None) -> dict[str, list[tuple]]:
     """Every row meters [first, stop) captured in the window, as the meters served them: their clocks
     drifting as in `fleet run`, and what was done to them (``history``: meter -> journal entries up to
-    the window's end, `fleet.journal.load`) replayed at its time."""
-    from meter_core.device.clock import SimClock
-    from meter_core.device.meter import Meter
-    from meter_core.device.state import MeterState
-    from meter_core.session import journal
-
+    the window's end, `fleet.runtime.meters.load_history`) replayed at its time."""
     clock = SimClock(start=p.window_end, t0=0.0, drift_ppm=p.drift_ppm)
-    batch: dict[str, list[tuple]] = {t: [] for t in COLUMNS}
+    batch: dict[str, list[tuple]] = {t: [] for t in sql.PROFILE_COLUMNS}
     for meter_id in range(first, stop):
-        m = Meter(p.options.fleet, meter_id, epoch_start=p.epoch_start, clock=clock, state=MeterState())
+        m = Meter(p.options.fleet, meter_id, epoch_start=p.epoch_start, clock=clock, state=MeterState(),
+                  config=p.config)
         entries = history.get(meter_id) if history else None
         if entries:
             journal.replay(m, entries)
@@ -101,7 +97,7 @@ def chunk_rows(p: Plan, first: int, stop: int, history=None) -> dict[str, list[t
 
 
 async def _done_chunks(conn: asyncpg.Connection, key: str) -> set[int]:
-    rows = await conn.fetch("SELECT meter_from FROM backfill_progress WHERE job_key = $1", key)
+    rows = await conn.fetch(sql.SELECT_BACKFILL_DONE, key)
     return {r["meter_from"] for r in rows}
 
 
@@ -109,10 +105,10 @@ async def _claim(conn: asyncpg.Connection, p: Plan, first: int, stop: int) -> No
     """Move the chunk's `capture_progress` to the window's end, when its history is then continuous: the
     chunk had none, or it reached the window's start. Otherwise the gap before the window is left for
     the next run to fill (it resumes where the recorded history ends)."""
-    rows = await conn.fetch(SELECT_PROGRESS, first, stop)
+    rows = await conn.fetch(sql.SELECT_PROGRESS, first, stop)
     reached = resume_point(range(first, stop), [(r[0], r[1], r[2]) for r in rows])
     if reached is None or reached >= p.window_start:
-        await conn.execute(RECORD_PROGRESS, first, stop, p.window_end)
+        await conn.execute(sql.RECORD_PROGRESS, first, stop, p.window_end)
     else:
         log.info("backfill: meters %d-%d have no history from %s to the window's start; a run fills it",
                  first, stop - 1, _dt.datetime.fromtimestamp(reached, IST).isoformat())
@@ -122,15 +118,14 @@ async def write_chunk(conn: asyncpg.Connection, p: Plan, first: int, stop: int,
                       batch: dict[str, list[tuple]]) -> int:
     """Write one chunk and mark it done, in one transaction; returns rows written."""
     n = sum(len(r) for r in batch.values())
-    mark = ("INSERT INTO backfill_progress (job_key, meter_from, meter_to, window_start, window_end, rows_written) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+    mark = sql.MARK_BACKFILL_CHUNK
     args = (p.key, first, stop, _dt.datetime.fromtimestamp(p.window_start, _dt.UTC),
             _dt.datetime.fromtimestamp(p.window_end, _dt.UTC))
     try:
         async with conn.transaction():
             for table, rows in batch.items():
                 if rows:
-                    await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
+                    await conn.copy_records_to_table(table, records=rows, columns=sql.PROFILE_COLUMNS[table])
             await conn.execute(mark, *args, n)
             await _claim(conn, p, first, stop)
         return n
@@ -145,18 +140,9 @@ async def write_chunk(conn: asyncpg.Connection, p: Plan, first: int, stop: int,
     return sum(written.values())
 
 
-_installed = False
-
-
 def _job(args) -> tuple[int, int, int]:
     """A job process: compute and write one chunk (its own connection, reused across chunks)."""
-    global _installed
     p, first, stop = args
-    if p.settings and not _installed:
-        from fleet.seed import install_settings
-
-        install_settings(p.settings)
-        _installed = True
     history = _run_in_job(_history_in_job(p, first, stop))
     batch = chunk_rows(p, first, stop, history)
     return first, stop, _run_in_job(_write_in_job(p, first, stop, batch))
@@ -175,53 +161,39 @@ def _run_in_job(coro):
 
 async def _history_in_job(p: Plan, first: int, stop: int) -> dict[int, list]:
     """The journal of meters [first, stop) up to the window's end (what was done to them, to replay)."""
-    from fleet import journal
-
-    loaded = await journal.load(p.url, range(first, stop), p.window_end)
-    return loaded.entries
+    return (await load_history(p.url, range(first, stop), p.window_end)).entries
 
 
 async def _write_in_job(p: Plan, first: int, stop: int, batch) -> int:
     global _job_conn
     if _job_conn is None or _job_conn.is_closed():
         _job_conn = await pg.connect(p.url, command_timeout=600)
-        await _job_conn.execute(CREATE_STAGING)
+        await _job_conn.execute(sql.CREATE_PROFILE_STAGING)
     return await write_chunk(_job_conn, p, first, stop, batch)
 
 
-async def pending(p: Plan) -> tuple[list[tuple[int, int]], tuple]:
-    """The chunks not done yet, and the settings the rows are computed with."""
-    from fleet.seed import load_settings
-
+async def pending(p: Plan) -> tuple[list[tuple[int, int]], DeviceConfig]:
+    """The chunks not done yet, and the configuration the rows are computed with (the database's)."""
     conn = await pg.connect(p.url)
     try:
         done = await _done_chunks(conn, p.key)
         settings = await load_settings(conn)
     finally:
         await conn.close()
-    return [c for c in p.chunks if c[0] not in done], settings
+    return [c for c in p.chunks if c[0] not in done], device_config(settings)
 
 
 def run(p: Plan, jobs: int, progress=None) -> tuple[int, int, float]:
     """Backfill the chunks not done yet with ``jobs`` processes; returns (chunks, rows, seconds)."""
-    import dataclasses
-
-    todo, settings = asyncio.run(pending(p))
-    if any(settings):
-        p = dataclasses.replace(p, settings=settings)
+    todo, config = asyncio.run(pending(p))
+    p = dataclasses.replace(p, config=config)
     t0 = time.perf_counter()
     rows = 0
     if not todo:
         return 0, 0, 0.0
-    # fork, not spawn: the jobs start with everything imported and the settings installed, instead of
-    # spending a second each on imports while the clock runs. The parent holds no thread, event loop
-    # or connection at this point (pending() closed its own).
-    if p.settings:
-        from fleet.seed import install_settings
-
-        install_settings(p.settings)
-        global _installed
-        _installed = True
+    # fork, not spawn: the jobs start with everything imported, instead of spending a second each on
+    # imports while the clock runs. The parent holds no thread, event loop or connection at this point
+    # (pending() closed its own).
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with ctx.Pool(jobs) as pool:
         for i, (_first, _stop, n) in enumerate(pool.imap_unordered(_job, [(p, a, b) for a, b in todo]), start=1):

@@ -4,7 +4,7 @@ Signal handlers only enqueue the signal; the main loop drains the queue (gunicor
 TERM or INT stops gracefully within a deadline, then SIGKILL; a second INT forces the stop (uvicorn
 ``should_exit``/``force_exit``). A dead worker is restarted on the same shard; one that fails to
 boot (port in use, database unreachable) halts the run with its one-line reason. When the run started
-the embedded PostgreSQL, the loop also looks after it (`fleet.pg.EmbeddedWatch`): a dead server is
+the embedded PostgreSQL, the loop also looks after it (`fleet.store.pg.EmbeddedWatch`): a dead server is
 restarted where it was, and the workers' writers, which spooled meanwhile, reconnect to it.
 """
 
@@ -18,12 +18,13 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
+from fleet import metrics
 from fleet.errors import FleetError
-from fleet.pg import EmbeddedWatch
+from fleet.runtime.worker import WORKER_BOOT_ERROR, worker_main
 from fleet.settings import RunSettings
-from fleet.worker import WORKER_BOOT_ERROR, worker_main
+from fleet.store.pg import EmbeddedWatch
 
-log = logging.getLogger("fleet.supervisor")
+log = logging.getLogger(__name__)
 
 # A worker that dies this many times without ever becoming ready is not restarted again.
 MAX_EARLY_DEATHS = 5
@@ -153,8 +154,6 @@ class Supervisor:
             self.error = msg[2]
 
     def _reap_and_restart(self) -> None:
-        from fleet import metrics
-
         for slot in self.slots:
             proc = slot.process
             if proc is None or proc.is_alive():
@@ -185,8 +184,6 @@ class Supervisor:
             self.spawn(slot)
 
     def _watch_database(self) -> None:
-        from fleet import metrics
-
         if self.database is not None and self.database.check(time.monotonic()):
             metrics.DATABASE_RESTARTS.inc()
 
@@ -200,8 +197,6 @@ class Supervisor:
                 proc.kill()
 
     def _shutdown(self, *, force: bool) -> None:
-        from fleet import metrics
-
         procs = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
         for p in procs:
             try:

@@ -11,9 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import TextIO
 
-import asyncpg
-
 from fleet.settings import FleetOptions
+from fleet.store import pg, sql
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.codec.crypto import public_bytes
 from meter_core.cosem.is15959 import ASSOCIATIONS, POLICY_AUTH_ENC, SECURED_SAPS
@@ -106,17 +105,8 @@ def records(options: FleetOptions, stored: dict | None = None) -> Iterator[dict]
 
 async def stored_keys(url: str, meter_ids: range) -> dict[int, list]:
     """The `meter_keys` rows of ``meter_ids``, by meter (an unmigrated database has none)."""
-    from fleet import db, pg
-
-    conn = await pg.connect(url)
-    try:
-        rows = await conn.fetch(db.SELECT_KEYS, meter_ids.start, meter_ids.stop)
-    except asyncpg.UndefinedTableError:
-        return {}
-    finally:
-        await conn.close()
     out: dict[int, list] = {}
-    for r in rows:
+    for r in await pg.fetch_all(url, sql.SELECT_KEYS, meter_ids.start, meter_ids.stop):
         out.setdefault(r["meter_id"], []).append(r)
     return out
 

@@ -16,9 +16,10 @@ import logging
 import time
 from collections import Counter
 
-import asyncpg
-
-from fleet import pg
+from fleet.runtime.listen import raise_fd_limit
+from fleet.settings import counter_floor
+from fleet.store import pg, sql
+from fleet.store.writer import Backoff, WriterConnection, write_batch
 from meter_core.codec import crypto as sec
 from meter_core.codec._util import NEED_DATA
 from meter_core.codec.apdu import (
@@ -31,27 +32,17 @@ from meter_core.codec.apdu import ciphered as envelopes
 from meter_core.codec.axdr import CosemDateTime, data_from_bytes
 from meter_core.codec.hdlc.frames import Deframer, FrameKind
 from meter_core.codec.wrapper import WrapperDeframer, wrap
+from meter_core.device.clock import IST
 from meter_core.device.identity import meter_identity
 from meter_core.device.keys import derived_keys, from_rows
 
-log = logging.getLogger("fleet.sink")
+log = logging.getLogger(__name__)
 
-STAGE = "fleet_stage_push_received"
-COLUMNS = ("meter_id", "push_logical_name", "notified_at", "long_invoke_id", "ciphered", "apdu_bytes", "peer",
-           "body")
-CREATE_STAGE = (f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE push_received INCLUDING DEFAULTS) "
-                "ON COMMIT DELETE ROWS")
-INSERT = (f"INSERT INTO push_received ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM {STAGE} "
-          "ON CONFLICT DO NOTHING")
-IST = _dt.timezone(_dt.timedelta(minutes=330))
 PUSH_SETUP = 4
+COMMAND_TIMEOUT = 30.0
+RETRY_MAX = 5.0  # seconds between two tries of a failing write, at most
 SINK_SYSTEM_TITLE = b"CSFHES\x00\x01"  # the head-end's system title in the confirms it sends
 CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority: service-class confirmed
-
-
-def _counter_floor() -> int:
-    """Confirms' invocation counters start above any an earlier run of the sink used: 16 a second since 2025."""
-    return max(1, int((time.time() - 1735689600.0) * 16))
 
 
 class Directory:
@@ -194,35 +185,41 @@ class PushSink:
             return None
         self.confirmed += 1
         ks = self.directory.keys(meter_id)
-        ic = self._counters[meter_id] = max(self._counters.get(meter_id, 0) + 1, _counter_floor())
+        # confirms' counters start above any an earlier run of the sink used (and at 1 at the least)
+        ic = self._counters[meter_id] = max(self._counters.get(meter_id, 0) + 1, counter_floor(), 1)
         plain = encode_apdu(DataNotificationConfirm(long_invoke_id_and_priority=CONFIRMED_SERVICE | invoke))
         return envelopes.seal(0xDB, sec.protect(0x30 | ks.suite, ic, SINK_SYSTEM_TITLE, ks.ek, ks.ak, plain),
                         SINK_SYSTEM_TITLE)
 
     async def start(self, host: str, port: int) -> None:
-        _raise_fd_limit()  # thousands of meters connect at once
+        raise_fd_limit()  # thousands of meters connect at once
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Conn(self), host, port, reuse_address=True, backlog=4096)
         self._writer = loop.create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
-        conn = None
+        """Write what was taken every ``flush_interval``; a batch that fails is kept and retried with back-off
+        (keys make a repeat a no-op), a row the database refuses is logged and left out (`write_batch`)."""
+        conn = WriterConnection(self.url, sql.CREATE_PUSH_RECEIVED_STAGE, COMMAND_TIMEOUT)
+        backoff = Backoff(self.flush_interval, RETRY_MAX)
         while True:
             await asyncio.sleep(self.flush_interval)
             if not self.pending:
                 continue
             batch, self.pending = self.pending, []
             try:
-                if conn is None or conn.is_closed():
-                    conn = await pg.connect(self.url)
-                    await conn.execute(CREATE_STAGE)
-                async with conn.transaction():
-                    await conn.copy_records_to_table(STAGE, records=batch, columns=COLUMNS)
-                    self.recorded += pg_rowcount(await conn.execute(INSERT))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                written, refused = await write_batch(await conn.get(), {"push_received": batch},
+                                                     sql.PUSH_RECEIVED_COLUMNS)
+            except Exception as e:  # noqa: BLE001 - kept for the next try: the writer outlives any failure
                 log.warning("writing pushes failed, retrying: %s", pg.one_line(e))
                 self.pending = batch + self.pending  # nothing lost; keys make a repeat a no-op
-                conn = None
+                conn.drop()
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            self.recorded += written.get("push_received", 0)
+            for report in refused:
+                log.error("push refused by the database: %s", report)
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop taking pushes: no new connections; the open ones hung up once nothing has come in on them
@@ -243,21 +240,6 @@ class PushSink:
             while self.pending and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             self._writer.cancel()
-
-
-def _raise_fd_limit() -> None:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-
-
-def pg_rowcount(status: str) -> int:
-    return int(status.rsplit(" ", 1)[-1])
 
 
 __all__ = ["Directory", "PushSink", "receive"]

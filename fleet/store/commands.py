@@ -9,9 +9,8 @@ commands issued before, each at the simulated time a worker first applied it (or
 one issued while the fleet was starting), so a power failure, tamper or link fault still in force is
 in force for it too (the meters' state is the commands').
 
-Which meters: those of the region (``first_meter``..``last_meter``, inclusive) whose seeded draw for
-the command falls under ``share``: the same meters in every worker and run, a different set per
-command.
+The listener hands each command's row to the worker's callbacks; what a command is and which meters it
+reaches is `fleet.runtime.faults`.
 """
 
 from __future__ import annotations
@@ -20,74 +19,23 @@ import asyncio
 import datetime as _dt
 import json
 import logging
-from dataclasses import dataclass, field
 
 import asyncpg
 
-from fleet import pg
-from meter_core.device.identity import stable_hash
+from fleet.store import pg, sql
 
-log = logging.getLogger("fleet.commands")
-
-CHANNEL = "fleet_commands"
-ACTIONS = ("power-failure", "restore", "tamper", "link-down", "load-change")
-_DRAW = 1 << 32
-
-_LAST = "SELECT coalesce(max(command_id), 0) FROM fleet_commands"
-_EARLIER = """SELECT c.command_id, c.action, c.first_meter, c.last_meter, c.share, c.params,
-                     extract(epoch FROM min(r.sim_at)) AS sim_at
-              FROM fleet_commands c LEFT JOIN fleet_command_results r USING (command_id)
-              WHERE c.command_id <= $1 GROUP BY c.command_id ORDER BY c.command_id"""
-_NEWER = """SELECT command_id, action, first_meter, last_meter, share, params
-            FROM fleet_commands WHERE command_id > $1 ORDER BY command_id"""
-_RESULT = """INSERT INTO fleet_command_results (command_id, shard_start, shard_stop, meters, sim_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (command_id, shard_start) DO NOTHING"""
-_ISSUE = """INSERT INTO fleet_commands (action, first_meter, last_meter, share, params)
-            VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING command_id"""
-_RESULTS = "SELECT count(*), coalesce(sum(meters), 0) FROM fleet_command_results WHERE command_id = $1"
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    command_id: int
-    action: str
-    first_meter: int | None
-    last_meter: int | None
-    share: float
-    params: dict = field(default_factory=dict)
-
-    def selects(self, seed: int, meter_id: int) -> bool:
-        """Whether this command reaches meter ``meter_id``."""
-        if self.first_meter is not None and meter_id < self.first_meter:
-            return False
-        if self.last_meter is not None and meter_id > self.last_meter:
-            return False
-        if self.share >= 1.0:
-            return True
-        return stable_hash("inject", seed, self.command_id, meter_id) % _DRAW < self.share * _DRAW
-
-    def meters(self, seed: int, ids: range) -> list[int]:
-        lo = ids.start if self.first_meter is None else max(ids.start, self.first_meter)
-        hi = ids.stop if self.last_meter is None else min(ids.stop, self.last_meter + 1)
-        return [m for m in range(lo, hi) if self.selects(seed, m)]
-
-    @classmethod
-    def from_row(cls, r) -> Command:
-        params = r["params"]
-        if isinstance(params, str):
-            params = json.loads(params)
-        return cls(r["command_id"], r["action"], r["first_meter"], r["last_meter"], r["share"], params or {})
+log = logging.getLogger(__name__)
 
 
 class CommandListener:
-    """A worker's connection on ``fleet_commands``: calls ``apply(command) -> (meters, sim_time)`` for each
-    command newer than the worker's start, in order, and records the result."""
+    """A worker's connection on ``fleet_commands``: calls ``apply(row) -> (meters, sim_time)`` for each
+    command (its ``fleet_commands`` row) newer than the worker's start, in order, and records the result."""
 
     def __init__(self, url: str, shard: range, apply, replay, durable=None) -> None:
         self.url = url
         self.shard = shard
         self.apply = apply
-        # replay(command, sim_at or None) -> (simulated time, meters): an earlier command, at the time a
+        # replay(row, sim_at or None) -> (simulated time, meters): an earlier command, at the time a
         # worker first applied it (None: none has yet)
         self.replay = replay
         self.durable = durable  # awaited before a result is recorded: the meters' journal has the command
@@ -103,10 +51,10 @@ class CommandListener:
             try:
                 conn = await pg.connect(self.url)
                 if self.last is None:
-                    last = await conn.fetchval(_LAST)
+                    last = await conn.fetchval(sql.LAST_COMMAND)
                     await self._replay(conn, last)
                     self.last = last
-                await conn.add_listener(CHANNEL, self._notified)
+                await conn.add_listener(sql.COMMANDS_CHANNEL, self._notified)
                 delay = 0.5
                 while not conn.is_closed():
                     await self._catch_up(conn)
@@ -133,18 +81,17 @@ class CommandListener:
         first applied it, or now if none has yet (issued while the fleet was starting); answered for
         this shard like the new ones."""
         count = 0
-        for row in await conn.fetch(_EARLIER, last):
-            cmd = Command.from_row(row)
+        for row in await conn.fetch(sql.EARLIER_COMMANDS, last):
             try:
-                sim_t, n = self.replay(cmd, None if row["sim_at"] is None else float(row["sim_at"]))
+                sim_t, n = self.replay(row, None if row["sim_at"] is None else float(row["sim_at"]))
             except Exception:  # a command that fails on one meter must not stop the worker
-                log.exception("replaying command %d (%s) failed", cmd.command_id, cmd.action)
+                log.exception("replaying command %d (%s) failed", row["command_id"], row["action"])
                 continue
             count += n
             when = _dt.datetime.fromtimestamp(sim_t, _dt.UTC)
             if self.durable is not None:
                 await self.durable()
-            await conn.execute(_RESULT, cmd.command_id, self.shard.start, self.shard.stop, n, when)
+            await conn.execute(sql.RECORD_COMMAND_RESULT, row["command_id"], self.shard.start, self.shard.stop, n, when)
         if count:
             log.info("commands issued before this worker listened: applied to %d meter(s)", count)
 
@@ -152,26 +99,26 @@ class CommandListener:
         self._wake.set()
 
     async def _catch_up(self, conn) -> None:
-        for row in await conn.fetch(_NEWER, self.last):
-            cmd = Command.from_row(row)
+        for row in await conn.fetch(sql.NEWER_COMMANDS, self.last):
             try:
-                count, sim_t = self.apply(cmd)
+                count, sim_t = self.apply(row)
             except Exception:  # a command that fails on one meter must not stop the worker
-                log.exception("command %d (%s) failed", cmd.command_id, cmd.action)
+                log.exception("command %d (%s) failed", row["command_id"], row["action"])
                 count, sim_t = 0, None
-            self.last = cmd.command_id
+            self.last = row["command_id"]
             self.applied += 1
             if self.durable is not None:
                 await self.durable()
             when = _dt.datetime.fromtimestamp(sim_t if sim_t is not None else 0.0, _dt.UTC)
-            await conn.execute(_RESULT, cmd.command_id, self.shard.start, self.shard.stop, count, when)
+            await conn.execute(sql.RECORD_COMMAND_RESULT, row["command_id"], self.shard.start, self.shard.stop, count,
+                               when)
 
 
 async def issue(url: str, action: str, *, first: int | None, last: int | None, share: float,
                 params: dict) -> int:
     conn = await pg.connect(url)
     try:
-        return await conn.fetchval(_ISSUE, action, first, last, share, json.dumps(params))
+        return await conn.fetchval(sql.ISSUE_COMMAND, action, first, last, share, json.dumps(params))
     finally:
         await conn.close()
 
@@ -180,7 +127,7 @@ async def results(url: str, command_id: int) -> tuple[int, int]:
     """(workers that applied command ``command_id``, meters they reached)."""
     conn = await pg.connect(url)
     try:
-        r = await conn.fetchrow(_RESULTS, command_id)
+        r = await conn.fetchrow(sql.COMMAND_RESULTS, command_id)
         return r[0], r[1]
     finally:
         await conn.close()

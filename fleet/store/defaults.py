@@ -13,11 +13,12 @@ import json
 
 import asyncpg
 
+from fleet.store import sql
 from meter_core.cosem.build import model_for, str_obis
 from meter_core.cosem.ic import push_setup
 from meter_core.cosem.is15959 import ASSOCIATIONS, HDLC_SETUP, IPV4_SETUP, SECURED_SAPS, TCP_UDP_SETUP
-from meter_core.device import datagen, powerquality, templates
-from meter_core.device import pushes as push
+from meter_core.device import powerquality, templates
+from meter_core.device.config import DEFAULT_PUSHES, TRIGGER_OF, DeviceConfig
 from meter_core.device.identity import MeterKind
 
 _AUTH = {0: "none", 1: "low", 2: "high", 5: "high-gmac", 7: "high-ecdsa"}
@@ -27,33 +28,21 @@ async def seed_defaults(conn: asyncpg.Connection) -> None:
     """Insert the default settings that are missing (idempotent)."""
     async with conn.transaction():
         await _obis_codes(conn)
-        await conn.executemany(
-            "INSERT INTO load_profile_templates (category, season, day_type, interval_minutes, base_load_kw,"
-            " peak_load_kw, variation_pattern) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        await conn.executemany(sql.INSERT_LOAD_TEMPLATE,
             [(r["category"], r["season"], r["day_type"], r["interval_minutes"], r["base_load_kw"],
               r["peak_load_kw"], json.dumps(r["variation_pattern"])) for r in templates.rows()])
-        await conn.executemany(
-            "INSERT INTO power_quality_events_config (event_type, probability_per_day, min_duration_s,"
-            " max_duration_s, magnitude_min, magnitude_max, phases, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT DO NOTHING",
+        await conn.executemany(sql.INSERT_PQ_CONFIG,
             [(c.event_type, c.probability_per_day, c.min_duration_s, c.max_duration_s, c.magnitude_min,
               c.magnitude_max, c.phases, c.enabled) for c in powerquality.DEFAULT_CONFIG])
-        await conn.execute(
-            "INSERT INTO hdlc_settings (meter_id, comm_speed, window_size_transmit, window_size_receive,"
-            " max_info_field_length_transmit, max_info_field_length_receive, inter_octet_time_out_ms,"
-            " inactivity_time_out_s) VALUES (NULL, 5, 1, 1, 128, 128, 25, 120) ON CONFLICT DO NOTHING")
-        await conn.executemany(
-            "INSERT INTO communication_ports (meter_id, logical_name, class_id, port_type, settings)"
-            " VALUES (NULL, $1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        await conn.execute(sql.INSERT_HDLC_SETTINGS)
+        await conn.executemany(sql.INSERT_COMMUNICATION_PORT,
             [(HDLC_SETUP, 23, "HDLC", json.dumps({"comm_speed": 9600})),
              (TCP_UDP_SETUP, 41, "TCP_UDP", json.dumps({"port": 4059, "maximum_simultaneous_connections": 2})),
              (IPV4_SETUP, 42, "IPV4", json.dumps({})),
              ("0.0.25.4.0.255", 45, "GPRS", json.dumps({}))])
         await _push(conn)
         await _access_rights(conn)
-        await conn.executemany(
-            "INSERT INTO security_settings (meter_id, client_sap, security_setup, security_policy, security_suite,"
-            " authentication) VALUES (NULL, $1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
+        await conn.executemany(sql.INSERT_SECURITY_SETTINGS,
             # security_policy in the seed's terms (class 64 v0 enum): 3 = all messages authenticated and
             # encrypted, what the v1 policy of clients 48, 64 and 80 (bits 2, 3, 5, 6) amounts to
             [(a.client_sap, a.security_setup or "", 3 if a.client_sap in SECURED_SAPS else 0,
@@ -67,29 +56,21 @@ async def _obis_codes(conn) -> None:
             key = (str_obis(obj.ln), obj.ic.class_id)
             entry = seen.setdefault(key, (obj.ic.version, obj.name, set()))
             entry[2].add(kind.value)
-    await conn.executemany(
-        "INSERT INTO obis_codes (obis, class_id, version, description, meter_kinds) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT DO NOTHING",
+    await conn.executemany(sql.INSERT_OBIS_CODE,
         [(o, c, v, name, sorted(kinds)) for (o, c), (v, name, kinds) in sorted(seen.items())])
 
 
 async def _push(conn) -> None:
-    for obj in push_setup.push_setup_objects(MeterKind.THREE_PHASE):
+    for obj in push_setup.push_setup_objects(MeterKind.THREE_PHASE, DEFAULT_PUSHES):
         obis = str_obis(obj.ln)
-        c = push.DEFAULT_CONFIG[[d.logical_name for d in push.DEFAULT_CONFIG].index(obis)]
-        await conn.execute(
-            "INSERT INTO push_setups (meter_id, logical_name, name, randomisation_start_interval_s, number_of_retries,"
-            " repetition_delay_s) VALUES (NULL, $1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        c = DEFAULT_PUSHES[[d.logical_name for d in DEFAULT_PUSHES].index(obis)]
+        await conn.execute(sql.INSERT_PUSH_SETUP,
             obis, obj.name, c.randomisation_s, c.retries, c.repetition_delay_s)
         entries = push_setup.push_object_list(obis, MeterKind.THREE_PHASE).value
-        await conn.executemany(
-            "INSERT INTO push_objects (meter_id, push_logical_name, position, class_id, logical_name,"
-            " attribute_index, data_index) VALUES (NULL, $1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        await conn.executemany(sql.INSERT_PUSH_OBJECT,
             [(obis, i, e.value[0].value, str_obis(e.value[1].value), e.value[2].value, e.value[3].value)
              for i, e in enumerate(entries, start=1)])
-        await conn.execute(
-            "INSERT INTO push_schedules (meter_id, push_logical_name, schedule_type, enabled) VALUES (NULL, $1, $2, $3)"
-            " ON CONFLICT DO NOTHING", obis, c.schedule or push.TRIGGER_OF[obis], c.enabled)
+        await conn.execute(sql.INSERT_PUSH_SCHEDULE, obis, c.schedule or TRIGGER_OF[obis], c.enabled)
 
 
 async def _access_rights(conn) -> None:
@@ -99,41 +80,28 @@ async def _access_rights(conn) -> None:
             for obj, rights in view.entries:
                 rows.append((sap, str_obis(view.spec.ln), obj.ic.class_id, str_obis(obj.ln),
                              [int(m) for m in rights.attributes], [int(m) for m in rights.methods], kind.value))
-    await conn.executemany(
-        "INSERT INTO access_rights (client_sap, association, class_id, logical_name, attribute_access,"
-        " method_access, meter_kind) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING", rows)
+    await conn.executemany(sql.INSERT_ACCESS_RIGHTS, rows)
 
 
 async def load_settings(conn: asyncpg.Connection) -> tuple[list[dict], list[dict]]:
     """The load templates and power-quality configuration as the database holds them."""
-    tpl_rows = [dict(r) for r in await conn.fetch(
-        "SELECT category, season, day_type, interval_minutes, base_load_kw, peak_load_kw, variation_pattern"
-        " FROM load_profile_templates")]
+    tpl_rows = [dict(r) for r in await conn.fetch(sql.SELECT_LOAD_TEMPLATES)]
     for r in tpl_rows:
         if isinstance(r["variation_pattern"], str):
             r["variation_pattern"] = json.loads(r["variation_pattern"])
-    pq_rows = [dict(r) for r in await conn.fetch(
-        "SELECT event_type, probability_per_day, min_duration_s, max_duration_s, magnitude_min, magnitude_max,"
-        " phases, enabled FROM power_quality_events_config")]
+    pq_rows = [dict(r) for r in await conn.fetch(sql.SELECT_PQ_CONFIG)]
     return tpl_rows, pq_rows
 
 
 async def load_push_settings(conn: asyncpg.Connection) -> list[dict]:
     """The fleet's push setups as the database holds them (the rows without a meter_id), with their
     schedule type (the enabled push_schedules row; none: the push setup is off)."""
-    rows = await conn.fetch(
-        "SELECT p.logical_name, p.randomisation_start_interval_s, p.number_of_retries, p.repetition_delay_s,"
-        " p.enabled AND s.schedule_type IS NOT NULL AS enabled, s.schedule_type, p.push_operation_method,"
-        " p.destination"
-        " FROM push_setups p LEFT JOIN push_schedules s ON s.push_logical_name = p.logical_name"
-        " AND s.meter_id IS NULL AND s.enabled WHERE p.meter_id IS NULL")
+    rows = await conn.fetch(sql.SELECT_PUSH_SETTINGS)
     return [dict(r) for r in rows]
 
 
-def install_settings(settings: tuple[list[dict], list[dict]]) -> None:
-    """Make this process's meters use ``settings`` (from `load_settings`)."""
+def device_config(settings: tuple[list[dict], list[dict]], pushes: list[dict] | None = None) -> DeviceConfig:
+    """The meters' `DeviceConfig` of ``settings`` (from `load_settings`) and the push setups' rows (from
+    `load_push_settings`); what the database does not hold stays at the code's defaults."""
     tpl_rows, pq_rows = settings
-    if tpl_rows:
-        datagen.install_templates(tpl_rows)
-    if pq_rows:
-        powerquality.install(pq_rows)
+    return DeviceConfig.from_rows(pushes=pushes or None, templates=tpl_rows or None, power_quality=pq_rows or None)

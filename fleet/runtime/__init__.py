@@ -1,0 +1,1 @@
+"""The running fleet: supervisor, workers, meter actors, one module per reach mode, faults."""

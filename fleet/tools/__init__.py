@@ -1,0 +1,1 @@
+"""Tools beside the fleet: the push receiver (hes-sink), the onboarding export, the history backfill."""
