@@ -42,6 +42,66 @@ def test_the_contract_sees_the_imports(tmp_path):
     assert _lint(upside_down) == 1
 
 
+def test_no_import_cycle_anywhere():
+    # The layers contract forbids arrows between floors that point up; this forbids loops inside a floor.
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter")
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    finally:
+        os.chdir(cwd)
+    edges = {m: graph.find_modules_directly_imported_by(m) - {m} for m in graph.modules}
+    assert not _cycles(edges), "import cycles:\n" + "\n".join(" -> ".join(c) for c in _cycles(edges))
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    component.append(m)
+                    if m == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
 def _function_imports(path: Path):
     source = path.read_text()
     lines = source.splitlines()
