@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from meter_core.codec.apdu import ciphered
+from meter_core.cosem.build import model_of
 from meter_core.device import config as device_config
 from meter_core.device import pushes as push
 from meter_core.device.config import DEFAULT_DEVICE
@@ -459,7 +460,7 @@ def test_confirmed_pushes_are_confirmed_by_the_sink_and_retried_without_a_confir
                             database_url=database_url) as m:
             def look():
                 meter = m.worker.meters.for_rows(0)
-                obj = meter.model.by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
+                obj = model_of(meter).by_key[(40, bytes((0, 0, 25, 9, 0, 255)))]
                 return (dict(m.worker.dialer.push_counts), (obj.ic.version, len(obj.attributes)),
                         dict(meter.state.push_confirmations).get(device_config.INSTANT_PUSH))
 
