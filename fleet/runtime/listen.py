@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import resource
 import socket
 from collections.abc import Callable
@@ -46,5 +47,6 @@ async def listen(options: FleetOptions, shard: range,
             reason = "already in use" if e.errno == errno.EADDRINUSE else e.strerror
             raise FleetError(f"cannot listen on {host}:{port} for meter {meter_id}: {reason}") from None
         sock.setblocking(False)
-        servers.append(await loop.create_server(lambda mid=meter_id: protocol_for(mid), sock=sock))
+        # a partial, not a closure: a few dozen bytes less per idle meter (bench.memory)
+        servers.append(await loop.create_server(functools.partial(protocol_for, meter_id), sock=sock))
     return servers

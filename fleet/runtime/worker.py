@@ -13,6 +13,7 @@ need of the meters as callables.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -132,7 +133,7 @@ class Worker:
                 self.meters.config = self.meters.config.with_destination(f"{s.hes[0]}:{s.hes[1]}")
             else:
                 self.servers = await listen(self.options, self.shard,
-                                            lambda meter_id: MeterProtocol(self, meter_id))
+                                            functools.partial(MeterProtocol, self))
         except FleetError as e:
             self._send(("boot-error", self.slot, str(e)))
             await self._close_recorder(1.0)
