@@ -30,6 +30,7 @@ from meter_core.codec.apdu import (
 )
 from meter_core.codec.apdu import ciphered as envelopes
 from meter_core.codec.axdr import CosemDateTime, data_from_bytes
+from meter_core.codec.hdlc import FLAG, LLC_COMMAND, LLC_RESPONSE
 from meter_core.codec.hdlc.frames import Deframer, FrameKind
 from meter_core.codec.wrapper import WrapperDeframer, wrap
 from meter_core.device.clock import IST
@@ -37,6 +38,8 @@ from meter_core.device.identity import meter_identity
 from meter_core.device.keys import derived_keys, from_rows
 
 log = logging.getLogger(__name__)
+# The LLC header's LSAPs of a push in an HDLC UI frame (IEC 62056-46): a response, or a command from some meters.
+_LLC_HEADS = (LLC_RESPONSE[:2], LLC_COMMAND[:2])
 
 PUSH_SETUP = 4
 COMMAND_TIMEOUT = 30.0
@@ -130,13 +133,13 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             if self.deframer is None:
-                self.deframer = Deframer() if data[:1] == b"\x7e" else WrapperDeframer()
+                self.deframer = Deframer() if data[0] == FLAG else WrapperDeframer()
             self.deframer.feed(data)
             if type(self.deframer) is Deframer:
                 while (frame := self.deframer.next_frame()) is not NEED_DATA:
                     info = frame.info
-                    if frame.kind is FrameKind.UI and info[:2] in (b"\xe6\xe7", b"\xe6\xe6"):
-                        self.sink.take(bytes(info[3:]), self.peer)
+                    if frame.kind is FrameKind.UI and info[:2] in _LLC_HEADS:
+                        self.sink.take(bytes(info[len(LLC_RESPONSE):]), self.peer)
             else:
                 while (got := self.deframer.next_payload()) is not NEED_DATA:
                     reply = self.sink.take(got[2], self.peer)
