@@ -22,7 +22,6 @@ from meter_core.device.config import (
     SCHEDULE_SECONDS,
     DeviceConfig,
 )
-from meter_core.device.eventlog import events_between
 from meter_core.device.history import value_at
 from meter_core.device.identity import MeterKind, stable_hash
 
@@ -136,7 +135,8 @@ def triggered_between(meter, t0: float, t1: float) -> list[tuple[float, str, tup
         out += [(t, BILLING_PUSH, ()) for _stamp, t in recent if t0 < t <= t1]
     wanted = {c: p for c, p in enumerate(EVENT_PUSHES) if config.enabled(p)}
     if wanted:
-        out += [(e.time, wanted[e.category], ()) for e in events_between(meter, t0, t1) if e.category in wanted]
+        out += [(e.time, wanted[e.category], ()) for e in eventlog.events_between(meter, t0, t1)
+                if e.category in wanted]
     out.sort()
     return out
 
