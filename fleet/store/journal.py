@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 
 from fleet.store import pg, sql
-from fleet.store.writer import Backoff, WriterConnection, finish, timestamp
+from fleet.store.writer import REFUSED, Backoff, WriterConnection, finish, timestamp
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.obis import Obis
 from meter_core.device import keys
@@ -77,6 +77,7 @@ class Journal:
         self.rows_written = 0
         self.errors = 0
         self.commits = 0
+        self.refused = 0  # rows the database would never take (reported, left out)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="fleet-journal")
@@ -112,8 +113,15 @@ class Journal:
                 continue
             rows, keys, waiting = self._rows, self._keys, self._waiting
             self._rows, self._keys, self._waiting = [], set(), []
+            left_out = 0
             try:
-                await self._commit(rows, keys)
+                try:
+                    await self._commit(rows, keys)
+                except REFUSED:
+                    # a row the database will never take (the one rule, `fleet.store.writer`): the rest are
+                    # written one by one and the answers waiting for them go out, instead of waiting for ever
+                    self._conn.drop()
+                    left_out = await self._commit_isolated(rows, keys)
             except asyncio.CancelledError:
                 self._rows, self._keys, self._waiting = rows + self._rows, keys | self._keys, waiting + self._waiting
                 raise
@@ -130,7 +138,7 @@ class Journal:
                 log.info("journal: written again")
                 failing = False
             backoff.reset()
-            self.rows_written += len(rows)
+            self.rows_written += len(rows) - left_out
             self.commits += 1
             for fut in waiting:
                 if not fut.done():
@@ -155,6 +163,23 @@ class Journal:
                 await conn.execute(sql.UPSERT_KEYS)
         for sec, mine in written:
             keys.counters_written(sec, mine)
+
+    async def _commit_isolated(self, rows: list[tuple], key_meters: set[int]) -> int:
+        """`_commit` with each journal row in a transaction of its own: a row the database refuses is
+        reported with its meter and time, counted, and left out. Returns how many were left out."""
+        left_out = 0
+        await self._commit([], key_meters)
+        conn = await self._conn.get()
+        query = sql.insert_one("meter_journal", sql.JOURNAL_COLUMNS)
+        for row in rows:
+            try:
+                async with conn.transaction():
+                    await conn.execute(query, *row)
+            except REFUSED as e:
+                left_out += 1
+                log.error("journal: row of meter %s at %s refused and left out: %s", row[0], row[1], pg.one_line(e))
+        self.refused += left_out
+        return left_out
 
     async def close(self, timeout: float) -> None:
         """Write what waits within ``timeout`` seconds, then close the connection."""

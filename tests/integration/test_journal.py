@@ -98,3 +98,32 @@ def test_what_a_head_end_programmed_survives_a_restart_and_is_listed(database_ur
     assert abs((clock_set["meter_time"] - clock_set["true_time"]).total_seconds()) < 1
     # every later one: an hour ahead
     assert all(3590 < (a["meter_time"] - a["true_time"]).total_seconds() < 3610 for a in actions[1:])
+
+
+def test_a_row_the_database_refuses_is_left_out_and_the_answers_waiting_go_out(database_url):
+    """The journal's writer follows the one rule: a row PostgreSQL will never take (here a simulated time
+    that is not finite, against the table's CHECK) does not hold the meters' answers for ever; the rows
+    beside it are written."""
+    import asyncio
+    import math
+
+    from fleet.store.journal import Journal, injected_row
+
+    good = [injected_row(7, 1_800_000_000.0 + i, 1_800_000_000.0 + i, "power-failure", None, {"n": i})
+            for i in range(3)]
+    bad = injected_row(8, math.inf, 1_800_000_000.0, "power-failure", None, {})
+
+    async def go():
+        journal = Journal(database_url, lambda meter_id: None)
+        journal.start()
+        try:
+            done = journal.persist([good[0], bad, *good[1:]])
+            await asyncio.wait_for(done, 30)
+        finally:
+            await journal.close(5)
+        return journal
+
+    journal = asyncio.run(go())
+    assert journal.refused == 1 and journal.rows_written == 3
+    rows = fetch(database_url, "SELECT meter_id, params FROM meter_journal ORDER BY meter_id, seq")
+    assert [(r["meter_id"], r["params"]) for r in rows] == [(7, '{"n": 0}'), (7, '{"n": 1}'), (7, '{"n": 2}')]
