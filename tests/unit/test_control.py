@@ -216,7 +216,7 @@ def test_tod_registers_add_up_to_the_total_and_follow_the_calendar():
     assert all(z > 0 for z in zones)
     assert total - 4 <= sum(zones) <= total  # each register floors its own share
     bill = rows(p, BILLING)[-1]
-    assert abs(sum(bill[3:7]) - bill[2]) <= 4  # 1ph billing: kWh total then TOD 1-4 (facts 9.2)
+    assert abs(sum(bill[3:7]) - bill[2]) <= 4  # 1ph billing: kWh total then TOD 1-4 (a public HES client's single-phase decoder)
     # one zone all day: zone 1 takes everything
     day = Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
         Data(DataType.UNSIGNED, 1),
