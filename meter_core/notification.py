@@ -36,12 +36,12 @@ def _ln(obis: str) -> bytes:
     return got
 
 
-def _value(meter, class_id: int, obis: str, attribute: int, push: str, now: float) -> bytes:
+def _value(meter, by_key: dict, class_id: int, obis: str, attribute: int, push: str, now: float) -> bytes:
     """The encoded value one push object list entry names. A profile buffer pushes its last entry (the
     block or day just captured), not the whole buffer."""
     if class_id == 40 and attribute == 1:
         return _LN_HEAD + _ln(push)
-    obj = model_of(meter).by_key[(class_id, _ln(obis))]
+    obj = by_key[(class_id, _ln(obis))]
     attr = obj.attributes[attribute - 1]
     if class_id == 7 and attribute == 2:
         count_get = obj.attributes[6].get  # entries_in_use
@@ -60,9 +60,10 @@ def _value(meter, class_id: int, obis: str, attribute: int, push: str, now: floa
 def notification_body(meter, push: str, now: float) -> bytes:
     """The pushed structure: one element per entry of the push object list (device ID, the push
     setup's name, the clock, then the data)."""
-    kind = meter.identity.kind
-    entries = pushes.object_list(push, kind)
-    return bytes((DataType.STRUCTURE, len(entries))) + b"".join(_value(meter, c, o, a, push, now) for c, o, a in entries)
+    entries = pushes.object_list(push, meter.identity.kind)
+    by_key = model_of(meter).by_key
+    return bytes((DataType.STRUCTURE, len(entries))) + b"".join(
+        _value(meter, by_key, c, o, a, push, now) for c, o, a in entries)
 
 
 CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority bit 30: service-class confirmed

@@ -22,12 +22,7 @@ from fleet.store import pg, sql
 from fleet.store.writer import Backoff, WriterConnection, write_batch
 from meter_core.codec import crypto as sec
 from meter_core.codec._util import NEED_DATA
-from meter_core.codec.apdu import (
-    DataNotification,
-    DataNotificationConfirm,
-    decode_apdu,
-    encode_apdu,
-)
+from meter_core.codec.apdu import DataNotification, DataNotificationConfirm, decode_apdu, encode_apdu
 from meter_core.codec.apdu import ciphered as envelopes
 from meter_core.codec.axdr import CosemDateTime, data_from_bytes
 from meter_core.codec.hdlc import FLAG, LLC_COMMAND, LLC_RESPONSE

@@ -236,6 +236,20 @@ class _LongAction:
     block_number: int = 1
 
 
+# The most a long SET or ACTION may send in all (its data is decoded as one value afterwards).
+_MAX_BLOCKS_DATA = 0xFFFF
+
+
+def _append_block(transfer: _LongSet | _LongAction, block) -> str | None:
+    """Add the next block of a long SET or ACTION; None, or why the transfer ends ("block-number": not
+    the next one, "too-long": more than `_MAX_BLOCKS_DATA` in all)."""
+    if block.block_number != transfer.block_number + 1:
+        return "block-number"
+    transfer.received += block.raw_data
+    transfer.block_number += 1
+    return "too-long" if len(transfer.received) > _MAX_BLOCKS_DATA else None
+
+
 class Association:
     """One client's association with the meter over one connection."""
 
@@ -912,14 +926,11 @@ class Association:
         ls = self._long_set
         if type(ls) is not _LongSet:  # none, or a long ACTION in progress
             return self._set_block_error(req, DataAccessResult.NO_LONG_SET_IN_PROGRESS)
-        if req.block.block_number != ls.block_number + 1:
+        ended = _append_block(ls, req.block)
+        if ended is not None:
             self._long_set = None
-            return self._set_block_error(req, DataAccessResult.DATA_BLOCK_NUMBER_INVALID)
-        ls.received += req.block.raw_data
-        ls.block_number += 1
-        if len(ls.received) > 0xFFFF:
-            self._long_set = None
-            return self._set_block_error(req, DataAccessResult.LONG_SET_ABORTED)
+            return self._set_block_error(req, DataAccessResult.DATA_BLOCK_NUMBER_INVALID if ended == "block-number"
+                                         else DataAccessResult.LONG_SET_ABORTED)
         return self._set_block_progress(req.invoke_id_and_priority, req.block, now)
 
     def _set_block_progress(self, iip: int, block, now: float) -> bytes:
@@ -1043,12 +1054,7 @@ class Association:
         ls = self._long_set
         if type(ls) is not _LongAction:  # none, or a long SET in progress
             return self._action_error(iip, ActionResult.NO_LONG_ACTION_IN_PROGRESS)
-        if req.block.block_number != ls.block_number + 1:
-            self._long_set = None
-            return self._action_error(iip, ActionResult.LONG_ACTION_ABORTED)
-        ls.received += req.block.raw_data
-        ls.block_number += 1
-        if len(ls.received) > 0xFFFF:
+        if _append_block(ls, req.block) is not None:
             self._long_set = None
             return self._action_error(iip, ActionResult.LONG_ACTION_ABORTED)
         return self._action_block_progress(iip, req.block.last_block, now)

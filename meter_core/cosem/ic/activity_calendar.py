@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
-from meter_core.codec.axdr import (
-    DATETIME_NOT_SPECIFIED,
-    Data,
-    DataType,
-    encode_octets,
-    encode_value,
-)
+from meter_core.codec.axdr import DATETIME_NOT_SPECIFIED, Data, DataType, encode_octets, encode_value
 from meter_core.codec.obis import ln
 from meter_core.cosem.ic.script_table import TARIFF_SCRIPT
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute
 from meter_core.device import history
-from meter_core.device.logbook import (
-    EV_CALENDAR,
-)
+from meter_core.device.logbook import EV_CALENDAR
 from meter_core.device.meter import Meter
 
 ACTIVITY_CALENDAR = InterfaceClass(

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
-from meter_core.codec.axdr import (
-    BitString,
-    Data,
-    DataType,
-    encode_octets,
-    encode_value,
-    int_encoder,
-)
+from meter_core.codec.axdr import BitString, Data, DataType, encode_octets, encode_value, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute
 from meter_core.device import keys as keymod
 from meter_core.device import logbook
 from meter_core.device.meter import Meter

@@ -5,12 +5,7 @@ from __future__ import annotations
 import math
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
-from meter_core.codec.axdr import (
-    CosemDateTime,
-    Data,
-    DataType,
-    int_encoder,
-)
+from meter_core.codec.axdr import CosemDateTime, Data, DataType, int_encoder
 from meter_core.codec.errors import DecodeError
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
@@ -23,10 +18,7 @@ from meter_core.cosem.model import (
     static,
 )
 from meter_core.device.clock import IST_OFFSET_MINUTES, local_to_utc
-from meter_core.device.logbook import (
-    EV_CLOCK_SET,
-    TRANSACTION,
-)
+from meter_core.device.logbook import EV_CLOCK_SET, TRANSACTION
 from meter_core.device.meter import Meter
 
 _enc_u8 = int_encoder(DataType.UNSIGNED)

@@ -5,25 +5,13 @@ and the settings held as data (demand integration and capture periods).
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import DataAccessResult
-from meter_core.codec.axdr import (
-    Data,
-    DataType,
-    encode_octets,
-    int_encoder,
-)
+from meter_core.codec.axdr import Data, DataType, encode_octets, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute
 from meter_core.device import eventlog, history, logbook, profiles
 from meter_core.device.identity import MeterKind
-from meter_core.device.logbook import (
-    EV_DEMAND_PERIOD,
-)
+from meter_core.device.logbook import EV_DEMAND_PERIOD
 from meter_core.device.meter import Meter
 from meter_core.device.profiles import set_block_period
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from meter_core.codec.axdr import (
-    DataType,
-    int_encoder,
-)
+from meter_core.codec.axdr import DataType, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.model import (

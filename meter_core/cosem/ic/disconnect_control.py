@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult
-from meter_core.codec.axdr import (
-    Data,
-    DataType,
-    int_encoder,
-)
+from meter_core.codec.axdr import Data, DataType, int_encoder
 from meter_core.codec.obis import ln
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-    static,
-)
-from meter_core.device.logbook import (
-    CONTROL,
-    EV_CONNECTED,
-    EV_DISCONNECTED,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, static
+from meter_core.device.logbook import CONTROL, EV_CONNECTED, EV_DISCONNECTED
 from meter_core.device.meter import Meter
 
 _enc_enum = int_encoder(DataType.ENUM)

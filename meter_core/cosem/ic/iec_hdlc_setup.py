@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from meter_core.codec.axdr import (
-    DataType,
-    int_encoder,
-)
+from meter_core.codec.axdr import DataType, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-    static,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, static
 
 _enc_u16 = int_encoder(DataType.LONG_UNSIGNED)
 

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import DataAccessResult
-from meter_core.codec.axdr import (
-    DATETIME_NOT_SPECIFIED,
-    Data,
-    DataType,
-    int_encoder,
-)
+from meter_core.codec.axdr import DATETIME_NOT_SPECIFIED, Data, DataType, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem.ic.disconnect_control import DISCONNECT_CONTROL_LN
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-    static,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, static
 from meter_core.device import history
-from meter_core.device.logbook import (
-    EV_LOAD_LIMIT,
-)
+from meter_core.device.logbook import EV_LOAD_LIMIT
 from meter_core.device.meter import Meter, default_load_limit
 
 _enc_i32 = int_encoder(DataType.DOUBLE_LONG)

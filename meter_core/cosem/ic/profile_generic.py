@@ -6,11 +6,7 @@ and `meter_core.device.eventlog`; buffers stream through `meter_core.cosem.buffe
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
-from meter_core.codec.axdr import (
-    Data,
-    DataType,
-    int_encoder,
-)
+from meter_core.codec.axdr import Data, DataType, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.buffer import (
@@ -36,11 +32,7 @@ from meter_core.device import tod
 from meter_core.device.clock import DAY
 from meter_core.device.eventlog import log_columns, snapshot_columns
 from meter_core.device.identity import MeterKind
-from meter_core.device.logbook import (
-    CATEGORY_NAMES,
-    DEPTH,
-    LOG_OBIS,
-)
+from meter_core.device.logbook import CATEGORY_NAMES, DEPTH, LOG_OBIS
 from meter_core.device.meter import Meter
 from meter_core.device.profiles import ENERGY_INDEX, SOURCES, BlockLoad, clock_stamp, set_block_period
 

@@ -5,29 +5,14 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
-from meter_core.codec.axdr import (
-    DATETIME_NOT_SPECIFIED,
-    Data,
-    DataType,
-    encode_octets,
-    encode_value,
-)
+from meter_core.codec.axdr import DATETIME_NOT_SPECIFIED, Data, DataType, encode_octets, encode_value
 from meter_core.codec.obis import ln
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-    static,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, static
 from meter_core.device import config as device_config
 from meter_core.device import pushes
 from meter_core.device.config import PushSetupConfig
 from meter_core.device.identity import MeterKind
-from meter_core.device.pushes import (
-    PUSH_CLIENT_SAP,
-    parse_destination,
-)
+from meter_core.device.pushes import PUSH_CLIENT_SAP, parse_destination
 from meter_core.events import PushRequested
 
 PUSH_SETUP = InterfaceClass(

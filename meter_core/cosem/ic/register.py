@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from meter_core.codec.axdr import (
-    DataType,
-    int_encoder,
-)
+from meter_core.codec.axdr import DataType, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.ic.profile_generic import block_register_getter
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-    scaler_unit,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, scaler_unit
 from meter_core.device import eventlog, profiles, tod
 from meter_core.device.meter import Meter
 

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from meter_core.codec.axdr import (
-    Data,
-    DataType,
-    encode_value,
-)
+from meter_core.codec.axdr import Data, DataType, encode_value
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute
 from meter_core.device.meter import Meter
 
 SAP_ASSIGNMENT = InterfaceClass(

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult
-from meter_core.codec.axdr import (
-    Data,
-    DataType,
-)
+from meter_core.codec.axdr import Data, DataType
 from meter_core.codec.obis import ln
-from meter_core.cosem.model import (
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-    static,
-)
+from meter_core.cosem.model import CosemObject, InterfaceClass, ln_attribute, static
 from meter_core.device.config import (
     ALERT_PUSH,
     BILLING_PUSH,

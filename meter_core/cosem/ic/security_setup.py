@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult
-from meter_core.codec.axdr import (
-    Data,
-    DataType,
-    encode_octets,
-    encode_value,
-)
+from meter_core.codec.axdr import Data, DataType, encode_octets, encode_value
 from meter_core.codec.obis import ln
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-    static,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, static
 from meter_core.device import keys as keymod
 
 SECURITY_SETUP = InterfaceClass(

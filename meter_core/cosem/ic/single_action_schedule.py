@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import DataAccessResult
-from meter_core.codec.axdr import (
-    Data,
-    DataType,
-    encode_value,
-)
+from meter_core.codec.axdr import Data, DataType, encode_value
 from meter_core.codec.obis import ln
 from meter_core.cosem.ic.script_table import MD_RESET_SCRIPT, PUSH_SCRIPT_TABLE
-from meter_core.cosem.model import (
-    Attribute,
-    CosemObject,
-    InterfaceClass,
-    ln_attribute,
-    static,
-)
+from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, static
 from meter_core.device import history
 from meter_core.device.config import INSTANT_PUSH, SCHEDULE_SECONDS
-from meter_core.device.logbook import (
-    EV_BILLING_DATE,
-)
+from meter_core.device.logbook import EV_BILLING_DATE
 from meter_core.device.meter import Meter
 
 SINGLE_ACTION_SCHEDULE = InterfaceClass(
