@@ -3,15 +3,22 @@ sum (what as many observe() calls would add), and forgets them."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import metrics
 from fleet.metrics import WorkerMetrics
 
 
 def value(name: str, **labels) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    """A sample as /metrics shows it (the registry `metrics.serve` exposes, here over this process's metrics)."""
+    return metrics.registry(REGISTRY).get_sample_value(name, labels) or 0.0
 
 
 def test_flush_adds_the_tallies_once():
@@ -52,3 +59,41 @@ def test_flush_adds_the_tallies_once():
     assert value("fleet_push_latency_seconds_sum") - before["push_sum"] == pytest.approx(20.7)
     assert not (m.associations or m.refused or m.pushes or m.dials or m.push_latency or any(m.latency_counts))
     assert metrics.LATENCY_BUCKETS[-1] < 7.0
+
+
+WORKER = """
+import json, sys
+from prometheus_client import generate_latest
+from fleet import metrics
+m = metrics.WorkerMetrics()
+for x in json.loads(sys.argv[1]):
+    m.observe_latency(x)
+m.push_latency += [0.7]
+m.flush({})
+if len(sys.argv) > 2:
+    sys.stdout.write(generate_latest(metrics.registry()).decode())
+"""
+
+
+def test_histograms_from_two_worker_processes_in_multiprocess_mode(tmp_path):
+    """Two worker processes add latencies; the supervisor's registry shows one histogram, cumulative by
+    bucket, as ``observe()`` would give, and no tally counters."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", WORKER, json.dumps([0.0003, 0.002])], env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", WORKER, json.dumps([0.0003, 5.0]), "show"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    families = {f.name: f for f in text_string_to_metric_families(out)}
+    assert not any("tally" in name for name in families)
+    lat = families["fleet_request_latency_seconds"]
+    assert lat.type == "histogram"
+    samples = {(s.name, s.labels.get("le")): s.value for s in lat.samples}
+    assert samples[("fleet_request_latency_seconds_bucket", "0.0001")] == 0
+    assert samples[("fleet_request_latency_seconds_bucket", "0.0005")] == 2
+    assert samples[("fleet_request_latency_seconds_bucket", "0.0025")] == 3
+    assert samples[("fleet_request_latency_seconds_bucket", "1.0")] == 3
+    assert samples[("fleet_request_latency_seconds_bucket", "+Inf")] == 4
+    assert samples[("fleet_request_latency_seconds_count", None)] == 4
+    assert samples[("fleet_request_latency_seconds_sum", None)] == pytest.approx(5.0026)
+    push = {(s.name, s.labels.get("le")): s.value for s in families["fleet_push_latency_seconds"].samples}
+    assert push[("fleet_push_latency_seconds_bucket", "1.0")] == 2
+    assert push[("fleet_push_latency_seconds_sum", None)] == pytest.approx(1.4)
