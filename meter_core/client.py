@@ -47,9 +47,13 @@ from meter_core.codec.apdu import (
     decode_apdu,
     encode_apdu,
 )
-from meter_core.codec.apdu.acse import context_oid, mechanism_oid, release_reason
+from meter_core.codec.apdu.acse import ACSE_AUTHENTICATION, context_oid, mechanism_oid, release_reason
 from meter_core.codec.apdu.codes import (
+    INVOKE_ID_MASK,
+    PRIORITY_HIGH,
+    SERVICE_CLASS_CONFIRMED,
     ActionResult,
+    ApduTag,
     ApplicationContextName,
     AssociationResult,
     AuthenticationMechanism,
@@ -75,6 +79,17 @@ DEFAULT_CONFORMANCE = (
     | Conformance.MULTIPLE_REFERENCES | Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
     | Conformance.BLOCK_TRANSFER_WITH_SET_OR_WRITE | Conformance.BLOCK_TRANSFER_WITH_ACTION
 )
+
+# What a ciphering client seals (glo-) and opens (glo- or ded- answers, general-glo/ded-ciphering).
+_PLAIN_REQUESTS = frozenset({ApduTag.GET_REQUEST, ApduTag.SET_REQUEST, ApduTag.ACTION_REQUEST})
+_CIPHERED_ANSWERS = frozenset({
+    ApduTag.GLO_GET_RESPONSE, ApduTag.GLO_SET_RESPONSE, ApduTag.GLO_ACTION_RESPONSE, ApduTag.DED_GET_RESPONSE,
+    ApduTag.DED_SET_RESPONSE, ApduTag.DED_ACTION_RESPONSE, ApduTag.GENERAL_GLO_CIPHERING, ApduTag.GENERAL_DED_CIPHERING,
+})
+# HLS pass 3: method 1 (reply_to_HLS_authentication) of the current association (IC 15, 0.0.40.0.0.255).
+_ASSOCIATION_LN = 15
+_CURRENT_ASSOCIATION = "0.0.40.0.0.255"
+_REPLY_TO_HLS_AUTHENTICATION = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -245,17 +260,17 @@ class DlmsClient:
             return AARQ(
                 application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME_WITH_CIPHERING),
                 calling_ap_title=c.system_title,
-                sender_acse_requirements=b"\x07\x80",
+                sender_acse_requirements=ACSE_AUTHENTICATION,
                 mechanism_name=mechanism_oid(c.mechanism),
                 calling_authentication_value=c.challenge,
-                user_information=ciphered.seal(0x21, self._protect(initiate)),
+                user_information=ciphered.seal(ApduTag.GLO_INITIATE_REQUEST, self._protect(initiate)),
             )
         if s.password is None:
             return AARQ(application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME),
                         user_information=initiate)
         return AARQ(
             application_context_name=context_oid(ApplicationContextName.LOGICAL_NAME),
-            sender_acse_requirements=b"\x07\x80",
+            sender_acse_requirements=ACSE_AUTHENTICATION,
             mechanism_name=mechanism_oid(AuthenticationMechanism.LOW),
             calling_authentication_value=s.password,
             user_information=initiate,
@@ -272,7 +287,7 @@ class DlmsClient:
     # -- protection (secured clients) -------------------------------------------------------------
 
     def _sc(self) -> int:
-        return 0x30 | self.settings.security.suite
+        return sec.AUTHENTICATED_AND_ENCRYPTED | self.settings.security.suite
 
     def _protect(self, apdu: bytes) -> bytes:
         c = self.settings.security
@@ -292,7 +307,7 @@ class DlmsClient:
             return sec.hls_aes(c.hls_secret, self._stoc)
         if c.mechanism is AuthenticationMechanism.HIGH_GMAC:
             self._ic += 1
-            return sec.gmac(0x10 | c.suite, self._ic, c.system_title, c.block_key, c.auth_key, self._stoc)
+            return sec.gmac(sec.AUTHENTICATION | c.suite, self._ic, c.system_title, c.block_key, c.auth_key, self._stoc)
         return sec.ecdsa_sign(c.suite, c.signing_key, c.system_title + self._server_title + self._stoc + c.challenge)
 
     def _hls_answer_ok(self, value: bytes) -> bool:
@@ -310,8 +325,8 @@ class DlmsClient:
                                 self._server_title + c.system_title + c.challenge + self._stoc)
 
     def _next_iip(self) -> int:
-        self._invoke = (self._invoke + 1) & 0x0F
-        return 0xC0 | self._invoke
+        self._invoke = (self._invoke + 1) & INVOKE_ID_MASK
+        return PRIORITY_HIGH | SERVICE_CLASS_CONFIRMED | self._invoke
 
     def get(self, class_id: int, obis: str | Obis, attribute: int, selection: SelectiveAccess | None = None) -> int:
         """Queue a GET; returns the invoke id its result will carry."""
@@ -322,18 +337,18 @@ class DlmsClient:
             attribute=CosemAttributeDescriptor(class_id, o.to_bytes(), attribute),
             access_selection=selection,
         )))
-        return iip & 0x0F
+        return iip & INVOKE_ID_MASK
 
     def get_with_list(self, items: list[tuple[int, str, int]]) -> int:
         iip = self._next_iip()
-        self._list_requests.add(iip & 0x0F)
+        self._list_requests.add(iip & INVOKE_ID_MASK)
         self._send(encode_apdu(GetRequestWithList(
             invoke_id_and_priority=iip,
             attributes=tuple(
                 AttributeWithSelection(CosemAttributeDescriptor(c, Obis.parse(o).to_bytes(), a)) for c, o, a in items
             ),
         )))
-        return iip & 0x0F
+        return iip & INVOKE_ID_MASK
 
     def set(self, class_id: int, obis: str, attribute: int, value: Data) -> int:
         iip = self._next_iip()
@@ -342,7 +357,7 @@ class DlmsClient:
             attribute=CosemAttributeDescriptor(class_id, Obis.parse(obis).to_bytes(), attribute),
             value=data_to_bytes(value),
         )))
-        return iip & 0x0F
+        return iip & INVOKE_ID_MASK
 
     def action(self, class_id: int, obis: str, method: int, parameters: Data | None = None) -> int:
         iip = self._next_iip()
@@ -351,14 +366,14 @@ class DlmsClient:
             method=CosemMethodDescriptor(class_id, Obis.parse(obis).to_bytes(), method),
             parameters=None if parameters is None else data_to_bytes(parameters),
         )))
-        return iip & 0x0F
+        return iip & INVOKE_ID_MASK
 
     def send_raw_apdu(self, apdu: bytes) -> None:
         """Send any APDU bytes as they are (for tests of bad input)."""
         self._send(apdu)
 
     def _send(self, apdu: bytes) -> None:
-        if self._ciphering and apdu and apdu[0] in (0xC0, 0xC1, 0xC3):
+        if self._ciphering and apdu and apdu[0] in _PLAIN_REQUESTS:
 
             apdu = ciphered.seal(ciphered.GLO_OF[apdu[0]], self._protect(apdu))
         if self._hdlc is not None:
@@ -401,12 +416,12 @@ class DlmsClient:
     # -- responses --------------------------------------------------------------------------------
 
     def _on_apdu(self, raw: bytes) -> None:
-        if self._ciphering and raw and raw[0] in (0xCC, 0xCD, 0xCF, 0xD4, 0xD5, 0xD7, 0xDB, 0xDC):
+        if self._ciphering and raw and raw[0] in _CIPHERED_ANSWERS:
             raw = self._unprotect(raw)
         apdu = decode_apdu(raw)
         t = type(apdu)
         ev: object
-        if self._hls is not None and t is ActionResponseNormal and (apdu.invoke_id_and_priority & 0x0F) == self._hls[0]:
+        if self._hls is not None and t is ActionResponseNormal and (apdu.invoke_id_and_priority & INVOKE_ID_MASK) == self._hls[0]:
             _, aare, initiate = self._hls
             self._hls = None
             data = apdu.outcome.return_data
@@ -420,20 +435,20 @@ class DlmsClient:
             return
         if t is GetResponseNormal:
             value = None if apdu.data is None else data_from_bytes(apdu.data)
-            ev = GetResult(apdu.invoke_id_and_priority & 0x0F, value, apdu.error)
+            ev = GetResult(apdu.invoke_id_and_priority & INVOKE_ID_MASK, value, apdu.error)
         elif t is GetResponseWithDatablock:
             ev = self._on_block(apdu)
             if ev is None:
                 return
         elif t is GetResponseWithList:
-            self._list_requests.discard(apdu.invoke_id_and_priority & 0x0F)
-            ev = GetListResult(apdu.invoke_id_and_priority & 0x0F, tuple(
+            self._list_requests.discard(apdu.invoke_id_and_priority & INVOKE_ID_MASK)
+            ev = GetListResult(apdu.invoke_id_and_priority & INVOKE_ID_MASK, tuple(
                 r if isinstance(r, DataAccessResult) else data_from_bytes(r) for r in apdu.results))
         elif t is SetResponseNormal:
-            ev = SetResult(apdu.invoke_id_and_priority & 0x0F, apdu.result)
+            ev = SetResult(apdu.invoke_id_and_priority & INVOKE_ID_MASK, apdu.result)
         elif t is ActionResponseNormal:
             o = apdu.outcome
-            ev = ActionDone(apdu.invoke_id_and_priority & 0x0F, o.result,
+            ev = ActionDone(apdu.invoke_id_and_priority & INVOKE_ID_MASK, o.result,
                             None if o.return_data is None else data_from_bytes(o.return_data))
         elif t is AARE:
             if apdu.result == AssociationResult.ACCEPTED and self.settings.security is not None:
@@ -443,7 +458,7 @@ class DlmsClient:
                 initiate = InitiateResponse.decode(Reader(self._unprotect(apdu.user_information)))
                 self._ciphering = True
                 reply = self._hls_reply()
-                self._hls = (self.action(15, "0.0.40.0.0.255", 1, Data(DataType.OCTET_STRING, reply)), apdu, initiate)
+                self._hls = (self.action(_ASSOCIATION_LN, _CURRENT_ASSOCIATION, _REPLY_TO_HLS_AUTHENTICATION, Data(DataType.OCTET_STRING, reply)), apdu, initiate)
                 return
             if apdu.result == AssociationResult.ACCEPTED and apdu.user_information:
                 self.negotiated = InitiateResponse.decode(Reader(apdu.user_information))
@@ -459,7 +474,7 @@ class DlmsClient:
         self._events.append(ev)
 
     def _on_block(self, apdu: GetResponseWithDatablock):
-        invoke = apdu.invoke_id_and_priority & 0x0F
+        invoke = apdu.invoke_id_and_priority & INVOKE_ID_MASK
         if apdu.error is not None:
             self._blocks.pop(invoke, None)
             self._list_requests.discard(invoke)

@@ -19,6 +19,7 @@ from collections import deque
 from enum import Enum
 
 from meter_core.codec._util import NEED_DATA, Sentinel
+from meter_core.codec.apdu import ciphered
 from meter_core.codec.apdu.codes import AcseServiceUser, ApduTag
 from meter_core.codec.errors import (
     DecodeError,
@@ -249,7 +250,7 @@ class MeterConnection:
 
     def _serve(self, client_sap: int, apdu: bytes, now: float) -> bytes | None:
         assoc = self._assocs.get(client_sap)
-        if client_sap == PUSH_CLIENT_SAP and apdu[:1] == b"\xdb" and (assoc is None or not assoc.associated):
+        if client_sap == PUSH_CLIENT_SAP and apdu[:1] == ciphered.GENERAL_GLO_CIPHERING_TAG and (assoc is None or not assoc.associated):
             # the head-end's confirmation of a confirmed push (no association: the push association is
             # pre-established); it has no answer
             invoke = take_confirm(self.meter, apdu)

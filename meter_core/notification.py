@@ -13,9 +13,10 @@ from meter_core.codec.apdu import (
     decode_apdu,
     encode_apdu,
 )
+from meter_core.codec.apdu.codes import LONG_INVOKE_ID_MASK, LONG_SERVICE_CLASS_CONFIRMED, ApduTag
 from meter_core.codec.axdr import Data, DataType
 from meter_core.codec.hdlc import LLC_RESPONSE, HdlcAddress
-from meter_core.codec.hdlc.frames import Frame
+from meter_core.codec.hdlc.frames import Frame, FrameKind, control_field
 from meter_core.codec.obis import ln
 from meter_core.codec.wrapper import wrap
 from meter_core.cosem.buffer import Stream
@@ -23,7 +24,7 @@ from meter_core.cosem.build import model_of
 from meter_core.device import pushes
 from meter_core.device.pushes import PUSH_CLIENT_SAP, PUSH_SETUP_E
 
-_UI_FINAL = 0x13  # HDLC UI frame with the final bit set
+_UI_FINAL = control_field(FrameKind.UI, pf=True)
 _LN_HEAD = bytes((DataType.OCTET_STRING, 6))  # a logical name: octet-string of 6
 _EMPTY_ARRAY = bytes((DataType.ARRAY, 0))
 _LN: dict[str, bytes] = {}
@@ -66,13 +67,12 @@ def notification_body(meter, push: str, now: float) -> bytes:
         _value(meter, by_key, c, o, a, push, now) for c, o, a in entries)
 
 
-CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority bit 30: service-class confirmed
 
 
 def data_notification(meter, push: str, now: float, invoke_id: int) -> bytes:
     """The plain DataNotification APDU of push setup ``push`` (long-invoke-id-and-priority ``invoke_id``,
     service class confirmed when the push setup's pushes are; date-time = the meter clock)."""
-    service = CONFIRMED_SERVICE if meter.config.push[push].operation_method == 2 else 0
+    service = LONG_SERVICE_CLASS_CONFIRMED if meter.config.push[push].operation_method == 2 else 0
     return encode_apdu(DataNotification(long_invoke_id_and_priority=(invoke_id & 0x00FFFFFF) | service,
                                         date_time=meter.clock_bytes(now), body=notification_body(meter, push, now)))
 
@@ -82,7 +82,7 @@ def protect(meter, apdu: bytes) -> bytes:
     set, authenticated and encrypted), with the meter's next invocation counter."""
     ks = meter.keys().sets[PUSH_SETUP_E]
     title = meter.identity.system_title
-    return ciphered.seal(0xDB, sec.protect(0x30 | ks.suite, ks.next_tx(), title, ks.ek, ks.ak, apdu), title)
+    return ciphered.seal(ApduTag.GENERAL_GLO_CIPHERING, sec.protect(sec.AUTHENTICATED_AND_ENCRYPTED | ks.suite, ks.next_tx(), title, ks.ek, ks.ak, apdu), title)
 
 
 def take_confirm(meter, apdu: bytes) -> int | None:
@@ -96,10 +96,10 @@ def take_confirm(meter, apdu: bytes) -> int | None:
         note = decode_apdu(plain)
     except Exception:  # noqa: BLE001 - anything that is not a good confirm is not one
         return None
-    if not isinstance(note, DataNotificationConfirm) or ic <= ks.rx_ic or sc & 0x30 != 0x30:
+    if not isinstance(note, DataNotificationConfirm) or ic <= ks.rx_ic or sc & sec.AUTHENTICATED_AND_ENCRYPTED != sec.AUTHENTICATED_AND_ENCRYPTED:
         return None
     ks.rx_ic = ic
-    return note.long_invoke_id_and_priority & 0xFFFFFF
+    return note.long_invoke_id_and_priority & LONG_INVOKE_ID_MASK
 
 
 def frame(meter, apdu: bytes, hdlc: bool, hdlc_server_address=None) -> bytes:

@@ -12,8 +12,7 @@ import time
 import uuid
 
 from fleet.store.journal import programmed_row
-from meter_core import notification
-from meter_core.codec._util import NEED_DATA
+from meter_core import NEED_DATA, notification
 from meter_core.connection import MeterConnection
 from meter_core.device import keys
 from meter_core.device import pushes as pushes

@@ -51,7 +51,7 @@ import asyncpg
 
 from fleet.store import pg, sql
 from fleet.store.writer import Backoff, WriterConnection, serve_forever, timestamp, write_batch
-from meter_core.device import eventlog, logbook
+from meter_core.device import eventprofiles, logbook
 from meter_core.device.clock import IST_S
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
 
@@ -131,7 +131,7 @@ def _capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str
         instants.append(_instant_row(meter, r.captured_at, stamp, phases, r.cumulative_wh, dec2, dec3))
     for r in daily_records(meter, sim_from, sim_to):
         out["daily_load_profile"].append((mid, timestamp(r.capture_time), *r.energy_wh))
-    for e in eventlog.events_between(meter, sim_from, sim_to):
+    for e in eventprofiles.events_between(meter, sim_from, sim_to):
         out["event_logs"].append(event_row(meter, e, phases))
     out["eswf_status"] += esw_changes(meter, sim_from, sim_to)
     for r in billing_records(meter, sim_from, sim_to):
@@ -144,7 +144,7 @@ def _capture_rows(meter, sim_from: float, sim_to: float, now: float) -> dict[str
 
 def event_row(meter, e: logbook.Event, phases) -> tuple:
     """An event log entry, with the snapshot the voltage, current and other logs capture."""
-    row = [meter.identity.meter_id, logbook.CATEGORY_NAMES[e.category], timestamp(eventlog.stamp_of(meter, e.time)), e.code]
+    row = [meter.identity.meter_id, logbook.CATEGORY_NAMES[e.category], timestamp(eventprofiles.stamp_of(meter, e.time)), e.code]
     if e.category in (logbook.VOLTAGE, logbook.CURRENT, logbook.OTHER):
         inst = meter.instant_at(e.time)
         div = meter.energy_divisor
@@ -159,8 +159,8 @@ def event_row(meter, e: logbook.Event, phases) -> tuple:
 
 def esw_changes(meter, sim_from: float, sim_to: float) -> list[tuple]:
     """Each change of the Event Status Word in (sim_from, sim_to]: (meter_id, time, 16 bytes, bits)."""
-    return [(meter.identity.meter_id, timestamp(eventlog.stamp_of(meter, t)), eventlog.bitstring(after), sorted(after))
-            for t, _before, after in eventlog.esw_changes(meter, sim_from, sim_to)]
+    return [(meter.identity.meter_id, timestamp(eventprofiles.stamp_of(meter, t)), eventprofiles.bitstring(after), sorted(after))
+            for t, _before, after in eventprofiles.esw_changes(meter, sim_from, sim_to)]
 
 
 def instant_row(meter, t: float, phases, cumulative_wh=None) -> tuple:

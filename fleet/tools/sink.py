@@ -20,10 +20,11 @@ from fleet.runtime.listen import raise_fd_limit
 from fleet.settings import counter_floor
 from fleet.store import pg, sql
 from fleet.store.writer import Backoff, WriterConnection, write_batch
+from meter_core import NEED_DATA
 from meter_core.codec import crypto as sec
-from meter_core.codec._util import NEED_DATA
 from meter_core.codec.apdu import DataNotification, DataNotificationConfirm, decode_apdu, encode_apdu
 from meter_core.codec.apdu import ciphered as envelopes
+from meter_core.codec.apdu.codes import LONG_SERVICE_CLASS_CONFIRMED, ApduTag
 from meter_core.codec.axdr import CosemDateTime, data_from_bytes
 from meter_core.codec.hdlc import FLAG, LLC_COMMAND, LLC_RESPONSE
 from meter_core.codec.hdlc.frames import Deframer, FrameKind
@@ -40,7 +41,6 @@ PUSH_SETUP = 4
 COMMAND_TIMEOUT = 30.0
 RETRY_MAX = 5.0  # seconds between two tries of a failing write, at most
 SINK_SYSTEM_TITLE = b"CSFHES\x00\x01"  # the head-end's system title in the confirms it sends
-CONFIRMED_SERVICE = 0x40000000  # long-invoke-id-and-priority: service-class confirmed
 
 
 class Directory:
@@ -74,7 +74,7 @@ class Refused(Exception):
 def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, int, bool, bytes, bool]:
     """(meter_id, push setup, notified at, long invoke id, ciphered, body, confirmation asked) of one
     received APDU."""
-    ciphered = apdu[:1] == b"\xdb"
+    ciphered = apdu[:1] == envelopes.GENERAL_GLO_CIPHERING_TAG
     if ciphered:
         try:
             env = envelopes.open_envelope(apdu)
@@ -107,7 +107,7 @@ def receive(directory: Directory, apdu: bytes) -> tuple[int, str, _dt.datetime, 
     stamp = CosemDateTime.from_bytes(note.date_time).to_datetime().replace(tzinfo=IST)
     iip = note.long_invoke_id_and_priority
     return (meter_id, ".".join(str(b) for b in push_ln), stamp, iip & 0xFFFFFF, ciphered, bytes(note.body),
-            bool(iip & CONFIRMED_SERVICE))
+            bool(iip & LONG_SERVICE_CLASS_CONFIRMED))
 
 
 class _Conn(asyncio.Protocol):
@@ -185,8 +185,8 @@ class PushSink:
         ks = self.directory.keys(meter_id)
         # confirms' counters start above any an earlier run of the sink used (and at 1 at the least)
         ic = self._counters[meter_id] = max(self._counters.get(meter_id, 0) + 1, counter_floor(), 1)
-        plain = encode_apdu(DataNotificationConfirm(long_invoke_id_and_priority=CONFIRMED_SERVICE | invoke))
-        return envelopes.seal(0xDB, sec.protect(0x30 | ks.suite, ic, SINK_SYSTEM_TITLE, ks.ek, ks.ak, plain),
+        plain = encode_apdu(DataNotificationConfirm(long_invoke_id_and_priority=LONG_SERVICE_CLASS_CONFIRMED | invoke))
+        return envelopes.seal(ApduTag.GENERAL_GLO_CIPHERING, sec.protect(sec.AUTHENTICATED_AND_ENCRYPTED | ks.suite, ic, SINK_SYSTEM_TITLE, ks.ek, ks.ak, plain),
                         SINK_SYSTEM_TITLE)
 
     async def start(self, host: str, port: int) -> None:

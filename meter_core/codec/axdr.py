@@ -221,8 +221,12 @@ def encode_length(n: int) -> bytes:
 # -- date and time ---------------------------------------------------------------------------------
 
 DEVIATION_NOT_SPECIFIED = -0x8000
+NOT_SPECIFIED = 0xFF  # a byte field of a date, time or date-time that is not specified (a wildcard)
+YEAR_NOT_SPECIFIED = 0xFFFF
 # The 12 bytes of a date-time with every field not specified (0xFF, deviation 0x8000, status 0xFF).
 DATETIME_NOT_SPECIFIED = b"\xff" * 9 + b"\x80\x00\xff"
+DATETIME_LENGTH = 12
+DATETIME_HEAD = bytes((DataType.OCTET_STRING, DATETIME_LENGTH))  # a date-time as data: an octet-string of 12
 
 
 class ClockStatus(IntEnum):
@@ -243,16 +247,16 @@ class CosemDateTime:
     -0x8000) survive a round trip. ``deviation`` is signed minutes; ``status`` is the clock status byte.
     """
 
-    year: int = 0xFFFF
-    month: int = 0xFF
-    day: int = 0xFF
-    weekday: int = 0xFF
-    hour: int = 0xFF
-    minute: int = 0xFF
-    second: int = 0xFF
-    hundredths: int = 0xFF
+    year: int = YEAR_NOT_SPECIFIED
+    month: int = NOT_SPECIFIED
+    day: int = NOT_SPECIFIED
+    weekday: int = NOT_SPECIFIED
+    hour: int = NOT_SPECIFIED
+    minute: int = NOT_SPECIFIED
+    second: int = NOT_SPECIFIED
+    hundredths: int = NOT_SPECIFIED
     deviation: int = DEVIATION_NOT_SPECIFIED
-    status: int = 0xFF
+    status: int = NOT_SPECIFIED
 
     def __post_init__(self) -> None:
         for name in ("month", "day", "weekday", "hour", "minute", "second", "hundredths", "status"):
@@ -293,7 +297,7 @@ class CosemDateTime:
         try:
             return _dt.datetime(
                 self.year, self.month, self.day, self.hour, self.minute, self.second,
-                0 if self.hundredths == 0xFF else self.hundredths * 10000,
+                0 if self.hundredths == NOT_SPECIFIED else self.hundredths * 10000,
             )
         except ValueError as e:
             raise DecodeError(f"date-time is not a point in time: {e}") from None

@@ -39,7 +39,9 @@ AUTHENTICATION = 0x10
 ENCRYPTION = 0x20
 BROADCAST = 0x40
 COMPRESSION = 0x80
-KNOWN_SC_BITS = 0x0F | AUTHENTICATION | ENCRYPTION | BROADCAST
+SUITE_MASK = 0x0F  # the security suite in the low nibble of the security control byte
+AUTHENTICATED_AND_ENCRYPTED = AUTHENTICATION | ENCRYPTION
+KNOWN_SC_BITS = SUITE_MASK | AUTHENTICATION | ENCRYPTION | BROADCAST
 
 KEY_LENGTH = {0: 16, 1: 16, 2: 32}  # suite -> EK/AK/KEK length (IEC 62056-5-3 security suites 0-2)
 
@@ -58,7 +60,7 @@ def _ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
-def _aead(key: bytes) -> AESGCM:
+def aead_of(key: bytes) -> AESGCM:
     """The AES-GCM context of ``key`` (its key schedule), kept for the keys of the meters in use."""
     return AESGCM(key)
 
@@ -69,10 +71,10 @@ def protect(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, plainte
     iv = system_title + header[1:]
     auth, enc = sc & AUTHENTICATION, sc & ENCRYPTION
     if auth and enc:
-        sealed = _aead(ek).encrypt(iv, plaintext, header[:1] + ak)
+        sealed = aead_of(ek).encrypt(iv, plaintext, header[:1] + ak)
         return header + sealed[:-16] + sealed[-16:-16 + TAG_LENGTH]
     if auth:
-        tag = _aead(ek).encrypt(iv, b"", header[:1] + ak + plaintext)
+        tag = aead_of(ek).encrypt(iv, b"", header[:1] + ak + plaintext)
         return header + plaintext + tag[:TAG_LENGTH]
     if enc:
         return header + _ctr(ek, iv, plaintext)
@@ -87,7 +89,7 @@ def _verify(key: bytes, iv: bytes, aad: bytes, ciphertext: bytes, tag: bytes) ->
     gives the plaintext, and encrypting that plaintext gives the full tag, whose first 12 bytes must
     match. Both passes are cryptography's GCM; the comparison is constant-time.
     """
-    aead = _aead(key)
+    aead = aead_of(key)
     n = len(ciphertext)
     plain = aead.encrypt(iv, ciphertext, None)[:n] if n else b""
     full = aead.encrypt(iv, plain, aad)
@@ -107,8 +109,8 @@ def check_sc(sc: int, suite: int) -> None:
     """Refuse a security control byte with unknown bits, compression, or another suite."""
     if sc & ~KNOWN_SC_BITS or sc & COMPRESSION:
         raise SecurityError(Failure.SECURITY_CONTROL, f"security control {sc:#04x} not supported")
-    if sc & 0x0F != suite:
-        raise SecurityError(Failure.SECURITY_CONTROL, f"security suite {sc & 0x0F} is not the meter's {suite}")
+    if sc & SUITE_MASK != suite:
+        raise SecurityError(Failure.SECURITY_CONTROL, f"security suite {sc & SUITE_MASK} is not the meter's {suite}")
 
 
 def unprotect(data: bytes, system_title: bytes, ek: bytes, ak: bytes) -> tuple[int, int, bytes]:
@@ -132,7 +134,7 @@ def unprotect(data: bytes, system_title: bytes, ek: bytes, ak: bytes) -> tuple[i
 def gmac(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, challenge: bytes) -> bytes:
     """HLS mechanism 5 f(challenge): SC || IC || GMAC tag over SC || AK || challenge (IEC 62056-5-3 HLS, as
     traced on gurux.fi/comment/16477)."""
-    tag = _aead(ek).encrypt(_iv(system_title, ic), b"", bytes((sc,)) + ak + challenge)
+    tag = aead_of(ek).encrypt(_iv(system_title, ic), b"", bytes((sc,)) + ak + challenge)
     return bytes((sc,)) + ic.to_bytes(4, "big") + tag[:TAG_LENGTH]
 
 
@@ -255,8 +257,8 @@ def protect_aad(sc: int, ic: int, system_title: bytes, ek: bytes, ak: bytes, pla
     iv = system_title + header[1:]
     aad = header[:1] + ak + extra
     if sc & ENCRYPTION:
-        sealed = _aead(ek).encrypt(iv, plaintext, aad)
+        sealed = aead_of(ek).encrypt(iv, plaintext, aad)
         return header + sealed[:-16] + sealed[-16:-16 + TAG_LENGTH]
-    return header + plaintext + _aead(ek).encrypt(iv, b"", aad + plaintext)[:TAG_LENGTH]
+    return header + plaintext + aead_of(ek).encrypt(iv, b"", aad + plaintext)[:TAG_LENGTH]
 
 

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from meter_core.codec.apdu.codes import DataAccessResult
-from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_length, encode_value
+from meter_core.codec.axdr import (
+    NOT_SPECIFIED,
+    YEAR_NOT_SPECIFIED,
+    CosemDateTime,
+    Data,
+    DataType,
+    encode_length,
+    encode_value,
+)
 from meter_core.codec.errors import DecodeError, LocalProtocolError
 from meter_core.device.clock import local_to_utc
 from meter_core.device.meter import Meter
@@ -159,7 +167,7 @@ def _time_value(d: Data, local_to_utc: Callable[[CosemDateTime], float]):
         dt = CosemDateTime.from_bytes(raw)
     except (DecodeError, LocalProtocolError):
         return None
-    if dt.year == 0xFFFF and dt.month == 0xFF and dt.day == 0xFF:
+    if dt.year == YEAR_NOT_SPECIFIED and dt.month == NOT_SPECIFIED and dt.day == NOT_SPECIFIED:
         return _UNBOUNDED
     try:
         return local_to_utc(dt)

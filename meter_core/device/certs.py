@@ -26,6 +26,7 @@ from meter_core.device.identity import FleetConfig, derive_secret
 SERVER, CLIENT, CA, OTHER = 0, 1, 2, 3  # certificate_entity
 SIGNATURE, KEY_AGREEMENT, TLS = 0, 1, 2  # certificate_type (and key_pair of generate_key_pair)
 _VALID_FOR = _dt.timedelta(days=3650)
+_DER_INTEGER = 0x02  # the DER tag of an INTEGER
 
 
 def _hash(suite: int):
@@ -87,7 +88,7 @@ class Held:
         """The serial number as DER INTEGER (how head-ends identify a certificate by serial)."""
         n = self.cert.serial_number
         body = n.to_bytes(n.bit_length() // 8 + 1, "big")
-        return b"\x02" + bytes((len(body),)) + body
+        return bytes((_DER_INTEGER, len(body))) + body
 
     @property
     def issuer_der(self) -> bytes:

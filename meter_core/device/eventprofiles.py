@@ -1,4 +1,4 @@
-"""The seven IS 15959 event logs, the last-event-code objects, event counters, ESW and ESWF.
+"""The seven IS 15959 event profiles (the event logs), the last-event-code objects, event counters, ESW and ESWF.
 
 Events come from two places, merged in time order per log (event codes as Gurux's India.txt
 and gurux.fi/forum/15949 list them):

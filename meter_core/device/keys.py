@@ -445,10 +445,14 @@ def remove_certificate(meter, suite: int, params, clock_time: float):
 # -- key_agreement (Security setup v1 method 3), suites 1 and 2 ---------------------------------------------
 
 
+_KDF_FIRST_ROUND = (1).to_bytes(4, "big")  # the KDF's 32-bit round counter
+_ALGORITHM_ARC = bytes((0x60, 0x85, 0x74, 0x05, 0x08, 0x03))  # OID 2.16.756.5.8.3 (DLMS UA algorithm ids), BER
+
+
 def kdf(suite: int, z: bytes, other_info: bytes, size: int) -> bytes:
     """NIST SP 800-56A concatenation KDF, one round: H(00000001 || Z || OtherInfo), cut to ``size``."""
     h = hashlib.sha256 if suite == 1 else hashlib.sha384
-    return h(b"\x00\x00\x00\x01" + z + other_info).digest()[:size]
+    return h(_KDF_FIRST_ROUND + z + other_info).digest()[:size]
 
 
 def algorithm_id(suite: int, key_id: int) -> bytes:
@@ -456,7 +460,7 @@ def algorithm_id(suite: int, key_id: int) -> bytes:
     AES key wrap 128/256 for the master key."""
     wide = suite == 2
     last = (3 if wide else 2) if key_id == KEY_MASTER else (1 if wide else 0)
-    return bytes((0x60, 0x85, 0x74, 0x05, 0x08, 0x03, last))
+    return _ALGORITHM_ARC + bytes((last,))
 
 
 def key_agreement(meter, e: int, suite: int, params, now: float, client_title: bytes):

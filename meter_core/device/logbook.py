@@ -4,7 +4,7 @@ Events come from two places, merged in time order per log (event codes as Gurux'
 and gurux.fi/forum/15949 list them): the supply, a pure
 function of (seed, meter_id, day) (`meter_core.device.powerquality`), and what happened to this meter,
 kept in its state (`MeterState.events`) by `record` here. The queries over both live in
-`meter_core.device.eventlog`.
+`meter_core.device.eventprofiles`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 
-from meter_core.codec.axdr import encode_datetime_at
+from meter_core.codec.axdr import DATETIME_HEAD, DEVIATION_NOT_SPECIFIED, encode_datetime_at
 from meter_core.device import history, logbook
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import IST_OFFSET_MINUTES, SimClock, day_of
@@ -22,9 +22,9 @@ from meter_core.device.keys import MeterSecurity, derived_keys
 from meter_core.device.state import MeterState
 
 IST = IST_OFFSET_MINUTES
-_OCTET12 = b"\x09\x0c"
 # Hundredths of a second, deviation "not specified" (0x8000) and clock status 0: the last 4 bytes.
-_HUNDREDTHS_TAIL = tuple(bytes((h, 0x80, 0x00, 0x00)) for h in range(100))
+_HUNDREDTHS_TAIL = tuple(bytes((h,)) + DEVIATION_NOT_SPECIFIED.to_bytes(2, "big", signed=True) + b"\x00"
+                         for h in range(100))
 _DAY_PERIOD = ((-math.inf, 86400),)
 # Scaler of the cumulative (and block) energy registers per kind: Wh, or kWh for CT/PT meters.
 ENERGY_SCALER = {MeterKind.SINGLE_PHASE: 0, MeterKind.THREE_PHASE: 0, MeterKind.CT_PT: 3}
@@ -321,7 +321,7 @@ class Meter:
         t = self.clock(now)
         second = int(t // 1)
         if second != self._clock_second:
-            self._clock_head = _OCTET12 + encode_datetime_at(second, IST, None, 0)[:8]
+            self._clock_head = DATETIME_HEAD + encode_datetime_at(second, IST, None, 0)[:8]
             self._clock_second = second
         return self._clock_head + _HUNDREDTHS_TAIL[int((t - second) * 100)]
 

@@ -25,11 +25,11 @@ from collections.abc import Iterator
 
 from meter_core.codec._util import mix64
 from meter_core.codec.apdu.codes import DataAccessResult
-from meter_core.codec.axdr import DATETIME_NOT_SPECIFIED, encode_datetime_at, encode_octets
+from meter_core.codec.axdr import DATETIME_HEAD, DATETIME_NOT_SPECIFIED, encode_datetime_at, encode_octets
 from meter_core.device import history, logbook
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import DAY, IST_OFFSET_MINUTES, IST_S
-from meter_core.device.eventlog import EventLogSource
+from meter_core.device.eventprofiles import EventLogSource
 from meter_core.device.meter import Meter
 
 # Depths of the buffers (entries a head-end can read back), block load in days; the catalogue's profile
@@ -38,7 +38,6 @@ BLOCK_PROFILE_DAYS = 46
 DAILY_PROFILE_DEPTH = 46
 BILLING_PROFILE_DEPTH = 7
 
-_OCTET12 = b"\x09\x0c"
 _UNSPECIFIED_DATETIME = encode_octets(DATETIME_NOT_SPECIFIED)
 ENERGY_INDEX = {
     "active_import": 0, "active_export": 1, "apparent_import": 2, "apparent_export": 3,
@@ -50,7 +49,7 @@ def clock_stamp(clock_time: float) -> bytes:
     """The encoded date-time (octet-string 12) of a meter-clock time, IST, deviation not specified."""
     if math.isnan(clock_time):
         return _UNSPECIFIED_DATETIME
-    return _OCTET12 + encode_datetime_at(clock_time, IST_OFFSET_MINUTES, None, 0)
+    return DATETIME_HEAD + encode_datetime_at(clock_time, IST_OFFSET_MINUTES, None, 0)
 
 
 # -- row sources ---------------------------------------------------------------------------------------

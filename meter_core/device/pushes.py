@@ -10,7 +10,8 @@ the APDU and its framing `meter_core.notification`.
 
 from __future__ import annotations
 
-from meter_core.device import eventlog
+from meter_core.codec.apdu.codes import LONG_INVOKE_ID_MASK
+from meter_core.device import eventprofiles
 from meter_core.device.clock import IST_S
 from meter_core.device.config import (
     ALERT_PUSH,
@@ -113,7 +114,7 @@ def alerts_between(meter, t0: float, t1: float) -> list[tuple[float, frozenset[i
     raised (a bit that clears raises nothing), with those bits."""
     filters = meter.state.eswf
     out = []
-    for t, before, after in eventlog.esw_changes(meter, t0, t1):
+    for t, before, after in eventprofiles.esw_changes(meter, t0, t1):
         mask = value_at(filters, t) or b"\xff" * 16  # the filter in force when the bits rose
         raised = frozenset(b for b in after - before if mask[b // 8] & (0x80 >> (b % 8)))
         if raised:
@@ -135,7 +136,7 @@ def triggered_between(meter, t0: float, t1: float) -> list[tuple[float, str, tup
         out += [(t, BILLING_PUSH, ()) for _stamp, t in recent if t0 < t <= t1]
     wanted = {c: p for c, p in enumerate(EVENT_PUSHES) if config.enabled(p)}
     if wanted:
-        out += [(e.time, wanted[e.category], ()) for e in eventlog.events_between(meter, t0, t1)
+        out += [(e.time, wanted[e.category], ()) for e in eventprofiles.events_between(meter, t0, t1)
                 if e.category in wanted]
     out.sort()
     return out
@@ -144,7 +145,7 @@ def triggered_between(meter, t0: float, t1: float) -> list[tuple[float, str, tup
 def invoke_id_for(due: float) -> int:
     """The long-invoke-id a push carries: the minute of its due time (mod 2^24), so a head-end's record of
     it meets the meter's record of what it owed."""
-    return int(due // 60) & 0xFFFFFF
+    return int(due // 60) & LONG_INVOKE_ID_MASK
 
 
 def due_between(config: DeviceConfig, seed: int, meter_id: int, push: str, t0: float, t1: float,

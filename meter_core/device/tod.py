@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from meter_core.codec.axdr import DataType, data_from_bytes
+from meter_core.codec.axdr import NOT_SPECIFIED, DataType, data_from_bytes
 from meter_core.codec.errors import DecodeError
 from meter_core.device.clock import DAY, IST_S
 from meter_core.device.history import value_at
@@ -37,7 +37,7 @@ def zones_of(parts) -> tuple[tuple[float, int], ...]:
             start, _script, selector = a.value
             h, m, s = bytes(start.value)[:3]
             zone = selector.value if selector.tag is DataType.LONG_UNSIGNED else 1
-            out.append((h * 3600.0 + (0 if m == 0xFF else m) * 60 + (0 if s == 0xFF else s), max(1, min(zone, ZONES))))
+            out.append((h * 3600.0 + (0 if m == NOT_SPECIFIED else m) * 60 + (0 if s == NOT_SPECIFIED else s), max(1, min(zone, ZONES))))
     except (DecodeError, IndexError, AttributeError, TypeError, ValueError):
         return DEFAULT_ZONES
     out.sort()

@@ -54,7 +54,7 @@ from meter_core.codec.apdu import (
     decode_apdu,
     encode_apdu,
 )
-from meter_core.codec.apdu.acse import context_oid, mechanism_oid, release_reason
+from meter_core.codec.apdu.acse import ACSE_AUTHENTICATION, context_oid, mechanism_oid, release_reason
 from meter_core.codec.apdu.codes import (
     AcseServiceUser,
     ActionResult,
@@ -65,6 +65,8 @@ from meter_core.codec.apdu.codes import (
     ConfirmedServiceErrorChoice,
     Conformance,
     DataAccessResult,
+    GetRequestChoice,
+    GetResponseChoice,
     InitiateError,
     ServiceErrorType,
 )
@@ -162,7 +164,6 @@ _PLAIN_REQUESTS = frozenset({ApduTag.GET_REQUEST, ApduTag.SET_REQUEST, ApduTag.A
                              ApduTag.ACCESS_REQUEST, ApduTag.GENERAL_BLOCK_TRANSFER})
 _SERVER_REQUESTS = ciphered.GLO_REQUESTS | ciphered.DED_REQUESTS | {ApduTag.GENERAL_GLO_CIPHERING,
                                                           ApduTag.GENERAL_DED_CIPHERING}
-_RESPONDER_AUTHENTICATION = b"\x07\x80"  # ACSE-requirements: the authentication functional unit
 _random = os.urandom
 
 
@@ -186,7 +187,18 @@ _EXCEPTION_PDU_TOO_LONG = encode_apdu(
 )
 _RLRE_NORMAL = encode_apdu(RLRE(reason=release_reason(0)))
 _CURRENT_ASSOCIATION = bytes((0, 0, 40, 0, 0, 255))
-_GET_NORMAL_OK = b"\xc4\x01"
+_GET_NORMAL_OK = bytes((ApduTag.GET_RESPONSE, GetResponseChoice.NORMAL))
+_RESULT_DATA = b"\x00"  # Get-Data-Result CHOICE: data [0]
+_GET_REQUEST, _GET_NORMAL = int(ApduTag.GET_REQUEST), int(GetRequestChoice.NORMAL)
+_AARQ_TAG = bytes((ApduTag.AARQ,))
+_PLAIN_OF_GLO = ciphered.PLAIN_OF_GLO
+_SHORT_LENGTH = 0x80  # A-XDR lengths below this take one byte
+_AUTHENTICATED_AND_ENCRYPTED = sec.AUTHENTICATED_AND_ENCRYPTED
+_TAG_LENGTH = sec.TAG_LENGTH
+_GCM_TAG_CUT = sec.TAG_LENGTH - 16  # AES-GCM's 16-byte tag, cut to the 12 bytes DLMS sends
+# security_policy of the security setup (IC 64 version 1, IEC 62056-6-2 clause 4.4.7)
+POLICY_AUTHENTICATED_REQUEST, POLICY_ENCRYPTED_REQUEST = 0x04, 0x08
+POLICY_AUTHENTICATED_RESPONSE, POLICY_ENCRYPTED_RESPONSE = 0x20, 0x40
 
 
 def exception_response(state: ExceptionStateError, service: ExceptionServiceError,
@@ -333,7 +345,7 @@ class Association:
                 self.stats.counts[("other", "pdu-too-long")] += 1
                 return _EXCEPTION_PDU_TOO_LONG
             # Fast path: GET-Request-Normal without selective access, the bulk of all traffic.
-            if len(apdu) == 13 and apdu[0] == 0xC0 and apdu[1] == 1 and apdu[12] == 0:
+            if len(apdu) == 13 and apdu[0] == _GET_REQUEST and apdu[1] == _GET_NORMAL and apdu[12] == 0:
                 attr = self.view.readable.get(apdu[3:12])
                 if attr is not None and self._get_ok:
                     get = attr.get
@@ -341,11 +353,11 @@ class Association:
                     if len(value) + 4 <= self.send_limit:
                         self._long_get = None
                         self.stats.counts[("get", _OK)] += 1
-                        return _GET_NORMAL_OK + apdu[2:3] + b"\x00" + value
+                        return _GET_NORMAL_OK + apdu[2:3] + _RESULT_DATA + value
         try:
             request = decode_apdu(apdu)
         except DecodeError as e:
-            if apdu[:1] == b"\x60":
+            if apdu[:1] == _AARQ_TAG:
                 return self._reject(AcseServiceUser.NO_REASON_GIVEN, f"AARQ does not decode: {e}")
             self.stats.counts[("other", "undecodable")] += 1
             state, service = e.exception_response
@@ -371,17 +383,17 @@ class Association:
         # verifies. Anything else goes the long way below, which gives each refusal its answer.
         sc = self._expected_sc
         n = len(apdu)
-        if (tag in ciphered.GLO_REQUESTS and 20 <= n < 0x82 and apdu[1] == n - 2 and apdu[2] == sc
-                and sc & 0x30 == 0x30):
+        if (tag in ciphered.GLO_REQUESTS and 20 <= n < _SHORT_LENGTH + 2 and apdu[1] == n - 2 and apdu[2] == sc
+                and sc & _AUTHENTICATED_AND_ENCRYPTED == _AUTHENTICATED_AND_ENCRYPTED):
             ic = int.from_bytes(apdu[3:7], "big")
             if ic > ks.rx_ic:
-                aead, aad = sec._aead(ks.ek), bytes((sc,)) + ks.ak
+                aead, aad = sec.aead_of(ks.ek), bytes((sc,)) + ks.ak
                 iv = ctx.client_title + apdu[3:7]
-                body = apdu[7:-12]
+                body = apdu[7:-_TAG_LENGTH]
                 m = len(body)
                 inner = aead.encrypt(iv, body, None)[:m]
-                if hmac.compare_digest(aead.encrypt(iv, inner, aad)[m:m + 12], apdu[-12:]) and inner[:1] == bytes(
-                        (tag - 8,)):
+                if (hmac.compare_digest(aead.encrypt(iv, inner, aad)[m:m + _TAG_LENGTH], apdu[-_TAG_LENGTH:])
+                        and inner[0] == _PLAIN_OF_GLO[tag]):
                     ks.rx_ic = ic
                     tx = ks.next_tx()
                     response = self._handle_plain(inner, now)
@@ -390,10 +402,10 @@ class Association:
                         return response
                     header = bytes((sc,)) + tx.to_bytes(4, "big")
                     sealed = aead.encrypt(self.meter.identity.system_title + header[1:], response, aad)
-                    return bytes((out_tag,)) + encode_length(len(sealed) + 1) + header + sealed[:-4]
+                    return bytes((out_tag,)) + encode_length(len(sealed) + 1) + header + sealed[:_GCM_TAG_CUT]
         env = None
         try:
-            if tag in ciphered.GLO_REQUESTS and len(apdu) > 2 and apdu[1] == len(apdu) - 2 and apdu[1] < 0x80:
+            if tag in ciphered.GLO_REQUESTS and len(apdu) > 2 and apdu[1] == len(apdu) - 2 and apdu[1] < _SHORT_LENGTH:
                 payload, dedicated, general = apdu[2:], False, False  # the common case: glo-, short length
             else:
                 env = ciphered.open_envelope(apdu) if tag in _SERVER_REQUESTS else None
@@ -636,7 +648,7 @@ class Association:
             result=AssociationResult.ACCEPTED,
             result_source_diagnostic=ResultSourceDiagnostic.user(AcseServiceUser.AUTHENTICATION_REQUIRED),
             responding_ap_title=title,
-            responder_acse_requirements=_RESPONDER_AUTHENTICATION,
+            responder_acse_requirements=ACSE_AUTHENTICATION,
             mechanism_name=mechanism_oid(spec.mechanism),
             responding_authentication_value=ctx.stoc,
             user_information=ciphered.seal(ApduTag.GLO_INITIATE_RESPONSE,
@@ -1094,12 +1106,14 @@ _HANDLERS = {
 
 def _request_protection(policy: int) -> int:
     """SC bits a request must carry under security_policy (v1): bit 2 authenticated, bit 3 encrypted."""
-    return (sec.AUTHENTICATION if policy & 0x04 else 0) | (sec.ENCRYPTION if policy & 0x08 else 0)
+    return ((sec.AUTHENTICATION if policy & POLICY_AUTHENTICATED_REQUEST else 0)
+            | (sec.ENCRYPTION if policy & POLICY_ENCRYPTED_REQUEST else 0))
 
 
 def _response_protection(policy: int, request_sc: int) -> int:
     """SC bits of a response: what the policy demands (bits 5, 6), and at least what the request had."""
-    bits = (sec.AUTHENTICATION if policy & 0x20 else 0) | (sec.ENCRYPTION if policy & 0x40 else 0)
+    bits = ((sec.AUTHENTICATION if policy & POLICY_AUTHENTICATED_RESPONSE else 0)
+            | (sec.ENCRYPTION if policy & POLICY_ENCRYPTED_RESPONSE else 0))
     return bits | (request_sc & (sec.AUTHENTICATION | sec.ENCRYPTION))
 
 

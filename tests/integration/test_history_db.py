@@ -44,7 +44,7 @@ from meter_core.client import ActionDone, Associated, ClientSecurity, ClientSett
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_datetime_at
 from meter_core.connection import Transport
 from meter_core.cosem.ic.profile_generic import _register_spec
-from meter_core.device import eventlog, logbook
+from meter_core.device import eventprofiles, logbook
 from meter_core.device.clock import local_to_utc
 from meter_core.device.identity import MeterKind
 from tests.conftest import _admin, _fresh_database, with_database
@@ -324,7 +324,7 @@ class FleetHistory(RuleBasedStateMachine):
                              if t > START}  # the run writes from its start
             out["billing"] = {round(s, 2) for s, t in m.billing_closures().upto(until, 20)[1] if t > START}
             out["events"] = [(float(math.floor(m.clock_at_sim(e.time))), e.code, e.category)
-                             for e in eventlog.events_between(m, START, until)]
+                             for e in eventprofiles.events_between(m, START, until)]
             return out
 
         reached = self.fleet.call(captured)

@@ -16,7 +16,7 @@ from fleet.runtime.faults import Command
 from fleet.store import commands
 from meter_core.codec.axdr import data_from_bytes
 from meter_core.device import config as device_config
-from meter_core.device import eventlog, logbook
+from meter_core.device import eventprofiles, logbook
 from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock, day_of
 from meter_core.device.config import DEFAULT_DEVICE
@@ -87,7 +87,7 @@ def _first_with(rows: list, bit: int, since: float) -> dict[int, float]:
 def _raises(worker, mid: int, t: float, bit: int) -> bool:
     """Whether the meter's ESW raised ``bit`` at ``t`` (not already set by its own supply events)."""
     meter = worker.meters.for_rows(mid)
-    return bit not in eventlog.esw_bits(meter, t - 1e-3) and bit in eventlog.esw_bits(meter, t + 1e-3)
+    return bit not in eventprofiles.esw_bits(meter, t - 1e-3) and bit in eventprofiles.esw_bits(meter, t + 1e-3)
 
 
 def _without_interruptions(options, meter_ids, span: float) -> float:
@@ -179,7 +179,7 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
         def drop_generated(found: dict, bit: int) -> None:
             for mid in set(found) - failed:
                 probe = Meter(options.fleet, mid, epoch_start=EPOCH, clock=SimClock.real_time())
-                assert bit in eventlog.esw_bits(probe, found[mid]), mid
+                assert bit in eventprofiles.esw_bits(probe, found[mid]), mid
                 del found[mid]
 
         drop_generated(gasps, 85)

@@ -10,7 +10,7 @@ from gurux_dlms.enums import DataType as GXType
 from gurux_dlms.objects import GXDLMSData, GXDLMSProfileGeneric
 
 from meter_core.connection import Transport
-from meter_core.device import eventlog, logbook
+from meter_core.device import eventprofiles, logbook
 from meter_core.device.identity import MeterKind
 from tests.interop.test_profiles import (
     IST,
@@ -43,7 +43,7 @@ def test_every_event_log_reads_by_entry_and_range_and_agrees_between_clients(met
             pg = GXDLMSProfileGeneric(obis)
             s.read(pg, 3)
             cols = [(o.objectType, o.logicalName, a.attributeIndex) for o, a in pg.captureObjects]
-            assert cols == list(eventlog.log_columns(category, kind))
+            assert cols == list(eventprofiles.log_columns(category, kind))
             s.read(pg, 7)
             s.read(pg, 8)
             assert pg.profileEntries == logbook.DEPTH[category]

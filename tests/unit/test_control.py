@@ -237,7 +237,7 @@ def test_tod_registers_add_up_to_the_total_and_follow_the_calendar():
 
 
 def test_the_limiter_trips_the_relay_above_its_threshold_and_recloses_after_the_lockout():
-    from meter_core.device import eventlog
+    from meter_core.device import eventprofiles
 
     p = reader(MeterKind.SINGLE_PHASE)
     m = p.meter
@@ -252,7 +252,7 @@ def test_the_limiter_trips_the_relay_above_its_threshold_and_recloses_after_the_
     assert t + 60 <= trip <= t + 90
     assert m.readings(trip + 1)[0] == m.readings(trip + 299)[0]  # no energy while open
     assert not m.relay_open(trip + 301)  # the lockout is over
-    assert 84 in eventlog.esw_bits(m, trip + 10)
+    assert 84 in eventprofiles.esw_bits(m, trip + 10)
     later = reader(MeterKind.SINGLE_PHASE, now=p.now + 3600, meter=m)
     assert later.get(70, "0.0.96.3.10.255", 2).value.value in (True, False)
     assert {215, 216} <= {r[1] for r in rows(later, "0.0.99.98.4.255")}

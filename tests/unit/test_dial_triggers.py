@@ -12,7 +12,7 @@ from fleet.runtime.faults import Command
 from fleet.runtime.worker import Worker
 from fleet.settings import FleetOptions, RunSettings
 from meter_core.device import config as device_config
-from meter_core.device import eventlog
+from meter_core.device import eventprofiles
 from meter_core.device import pushes as push
 from meter_core.device.clock import SimClock
 from meter_core.device.config import DEFAULT_DEVICE
@@ -48,5 +48,5 @@ def test_a_power_failure_during_the_scanners_first_pass_queues_each_last_gasp_on
              and abs(due - push.randomisation(DEFAULT_DEVICE, 1, mid, p) - t) < 1e-6}
     # every meter whose ESW the failure raised bit 85 on, before the scanner's position and after it
     raised = {mid for mid in range(METERS)
-              if 85 not in eventlog.esw_bits(worker.meters.for_rows(mid), t - 1e-3)}
+              if 85 not in eventprofiles.esw_bits(worker.meters.for_rows(mid), t - 1e-3)}
     assert gasps == raised and {m for m in raised if m <= 49} and {m for m in raised if m > 49}

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import BitString, CosemDateTime, Data, DataType
-from meter_core.device import eventlog
+from meter_core.device import eventprofiles
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import day_of
 from meter_core.device.identity import FleetConfig, MeterKind
@@ -77,8 +77,8 @@ def test_an_interruption_stops_energy_shows_a_gap_and_is_logged_and_counted():
     codes = {(stamp(r[0]), r[1]) for r in log}
     start_local = dt.datetime.fromtimestamp(int(outage.start), dt.UTC).replace(tzinfo=None) + IST
     assert any(code == 101 and abs((t - start_local).total_seconds()) < 1 for t, code in codes)
-    count, seconds = eventlog.outage_totals(p.meter, midnight + 86400)
-    before, _ = eventlog.outage_totals(p.meter, outage.start - 1)
+    count, seconds = eventprofiles.outage_totals(p.meter, midnight + 86400)
+    before, _ = eventprofiles.outage_totals(p.meter, outage.start - 1)
     assert count >= before + 1 and seconds > outage.end - outage.start - 1
 
 
@@ -89,8 +89,8 @@ def test_a_sag_lowers_voltages_sets_esw_bit_4_and_logs_9_then_10():
     if any(e.kind == "INTERRUPTION" and e.start <= mid < e.end for e in m.pq_events(day)):
         pytest.skip("sag under an outage")
     assert m.instant_at(mid).voltage[0] == pytest.approx(m.load.instant(mid).voltage[0] * sag.magnitude)
-    assert 4 in eventlog.esw_bits(m, mid)
-    assert 4 not in eventlog.esw_bits(m, sag.end + 1) or any(
+    assert 4 in eventprofiles.esw_bits(m, mid)
+    assert 4 not in eventprofiles.esw_bits(m, sag.end + 1) or any(
         e.kind == "VOLTAGE_SAG" and e.start <= sag.end + 1 < e.end for e in m.pq_events(day))
     p = reader(MeterKind.SINGLE_PHASE, now=sag.end + 60)
     log = rows(p, "0.0.99.98.0.255")
@@ -119,15 +119,15 @@ def test_tamper_esw_and_counts():
     p = reader()
     m = p.meter
     m.inject_tamper(201, p.now, duration=600)
-    assert 81 in eventlog.esw_bits(m, m.sim(p.now) + 1)
-    assert 81 not in eventlog.esw_bits(m, m.sim(p.now) + 601)
+    assert 81 in eventprofiles.esw_bits(m, m.sim(p.now) + 1)
+    assert 81 not in eventprofiles.esw_bits(m, m.sim(p.now) + 601)
     later = reader(now=p.now + 700, meter=m)
     log = rows(later, "0.0.99.98.4.255")
     assert [r[1] for r in log] == [201, 202]
     assert later.get(1, "0.0.94.91.0.255", 2).value.value == 1  # tamper count
     m.inject_tamper(251, later.now)
     assert rows(reader(now=later.now + 1, meter=m), "0.0.99.98.5.255")[-1][1] == 251
-    assert 83 in eventlog.esw_bits(m, m.sim(later.now) + 5)
+    assert 83 in eventprofiles.esw_bits(m, m.sim(later.now) + 5)
 
 
 def test_disconnect_stops_energy_and_is_logged():
@@ -137,7 +137,7 @@ def test_disconnect_stops_energy_and_is_logged():
     t = m.sim(p.now)
     assert m.readings(t + 3600)[0] == m.readings(t)[0]
     assert m.load.energy(t + 3600).active_import_wh > m.load.energy(t).active_import_wh
-    assert 84 in eventlog.esw_bits(m, t + 1)
+    assert 84 in eventprofiles.esw_bits(m, t + 1)
     later = reader(MeterKind.SINGLE_PHASE, now=p.now + 3600, meter=m)
     assert act(later, 70, "0.0.96.3.10.255", 2, Data(DataType.INTEGER, 0)) == ActionResult.SUCCESS
     assert [r[1] for r in rows(later, "0.0.99.98.6.255")] == [302]  # depth 1: the last control event

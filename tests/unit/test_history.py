@@ -27,7 +27,7 @@ from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.axdr import Data, DataType, data_from_bytes, encode_datetime_at
 from meter_core.codec.obis import ln
 from meter_core.cosem.build import model_of
-from meter_core.device import eventlog, logbook
+from meter_core.device import eventprofiles, logbook
 from meter_core.device.clock import SimClock
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
 from meter_core.device.history import MeterClock
@@ -86,8 +86,8 @@ class ProgrammedMeter(RuleBasedStateMachine):
         self.truth_events: dict[int, list] = {c: [] for c in range(7)}
         # what a worker wrote before: the events since installation, the entries of 250 days (deeper
         # than any buffer: 46 days of blocks and days, 7 bills)
-        for e in eventlog.events_between(self.meter, self.meter.install_time, self.now - 250 * 86400):
-            self.truth_events[e.category].append((eventlog.stamp_of(self.meter, e.time), e.code))
+        for e in eventprofiles.events_between(self.meter, self.meter.install_time, self.now - 250 * 86400):
+            self.truth_events[e.category].append((eventprofiles.stamp_of(self.meter, e.time), e.code))
         self.written_to = self.now
         self._write_truth(self.now - 250 * 86400)
 
@@ -115,8 +115,8 @@ class ProgrammedMeter(RuleBasedStateMachine):
             self.truth["daily"][r.capture_time] = r
         for r in billing_records(m, lo, hi):
             self.truth["billing"][round(r.billing_time, 2)] = r
-        for e in eventlog.events_between(m, lo, hi):
-            self.truth_events[e.category].append((eventlog.stamp_of(m, e.time), e.code))
+        for e in eventprofiles.events_between(m, lo, hi):
+            self.truth_events[e.category].append((eventprofiles.stamp_of(m, e.time), e.code))
         self.written_to = hi
 
     def _moment_later(self):

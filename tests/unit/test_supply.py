@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from meter_core.device import eventlog, logbook, profiles
+from meter_core.device import eventprofiles, logbook, profiles
 from meter_core.device import powerquality as pq
 from meter_core.device.clock import day_of
 from meter_core.device.identity import FleetConfig, MeterKind
@@ -35,23 +35,23 @@ def test_a_power_failure_stops_the_energy_and_leaves_a_gap(kind):
     fresh = Meter(m.fleet, m.identity.meter_id, epoch_start=EPOCH)
     t = midnight + 10 * HOUR + 7  # a little after 10:00 IST: the 10:00-10:30 block is partly off
     before = m.readings(t)
-    count0, seconds0 = eventlog.outage_totals(m, t)
+    count0, seconds0 = eventprofiles.outage_totals(m, t)
     assert m.change_supply(0.0, now=t) is True
     assert m.change_supply(0.0, now=t + 10) is False  # already off
     assert m.readings(t + HOUR) == before
     inst = m.instant_at(t + 60)
     assert inst.voltage == (0.0, 0.0, 0.0) and inst.current == (0.0, 0.0, 0.0) and inst.active_power == 0.0
     assert m.supply_off(t + 60) and not m.supply_off(t - 1)
-    assert 85 in eventlog.esw_bits(m, t + 1) and 85 not in eventlog.esw_bits(m, t - 1)
+    assert 85 in eventprofiles.esw_bits(m, t + 1) and 85 not in eventprofiles.esw_bits(m, t - 1)
     assert m.change_supply(1.5, now=t + 100) is False  # no supply, no load to change
 
     restore = t + 2 * HOUR
     assert m.change_supply(None, now=restore) is True
-    assert 85 not in eventlog.esw_bits(m, restore) and 86 in eventlog.esw_bits(m, restore + 10)
-    assert 86 not in eventlog.esw_bits(m, restore + HOUR + 1)
-    log = [(e.code, e.time) for e in eventlog.last_events(m, logbook.POWER, restore + 1, 40)]
+    assert 85 not in eventprofiles.esw_bits(m, restore) and 86 in eventprofiles.esw_bits(m, restore + 10)
+    assert 86 not in eventprofiles.esw_bits(m, restore + HOUR + 1)
+    log = [(e.code, e.time) for e in eventprofiles.last_events(m, logbook.POWER, restore + 1, 40)]
     assert log[-2:] == [(101, t), (102, restore)]
-    assert eventlog.outage_totals(m, restore + 1) == (count0 + 1, pytest.approx(seconds0 + 2 * HOUR))
+    assert eventprofiles.outage_totals(m, restore + 1) == (count0 + 1, pytest.approx(seconds0 + 2 * HOUR))
     # after the restore the load is the model's again: the energy goes on from where it stopped
     later = restore + 3 * HOUR
     lost = fresh.readings(restore)[0] - fresh.readings(t)[0]
@@ -120,10 +120,10 @@ def test_a_restore_before_the_duration_ends_logs_the_end_once():
     assert m.change_supply(None, now=t + HOUR) is True
     assert m.restore_tampers(now=t + HOUR) is True
     later = t + 5 * HOUR
-    power = [(e.code, e.time) for e in eventlog.last_events(m, logbook.POWER, later, 40) if e.time >= t]
-    other = [(e.code, e.time) for e in eventlog.last_events(m, logbook.OTHER, later, 60) if e.time >= t]
+    power = [(e.code, e.time) for e in eventprofiles.last_events(m, logbook.POWER, later, 40) if e.time >= t]
+    other = [(e.code, e.time) for e in eventprofiles.last_events(m, logbook.OTHER, later, 60) if e.time >= t]
     assert power == [(101, t), (102, t + HOUR)]
     assert other == [(201, t), (202, t + HOUR)]
     assert dict(m.state.event_counts) == counts  # one end each, moved, not added
-    assert 85 not in eventlog.esw_bits(m, t + HOUR + 1) and 81 not in eventlog.esw_bits(m, t + HOUR + 1)
+    assert 85 not in eventprofiles.esw_bits(m, t + HOUR + 1) and 81 not in eventprofiles.esw_bits(m, t + HOUR + 1)
     assert m.restore_tampers(now=t + 2 * HOUR) is False

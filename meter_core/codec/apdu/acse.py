@@ -30,6 +30,16 @@ from meter_core.codec.errors import DecodeError, LocalProtocolError
 # DLMS-UA(8); then 1 = application context, 2 = authentication mechanism.
 DLMS_CONTEXT_PREFIX = bytes.fromhex("608574050801")
 DLMS_MECHANISM_PREFIX = bytes.fromhex("608574050802")
+# ACSE-requirements (IEC 62056-5-3 clause 8.2): BIT STRING {authentication (0)}, 7 unused bits, bit 0 set
+ACSE_AUTHENTICATION = b"\x07\x80"
+_AUTHENTICATION_BIT = 0x80  # bit 0 of the requirements, the first bit after the unused-bits count
+
+# BER tags (ITU-T X.690): universal INTEGER, OCTET STRING, OBJECT IDENTIFIER; the [0] IMPLICIT
+# GraphicString of an authentication-value (charstring); a context-specific constructed tag's class bits.
+_BER_INTEGER, _BER_OCTET_STRING, _BER_OID = 0x02, 0x04, 0x06
+_GRAPHIC_STRING = 0x80
+_CONTEXT_CONSTRUCTED = 0xA0
+_TAG_NUMBER = 0x1F
 
 
 def context_oid(name: ApplicationContextName) -> bytes:
@@ -126,19 +136,19 @@ def _decode_field(kind: _Kind, tag: int, contents: bytes, name: str):
     if kind is _Kind.IMPLICIT:
         return contents
     if kind is _Kind.OID:
-        return _inner(contents, 0x06, name)
+        return _inner(contents, _BER_OID, name)
     if kind is _Kind.OCTETS or kind is _Kind.USER_INFO:
-        return _inner(contents, 0x04, name)
+        return _inner(contents, _BER_OCTET_STRING, name)
     if kind is _Kind.INTEGER:
-        return _decode_integer(_inner(contents, 0x02, name), name)
+        return _decode_integer(_inner(contents, _BER_INTEGER, name), name)
     if kind is _Kind.CHARSTRING:
-        return _inner(contents, 0x80, name)
+        return _inner(contents, _GRAPHIC_STRING, name)
     if kind is _Kind.DIAGNOSTIC:
         r = Reader(contents)
         source_tag, inner = _pull_tlv(r)
-        if source_tag not in (0xA1, 0xA2) or not r.eof():
+        if source_tag not in (_CONTEXT_CONSTRUCTED | 1, _CONTEXT_CONSTRUCTED | 2) or not r.eof():
             raise DecodeError(f"{name}: expected [1] or [2]")
-        return ResultSourceDiagnostic(source_tag & 0x0F, _decode_integer(_inner(inner, 0x02, name), name))
+        return ResultSourceDiagnostic(source_tag & _TAG_NUMBER, _decode_integer(_inner(inner, _BER_INTEGER, name), name))
     raise AssertionError(kind)
 
 
@@ -146,16 +156,16 @@ def _encode_field(kind: _Kind, tag: int, value) -> bytes:
     if kind is _Kind.IMPLICIT:
         return _tlv(tag, value)
     if kind is _Kind.OID:
-        return _tlv(tag, _tlv(0x06, value))
+        return _tlv(tag, _tlv(_BER_OID, value))
     if kind is _Kind.OCTETS or kind is _Kind.USER_INFO:
-        return _tlv(tag, _tlv(0x04, value))
+        return _tlv(tag, _tlv(_BER_OCTET_STRING, value))
     if kind is _Kind.INTEGER:
-        return _tlv(tag, _tlv(0x02, _encode_integer(value)))
+        return _tlv(tag, _tlv(_BER_INTEGER, _encode_integer(value)))
     if kind is _Kind.CHARSTRING:
-        return _tlv(tag, _tlv(0x80, value))
+        return _tlv(tag, _tlv(_GRAPHIC_STRING, value))
     if kind is _Kind.DIAGNOSTIC:
         source, v = value
-        return _tlv(tag, _tlv(0xA0 | source, _tlv(0x02, _encode_integer(v))))
+        return _tlv(tag, _tlv(_CONTEXT_CONSTRUCTED | source, _tlv(_BER_INTEGER, _encode_integer(v))))
     raise AssertionError(kind)
 
 
@@ -258,7 +268,7 @@ class AARQ(_AcseApdu):
     def authentication_requested(self) -> bool:
         """True when sender-acse-requirements has the authentication functional unit (bit 0)."""
         req = self.sender_acse_requirements
-        return req is not None and len(req) >= 2 and bool(req[1] & 0x80)
+        return req is not None and len(req) >= 2 and bool(req[1] & _AUTHENTICATION_BIT)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,6 +41,7 @@ DED_OF = {
 PLAIN_OF_GLO = {v: k for k, v in GLO_OF.items()}
 PLAIN_OF_DED = {v: k for k, v in DED_OF.items()}
 # The ciphered request tags a server takes on an open association.
+GENERAL_GLO_CIPHERING_TAG = bytes((ApduTag.GENERAL_GLO_CIPHERING,))
 GLO_REQUESTS = frozenset({ApduTag.GLO_GET_REQUEST, ApduTag.GLO_SET_REQUEST, ApduTag.GLO_ACTION_REQUEST})
 DED_REQUESTS = frozenset({ApduTag.DED_GET_REQUEST, ApduTag.DED_SET_REQUEST, ApduTag.DED_ACTION_REQUEST})
 CIPHERED_TAGS = frozenset(PLAIN_OF_GLO) | frozenset(PLAIN_OF_DED) | {

@@ -56,6 +56,15 @@ class ApduTag(IntEnum):
     GENERAL_BLOCK_TRANSFER = 0xE0
 
 
+# Invoke-Id-And-Priority (IEC 62056-5-3 clause 8.3): bit 7 priority, bit 6 service class, bits 0-3 the invoke-id.
+PRIORITY_HIGH = 0x80
+SERVICE_CLASS_CONFIRMED = 0x40
+INVOKE_ID_MASK = 0x0F
+# Long-Invoke-Id-And-Priority (Data-Notification, clause 8.3): bit 31 priority, bit 30 service class, bits 0-23 the id.
+LONG_SERVICE_CLASS_CONFIRMED = 0x40000000
+LONG_INVOKE_ID_MASK = 0xFFFFFF
+
+
 class DataAccessResult(IntEnum):
     """Data-Access-Result (IEC 62056-5-3 clause 8.3, COSEMpdu ASN.1)."""
 

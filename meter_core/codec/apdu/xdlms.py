@@ -161,14 +161,18 @@ class DataBlock:
         return cls(_pull_bool(r), r.pull_u32(), _pull_octets(r))
 
 
+# [APPLICATION 31] IMPLICIT BIT STRING (SIZE(24)), BER inside A-XDR: 5F 1F, length 04, 00 unused bits, 3 octets
+_CONFORMANCE_TAG = b"\x5f\x1f"
+_CONFORMANCE_HEAD = _CONFORMANCE_TAG + b"\x04\x00"
+
+
 def _push_conformance(w: Writer, c: int) -> None:
-    # [APPLICATION 31] IMPLICIT BIT STRING (SIZE(24)), BER inside A-XDR: 5F 1F 04 00 + 3 octets
-    w.push_bytes(b"\x5f\x1f\x04\x00")
+    w.push_bytes(_CONFORMANCE_HEAD)
     w.push_bytes(c.to_bytes(3, "big"))
 
 
 def _pull_conformance(r: Reader) -> Conformance:
-    if r.pull_bytes(2) != b"\x5f\x1f":
+    if r.pull_bytes(2) != _CONFORMANCE_TAG:
         raise DecodeError("conformance block tag is not 5F 1F")
     length = r.pull_u8()
     if length != 4:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
-from meter_core.codec.axdr import DATETIME_NOT_SPECIFIED, Data, DataType, encode_octets, encode_value
+from meter_core.codec.axdr import (
+    DATETIME_NOT_SPECIFIED,
+    CosemDateTime,
+    Data,
+    DataType,
+    encode_octets,
+    encode_value,
+)
 from meter_core.codec.obis import ln
 from meter_core.cosem.ic.script_table import TARIFF_SCRIPT
 from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute
 from meter_core.device import history
 from meter_core.device.logbook import EV_CALENDAR
 from meter_core.device.meter import Meter
+
+# A season that starts every year on 1 January at 00:00:00.00 (year, weekday, deviation, status not specified).
+_EVERY_YEAR_FROM_JANUARY_1 = CosemDateTime(month=1, day=1, hour=0, minute=0, second=0, hundredths=0).to_bytes()
 
 ACTIVITY_CALENDAR = InterfaceClass(
     20, 0, "Activity calendar",
@@ -28,7 +38,7 @@ def _default_calendar() -> tuple[Data, Data, Data, Data]:
     octets = lambda b: Data(DataType.OCTET_STRING, b)  # noqa: E731
     name = octets(b"CSF-TOD")
     season = Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
-        octets(b"\x01"), octets(b"\xff\xff\x01\x01\xff\x00\x00\x00\x00\x80\x00\xff"), octets(b"\x01"))),))
+        octets(b"\x01"), octets(_EVERY_YEAR_FROM_JANUARY_1), octets(b"\x01"))),))
     week = Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
         octets(b"\x01"), *(Data(DataType.UNSIGNED, 1) for _ in range(7)))),))
     zones = ((0, 1), (6, 2), (18, 3), (22, 4))  # off-peak night, normal day, evening peak, late evening

@@ -9,7 +9,7 @@ from meter_core.codec.axdr import Data, DataType, encode_octets, int_encoder
 from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute
-from meter_core.device import eventlog, history, logbook, profiles
+from meter_core.device import eventprofiles, history, logbook, profiles
 from meter_core.device.identity import MeterKind
 from meter_core.device.logbook import EV_DEMAND_PERIOD
 from meter_core.device.meter import Meter
@@ -44,7 +44,7 @@ def identity_value(source: str, kind: MeterKind):
     if source == "billing_count":
         return Attribute(lambda m, a, now: _enc_u32(m.billing_count(now)))
     if source == "power_failure_count":
-        return Attribute(lambda m, a, now: _enc_u32(eventlog.outage_totals(m, m.sim(now))[0]))
+        return Attribute(lambda m, a, now: _enc_u32(eventprofiles.outage_totals(m, m.sim(now))[0]))
     if source == "tamper_count":
         return Attribute(lambda m, a, now: _enc_u16(m.state.tamper_count))
     if source == "programming_count":
@@ -72,13 +72,13 @@ def event_objects() -> list[CosemObject]:
     """Last event code per log (0.0.96.11.x.255), the Event Status Word and its filter."""
     out = [
         CosemObject(DATA, ln(obis), f"Event code, {logbook.CATEGORY_NAMES[c]} events",
-                    (ln_attribute(ln(obis)), Attribute(eventlog.last_code(c))))
+                    (ln_attribute(ln(obis)), Attribute(eventprofiles.last_code(c))))
         for c, obis in enumerate(logbook.CODE_OBIS)
     ]
     out.append(CosemObject(DATA, ln(cat.ESW), "Event Status Word",
-                           (ln_attribute(ln(cat.ESW)), Attribute(eventlog.esw_value))))
+                           (ln_attribute(ln(cat.ESW)), Attribute(eventprofiles.esw_value))))
     out.append(CosemObject(DATA, ln(cat.ESWF), "Event Status Word filter",
-                           (ln_attribute(ln(cat.ESWF)), Attribute(eventlog.eswf_value, eventlog.set_eswf))))
+                           (ln_attribute(ln(cat.ESWF)), Attribute(eventprofiles.eswf_value, eventprofiles.set_eswf))))
     return out
 
 

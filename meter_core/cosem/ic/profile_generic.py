@@ -1,6 +1,6 @@
 """Profile generic (class 7): block load, daily load, billing, instantaneous, name plate and scaler profiles,
 the seven event logs, and the registers fed by the same rows. Rows come from `meter_core.device.profiles`
-and `meter_core.device.eventlog`; buffers stream through `meter_core.cosem.buffer`.
+and `meter_core.device.eventprofiles`; buffers stream through `meter_core.cosem.buffer`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from meter_core.cosem.model import (
 )
 from meter_core.device import tod
 from meter_core.device.clock import DAY
-from meter_core.device.eventlog import log_columns, snapshot_columns
+from meter_core.device.eventprofiles import log_columns, snapshot_columns
 from meter_core.device.identity import MeterKind
 from meter_core.device.logbook import CATEGORY_NAMES, DEPTH, LOG_OBIS
 from meter_core.device.meter import Meter

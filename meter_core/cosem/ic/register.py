@@ -7,7 +7,7 @@ from meter_core.codec.obis import ln
 from meter_core.cosem import is15959 as cat
 from meter_core.cosem.ic.profile_generic import block_register_getter
 from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, scaler_unit
-from meter_core.device import eventlog, profiles, tod
+from meter_core.device import eventprofiles, profiles, tod
 from meter_core.device.meter import Meter
 
 REGISTER = InterfaceClass(3, 0, "Register", ("logical_name", "value", "scaler_unit"), ("reset",))
@@ -71,10 +71,10 @@ def _duration_getter(spec: cat.RegisterSpec):
     elif source == "power_on_minutes":
         def get(m: Meter, a, now):
             t = m.sim(now)
-            return encode(int(max(0.0, t - m.install_time - eventlog.outage_totals(m, t)[1]) // 60))
+            return encode(int(max(0.0, t - m.install_time - eventprofiles.outage_totals(m, t)[1]) // 60))
     elif source == "power_off_minutes":
         def get(m: Meter, a, now):
-            return encode(int(eventlog.outage_totals(m, m.sim(now))[1] // 60))
+            return encode(int(eventprofiles.outage_totals(m, m.sim(now))[1] // 60))
     elif source == "period_power_on_minutes":
         def get(m: Meter, a, now):
             return encode(int(max(0.0, m.sim(now) - profiles.period_start_sim(m, now)) // 60))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meter_core.codec.apdu.codes import DataAccessResult
-from meter_core.codec.axdr import Data, DataType, encode_value
+from meter_core.codec.axdr import NOT_SPECIFIED, YEAR_NOT_SPECIFIED, Data, DataType, encode_value
 from meter_core.codec.obis import ln
 from meter_core.cosem.ic.script_table import MD_RESET_SCRIPT, PUSH_SCRIPT_TABLE
 from meter_core.cosem.model import Attribute, CosemObject, InterfaceClass, ln_attribute, static
@@ -18,6 +18,9 @@ SINGLE_ACTION_SCHEDULE = InterfaceClass(
 
 
 BILLING_SCHEDULE = "0.0.15.0.0.255"
+# date octet-string(5): year (2 bytes), month, day of month, weekday (IEC 62056-6-2 clause 4.1.6.1)
+_EVERY_MONTH = YEAR_NOT_SPECIFIED.to_bytes(2, "big") + bytes((NOT_SPECIFIED,))  # year and month not specified
+_EVERY_DAY = _EVERY_MONTH + bytes((NOT_SPECIFIED, NOT_SPECIFIED))
 
 
 def _execution_time(meter: Meter, assoc, now: float) -> bytes:
@@ -25,7 +28,7 @@ def _execution_time(meter: Meter, assoc, now: float) -> bytes:
     # execution_time ::= array { structure { time octet-string(4), date octet-string(5) } }:
     # every month (year 0xFFFF, month 0xFF), on ``day``, weekday not specified.
     time = bytes((hour, minute, 0, 0))
-    date = b"\xff\xff\xff" + bytes((day, 0xFF))
+    date = _EVERY_MONTH + bytes((day, NOT_SPECIFIED))
     return encode_value(Data(DataType.ARRAY, (Data(DataType.STRUCTURE, (
         Data(DataType.OCTET_STRING, time), Data(DataType.OCTET_STRING, date))),)))
 
@@ -42,7 +45,7 @@ def set_execution_time(meter: Meter, assoc, value: Data, now: float) -> DataAcce
         return DataAccessResult.TYPE_UNMATCHED
     hour, minute = time[0], time[1]
     day = date[3]
-    if date[:3] != b"\xff\xff\xff" or not (1 <= day <= 28) or hour > 23 or minute > 59:
+    if date[:3] != _EVERY_MONTH or not (1 <= day <= 28) or hour > 23 or minute > 59:
         # a monthly date on a day every month has; a full date or another month is not a billing date
         return DataAccessResult.OTHER_REASON
     state = meter.state
@@ -73,10 +76,10 @@ def _execution_times(meter, assoc, now) -> bytes:
     if not period:
         times: list[bytes] = []
     elif period < 3600:
-        times = [bytes((0xFF, m, 0, 0)) for m in range(0, 60, period // 60)]
+        times = [bytes((NOT_SPECIFIED, m, 0, 0)) for m in range(0, 60, period // 60)]
     else:
         times = [bytes((h, 0, 0, 0)) for h in range(0, 24, period // 3600)]
-    date = b"\xff\xff\xff\xff\xff"
+    date = _EVERY_DAY
     return encode_value(Data(DataType.ARRAY, tuple(Data(DataType.STRUCTURE, (
         Data(DataType.OCTET_STRING, t), Data(DataType.OCTET_STRING, date))) for t in times)))
 
