@@ -11,8 +11,8 @@ waiting goes in one transaction, so a burst of head-end requests costs one round
   counter past what is durable (`meter_core.keys.reserve_counters`): also before the answer;
 - nothing else (profiles go through the ground-truth writer, connections through the recorder).
 
-A failed commit is retried with back-off on a new connection; the answers wait, the meters keep
-serving everyone else. When a worker starts, `fetch` reads its shard's journal so that every meter is
+A failed commit is retried with back-off on a new connection (the writer engine's rule,
+`fleet.store.writer`); the answers wait, the meters keep serving everyone else. When a worker starts, `fetch` reads its shard's journal so that every meter is
 built again as it was (`meter_core.session.journal.replay`).
 """
 
@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 
 from fleet.store import pg, sql
-from fleet.store.writer import REFUSED, Backoff, WriterConnection, finish, timestamp
+from fleet.store.writer import REFUSED, Writer, WriterConnection, timestamp
 from meter_core.codec.apdu.codes import ActionResult, DataAccessResult
 from meter_core.codec.obis import Obis
 from meter_core.device import keys
@@ -62,30 +62,26 @@ async def fetch(url: str, shard: range) -> list:
     return await pg.fetch_all(url, sql.SELECT_JOURNAL, shard.start, shard.stop, command_timeout=COMMAND_TIMEOUT)
 
 
-class Journal:
-    """Writes a worker's journal rows and urgent keys in group commits (one task, one connection)."""
+class Journal(Writer):
+    """Writes a worker's journal rows and urgent keys in group commits (the engine, `fleet.store.writer`: one
+    task, one connection): a pass commits everything waiting, whoever waits for it."""
+
+    RETRY = (RETRY_MIN, RETRY_MAX)
 
     def __init__(self, url: str, security_of: Callable[[int], object | None]) -> None:
+        super().__init__("journal", url, sql.CREATE_STAGING, interval=None, command_timeout=COMMAND_TIMEOUT)
         self._security_of = security_of  # a meter's keys and counters (None: it has none)
-        self._conn = WriterConnection(url, sql.CREATE_STAGING, COMMAND_TIMEOUT)
         self._rows: list[tuple] = []
         self._keys: set[int] = set()
         self._waiting: list[asyncio.Future] = []
-        self._wake = asyncio.Event()
-        self._closing = False
-        self._task: asyncio.Task | None = None
         self.rows_written = 0
-        self.errors = 0
         self.commits = 0
         self.refused = 0  # rows the database would never take (reported, left out)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="fleet-journal")
 
     def record(self, rows: list[tuple]) -> None:
         """Rows no answer waits for (refused requests): written with the next commit."""
         self._rows += rows
-        self._wake.set()
+        self.wake()
 
     def persist(self, rows: list[tuple], key_meters=()) -> asyncio.Future:
         """Rows (and the keys and counters of ``key_meters``) that must be committed before an answer;
@@ -94,57 +90,48 @@ class Journal:
         self._keys.update(key_meters)
         fut = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
-        self._wake.set()
+        self.wake()
         return fut
 
     @property
     def depth(self) -> int:
+        return self.waiting()
+
+    def waiting(self) -> int:
         return len(self._rows) + len(self._keys)
 
-    async def _run(self) -> None:
-        backoff = Backoff(RETRY_MIN, RETRY_MAX)
-        failing = False
-        while True:
-            if not (self._rows or self._keys):
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            rows, keys, waiting = self._rows, self._keys, self._waiting
-            self._rows, self._keys, self._waiting = [], set(), []
-            left_out = 0
-            try:
-                try:
-                    await self._commit(rows, keys)
-                except REFUSED:
-                    # a row the database will never take (the one rule, `fleet.store.writer`): the rest are
-                    # written one by one and the answers waiting for them go out, instead of waiting for ever
-                    self._conn.drop()
-                    left_out = await self._commit_isolated(rows, keys)
-            except asyncio.CancelledError:
-                self._rows, self._keys, self._waiting = rows + self._rows, keys | self._keys, waiting + self._waiting
-                raise
-            except Exception as e:  # noqa: BLE001 - everything is kept and tried again
-                self._rows, self._keys, self._waiting = rows + self._rows, keys | self._keys, waiting + self._waiting
-                self.errors += 1
-                self._conn.drop()
-                if not failing:
-                    log.warning("journal: cannot write (%s); the meters' answers wait, retrying", pg.one_line(e))
-                    failing = True
-                await asyncio.sleep(backoff.next())
-                continue
-            if failing:
-                log.info("journal: written again")
-                failing = False
-            backoff.reset()
-            self.rows_written += len(rows) - left_out
-            self.commits += 1
-            for fut in waiting:
-                if not fut.done():
-                    fut.set_result(None)
+    def urgent(self) -> bool:
+        return bool(self._rows or self._keys)
 
-    async def _commit(self, rows: list[tuple], key_meters: set[int]) -> None:
+    def failed(self, e: BaseException) -> None:
+        self.errors += 1
+        if self.failing == 1:
+            log.warning("journal: cannot write (%s); the meters' answers wait, retrying", pg.one_line(e))
+
+    async def write_due(self, conn: WriterConnection) -> None:
+        if not (self._rows or self._keys):
+            return
+        rows, keys, waiting = self._rows, self._keys, self._waiting
+        self._rows, self._keys, self._waiting = [], set(), []
+        left_out = 0
+        try:
+            try:
+                await self._commit(conn, rows, keys)
+            except REFUSED:
+                # a row the database will never take (the one rule, `fleet.store.writer`): the rest are
+                # written one by one and the answers waiting for them go out, instead of waiting for ever
+                conn.drop()
+                left_out = await self._commit_isolated(conn, rows, keys)
+        except BaseException:
+            self._rows, self._keys, self._waiting = rows + self._rows, keys | self._keys, waiting + self._waiting
+            raise
+        self.rows_written += len(rows) - left_out
+        self.commits += 1
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _commit(self, conn: WriterConnection, rows: list[tuple], key_meters: set[int]) -> None:
         written = []
         records = []
         for meter_id in key_meters:
@@ -154,27 +141,27 @@ class Journal:
                 mine = keys.rows(meter_id, sec)
                 records += mine
                 written.append((sec, mine))
-        conn = await self._conn.get()
-        async with conn.transaction():
+        db = await conn.get()
+        async with db.transaction():
             if rows:
-                await conn.copy_records_to_table("meter_journal", records=rows, columns=sql.JOURNAL_COLUMNS)
+                await db.copy_records_to_table("meter_journal", records=rows, columns=sql.JOURNAL_COLUMNS)
             if records:
-                await conn.copy_records_to_table(sql.STAGE_KEYS, records=records, columns=sql.KEY_COLUMNS)
-                await conn.execute(sql.UPSERT_KEYS)
+                await db.copy_records_to_table(sql.STAGE_KEYS, records=records, columns=sql.KEY_COLUMNS)
+                await db.execute(sql.UPSERT_KEYS)
         for sec, mine in written:
             keys.counters_written(sec, mine)
 
-    async def _commit_isolated(self, rows: list[tuple], key_meters: set[int]) -> int:
+    async def _commit_isolated(self, conn: WriterConnection, rows: list[tuple], key_meters: set[int]) -> int:
         """`_commit` with each journal row in a transaction of its own: a row the database refuses is
         reported with its meter and time, counted, and left out. Returns how many were left out."""
         left_out = 0
-        await self._commit([], key_meters)
-        conn = await self._conn.get()
+        await self._commit(conn, [], key_meters)
+        db = await conn.get()
         query = sql.insert_one("meter_journal", sql.JOURNAL_COLUMNS)
         for row in rows:
             try:
-                async with conn.transaction():
-                    await conn.execute(query, *row)
+                async with db.transaction():
+                    await db.execute(query, *row)
             except REFUSED as e:
                 left_out += 1
                 log.error("journal: row of meter %s at %s refused and left out: %s", row[0], row[1], pg.one_line(e))
@@ -182,16 +169,12 @@ class Journal:
         return left_out
 
     async def close(self, timeout: float) -> None:
-        """Write what waits within ``timeout`` seconds, then close the connection."""
-        self._closing = True
-        self._wake.set()
-        await finish(self._task, timeout)
-        if self.depth:
-            log.warning("journal stopped with %d row(s) unwritten", self.depth)
+        """Write what waits within ``timeout`` seconds, then close the connection; answers still waiting
+        are cancelled."""
+        await super().close(timeout)
         for fut in self._waiting:
             if not fut.done():
                 fut.cancel()
-        await self._conn.close()
 
 
 __all__ = ["Journal", "fetch", "injected_row", "programmed_row"]

@@ -21,7 +21,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import logging
 import time
@@ -34,7 +33,7 @@ import asyncpg
 from fleet.errors import FleetError
 from fleet.settings import FleetOptions
 from fleet.store import pg, sql
-from fleet.store.writer import Backoff, WriterConnection, finish, rowcount, serve_forever, timestamp
+from fleet.store.writer import REFUSED, Writer, WriterConnection, rowcount, timestamp
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.cosem.is15959 import ASSOCIATIONS
 from meter_core.device import keys
@@ -54,26 +53,6 @@ _CONN_OPEN, _CONN_CLOSE, _ASSOC_OPEN, _ASSOC_CLOSE = range(4)
 
 _ASSOCIATION_BY_SAP = {a.client_sap: a for a in ASSOCIATIONS}
 _AUTHENTICATION = {m: m.name.lower().replace("_", "-") for m in AuthenticationMechanism}
-
-# Errors that the same batch would meet again on any connection: bad data, a broken constraint,
-# a missing table or privilege, or a bug of ours (a Python error building the rows). Retrying such a
-# batch whole would stall the writer forever: it is written row by row instead (`_write_apart`).
-# Everything else (the link or the server went away, is restarting, refuses connections, shed load,
-# lost a serialisation race) keeps the batch for a retry on a new connection.
-_POISON = (
-    asyncpg.exceptions.DataError,
-    asyncpg.exceptions.IntegrityConstraintViolationError,
-    asyncpg.exceptions.SyntaxOrAccessError,
-)
-_RETRYABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
-              asyncpg.exceptions.InternalClientError)
-
-
-def _is_poison(e: BaseException) -> bool:
-    return isinstance(e, _POISON) or not isinstance(e, _RETRYABLE)
-
-
-
 
 class NullRecorder:
     """A recorder that records nothing (a fleet run without a database)."""
@@ -109,21 +88,25 @@ class NullRecorder:
         pass
 
 
-class Recorder:
-    """Records a worker's connections and associations in PostgreSQL (one writer task)."""
+class Recorder(Writer):
+    """Records a worker's connections and associations, the keys and counters that moved and the pushes
+    settled, in PostgreSQL (the engine, `fleet.store.writer`: one task, one connection)."""
+
+    RETRY = (RETRY_MIN, RETRY_MAX)
 
     def __init__(self, url: str, conn: asyncpg.Connection, *, shard: range, slot: int | None,
                  transport: str, clock, security_of: Callable[[int], object | None],
                  take_dirty: Callable[[], set[int]], batch_size: int = BATCH_SIZE,
                  flush_interval: float = FLUSH_INTERVAL, max_queue: int = MAX_QUEUE) -> None:
+        super().__init__("database writer", url, sql.CREATE_STAGING, interval=flush_interval,
+                         command_timeout=COMMAND_TIMEOUT)
+        self._conn.conn = conn
         self.url = url
         self.shard = shard
         # what the recorder needs of the meters: a meter's keys and counters, and the meters whose moved
         self._security_of = security_of
         self._take_dirty = take_dirty
-        self._conn = WriterConnection(url, sql.CREATE_STAGING, COMMAND_TIMEOUT, conn)
         self._batch_size = batch_size
-        self._flush_interval = flush_interval
         self._max_queue = max_queue
         self._clock = clock
         self._transport = transport
@@ -133,17 +116,12 @@ class Recorder:
         self._open_connections: set[uuid.UUID] = set()
         self._associations: dict[uuid.UUID, dict[int, uuid.UUID]] = {}  # connection -> client SAP -> id
         self._terminated: dict[uuid.UUID, str] = {}
-        self._wake = asyncio.Event()
-        self._closing = False
-        self._task: asyncio.Task | None = None
         # tallies, pushed to prometheus by flush_metrics
         self.rows_written: dict[str, int] = {"active_connections": 0, "client_associations": 0}
         self.dropped = 0
-        self.errors = 0
         self.discarded = 0
         self._reported = {"rows": dict(self.rows_written), "dropped": 0, "errors": 0, "discarded": 0}
         self._keys_due = 0.0
-        self._backoff = Backoff(RETRY_MIN, RETRY_MAX)
         self._keys_pending: set[int] = set()
         self._pushes: list[tuple] = []  # settled pushes, written with the keys (once a second)
         self._alarms: list[tuple] = []  # ESW bits of settled alert pushes (eswf_push_alarms)
@@ -172,7 +150,7 @@ class Recorder:
             raise FleetError(f"database at {pg.redact(url)} refused the fleet's meters: {pg.one_line(e)}") from None
         rec = cls(url, conn, shard=shard, slot=slot, transport=options.transport.value, clock=clock,
                   security_of=security_of, take_dirty=take_dirty, **kwargs)
-        rec._task = asyncio.get_running_loop().create_task(rec._run(), name="fleet-recorder")
+        rec.start()
         return rec
 
     # -- called from the event loop: append, never block --------------------------------------------
@@ -184,8 +162,8 @@ class Recorder:
     def _push(self, entry: tuple) -> None:
         q = self._queue
         q.append(entry)
-        if len(q) >= self._batch_size and not self._wake.is_set():
-            self._wake.set()
+        if len(q) >= self._batch_size:
+            self.wake()
 
     def _full(self) -> bool:
         if len(self._queue) >= self._max_queue:
@@ -194,7 +172,7 @@ class Recorder:
         return False
 
     def connection_opened(self, proto) -> None:
-        if self._closing or self._full():
+        if self.closing or self._full():
             return
         cid = proto.connection_id
         self._open_connections.add(cid)
@@ -219,7 +197,7 @@ class Recorder:
             self._push((_CONN_CLOSE, t, proto.meter_id, cid, reason, sim))
 
     def association_established(self, proto, ev) -> None:
-        if self._closing or self._full():
+        if self.closing or self._full():
             return
         t, sim = time.time(), self._sim()
         cid = proto.connection_id
@@ -237,7 +215,7 @@ class Recorder:
         ))
 
     def association_rejected(self, proto, ev) -> None:
-        if self._closing or self._full():
+        if self.closing or self._full():
             return
         spec = _ASSOCIATION_BY_SAP.get(ev.client_sap)
         self._push((
@@ -258,6 +236,15 @@ class Recorder:
     def depth(self) -> int:
         """Events not yet written (queued plus the batch in flight)."""
         return len(self._queue) + (self._pending[2] if self._pending else 0)
+
+    def waiting(self) -> int:
+        return self.depth()
+
+    def urgent(self) -> bool:
+        return len(self._queue) >= self._batch_size
+
+    def finished(self) -> bool:
+        return not self.depth() and not (self._pushes or self._queued or self._keys_pending)
 
     def lag(self) -> float:
         """Age in seconds of the oldest event not yet written (0 when all are written)."""
@@ -286,17 +273,6 @@ class Recorder:
                 counter.inc(delta)
                 rep[name] += delta
 
-    # -- shutdown -----------------------------------------------------------------------------------
-
-    async def close(self, timeout: float) -> None:
-        """Write what is queued within ``timeout`` seconds, then close the connection."""
-        self._closing = True
-        self._wake.set()
-        await finish(self._task, timeout)
-        if self.depth():
-            log.warning("database writer stopped with %d event(s) unwritten", self.depth())
-        await self._conn.close()
-
     def push_settled(self, meter_id: int, push_ln: str, due: float, push_id: int, outcome: str, attempts: int,
                      bits: tuple = (), raised: float | None = None, acknowledged: bool = False) -> None:
         """A push was sent or has failed for good (dial mode); an alert push settles its ESW bits too
@@ -312,90 +288,55 @@ class Recorder:
         self._queued[(meter_id, message_id)] = (meter_id, message_id, push_ln, timestamp(due), payload, attempts, status,
                                                 _dt.datetime.now(_dt.UTC))
 
-    # -- the writer task ----------------------------------------------------------------------------
+    # -- the writer's passes ---------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        await serve_forever(self._serve, self._fault)
-
-    def _fault(self, e: Exception) -> float:
-        """A fault of ours in the writer's loop: counted and logged; the loop runs again, the batch kept."""
+    def failed(self, e: BaseException) -> None:
         self.errors += 1
-        self._conn.drop()
-        delay = self._backoff.next()
-        log.error("database writer failed (%s); running it again in %.1f s with %d event(s) waiting",
-                  pg.one_line(e), delay, self.depth(), exc_info=True)
-        return delay
+        if self.failing == 1:
+            log.warning("database write failed, retrying: %s", pg.one_line(e))
 
-    async def _serve(self) -> None:
-        failing = False
-        while True:
-            if self._pending is None:
-                if len(self._queue) < self._batch_size and not self._closing:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), self._flush_interval)
-                    except TimeoutError:
-                        pass
-                if self._closing or time.monotonic() >= self._keys_due:
-                    await self._write_keys()
-                if not self._queue:
-                    if self._closing:
-                        return
-                    continue
-                self._pending = self._take()
-            conn = None
-            try:
-                conn = await self._conn.get()
-                try:
-                    await self._write(conn, self._pending)
-                except Exception as e:  # noqa: BLE001 - sorted below: refused, or kept for a retry
-                    # Failing to connect is never the batch's fault; a refused batch is written row by row.
-                    if not _is_poison(e):
-                        raise
-                    self.errors += 1
-                    log.warning("database refused a batch of %d event(s) (%s); writing it row by row",
-                                self._pending[2], pg.one_line(e))
-                    self._conn.drop()
-                    await self._write_apart(self._pending)
-            except Exception as e:  # noqa: BLE001 - the batch is kept and retried
-                self.errors += 1
-                self._conn.drop()
-                if not failing:
-                    log.warning("database write failed, retrying: %s", pg.one_line(e))
-                    failing = True
-                await asyncio.sleep(self._backoff.next())
-                continue
-            if failing:
-                log.info("database writes resumed")
-                failing = False
-            self._backoff.reset()
-            self._pending = None
+    def recovered(self) -> None:
+        log.info("database writes resumed")
 
-    async def _write_apart(self, batch: tuple[list, list, int, float]) -> None:
+    async def write_due(self, conn: WriterConnection) -> None:
+        if self.closing or time.monotonic() >= self._keys_due:
+            await self._write_keys(conn)
+        if self._pending is None:
+            if not self._queue:
+                return
+            self._pending = self._take()
+        db = await conn.get()
+        try:
+            await self._write(db, self._pending)
+        except REFUSED as e:
+            # the database refused a row (the one rule, `fleet.store.writer`): the batch row by row
+            log.warning("database refused a batch of %d event(s) (%s); writing it row by row",
+                        self._pending[2], pg.one_line(e))
+            conn.drop()
+            await self._write_apart(conn, self._pending)
+        self._pending = None
+
+    async def _write_apart(self, conn: WriterConnection, batch: tuple[list, list, int, float]) -> None:
         """Write ``batch`` one staged row at a time, each in its own transaction: a row the database refuses
         is logged and counted (``discarded``), the others are written (a retryable failure raises, and the
         whole batch is tried again: its writes are idempotent)."""
         connections, associations, _, oldest = batch
-        conn = await self._conn.get()
+        db = await conn.get()
         for one in [([row], [], 1, oldest) for row in connections] + [([], [row], 1, oldest) for row in associations]:
             try:
-                await self._write(conn, one)
-            except Exception as e:  # noqa: BLE001 - a refused row is reported; anything else retried
-                if not _is_poison(e):
-                    raise
+                await self._write(db, one)
+            except REFUSED as e:
                 self.discarded += 1
                 row = (one[0] or one[1])[0]
                 log.error("database refused a row of meter %s (%s), left out: %s", row[0], row[1], pg.one_line(e))
-                self._conn.drop()
-                conn = await self._conn.get()
 
-    async def _write_keys(self) -> None:
+    async def _write_keys(self, conn: WriterConnection) -> None:
         """Write the keys and counters of the meters whose security state moved (about once a second).
         A failure keeps them for the next try; counters only grow in the table, so a late or repeated
         write is harmless."""
         self._keys_due = time.monotonic() + KEYS_INTERVAL
         if self._pushes or self._queued:
-            await self._write_pushes()
+            await self._write_pushes(conn)
         self._keys_pending |= self._take_dirty()
         if not self._keys_pending:
             return
@@ -411,47 +352,41 @@ class Recorder:
                     cert_rows += keys.certificate_rows(meter_id, sec)
                     written_certs.append(sec)
         try:
-            conn = await self._conn.get()
-            async with conn.transaction():
-                await conn.copy_records_to_table(sql.STAGE_KEYS, records=records, columns=sql.KEY_COLUMNS)
-                await conn.execute(sql.UPSERT_KEYS)
+            db = await conn.get()
+            async with db.transaction():
+                await db.copy_records_to_table(sql.STAGE_KEYS, records=records, columns=sql.KEY_COLUMNS)
+                await db.execute(sql.UPSERT_KEYS)
                 if cert_meters:
-                    await conn.execute(sql.REPLACE_CERTIFICATES, cert_meters)
-                    await conn.copy_records_to_table("certificates", records=cert_rows, columns=sql.CERT_COLUMNS)
-        except Exception as e:  # noqa: BLE001 - kept for the next try
-            self.errors += 1
-            self._conn.drop()
+                    await db.execute(sql.REPLACE_CERTIFICATES, cert_meters)
+                    await db.copy_records_to_table("certificates", records=cert_rows, columns=sql.CERT_COLUMNS)
+        except BaseException:  # kept for the next pass
             for sec in written_certs:
                 sec.certs_changed = True
-            log.warning("writing meter keys failed, retrying: %s", pg.one_line(e))
-            return
+            raise
         self.rows_written["meter_keys"] = self.rows_written.get("meter_keys", 0) + len(records)
         self._keys_pending.clear()
 
-    async def _write_pushes(self) -> None:
+    async def _write_pushes(self, conn: WriterConnection) -> None:
         batch, self._pushes = self._pushes, []
         alarms, self._alarms = self._alarms, []
         queued, self._queued = self._queued, {}
         try:
-            conn = await self._conn.get()
-            async with conn.transaction():
+            db = await conn.get()
+            async with db.transaction():
                 if queued:
-                    await conn.copy_records_to_table(sql.STAGE_MESSAGES, records=list(queued.values()),
-                                                     columns=sql.MESSAGE_COLUMNS)
-                    await conn.execute(sql.UPSERT_MESSAGES)
-                await conn.copy_records_to_table(sql.STAGE_PUSH_DUE, records=batch, columns=sql.PUSH_DUE_COLUMNS)
-                await conn.execute(sql.INSERT_PUSH_DUE)
+                    await db.copy_records_to_table(sql.STAGE_MESSAGES, records=list(queued.values()),
+                                                   columns=sql.MESSAGE_COLUMNS)
+                    await db.execute(sql.UPSERT_MESSAGES)
+                await db.copy_records_to_table(sql.STAGE_PUSH_DUE, records=batch, columns=sql.PUSH_DUE_COLUMNS)
+                await db.execute(sql.INSERT_PUSH_DUE)
                 if alarms:
-                    await conn.copy_records_to_table(sql.STAGE_ALARMS, records=alarms, columns=sql.ALARM_COLUMNS)
-                    await conn.execute(sql.UPSERT_ALARMS)
-        except Exception as e:  # noqa: BLE001 - kept for the next try; the key makes a repeat a no-op
-            self.errors += 1
-            self._conn.drop()
+                    await db.copy_records_to_table(sql.STAGE_ALARMS, records=alarms, columns=sql.ALARM_COLUMNS)
+                    await db.execute(sql.UPSERT_ALARMS)
+        except BaseException:  # kept for the next pass; the key makes a repeat a no-op
             self._pushes = batch + self._pushes
             self._alarms = alarms + self._alarms
             self._queued = {**queued, **self._queued}
-            log.warning("writing settled pushes failed, retrying: %s", pg.one_line(e))
-            return
+            raise
         self.rows_written["push_due"] = self.rows_written.get("push_due", 0) + len(batch)
 
     def _take(self) -> tuple[list, list, int, float]:

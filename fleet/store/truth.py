@@ -50,7 +50,7 @@ from pathlib import Path
 import asyncpg
 
 from fleet.store import pg, sql
-from fleet.store.writer import Backoff, WriterConnection, serve_forever, timestamp, write_batch
+from fleet.store.writer import Writer, WriterConnection, finish, timestamp, write_batch
 from meter_core.device import eventprofiles, logbook
 from meter_core.device.clock import IST_S
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
@@ -272,9 +272,6 @@ _REMOVING = "removing a written spool file"
 _OPENING_SPOOL = "opening the spool folder"
 _DATABASE_STAGES = frozenset({_CONNECTING, _READING_PROGRESS, _WRITING})
 
-# Failures a pass of the writer meets and retries with back-off: the database or the link to it, the
-# disk, the descriptor table. Anything else is a fault of ours; the writer restarts its loop after it.
-_TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, pickle.PicklingError)
 _FD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 # A failure repeating with the same reason and step is logged again at most this often (wall seconds).
 LOG_EVERY = 30.0
@@ -298,24 +295,27 @@ def failure_reason(e: BaseException, stage: str) -> tuple[str, str]:
     return "internal", "internal error"
 
 
-class GroundTruthWriter:
+class GroundTruthWriter(Writer):
     """One per worker: produces its meters' captures in simulated-time order and writes them.
 
-    One task (`start`) loops: produce what the clock made due, write the spool (oldest first) and the
-    queue, sleep a tick. A failed pass is logged as what it is, counted, and retried with back-off;
-    its rows go to the spool, or stay in memory if the spool cannot take them either. A fault of ours
-    restarts the loop (counted, logged with its traceback) with everything it held. Only
-    cancellation ends the task, apart from `close`.
+    A pass of the writer engine (`fleet.store.writer`, one task from `start`) produces what the clock
+    made due, writes the spool (oldest first) and the queue; passes run a tick apart. A failed pass is
+    logged as what it is, counted, and retried with back-off; its rows go to the spool, or stay in
+    memory if the spool cannot take them either. A fault of ours restarts the loop (counted, logged
+    with its traceback) with everything it held. Only cancellation ends the task, apart from `close`.
     """
 
     def __init__(self, url: str, *, shard: range, clock, start: float, meter_for_rows: Callable[[int], object],
                  spool_dir: Path, step: float = STEP, batch_rows: int = BATCH_ROWS,
                  max_queue_rows: int = MAX_QUEUE_ROWS) -> None:
+        label = f"{shard.start}-{shard.stop}"  # the shard, as metrics and logs name it
+        super().__init__(f"ground truth {label}", url, sql.CREATE_PROFILE_STAGING, interval=TICK,
+                         retry=(RETRY_MIN, RETRY_MAX))
         self.url = url
         self.shard = shard
         self.clock = clock  # the worker's simulated clock
         self.meter_for_rows = meter_for_rows  # meter_id -> the meter whose captures are computed
-        self.label = f"{self.shard.start}-{self.shard.stop}"  # the shard, as metrics and logs name it
+        self.label = label
         self.spool_dir = spool_dir
         self.step = step
         self.batch_rows = batch_rows
@@ -331,42 +331,24 @@ class GroundTruthWriter:
         self.rows_written = {t: 0 for t in sql.PROFILE_TABLES}
         self.refused = 0
         self.backpressure = 0
-        self.errors = 0  # failed steps, all reasons
-        self.errors_by_reason: dict[str, int] = {}
+        self.errors_by_reason: dict[str, int] = {}  # failed steps by reason (`errors`: all reasons)
         self.spooled_rows = 0  # rows moved to the spool, in all
-        self.restarts = 0  # loop restarts after a fault of ours
-        self._conn = WriterConnection(url, sql.CREATE_PROFILE_STAGING, command_timeout=30.0)
         self._spool: deque[_Spooled] | None = None  # read from the folder by the task, lazily
         self._seq = 0
         self._resumed = False
         self._claims = bool(self.shard)  # record progress (off for an empty shard, or a database without 0015)
-        self._backoff = Backoff(RETRY_MIN, RETRY_MAX)
-        self._failing = 0
         self._logged: dict[tuple[str, str], tuple[float, int]] = {}
         self._stage = ""
-        self._stopping = False
         self._stop_at = math.inf
-        self._task: asyncio.Task | None = None
         self._reported: dict | None = None
         self._gauges: tuple | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="fleet-groundtruth")
-
-    @property
-    def alive(self) -> bool:
-        """The writer's task is running."""
-        return self._task is not None and not self._task.done()
-
     async def close(self, timeout: float) -> None:
         """Produce up to now, write what can be written within ``timeout``, spool the rest."""
-        self._stopping = True
         self._stop_at = self.clock.sim(time.monotonic())  # the captures up to the stop, no further
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
+        self.closing = True
+        self.wake()
+        await finish(self._task, timeout)
         if self.queue:
             try:
                 self._spool_queue()
@@ -431,12 +413,12 @@ class GroundTruthWriter:
             return 0
         now = time.monotonic()
         sim_now = self.clock.sim(now)
-        if self._stopping:
+        if self.closing:
             sim_now = min(sim_now, self._stop_at)
         queued = 0
         batch: _Batch | None = None
         try:
-            while self._next_boundary() <= sim_now or (self._stopping and self.cursor < sim_now):
+            while self._next_boundary() <= sim_now or (self.closing and self.cursor < sim_now):
                 if self.queued_rows + (batch.n if batch is not None else 0) >= self.max_queue_rows:
                     self.backpressure += 1
                     break
@@ -480,9 +462,33 @@ class GroundTruthWriter:
 
     # -- writing -------------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        """The task: `_serve`, run again after any fault but cancellation (what it holds is kept)."""
-        await serve_forever(self._serve, self._fault)
+    def waiting(self) -> int:
+        return self.rows_waiting
+
+    def finished(self) -> bool:
+        return not self._resumed or (not self.queue and self.cursor >= self._stop_at)
+
+    async def write_due(self, conn: WriterConnection) -> None:
+        # What an earlier worker of this shard spooled is written before reading where the history
+        # ends, so that it counts (a run started after that worker's end then fills the gap).
+        if not self._resumed:
+            if self.closing:
+                return
+            await self._drain()
+            await self._resume()
+        self._stage = ""
+        await self._produce()
+        await self._drain()
+
+    def keep(self) -> None:
+        self._try_spool()
+
+    def failed(self, e: BaseException) -> None:
+        self._failed(e)
+
+    def recovered(self) -> None:
+        log.info("ground truth %s: writing again after %d failed attempt(s)", self.label, self.failing)
+        self._logged.clear()
 
     def _fault(self, e: Exception) -> float:
         self.restarts += 1
@@ -495,39 +501,6 @@ class GroundTruthWriter:
                 "waiting", self.label, f" while {self._stage}" if self._stage else "", pg.one_line(e), delay,
                 self.rows_waiting, exc_info=True)
         return delay
-
-    async def _serve(self) -> None:
-        # What an earlier worker of this shard spooled is written before reading where the history
-        # ends, so that it counts (a run started after that worker's end then fills the gap).
-        while not self._resumed:
-            if self._stopping:
-                return
-            try:
-                await self._drain()
-                await self._resume()
-            except _TRANSIENT as e:
-                self._failed(e)
-                self._conn.drop()
-                await asyncio.sleep(self._backoff.next())
-        while True:
-            self._stage = ""
-            await self._produce()
-            try:
-                await self._drain()
-            except _TRANSIENT as e:
-                self._failed(e)
-                self._conn.drop()
-                self._try_spool()
-                await asyncio.sleep(self._backoff.next())
-                continue
-            if self._failing:
-                log.info("ground truth %s: writing again after %d failed attempt(s)", self.label, self._failing)
-                self._failing = 0
-                self._logged.clear()
-            self._backoff = Backoff(RETRY_MIN, RETRY_MAX)
-            if self._stopping and not self.queue and self.cursor >= self._stop_at:
-                return
-            await asyncio.sleep(TICK)
 
     async def _resume(self) -> None:
         """Set the cursor where the shard's written history ends (the run's start if it has none)."""
@@ -702,7 +675,6 @@ class GroundTruthWriter:
         stage = self._stage
         reason, what = failure_reason(e, stage)
         self._count(reason)
-        self._failing += 1
         key = (reason, stage)
         now = time.monotonic()
         last, repeats = self._logged.get(key, (-math.inf, 0))

@@ -1,11 +1,20 @@
-"""The writer engine every table goes through: one task per writer with one connection of its own,
-batches, back-off, and the one failure rule (DESIGN.md, "Storage"; STYLE.md section 9).
+"""The writer engine every table goes through (DESIGN.md, "Storage"; STYLE.md section 9).
 
-The rule: a batch that cannot be written is kept (in memory, or spooled to disk where the writer has a
-spool) and retried with back-off on a new connection, before anything newer; it is never dropped, and
-the writer task never dies of a failure. A row the database refuses for good (a constraint, a value it
-cannot take) is not a batch that cannot be written: the batch is written again row by row and each
-refused row is reported with its meter and time and counted (`write_batch`), the rest written.
+`Writer` is the one loop: a task with one connection of its own that writes what its owner holds, in
+passes, and waits between them (a set interval, or until the owner wakes it). Each family of tables is a
+subclass that says what a pass writes (`Writer.write_due`); the loop, the connection, back-off, the
+failure rule, logging and shutdown are here, once:
+
+- A pass that cannot be written (the database or the link to it, the disk, the descriptor table:
+  `TRANSIENT`) is kept by its writer (in memory, or spooled to disk where the writer has a spool:
+  `Writer.keep`) and tried again with back-off on a new connection, before anything newer; it is never
+  dropped.
+- A row the database refuses for good (a constraint, a value it cannot take: `REFUSED`) is not a batch
+  that cannot be written: the batch is written again row by row and each refused row is reported with
+  its meter and time and counted (`write_batch`), the rest written.
+- Any other failure is a fault of ours: counted, logged with its traceback, and the loop runs again
+  after a back-off delay with everything it held. Only cancellation (after `Writer.close`'s time-out)
+  ends the task.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import logging
+import pickle
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -43,6 +53,9 @@ def rowcount(status: str) -> int:
 # of range) or asyncpg cannot encode it (COPY raises TypeError, ValueError or OverflowError; a query
 # argument its client-side DataError, a ValueError).
 REFUSED = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, TypeError, ValueError, ArithmeticError)
+# What makes a pass fail now and succeed later: the database or the link to it, the disk, the descriptor
+# table (a spool file that cannot be pickled is the disk's business too).
+TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, pickle.PicklingError)
 
 
 async def write_batch(conn: asyncpg.Connection, batch: dict[str, list[tuple]],
@@ -169,3 +182,126 @@ async def serve_forever(serve: Callable[[], Awaitable[None]], on_fault: Callable
             raise
         except Exception as e:  # noqa: BLE001 - the writer must outlive any failure
             await asyncio.sleep(on_fault(e))
+
+
+class Writer:
+    """The writer engine: one task, one connection, passes of `write_due` with back-off on failure.
+
+    A subclass holds the rows of its tables and writes what is due in `write_due`, taking the connection
+    from ``conn.get()`` only when it has something to write; if the pass raises, what it took must be
+    back where the next pass finds it (a failure is never a loss). Between passes the loop waits
+    ``interval`` seconds (None: until `wake`), or less when `urgent` says a pass is due now. `close`
+    lets the writer finish what it holds (`finished`) within a time-out.
+    """
+
+    RETRY = (0.1, 5.0)  # back-off bounds (seconds) of a failing writer
+
+    def __init__(self, label: str, url: str, setup_sql: str, *, interval: float | None,
+                 command_timeout: float = 30.0, retry: tuple[float, float] | None = None) -> None:
+        self.label = label  # how the logs name this writer
+        self.interval = interval
+        self._conn = WriterConnection(url, setup_sql, command_timeout)
+        self._backoff = Backoff(*(retry or self.RETRY))
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.closing = False
+        self.failing = 0  # failed passes in a row
+        self.errors = 0  # failed passes and faults, in all
+        self.restarts = 0  # loop restarts after a fault of ours
+
+    # -- what a family of tables says ------------------------------------------------------------------
+
+    async def write_due(self, conn: WriterConnection) -> None:
+        """Write what is due. Raising leaves what was taken for the next pass."""
+        raise NotImplementedError
+
+    def waiting(self) -> int:
+        """Rows (or events) held and not written yet."""
+        raise NotImplementedError
+
+    def urgent(self) -> bool:
+        """A pass is due now, without waiting for the interval."""
+        return False
+
+    def finished(self) -> bool:
+        """Closing, the writer has nothing left to write."""
+        return not self.waiting()
+
+    def keep(self) -> None:
+        """After a failed pass: put what is held somewhere safer if the writer has such a place (a spool)."""
+
+    def failed(self, e: BaseException) -> None:
+        """Count and report a failed pass (the first of a run of failures; the rest are counted only)."""
+        self.errors += 1
+        if self.failing == 1:
+            log.warning("%s: cannot write (%s); %d waiting, retrying", self.label, one_line(e), self.waiting())
+
+    def recovered(self) -> None:
+        """Report that a pass went through after failures."""
+        log.info("%s: writing again after %d failed attempt(s)", self.label, self.failing)
+
+    # -- the task --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(serve_forever(self._serve, self._fault),
+                                                            name=f"fleet-writer-{self.label}")
+
+    @property
+    def alive(self) -> bool:
+        """The writer's task is running."""
+        return self._task is not None and not self._task.done()
+
+    def wake(self) -> None:
+        """Run a pass now (the owner has something urgent)."""
+        self._wake.set()
+
+    async def close(self, timeout: float) -> None:
+        """Write what is held within ``timeout`` seconds (cancel the task after that), close the connection."""
+        self.closing = True
+        self._wake.set()
+        await finish(self._task, timeout)
+        if self.waiting():
+            log.warning("%s: stopped with %d unwritten", self.label, self.waiting())
+        await self._conn.close()
+
+    async def _serve(self) -> None:
+        while True:
+            try:
+                await self.write_due(self._conn)
+            except TRANSIENT as e:
+                self.failing += 1
+                self._conn.drop()
+                self.failed(e)
+                self.keep()
+                await asyncio.sleep(self._backoff.next())
+                continue
+            if self.failing:
+                self.recovered()
+                self.failing = 0
+            self._backoff.reset()
+            if self.closing:
+                if self.finished():
+                    return
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            if self.urgent():
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+    def _fault(self, e: Exception) -> float:
+        """A fault of ours in a pass: counted, logged with its traceback; the loop runs again after a delay."""
+        self.errors += 1
+        self.restarts += 1
+        delay = self._backoff.next()
+        # Even reporting may fail (a log handler with no descriptor left): nothing here may end the task.
+        try:
+            self._conn.drop()
+            log.error("%s: writer failed (%s); running it again in %.1f s with %d waiting", self.label,
+                      one_line(e), delay, self.waiting(), exc_info=True)
+        except Exception:  # noqa: BLE001, S110 - see above
+            pass
+        return delay

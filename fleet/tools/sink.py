@@ -18,8 +18,8 @@ from collections import Counter
 
 from fleet.runtime.listen import raise_fd_limit
 from fleet.settings import counter_floor
-from fleet.store import pg, sql
-from fleet.store.writer import Backoff, WriterConnection, write_batch
+from fleet.store import sql
+from fleet.store.writer import Writer, WriterConnection, write_batch
 from meter_core import NEED_DATA
 from meter_core.codec import crypto as sec
 from meter_core.codec.apdu import DataNotification, DataNotificationConfirm, decode_apdu, encode_apdu
@@ -150,23 +150,57 @@ class _Conn(asyncio.Protocol):
         self.sink._conns.discard(self)
 
 
+class PushWriter(Writer):
+    """Writes the pushes taken to ``push_received`` every flush interval (the engine, `fleet.store.writer`;
+    keys make a repeat of a batch a no-op)."""
+
+    def __init__(self, url: str, flush_interval: float) -> None:
+        super().__init__("hes-sink", url, sql.CREATE_PUSH_RECEIVED_STAGE, interval=flush_interval,
+                         command_timeout=COMMAND_TIMEOUT, retry=(flush_interval, RETRY_MAX))
+        self.pending: list[tuple] = []
+        self.recorded = 0
+
+    def waiting(self) -> int:
+        return len(self.pending)
+
+    async def write_due(self, conn: WriterConnection) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        try:
+            written, refused = await write_batch(await conn.get(), {"push_received": batch}, sql.PUSH_RECEIVED_COLUMNS)
+        except BaseException:
+            self.pending = batch + self.pending
+            raise
+        self.recorded += written.get("push_received", 0)
+        for report in refused:
+            log.error("push refused by the database: %s", report)
+
+
 class PushSink:
     """The receiver and its writer task."""
 
     def __init__(self, url: str, directory: Directory, *, flush_interval: float = 0.2) -> None:
         self.url = url
         self.directory = directory
-        self.flush_interval = flush_interval
-        self.pending: list[tuple] = []
+        self.writer = PushWriter(url, flush_interval)
         self.received = 0
-        self.recorded = 0
         self.confirmed = 0
         self._counters: dict[int, int] = {}  # invocation counters of the confirms sent, per meter
         self.refused: Counter[str] = Counter()
         self.connections = 0
         self._server = None
-        self._writer = None
         self._conns: set = set()
+
+    @property
+    def pending(self) -> list[tuple]:
+        """Pushes taken and not written yet."""
+        return self.writer.pending
+
+    @property
+    def recorded(self) -> int:
+        """Pushes written to ``push_received``."""
+        return self.writer.recorded
 
     def take(self, apdu: bytes, peer: str) -> bytes | None:
         """Record one push; for a confirmed push, return the Data-Notification-Confirm to send back
@@ -178,7 +212,7 @@ class PushSink:
             log.debug("%s: %s", peer, e)
             return None
         self.received += 1
-        self.pending.append((meter_id, push_ln, stamp, invoke, ciphered, len(apdu), peer, body))
+        self.writer.pending.append((meter_id, push_ln, stamp, invoke, ciphered, len(apdu), peer, body))
         if not confirm or not ciphered:
             return None
         self.confirmed += 1
@@ -193,31 +227,7 @@ class PushSink:
         raise_fd_limit()  # thousands of meters connect at once
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Conn(self), host, port, reuse_address=True, backlog=4096)
-        self._writer = loop.create_task(self._write_loop())
-
-    async def _write_loop(self) -> None:
-        """Write what was taken every ``flush_interval``; a batch that fails is kept and retried with back-off
-        (keys make a repeat a no-op), a row the database refuses is logged and left out (`write_batch`)."""
-        conn = WriterConnection(self.url, sql.CREATE_PUSH_RECEIVED_STAGE, COMMAND_TIMEOUT)
-        backoff = Backoff(self.flush_interval, RETRY_MAX)
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            if not self.pending:
-                continue
-            batch, self.pending = self.pending, []
-            try:
-                written, refused = await write_batch(await conn.get(), {"push_received": batch},
-                                                     sql.PUSH_RECEIVED_COLUMNS)
-            except Exception as e:  # noqa: BLE001 - kept for the next try: the writer outlives any failure
-                log.warning("writing pushes failed, retrying: %s", pg.one_line(e))
-                self.pending = batch + self.pending  # nothing lost; keys make a repeat a no-op
-                conn.drop()
-                await asyncio.sleep(backoff.next())
-                continue
-            backoff.reset()
-            self.recorded += written.get("push_received", 0)
-            for report in refused:
-                log.error("push refused by the database: %s", report)
+        self.writer.start()
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop taking pushes: no new connections; the open ones hung up once nothing has come in on them
@@ -233,11 +243,7 @@ class PushSink:
             for c in list(self._conns):
                 c.transport.abort()
             await self._server.wait_closed()
-        if self._writer is not None:
-            deadline = time.monotonic() + 5
-            while self.pending and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            self._writer.cancel()
+        await self.writer.close(5.0)
 
 
 __all__ = ["Directory", "PushSink", "receive"]
