@@ -6,6 +6,10 @@ so (RSS - fixed) / meters is what one more idle meter costs. In the same run, a 
 opens the same number of listening sockets and nothing else: the ceiling set by the event loop and
 the kernel objects.
 
+Both figures are also given as a slope: the RSS at N meters less the RSS at N/2, per meter. What a
+process holds before its first meter (the modules it imported, how the allocator laid them out) is in
+both runs and drops out, so the slope is what one more meter costs and nothing else.
+
     python -m bench.memory [--meters 20000] [--workers 2]
 """
 
@@ -40,6 +44,31 @@ def bare_listeners(port_base: int, count: int, out) -> None:
         r.run(main())
 
 
+def fleet_rss(options: FleetOptions, workers: int) -> list[int]:
+    """RSS of each of ``workers`` fleet workers listening for ``options.meters`` meters between them."""
+    procs = []
+    try:
+        for slot, shard in enumerate(split_range(range(options.meters), workers)):
+            procs.append(spawn_worker(options, shard, slot))  # keep the pipe: a worker stops when it closes
+        return [rss_bytes(p.pid) for p, _ in procs]
+    finally:
+        for p, _ in procs:
+            stop(p)
+
+
+def bare_listeners_rss(ctx, port_base: int, n: int, workers: int) -> list[int]:
+    """RSS of each of ``workers`` bare listener processes holding ``n`` listening sockets between them."""
+    out = []
+    for shard in split_range(range(n), workers):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=bare_listeners, args=(port_base + shard.start, len(shard), child), daemon=True)
+        p.start()
+        parent.recv()
+        out.append(rss_bytes(p.pid))
+        stop(p)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--meters", type=int, default=20000)
@@ -54,25 +83,14 @@ def main(argv=None) -> int:
     fixed = rss_bytes(small.pid)
     stop(small)
 
-    procs = []
-    try:
-        for slot, shard in enumerate(split_range(range(n), w)):
-            procs.append(spawn_worker(options, shard, slot))  # keep the pipe: a worker stops when it closes
-        rss = [rss_bytes(p.pid) for p, _ in procs]
-    finally:
-        for p, _ in procs:
-            stop(p)
+    rss = fleet_rss(options, w)
     per_meter = (sum(rss) - fixed * w) / (n - 10 * w)
+    half_rss = fleet_rss(FleetOptions(meters=n // 2, port_base=args.port_base), w)
+    slope = (sum(rss) - sum(half_rss)) / (n - n // 2)
 
     ctx = multiprocessing.get_context("spawn")
-    bare_rss = []
-    for shard in split_range(range(n), w):
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=bare_listeners, args=(args.port_base + shard.start, len(shard), child), daemon=True)
-        p.start()
-        parent.recv()
-        bare_rss.append(rss_bytes(p.pid))
-        stop(p)
+    bare_rss = bare_listeners_rss(ctx, args.port_base, n, w)
+    bare_slope = (sum(bare_rss) - sum(bare_listeners_rss(ctx, args.port_base, n // 2, w))) / (n - n // 2)
     parent, child = ctx.Pipe()
     p = ctx.Process(target=bare_listeners, args=(args.port_base, 10, child), daemon=True)
     p.start()
@@ -87,6 +105,8 @@ def main(argv=None) -> int:
     print(f"fleet: {per_meter:.0f} B per idle meter ({per_meter / 1024:.2f} KiB; aim <= 4 KiB)")
     print(f"bare uvloop listeners: {bare_per:.0f} B per listening socket (fixed {bare_fixed / 2**20:.1f} MiB)")
     print(f"ratio fleet / bare per meter: {per_meter / bare_per:.2f}")
+    print(f"slope {n // 2} -> {n} meters: fleet {slope:.0f} B per meter, bare {bare_slope:.0f} B per socket, "
+          f"ratio {slope / bare_slope:.2f}")
     return 0
 
 
