@@ -30,9 +30,8 @@ from meter_core.codec.apdu import SelectiveAccess
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_value
 from meter_core.codec.obis import ln
 from meter_core.connection import Transport
+from meter_core.device.clock import IST
 from meter_core.device.identity import FleetConfig, meter_identity
-
-IST = dt.timedelta(minutes=330)
 
 
 def _recv_frame(s: socket.socket, buf: bytearray) -> bytes:
@@ -48,7 +47,7 @@ def _recv_frame(s: socket.socket, buf: bytearray) -> bytes:
 
 
 def _selection() -> SelectiveAccess:
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None) + IST
+    now = dt.datetime.now(IST).replace(tzinfo=None)
     end = now.replace(minute=0, second=0, microsecond=0)
     start = end - dt.timedelta(days=30)
 
