@@ -20,6 +20,18 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from meter_core.cosem.is15959 import ASSOCIATIONS
+
+# The client SAPs a label may name: the meter's associations. A head-end (or a stranger) can put any
+# number in the wrapper header or HDLC address before it authenticates; those are all "other", so
+# the series stay bounded.
+_CLIENT_LABELS = {a.client_sap: str(a.client_sap) for a in ASSOCIATIONS}
+
+
+def client_label(client_sap: int) -> str:
+    """The ``client`` label of a client SAP: its number if the meter has an association for it, else "other"."""
+    return _CLIENT_LABELS.get(client_sap, "other")
+
 
 class BatchedHistogram:
     """A histogram that a worker adds to a batch at a time: so many observations per bucket and their sum,
@@ -179,9 +191,10 @@ class WorkerMetrics:
         self.refused: dict[str, int] = {}
         self.violations: dict[str, int] = {}
         self.internal_errors = 0
-        self.associations: dict[tuple[int, str], int] = {}
-        self.releases: dict[tuple[int, str], int] = {}
-        self.security_failures: dict[tuple[int, str], int] = {}
+        # keyed by (client label, outcome): `client_label`, so a stranger cannot grow them
+        self.associations: dict[tuple[str, str], int] = {}
+        self.releases: dict[tuple[str, str], int] = {}
+        self.security_failures: dict[tuple[str, str], int] = {}
         self.pushes: dict[tuple[str, str], int] = {}
         self.push_latency: list[float] = []
         self.dials: dict[str, int] = {}

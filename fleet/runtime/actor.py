@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 
+from fleet.metrics import client_label
 from fleet.store.journal import programmed_row
 from meter_core import NEED_DATA, notification
 from meter_core.connection import MeterConnection
@@ -260,7 +261,7 @@ class MeterProtocol(asyncio.Protocol):
                 v[ev.layer] = v.get(ev.layer, 0) + 1
             elif t is SecurityFailure:
                 f = w.metrics.security_failures
-                key = (ev.client_sap, ev.reason)
+                key = (client_label(ev.client_sap), ev.reason)
                 f[key] = f.get(key, 0) + 1
             elif t is InternalError:
                 w.metrics.internal_errors += 1

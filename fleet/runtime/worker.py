@@ -291,20 +291,22 @@ class Worker:
         self.recorder.connection_closed(proto)
 
     def association_established(self, proto, ev) -> None:
-        key = (ev.client_sap, "accepted")
+        client = metrics.client_label(ev.client_sap)
+        key = (client, "accepted")
         self.metrics.associations[key] = self.metrics.associations.get(key, 0) + 1
-        metrics.ASSOCIATIONS_OPEN.labels(str(ev.client_sap)).inc()
+        metrics.ASSOCIATIONS_OPEN.labels(client).inc()
         self.recorder.association_established(proto, ev)
 
     def association_rejected(self, proto, ev) -> None:
-        key = (ev.client_sap, "rejected")
+        key = (metrics.client_label(ev.client_sap), "rejected")
         self.metrics.associations[key] = self.metrics.associations.get(key, 0) + 1
         self.recorder.association_rejected(proto, ev)
 
     def association_released(self, proto, ev) -> None:
-        key = (ev.client_sap, ev.reason.value)
+        client = metrics.client_label(ev.client_sap)
+        key = (client, ev.reason.value)
         self.metrics.releases[key] = self.metrics.releases.get(key, 0) + 1
-        metrics.ASSOCIATIONS_OPEN.labels(str(ev.client_sap)).dec()
+        metrics.ASSOCIATIONS_OPEN.labels(client).dec()
         self.recorder.association_released(proto, ev)
 
     def connection_terminated(self, proto, ev) -> None:

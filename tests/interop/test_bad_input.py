@@ -9,10 +9,12 @@ import time
 
 import pytest
 from gurux_dlms.objects import GXDLMSClock
+from prometheus_client import REGISTRY
 
+from fleet import metrics
 from meter_core import NEED_DATA
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
-from meter_core.codec.apdu import decode_apdu
+from meter_core.codec.apdu import decode_apdu, encode_apdu
 from meter_core.codec.apdu.xdlms import ExceptionResponse, GetResponseNormal
 from meter_core.codec.errors import ExceptionServiceError, ExceptionStateError
 from meter_core.codec.wrapper import wrap
@@ -214,3 +216,31 @@ def test_a_flooding_head_end_is_answered_at_the_meters_pace_and_starves_nobody(w
     sender.join(5)
     assert answers == requests
     c.sock.close()
+
+
+def test_client_numbers_a_stranger_sends_do_not_grow_the_metric_series(wrapper_meters):
+    """Any number fits the wrapper's source wPort before authentication; the metrics label them "other",
+    so 300 strangers add one series, not 300 (issue 14: 3 000 numbers had made 3 064 series)."""
+    def series() -> dict[tuple[str, str], float]:
+        out = {}
+        for family in metrics.registry(REGISTRY).collect():
+            if family.name == "fleet_associations":
+                for s in family.samples:
+                    if s.name.endswith("_total"):
+                        out[(s.labels["client"], s.labels["result"])] = s.value
+        return out
+
+    aarq = encode_apdu(DlmsClient(ClientSettings(client_sap=16)).aarq())
+    before = series()
+    port = wrapper_meters.port(0)
+    for wport in range(1000, 1300):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(wrap(wport, 1, aarq))
+            assert s.recv(65536)  # an AARE (rejected) or the connection closed: either way an answer came
+    deadline = time.monotonic() + 10
+    while series().get(("other", "rejected"), 0) - before.get(("other", "rejected"), 0) < 300:
+        assert time.monotonic() < deadline, series()
+        time.sleep(0.1)
+    after = series()
+    assert {client for client, _ in after} <= {"16", "32", "48", "64", "80", "other"}
+    assert len(after) - len(before) <= 1
