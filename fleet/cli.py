@@ -24,7 +24,7 @@ import click
 
 from fleet.errors import FleetError
 from fleet.runtime.faults import Fault
-from fleet.settings import MODES, FleetOptions, RunSettings, parse_shard
+from fleet.settings import MODES, FleetOptions, RunSettings, ephemeral_ports, parse_shard
 from meter_core.connection import Transport
 from meter_core.device.clock import IST
 from meter_core.device.identity import DEFAULT_FLEET_SECRET, MeterKind, parse_mix
@@ -58,7 +58,7 @@ def _fleet_options(f):
         click.option("--host", default="127.0.0.1", show_default=True,
                      help="Address(es) the meters listen on, comma separated; more addresses give more ports."),
         click.option("--port-base", default=4059, show_default=True, type=click.IntRange(1, 65535),
-                     help="Meter i listens on port-base + i."),
+                     help="Meter i listens on port-base + i, skipping the ephemeral port range (then the next --host)."),
         click.option("--shard", default="0/1", show_default=True,
                      help="K/M: serve the K-th of M equal parts of the fleet (one Kubernetes pod each)."),
         click.option("--hls-mechanism", type=click.Choice(["high", "high-gmac", "high-ecdsa"]), default="high",
@@ -93,6 +93,7 @@ def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host,
         mode=mode,
         hosts=hosts,
         port_base=port_base,
+        ephemeral=ephemeral_ports(),
         shard=parse_shard(shard),
         hls_mechanism={"high": 2, "high-gmac": 5, "high-ecdsa": 7}[hls_mechanism],
         security_suite=security_suite,

@@ -6,6 +6,7 @@ export` and a test all agree on which process serves a meter and where a head-en
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -15,6 +16,33 @@ from meter_core.connection import Transport
 from meter_core.device.identity import DEFAULT_FLEET_SECRET, FleetConfig, MeterKind
 
 MAX_PORT = 65535
+# The ports the kernel picks a connection's local port from (net.ipv4.ip_local_port_range). A meter
+# listening on one of them collides with any outgoing connection of the host that drew it, and a local
+# client cannot reach meters that hold them all: listen mode keeps meter ports out of it.
+EPHEMERAL_PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+LINUX_EPHEMERAL_PORTS = (32768, 60999)  # the kernel's default
+
+
+def ephemeral_ports(path: str = EPHEMERAL_PORT_RANGE_FILE) -> tuple[int, int]:
+    """This host's ephemeral port range (first, last); Linux's default where the file cannot be read."""
+    try:
+        with open(path) as f:
+            first, last = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return LINUX_EPHEMERAL_PORTS
+    return first, last
+
+
+@functools.cache
+def port_runs(port_base: int, ephemeral: tuple[int, int]) -> tuple[range, ...]:
+    """The ports a meter may listen on, from ``port_base`` up, in order: below the ephemeral range, then
+    above it (empty if ``port_base`` is inside it: `FleetOptions` refuses that)."""
+    first, last = ephemeral
+    if port_base < first:
+        return tuple(r for r in (range(port_base, first), range(last + 1, MAX_PORT + 1)) if r)
+    if port_base > last:
+        return (range(port_base, MAX_PORT + 1),)
+    return ()
 # How a head-end reaches the meters (DESIGN.md, "Transports"), one module each in fleet/runtime/; a mode is
 # offered once it works (address and gateway are not yet).
 MODES = ("listen", "dial")
@@ -43,6 +71,8 @@ class FleetOptions:
     mode: str = "listen"
     hosts: tuple[str, ...] = ("127.0.0.1",)
     port_base: int = 4059
+    # the host's ephemeral ports (`ephemeral_ports`): listen mode places no meter there
+    ephemeral: tuple[int, int] = LINUX_EPHEMERAL_PORTS
     shard: tuple[int, int] = (0, 1)
     security_suite: int = 0
     hls_mechanism: int = 2  # of clients 48, 64, 80: 2 (AES of the challenge) or 5 (GMAC)
@@ -59,12 +89,29 @@ class FleetOptions:
         k, m = self.shard
         if not (m >= 1 and 0 <= k < m):
             raise FleetError(f"--shard {k}/{m}: need 0 <= K < M")
-        capacity = (MAX_PORT + 1 - self.port_base) * len(self.hosts)
+        first, last = self.ephemeral
+        if first <= self.port_base <= last:
+            raise FleetError(
+                f"--port-base {self.port_base} is inside this host's ephemeral port range {first}-{last} "
+                f"({EPHEMERAL_PORT_RANGE_FILE}), where outgoing connections take their ports: give a base "
+                f"below {first} (or above {last})"
+            )
+        if self.mode != "listen":
+            return  # a calling meter listens nowhere: its port is only what its TCP-UDP setup says
+        capacity = self.ports_per_host * len(self.hosts)
         if self.meters > capacity:
+            need = -(-self.meters // self.ports_per_host)
             raise FleetError(
                 f"{self.meters} meters need {self.meters} ports but --port-base {self.port_base} leaves "
-                f"{capacity} on {len(self.hosts)} host(s); give more addresses with --host A,B,..."
+                f"{self.ports_per_host} per address outside the ephemeral range {first}-{last}, "
+                f"{capacity} on {len(self.hosts)} address(es); give {need} addresses with --host A,B,... "
+                f"(127.0.0.0/8 is local on Linux)"
             )
+
+    @property
+    def ports_per_host(self) -> int:
+        """Meters one --host address holds: the ports from --port-base up outside the ephemeral range."""
+        return sum(len(r) for r in port_runs(self.port_base, self.ephemeral))
 
     @property
     def fleet(self) -> FleetConfig:
@@ -72,9 +119,15 @@ class FleetOptions:
                            security_suite=self.security_suite, hls_mechanism=self.hls_mechanism)
 
     def address(self, meter_id: int) -> tuple[str, int]:
-        """Where meter ``meter_id`` listens: meter i on port-base + i, then the next host."""
-        per_host = MAX_PORT + 1 - self.port_base
-        return self.hosts[meter_id // per_host], self.port_base + meter_id % per_host
+        """Where meter ``meter_id`` listens: meter i on port-base + i, skipping the ephemeral range; when
+        an address's ports run out, the next --host address from port-base again."""
+        runs = port_runs(self.port_base, self.ephemeral)
+        host, offset = divmod(meter_id, sum(len(r) for r in runs))
+        for r in runs:
+            if offset < len(r):
+                return self.hosts[host % len(self.hosts)], r[offset]  # (only listen mode checks capacity)
+            offset -= len(r)
+        raise AssertionError("offset beyond the runs")
 
     def pod_range(self) -> range:
         """The meter ids this process group serves (``--shard K/M`` of the whole fleet)."""

@@ -46,7 +46,8 @@ def test_every_command_has_help(command):
     (["run", "--transport", "serial"], ["--transport"]),
     (["run", "--mode", "gateway"], ["--mode", "gateway"]),  # offered once it works (issue 13)
     (["run", "--host", "not-an-ip"], ["not-an-ip"]),
-    (["run", "--meters", "70000", "--port-base", "60000"], ["ports"]),
+    (["run", "--meters", "70000", "--port-base", "62000"], ["ports", "--host"]),
+    (["run", "--port-base", "40000"], ["--port-base", "ephemeral"]),  # inside Linux's default 32768-60999
     (["run", "--shard", "3/2"], ["--shard"]),
     (["run", "--start", "yesterday"], ["--start"]),
     (["run", "--nonsense"], ["--nonsense"]),
