@@ -23,8 +23,9 @@ from pathlib import Path
 import click
 
 from fleet.errors import FleetError
+from fleet.runtime import budget
 from fleet.runtime.faults import Fault
-from fleet.settings import MODES, FleetOptions, RunSettings, ephemeral_ports, parse_shard
+from fleet.settings import MODES, FleetOptions, RunSettings, ephemeral_ports, parse_shard, worker_shards
 from meter_core.connection import Transport
 from meter_core.device.clock import IST
 from meter_core.device.identity import DEFAULT_FLEET_SECRET, MeterKind, parse_mix
@@ -188,6 +189,8 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
             raise FleetError(f"--source-base {source_base!r}: not an IPv4 address with room for "
                              f"{options.meters} meters") from None
     sim_start = _parse_start(start)
+    fd_limit = budget.nofile_limit()
+    budget.plan(worker_shards(options, workers), options.mode == "listen", fd_limit)  # before anything starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fleet: %(message)s", stream=sys.stderr)
     if metrics_port:
         _check_port_free(metrics_port)
@@ -220,6 +223,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
             hes=hes_address,
             source_base=source_base,
             dial_idle=dial_idle,
+            fd_limit=fd_limit,
         )
         if metrics_port:
             http = metrics.serve(metrics_port)

@@ -108,7 +108,9 @@ LATENCY = BatchedHistogram("fleet_request_latency_seconds", "Time a meter takes 
                            LATENCY_BUCKETS)
 BYTES_IN = Counter("fleet_bytes_received", "Bytes received from head-ends")
 BYTES_OUT = Counter("fleet_bytes_sent", "Bytes sent to head-ends")
-CONNECTIONS_REFUSED = Counter("fleet_connections_refused", "Connections refused, by reason", ["reason"])
+CONNECTIONS_REFUSED = Counter("fleet_connections_refused", "Connections accepted and closed at once, by reason: "
+                              "fd-budget (the worker holds all it may), max-connections, no-supply, link-down",
+                              ["reason"])
 PROTOCOL_VIOLATIONS = Counter("fleet_protocol_violations", "Bad input answered or dropped, by layer", ["layer"])
 PUSHES = Counter("fleet_pushes", "Pushes by push setup and outcome: due, attempted, sent, retried, failed, "
                  "no-supply (due while the meter had no supply: not owed)", ["push", "outcome"])

@@ -163,6 +163,9 @@ class RunSettings:
     source_base: str | None = None
     dial_idle: float = 30.0
     dial_concurrency: int = 256
+    # The descriptors a worker may open (fleet.runtime.budget; None: no budget, as in tests that run a
+    # worker in their own process)
+    fd_limit: int | None = None
 
     def source_address(self, meter_id: int) -> tuple[str, int] | None:
         """The local address meter ``meter_id`` dials from (one IPv4 address per meter)."""
@@ -172,8 +175,13 @@ class RunSettings:
 
     def plan(self) -> list[range]:
         """The shard of each worker slot: the pod's range split into contiguous pieces."""
-        pod = self.options.pod_range()
-        return [r for r in split_range(pod, min(self.workers, len(pod)))]
+        return worker_shards(self.options, self.workers)
+
+
+def worker_shards(options: FleetOptions, workers: int) -> list[range]:
+    """The shard of each of ``workers`` worker slots: the pod's range split into contiguous pieces."""
+    pod = options.pod_range()
+    return split_range(pod, min(workers, len(pod)))
 
 
 def split_range(ids: range, parts: int) -> list[range]:

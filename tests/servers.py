@@ -105,7 +105,7 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
                    database_url: str | None = None, sim_start: float | None = None, spool_dir=None,
                    hls_mechanism: int = 2, security_suite: int = 0, hes: tuple[str, int] | None = None,
                    dial_idle: float = 30.0, source_base: str | None = None, sim_t0: float | None = None,
-                   drift_ppm: float = 0.0):
+                   drift_ppm: float = 0.0, fd_limit: int | None = None):
     """Serve ``meters`` meters from one worker in a background thread; stop them on exit.
 
     ``sim_t0`` (a ``time.monotonic()`` of this process) is when simulated time was ``sim_start``: give
@@ -123,7 +123,8 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
                            sim_t0=time.monotonic() if sim_t0 is None else sim_t0, epoch_start=EPOCH,
                            database_url=database_url,
                            shutdown_timeout=5.0, spool_dir=None if spool_dir is None else str(spool_dir),
-                           hes=hes, dial_idle=dial_idle, source_base=source_base, drift_ppm=drift_ppm)
+                           hes=hes, dial_idle=dial_idle, source_base=source_base, drift_ppm=drift_ppm,
+                           fd_limit=fd_limit)
     pipe = _Pipe()
     worker = Worker(0, range(meters), settings, pipe)
     result: dict = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from fleet import metrics
 from fleet.errors import FleetError
 from fleet.metrics import WorkerMetrics
 from fleet.runtime.actor import MeterProtocol
+from fleet.runtime.budget import budget
 from fleet.runtime.dial import Dialer
 from fleet.runtime.faults import Command
 from fleet.runtime.inject import Injector
@@ -80,6 +82,9 @@ class Worker:
         self.servers: list[asyncio.AbstractServer] = []
         self.connections: dict[int, list] = {}  # meter -> its open connections (MeterProtocol)
         self.protocols: set = set()
+        # connections this worker admits at most (its descriptor budget, fleet.runtime.budget)
+        self.max_open = (budget(settings.fd_limit, len(shard) if self.options.mode == "listen" else 0).connections
+                         if settings.fd_limit else math.inf)
         self.meters = MeterRegistry(self.fleet, self.options, settings.epoch_start)
         self.dialer = Dialer(self)
         self.faults = Injector(self)
@@ -248,9 +253,11 @@ class Worker:
     # -- connections ----------------------------------------------------------------------------------
 
     def admit(self, meter_id: int, dialling: bool = False) -> str | None:
-        """Take a connection slot of ``meter_id``: None if it may have one more, else why not (its
-        TCP-UDP setup's maximum, no supply, no link). A meter dialling out for its last gasp has no
+        """Take a connection slot of ``meter_id``: None if it may have one more, else why not (the worker's
+        descriptor budget, the meter's TCP-UDP setup's maximum, no supply, no link). A meter dialling out for its last gasp has no
         supply and still sends it."""
+        if len(self.protocols) >= self.max_open:
+            return "fd-budget"  # its reserve stays for the database, the spool and the metrics
         meter = self.meters.meter(meter_id)
         open_now = self.connections.get(meter_id)
         if open_now is not None and len(open_now) >= meter.state.max_connections:

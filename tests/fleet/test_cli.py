@@ -7,6 +7,7 @@ import io
 import json
 import os
 import socket
+import resource
 import subprocess
 import sys
 
@@ -15,9 +16,11 @@ import pytest
 from meter_core.device.identity import FleetConfig, meter_identity
 
 
-def fleet(*args: str, timeout: float = 60, env=None) -> subprocess.CompletedProcess:
+def fleet(*args: str, timeout: float = 60, env=None, nofile: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m fleet ARGS``; ``nofile``: the descriptor limit (soft and hard) of that process."""
+    limit = None if nofile is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
     return subprocess.run([sys.executable, "-m", "fleet", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=env, preexec_fn=limit)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -64,6 +67,16 @@ def test_every_command_has_help(command):
 ])
 def test_user_mistakes_get_one_line_and_a_nonzero_exit(args, words):
     assert_one_line_error(fleet(*args), *words)
+
+
+def test_too_few_descriptors_for_the_workers_is_one_line_with_the_way_out():
+    # 10 000 listening meters in one worker under a limit of 4 096: each worker holds at most
+    # 4 096 - 64 (its own) - 256 (connections) = 3 776 listeners, so three workers are needed
+    proc = fleet("run", "--meters", "10000", "--workers", "1", "--port-base", "10000", nofile=4096)
+    assert_one_line_error(proc, "--workers 3", "RLIMIT_NOFILE", "ulimit -n")
+    proc = fleet("run", "--meters", "10000", "--workers", "1", "--mode", "dial", "--hes", "127.0.0.1:9",
+                 "--database-url", "postgresql://127.0.0.1:1/none", nofile=4096)
+    assert "RLIMIT_NOFILE" not in proc.stderr  # dial mode listens nowhere: it fails on the database instead
 
 
 def test_unreachable_database_is_one_line():

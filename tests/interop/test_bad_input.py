@@ -12,6 +12,7 @@ from gurux_dlms.objects import GXDLMSClock
 from prometheus_client import REGISTRY
 
 from fleet import metrics
+from fleet.runtime.budget import RESERVE
 from meter_core import NEED_DATA
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 from meter_core.codec.apdu import decode_apdu, encode_apdu
@@ -20,6 +21,7 @@ from meter_core.codec.errors import ExceptionServiceError, ExceptionStateError
 from meter_core.codec.wrapper import wrap
 from meter_core.connection import Transport
 from tests.interop.clients import GuruxSession
+from tests.servers import running_meters
 
 pytestmark = pytest.mark.interop
 
@@ -244,3 +246,38 @@ def test_client_numbers_a_stranger_sends_do_not_grow_the_metric_series(wrapper_m
     after = series()
     assert {client for client, _ in after} <= {"16", "32", "48", "64", "80", "other"}
     assert len(after) - len(before) <= 1
+
+
+def test_past_its_descriptor_budget_a_worker_refuses_cleanly_and_keeps_serving():
+    """A worker admits connections up to its budget (limit - listeners - reserve); the next ones are
+    accepted and closed at once, counted, and the admitted ones are served throughout; once some close,
+    new ones are admitted again."""
+    with running_meters(2, Transport.WRAPPER, fd_limit=2 + RESERVE + 4) as m:  # room for 4 connections
+        before = m.worker.metrics.refused.get("fd-budget", 0)
+        sessions = [GuruxSession(m.port(i % 2), Transport.WRAPPER) for i in range(4)]
+        try:
+            for s in sessions:
+                s.open()  # associated: admitted before the next ones knock
+            refused = []
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", m.port(0)), timeout=5) as s:
+                    s.settimeout(5)
+                    refused.append(s.recv(100))  # closed by the worker without a byte
+            assert refused == [b"", b"", b""]
+            assert m.worker.metrics.refused.get("fd-budget", 0) - before == 3
+            for s in sessions:  # the admitted ones are served
+                clock = GXDLMSClock()
+                s.read(clock, 2)
+                assert clock.time is not None
+        finally:
+            for s in sessions:
+                s.close()
+        deadline = time.monotonic() + 5
+        while len(m.worker.protocols) > 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        again = GuruxSession(m.port(1), Transport.WRAPPER)
+        again.open()
+        clock = GXDLMSClock()
+        again.read(clock, 2)
+        again.close()
