@@ -25,7 +25,15 @@ import click
 from fleet.errors import FleetError
 from fleet.runtime import budget
 from fleet.runtime.faults import Fault
-from fleet.settings import MODES, FleetOptions, RunSettings, ephemeral_ports, parse_shard, worker_shards
+from fleet.settings import (
+    DEFAULT_ADDRESS_BASE,
+    MODES,
+    FleetOptions,
+    RunSettings,
+    ephemeral_ports,
+    parse_shard,
+    worker_shards,
+)
 from meter_core.connection import Transport
 from meter_core.device.clock import IST
 from meter_core.device.identity import DEFAULT_FLEET_SECRET, MeterKind, parse_mix
@@ -54,8 +62,12 @@ def _fleet_options(f):
         click.option("--transport", type=click.Choice(["wrapper", "hdlc"]), default="wrapper", show_default=True,
                      help="Framing on each meter's TCP port: IEC 62056-47 wrapper or HDLC."),
         click.option("--mode", type=click.Choice(MODES), default="listen",
-                     show_default=True, help="How a head-end reaches the meters: listen (each meter on its port) or "
-                                             "dial (each meter calls --hes to push, then serves it)."),
+                     show_default=True, help="How a head-end reaches the meters: listen (each meter on its port), "
+                                             "dial (each meter calls --hes to push, then serves it) or address "
+                                             "(each meter at its own IP address, all on --port-base)."),
+        click.option("--address-base", default=DEFAULT_ADDRESS_BASE, show_default=True,
+                     help="--mode address: meter i is at this IPv4 address + i (127.0.0.0/8 is local on Linux; "
+                          "another range with: ip route add local PREFIX dev lo)."),
         click.option("--host", default="127.0.0.1", show_default=True,
                      help="Address(es) the meters listen on, comma separated; more addresses give more ports."),
         click.option("--port-base", default=4059, show_default=True, type=click.IntRange(1, 65535),
@@ -75,7 +87,7 @@ def _fleet_options(f):
 
 
 def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
-                   hls_mechanism="high", security_suite=0) -> FleetOptions:
+                   hls_mechanism="high", security_suite=0, address_base=DEFAULT_ADDRESS_BASE) -> FleetOptions:
     hosts = tuple(h.strip() for h in host.split(",") if h.strip())
     if not hosts:
         raise FleetError("--host needs at least one address")
@@ -94,6 +106,7 @@ def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host,
         mode=mode,
         hosts=hosts,
         port_base=port_base,
+        address_base=address_base,
         ephemeral=ephemeral_ports(),
         shard=parse_shard(shard),
         hls_mechanism={"high": 2, "high-gmac": 5, "high-ecdsa": 7}[hls_mechanism],
@@ -163,14 +176,14 @@ def cli() -> None:
               default=None, help="Where workers keep ground-truth rows while the database is away "
                                  "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
 @_database_option
-def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism, security_suite,
+def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, address_base, shard, hls_mechanism, security_suite,
         workers, speed, start, metrics_port, hes, dial_idle, source_base, drift_ppm, spool_dir, database_url,
         data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
     from fleet.store import pg  # start-up time: loaded by the commands that use it
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
-                             hls_mechanism, security_suite)
+                             hls_mechanism, security_suite, address_base=address_base)
     hes_address = None
     if options.mode == "dial":
         if hes is None:
@@ -190,7 +203,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
                              f"{options.meters} meters") from None
     sim_start = _parse_start(start)
     fd_limit = budget.nofile_limit()
-    budget.plan(worker_shards(options, workers), options.mode == "listen", fd_limit)  # before anything starts
+    budget.plan(worker_shards(options, workers), options.mode, fd_limit)  # before anything starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fleet: %(message)s", stream=sys.stderr)
     if metrics_port:
         _check_port_free(metrics_port)
@@ -330,7 +343,7 @@ def db_migrate(database_url, data_dir) -> None:
               help="Processes computing and writing rows.")
 @_drift_option
 @_database_option
-def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
+def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, address_base, shard, hls_mechanism,
              security_suite, days, end, ids, jobs, drift_ppm,
              database_url, data_dir) -> None:
     """Write DAYS days of profile history (block load, daily, billing, snapshots) for the fleet.
@@ -343,7 +356,7 @@ def backfill(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
     from fleet.store import pg  # start-up time: loaded by the commands that use it
     from fleet.tools import backfill as bf  # start-up time: loaded by the commands that use it
 
-    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard)
+    options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, address_base=address_base)
     meter_ids = _parse_ids(ids, options.meters)
     end_time = None if end is None else _parse_start(end)
     if end_time is not None and end_time > time.time():
@@ -402,14 +415,14 @@ def meters() -> None:
                    "the keys derived from the fleet secret. Default: the database when one is given or the "
                    "embedded one exists.")
 @_database_option
-def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
+def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, address_base, shard, hls_mechanism,
                   security_suite, fmt, output, keys_from_database, database_url, data_dir) -> None:
     """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter."""
     from fleet.store import pg  # start-up time: loaded by the commands that use it
     from fleet.tools import export  # start-up time: loaded by the commands that use it
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
-                             hls_mechanism, security_suite)
+                             hls_mechanism, security_suite, address_base=address_base)
     stored: dict = {}
     data_dir = data_dir or pg.default_data_dir()
     if keys_from_database is None:
@@ -444,14 +457,14 @@ def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, 
 @_fleet_options
 @click.option("--listen", default="127.0.0.1:4063", show_default=True, help="HOST:PORT the meters push to.")
 @_database_option
-def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard, hls_mechanism,
+def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, address_base, shard, hls_mechanism,
              security_suite, listen, database_url, data_dir) -> None:
     """Receive the meters' pushes, decipher them and record each in push_received (until Ctrl-C)."""
     from fleet.store import pg  # start-up time: loaded by the commands that use it
     from fleet.tools import export, sink  # start-up time: loaded by the commands that use it
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
-                             hls_mechanism, security_suite)
+                             hls_mechanism, security_suite, address_base=address_base)
     listen_host, _, listen_port = listen.rpartition(":")
     if not listen_host or not listen_port.isdigit() or not 0 < int(listen_port) < 65536:
         raise FleetError(f"--listen {listen!r}: expected HOST:PORT")

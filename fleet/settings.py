@@ -44,8 +44,11 @@ def port_runs(port_base: int, ephemeral: tuple[int, int]) -> tuple[range, ...]:
         return (range(port_base, MAX_PORT + 1),)
     return ()
 # How a head-end reaches the meters (DESIGN.md, "Transports"), one module each in fleet/runtime/; a mode is
-# offered once it works (address and gateway are not yet).
-MODES = ("listen", "dial")
+# offered once it works (gateway is not yet).
+MODES = ("listen", "dial", "address")
+# Address mode: meter i at this address + i (127.0.0.0/8 is local on Linux), all on one port.
+DEFAULT_ADDRESS_BASE = "127.1.0.1"
+_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 # Invocation counters a process sends start here when it has none stored: 16 per second since
 # 2025-01-01T00:00Z, so a counter used before a crash that came before the first write is never used
@@ -71,6 +74,7 @@ class FleetOptions:
     mode: str = "listen"
     hosts: tuple[str, ...] = ("127.0.0.1",)
     port_base: int = 4059
+    address_base: str = DEFAULT_ADDRESS_BASE  # address mode: meter i at address_base + i, port port_base
     # the host's ephemeral ports (`ephemeral_ports`): listen mode places no meter there
     ephemeral: tuple[int, int] = LINUX_EPHEMERAL_PORTS
     shard: tuple[int, int] = (0, 1)
@@ -96,8 +100,10 @@ class FleetOptions:
                 f"({EPHEMERAL_PORT_RANGE_FILE}), where outgoing connections take their ports: give a base "
                 f"below {first} (or above {last})"
             )
+        if self.mode == "address":
+            self._check_addresses()
         if self.mode != "listen":
-            return  # a calling meter listens nowhere: its port is only what its TCP-UDP setup says
+            return  # one port for all (address mode), or none (a calling meter listens nowhere)
         capacity = self.ports_per_host * len(self.hosts)
         if self.meters > capacity:
             need = -(-self.meters // self.ports_per_host)
@@ -107,6 +113,28 @@ class FleetOptions:
                 f"{capacity} on {len(self.hosts)} address(es); give {need} addresses with --host A,B,... "
                 f"(127.0.0.0/8 is local on Linux)"
             )
+
+    def _check_addresses(self) -> None:
+        try:
+            first = ipaddress.IPv4Address(self.address_base)
+        except ValueError:
+            raise FleetError(f"--address-base {self.address_base!r} is not an IPv4 address") from None
+        if int(first) + self.meters - 1 > int(ipaddress.IPv4Address("255.255.255.254")):
+            raise FleetError(f"--address-base {first}: no room for {self.meters} addresses after it")
+        last = first + (self.meters - 1)
+        if first in _LOOPBACK and last not in _LOOPBACK:
+            raise FleetError(f"{self.meters} meters from {first} end at {last}, outside 127.0.0.0/8: give a lower "
+                             f"--address-base, or a range routed locally (ip route add local PREFIX dev lo)")
+
+    @property
+    def base_address(self) -> int:
+        """Address mode: meter 0's address as an integer."""
+        return int(ipaddress.IPv4Address(self.address_base))
+
+    @property
+    def listen_host(self) -> str:
+        """Address mode: where a worker listens, the wildcard (a socket bound to one address hears only it)."""
+        return "0.0.0.0"
 
     @property
     def ports_per_host(self) -> int:
@@ -120,7 +148,10 @@ class FleetOptions:
 
     def address(self, meter_id: int) -> tuple[str, int]:
         """Where meter ``meter_id`` listens: meter i on port-base + i, skipping the ephemeral range; when
-        an address's ports run out, the next --host address from port-base again."""
+        an address's ports run out, the next --host address from port-base again. In address mode meter i
+        is at address-base + i, port-base."""
+        if self.mode == "address":
+            return str(ipaddress.IPv4Address(self.base_address + meter_id)), self.port_base
         runs = port_runs(self.port_base, self.ephemeral)
         host, offset = divmod(meter_id, sum(len(r) for r in runs))
         for r in runs:

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from fleet.settings import FleetOptions, RunSettings
+from fleet.settings import DEFAULT_ADDRESS_BASE, FleetOptions, RunSettings
 from meter_core import NEED_DATA
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 from meter_core.connection import Transport
@@ -84,6 +84,10 @@ class RunningMeters:
     def port(self, meter_id: int) -> int:
         return self.options.address(meter_id)[1]
 
+    def address(self, meter_id: int) -> tuple[str, int]:
+        """(host, port) of a meter: its own port (listen mode) or its own address (address mode)."""
+        return self.options.address(meter_id)
+
     def identity(self, meter_id: int):
         return meter_identity(self.fleet, meter_id)
 
@@ -105,8 +109,9 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
                    database_url: str | None = None, sim_start: float | None = None, spool_dir=None,
                    hls_mechanism: int = 2, security_suite: int = 0, hes: tuple[str, int] | None = None,
                    dial_idle: float = 30.0, source_base: str | None = None, sim_t0: float | None = None,
-                   drift_ppm: float = 0.0, fd_limit: int | None = None):
-    """Serve ``meters`` meters from one worker in a background thread; stop them on exit.
+                   drift_ppm: float = 0.0, fd_limit: int | None = None, address_base: str | None = None):
+    """Serve ``meters`` meters from one worker in a background thread; stop them on exit. With
+    ``address_base``, in address mode: meter i at that address + i, all on one free port.
 
     ``sim_t0`` (a ``time.monotonic()`` of this process) is when simulated time was ``sim_start``: give
     an earlier run's to continue its clock, as a worker the supervisor restarts does.
@@ -116,8 +121,10 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
     from fleet.runtime.worker import Worker
 
     options = FleetOptions(meters=meters, seed=seed, kind=kind, transport=transport,
-                           port_base=free_port_base(meters), hls_mechanism=hls_mechanism,
-                           security_suite=security_suite, mode="dial" if hes else "listen")
+                           port_base=free_port_base(1 if address_base else meters), hls_mechanism=hls_mechanism,
+                           security_suite=security_suite,
+                           mode="dial" if hes else "address" if address_base else "listen",
+                           address_base=address_base or DEFAULT_ADDRESS_BASE)
     settings = RunSettings(options=options, workers=1, speed=speed,
                            sim_start=time.time() if sim_start is None else sim_start,
                            sim_t0=time.monotonic() if sim_t0 is None else sim_t0, epoch_start=EPOCH,

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from fleet.metrics import client_label
+from fleet.runtime import address
 from fleet.store.journal import programmed_row
 from meter_core import NEED_DATA, notification
 from meter_core.connection import MeterConnection
@@ -45,7 +46,7 @@ class MeterProtocol(asyncio.Protocol):
     __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing",
                  "push", "sent", "push_id", "push_at", "destination", "_holding", "_write_paused")
 
-    def __init__(self, worker, meter_id: int, push: str | None = None, push_id: int = 0,
+    def __init__(self, worker, meter_id: int | None, push: str | None = None, push_id: int = 0,
                  push_at: float | None = None, destination: tuple[str, int] | None = None) -> None:
         self.worker = worker
         self.meter_id = meter_id
@@ -71,6 +72,13 @@ class MeterProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         w = self.worker
+        if self.meter_id is None:  # address mode: the address the head-end reached names the meter
+            meter_id = address.meter_of(w.options, transport.get_extra_info("sockname"))
+            if meter_id is None or meter_id not in w.shard:
+                w.metrics.refused["not-a-meter"] = w.metrics.refused.get("not-a-meter", 0) + 1
+                transport.close()
+                return
+            self.meter_id = meter_id
         refused = w.admit(self.meter_id, self.push is not None)
         if refused is not None:
             # TCP-UDP setup maximum_simultaneous_connections reached, or the meter is dark (no supply, no

@@ -45,14 +45,19 @@ class Budget:
         return self.limit - self.listeners - self.connections
 
 
+def listeners(mode: str, shard: range) -> int:
+    """Listening sockets a worker of ``mode`` holds: one per meter (listen), one in all (address), none (dial)."""
+    return len(shard) if mode == "listen" else 1 if mode == "address" else 0
+
+
 def budget(limit: int, listeners: int) -> Budget:
     """The budget of a worker with ``listeners`` listening sockets under a descriptor ``limit``."""
     return Budget(limit, listeners, max(0, limit - listeners - RESERVE))
 
 
-def plan(shards: list[range], listening: bool, limit: int) -> list[Budget]:
+def plan(shards: list[range], mode: str, limit: int) -> list[Budget]:
     """Each worker's budget; FleetError (one line, with the way out) if a worker cannot fit."""
-    budgets = [budget(limit, len(s) if listening else 0) for s in shards]
+    budgets = [budget(limit, listeners(mode, s)) for s in shards]
     worst = max(budgets, key=lambda b: b.listeners)
     if worst.connections >= MIN_CONNECTIONS:
         return budgets
@@ -65,5 +70,6 @@ def plan(shards: list[range], listening: bool, limit: int) -> list[Budget]:
     raise FleetError(
         f"a worker would listen for {worst.listeners} meters, and needs {RESERVE} descriptors of its own and room "
         f"for at least {MIN_CONNECTIONS} connections, but a process may open {limit} files (RLIMIT_NOFILE): "
-        f"use --workers {workers} or more, or raise the limit (ulimit -n, or LimitNOFILE= in a unit)"
+        f"use --workers {workers} or more, or --mode address (one socket per worker), or raise the limit (ulimit -n, "
+        f"or LimitNOFILE= in a unit)"
     )

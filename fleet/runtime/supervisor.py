@@ -20,6 +20,7 @@ from multiprocessing.connection import wait
 
 from fleet import metrics
 from fleet.errors import FleetError
+from fleet.runtime import address
 from fleet.runtime.worker import WORKER_BOOT_ERROR, worker_main
 from fleet.settings import RunSettings
 from fleet.store.pg import EmbeddedWatch
@@ -54,6 +55,11 @@ class Supervisor:
         self.database = database
         self.ctx = multiprocessing.get_context("spawn")
         self.slots = [Slot(i, shard) for i, shard in enumerate(settings.plan())]
+        # Address mode: the listening sockets of the slots, one reuseport group opened here in slot order
+        # (the group's order is what its steering program indexes) and kept for the whole run, so a
+        # restarted worker gets its slot's socket back and what came meanwhile waits in its backlog.
+        self.listeners = (address.open_listeners(settings.options, [s.shard for s in self.slots])
+                          if settings.options.mode == "address" else [None] * len(self.slots))
         self.signals: list[int] = []
         self.on_ready = on_ready
         self._announced = False
@@ -74,7 +80,7 @@ class Supervisor:
         parent, child = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(
             target=worker_main,
-            args=(slot.index, slot.shard, self.settings, child),
+            args=(slot.index, slot.shard, self.settings, child, self.listeners[slot.index]),
             name=f"fleet-worker-{slot.index}",
             daemon=False,
         )
@@ -217,6 +223,9 @@ class Supervisor:
                 metrics.process_dead(s.process.pid)
             if s.pipe is not None:
                 s.pipe.close()
+        for sock in self.listeners:
+            if sock is not None:
+                sock.close()
 
     def pids(self) -> list[int]:
         return [s.process.pid for s in self.slots if s.process is not None]

@@ -28,8 +28,9 @@ import uvloop
 from fleet import metrics
 from fleet.errors import FleetError
 from fleet.metrics import WorkerMetrics
+from fleet.runtime import address
 from fleet.runtime.actor import MeterProtocol
-from fleet.runtime.budget import budget
+from fleet.runtime.budget import budget, listeners
 from fleet.runtime.dial import Dialer
 from fleet.runtime.faults import Command
 from fleet.runtime.inject import Injector
@@ -52,14 +53,15 @@ log = logging.getLogger(__name__)
 WORKER_BOOT_ERROR = 3
 
 
-def worker_main(slot: int, shard: range, settings: RunSettings, pipe) -> None:
-    """Entry point of a worker process (spawned: the environment, metrics folder included, is set)."""
+def worker_main(slot: int, shard: range, settings: RunSettings, pipe, listener=None) -> None:
+    """Entry point of a worker process (spawned: the environment, metrics folder included, is set);
+    ``listener``: address mode, the socket the supervisor opened for this slot."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s fleet worker {slot}: %(message)s",
                         stream=sys.stderr)
     # Ctrl-C reaches the whole process group; only the supervisor acts on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise_fd_limit()
-    worker = Worker(slot, shard, settings, pipe)
+    worker = Worker(slot, shard, settings, pipe, listener)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         code = runner.run(worker.main())
     sys.exit(code)
@@ -68,8 +70,9 @@ def worker_main(slot: int, shard: range, settings: RunSettings, pipe) -> None:
 class Worker:
     """One worker: its meters, connections, stats and writers, and the services that act on them."""
 
-    def __init__(self, slot: int, shard: range, settings: RunSettings, pipe) -> None:
+    def __init__(self, slot: int, shard: range, settings: RunSettings, pipe, listener=None) -> None:
         self.slot = slot
+        self.listener = listener  # address mode: this slot's socket of the supervisor's group (None: open one)
         self.shard = shard
         self.settings = settings
         self.options = settings.options
@@ -83,7 +86,7 @@ class Worker:
         self.connections: dict[int, list] = {}  # meter -> its open connections (MeterProtocol)
         self.protocols: set = set()
         # connections this worker admits at most (its descriptor budget, fleet.runtime.budget)
-        self.max_open = (budget(settings.fd_limit, len(shard) if self.options.mode == "listen" else 0).connections
+        self.max_open = (budget(settings.fd_limit, listeners(self.options.mode, shard)).connections
                          if settings.fd_limit else math.inf)
         self.meters = MeterRegistry(self.fleet, self.options, settings.epoch_start)
         self.dialer = Dialer(self)
@@ -136,6 +139,11 @@ class Worker:
                     raise FleetError("dial mode needs the head-end's address (--hes HOST:PORT)")
                 # what the push setups show as their destination, where the database names none
                 self.meters.config = self.meters.config.with_destination(f"{s.hes[0]}:{s.hes[1]}")
+            elif self.options.mode == "address":
+                sock = self.listener if self.listener is not None else address.listener(self.options)
+                # no meter id: the address a head-end reached names the meter (MeterProtocol.connection_made)
+                self.servers = [await self.loop.create_server(functools.partial(MeterProtocol, self, None), sock=sock,
+                                                              backlog=address.BACKLOG)]
             else:
                 self.servers = await listen(self.options, self.shard,
                                             functools.partial(MeterProtocol, self))
@@ -143,9 +151,10 @@ class Worker:
             self._send(("boot-error", self.slot, str(e)))
             await self._close_recorder(1.0)
             return WORKER_BOOT_ERROR
-        metrics.METERS_ONLINE.inc(len(self.servers))
+        online = len(self.shard) if self.options.mode == "address" else len(self.servers)
+        metrics.METERS_ONLINE.inc(online)
         metrics.WORKERS_UP.inc()
-        self._send(("ready", self.slot, os.getpid(), len(self.servers)))
+        self._send(("ready", self.slot, os.getpid(), online))
         tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._flush_metrics())]
         if s.database_url:
             self.commands = CommandListener(

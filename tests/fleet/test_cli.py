@@ -6,8 +6,8 @@ import csv
 import io
 import json
 import os
-import socket
 import resource
+import socket
 import subprocess
 import sys
 

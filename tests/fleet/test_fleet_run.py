@@ -292,3 +292,48 @@ def _stop_leftover_server(data: Path) -> None:
             process.wait(20)
         except psutil.TimeoutExpired:
             process.kill()
+
+
+def test_address_mode_two_workers_one_port_and_a_killed_worker_keeps_its_socket(database_url, tmp_path):
+    """`fleet run --mode address`: 2 000 meters at 127.11.0.1 + i on one port, two workers with one socket
+    each in a reuseport group steered by address. Meters of both shards answer by address; while a
+    killed worker is down its connections wait in the backlog of the socket the supervisor keeps, and
+    are served once it is back; the database and the export give each meter's address."""
+    meters, port = 2000, free_port_base(1)
+    fleet_cfg = FleetConfig(seed=1)
+
+    def read(meter_id: int) -> str:
+        s = GuruxSession(port, Transport.WRAPPER, host=f"127.11.{(1 + meter_id) // 256}.{(1 + meter_id) % 256}")
+        try:
+            s.open()
+            serial = bytes(s.read(GXDLMSData("0.0.96.1.0.255"), 2)).decode()
+            s.close()
+        finally:
+            s.sock.close()
+        assert serial == meter_identity(fleet_cfg, meter_id).serial
+        return serial
+
+    f = FleetProcess("run", "--meters", str(meters), "--workers", "2", "--mode", "address", "--address-base",
+                     "127.11.0.1", "--port-base", str(port), "--metrics-port", "0", "--database-url", database_url,
+                     env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        f.wait_for(rf"2000 meters ready .* on 127\.11\.0\.1:{port} \.\. 127\.11\.7\.208:{port}")
+        pids = {int(m.group(1)): int(m.group(2)) for m in
+                (f.wait_for(rf"worker ({i}) \(meters [0-9-]+\) ready, pid (\d+)") for i in range(2))}
+        for meter_id in (0, 999, 1000, 1999):
+            read(meter_id)
+        os.kill(pids[1], signal.SIGKILL)
+        read(5)  # the other worker serves on
+        served: list = []
+        waiting = threading.Thread(target=lambda: served.append(read(1500)))  # connects while its worker is down
+        waiting.start()
+        f.wait_for(r"worker 1 \(meters 1000-1999\) back", timeout=20)
+        waiting.join(20)
+        assert served == [meter_identity(fleet_cfg, 1500).serial]
+        read(1001)
+        rows = query(database_url, "SELECT meter_id, host, port FROM meters WHERE meter_id IN (0, 1999)")
+        assert sorted((r["meter_id"], r["host"], r["port"]) for r in rows) == [
+            (0, "127.11.0.1", port), (1999, "127.11.7.208", port)]
+    finally:
+        code = f.stop()
+    assert code == 0, "\n".join(f.lines)

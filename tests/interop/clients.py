@@ -134,14 +134,14 @@ class GuruxError(Exception):
 
 def dlms_cosem_client(port: int, transport: Transport, *, client_sap: int = 16, password: str | None = None,
                       physical_address: int | None = None, max_pdu: int = 65535, secure: dict | None = None,
-                      invocation_counter: int = 1):
+                      invocation_counter: int = 1, host: str = "127.0.0.1"):
     """A dlms-cosem DlmsClient for one meter (connects when its session starts); ``secure`` as for
     `GuruxSession`."""
     from dlms_cosem.client import DlmsClient
     from dlms_cosem.io import BlockingTcpIO, HdlcTransport, TcpTransport
     from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
 
-    io = BlockingTcpIO(host="127.0.0.1", port=port, timeout=10)
+    io = BlockingTcpIO(host=host, port=port, timeout=10)
     if transport is Transport.HDLC:
         tr = HdlcTransport(client_logical_address=client_sap, server_logical_address=1, io=io,
                            server_physical_address=physical_address, extended_addressing=physical_address is not None,

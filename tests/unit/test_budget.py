@@ -13,21 +13,26 @@ from fleet.settings import split_range
 def test_the_issue_s_fleet_does_not_fit_two_workers_and_names_six():
     shards = split_range(range(100_000), 2)
     with pytest.raises(FleetError, match="use --workers 6 or more") as e:
-        plan(shards, listening=True, limit=20_000)
+        plan(shards, "listen", limit=20_000)
     assert "\n" not in str(e.value) and "50000 meters" in str(e.value)
-    budgets = plan(split_range(range(100_000), 6), listening=True, limit=20_000)
+    budgets = plan(split_range(range(100_000), 6), "listen", limit=20_000)
     assert all(b.listeners + RESERVE + b.connections == 20_000 for b in budgets)
     assert min(b.connections for b in budgets) >= MIN_CONNECTIONS
 
 
 def test_dial_mode_needs_no_listeners():
-    (b,) = plan([range(1_000_000)], listening=False, limit=20_000)
+    (b,) = plan([range(1_000_000)], "dial", limit=20_000)
     assert b.listeners == 0 and b.connections == 20_000 - RESERVE
 
 
 def test_a_limit_below_what_any_worker_needs_says_to_raise_it():
     with pytest.raises(FleetError, match="raise the limit"):
-        plan([range(10)], listening=True, limit=RESERVE + MIN_CONNECTIONS)
+        plan([range(10)], "listen", limit=RESERVE + MIN_CONNECTIONS)
+
+
+def test_address_mode_holds_one_listener_per_worker():
+    budgets = plan(split_range(range(1_000_000), 2), "address", limit=20_000)
+    assert [b.listeners for b in budgets] == [1, 1]
 
 
 def test_the_reserve_is_what_is_left():
