@@ -27,11 +27,12 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def spawn_worker(options: FleetOptions, shard: range, slot: int = 0):
-    """Start one real fleet worker process (as the supervisor does); returns (process, pipe) once ready."""
+def spawn_worker(options: FleetOptions, shard: range, slot: int = 0, listener=None):
+    """Start one real fleet worker process (as the supervisor does); returns (process, pipe) once ready.
+    ``listener``: address mode, the slot's socket of a reuseport group (`fleet.runtime.address`)."""
     settings = RunSettings(options=options, workers=1, sim_start=time.time(), sim_t0=time.monotonic(),
                            epoch_start=EPOCH, heartbeat_interval=1.0)
-    return _spawn(settings, shard, slot)
+    return _spawn(settings, shard, slot, listener)
 
 
 def spawn_worker_settings(settings: RunSettings, shard: range, slot: int = 0):
@@ -40,12 +41,12 @@ def spawn_worker_settings(settings: RunSettings, shard: range, slot: int = 0):
     return _spawn(settings, shard, slot)
 
 
-def _spawn(settings: RunSettings, shard: range, slot: int):
+def _spawn(settings: RunSettings, shard: range, slot: int, listener=None):
     from fleet.runtime.worker import worker_main
 
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=worker_main, args=(slot, shard, settings, child), daemon=True)
+    proc = ctx.Process(target=worker_main, args=(slot, shard, settings, child, listener), daemon=True)
     proc.start()
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

@@ -6,7 +6,10 @@ server's CPU time comes from /proc. The same client then runs against a bare uvl
 answers every wrapper frame with a canned GET response of the same size; the ratio of CPU per GET
 is the figure that counts (on 2 cores the client, not the server, limits requests/s).
 
-    python -m bench.get_cost [--seconds 8] [--associations 16,64]
+    python -m bench.get_cost [--seconds 8] [--associations 16,64] [--mode listen|address]
+
+In address mode (--mode address) each association goes to a meter at its own address on one port, and the
+bare server listens once on the wildcard address, as the worker does.
 """
 
 from __future__ import annotations
@@ -65,13 +68,13 @@ class _Bare(asyncio.Protocol):
         self.buf = buf[n:]
 
 
-def bare_server(port_base: int, count: int, aare: bytes, reply: bytes, ready) -> None:
+def bare_server(binds: list[tuple[str, int]], aare: bytes, reply: bytes, ready) -> None:
     import uvloop
 
     async def main():
         loop = asyncio.get_running_loop()
-        for i in range(count):
-            await loop.create_server(lambda: _Bare(aare, reply), "127.0.0.1", port_base + i)
+        for host, port in binds:
+            await loop.create_server(lambda: _Bare(aare, reply), host, port)
         ready.send("ready")
         await asyncio.Event().wait()
 
@@ -118,13 +121,13 @@ class _Client(asyncio.Protocol):
             self.associated.set_exception(ConnectionError("closed before AARE"))
 
 
-async def _run_client(port_base: int, count: int, seconds: float, aarq: bytes, get: bytes, server_pid: int):
+async def _run_client(targets: list[tuple[str, int]], seconds: float, aarq: bytes, get: bytes, server_pid: int):
     loop = asyncio.get_running_loop()
     counter = [0]
     protos = []
-    for i in range(count):
+    for host, port in targets:
         _, p = await loop.create_connection(
-            lambda: _Client(get, counter, float("inf"), loop.create_future()), "127.0.0.1", port_base + i)
+            lambda: _Client(get, counter, float("inf"), loop.create_future()), host, port)
         p.t.write(aarq)
         protos.append(p)
     aares = [await p.associated for p in protos]
@@ -150,30 +153,30 @@ async def _run_client(port_base: int, count: int, seconds: float, aarq: bytes, g
     return counter[0], t1 - t0, cpu1 - cpu0, size
 
 
-def client_process(port_base, count, seconds, aarq, get, server_pid, out) -> None:
+def client_process(targets, seconds, aarq, get, server_pid, out) -> None:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
-        out.send(r.run(_run_client(port_base, count, seconds, aarq, get, server_pid)))
+        out.send(r.run(_run_client(targets, seconds, aarq, get, server_pid)))
 
 
-def measure(port_base: int, count: int, seconds: float, server_pid: int) -> tuple[float, float, int]:
+def measure(targets: list[tuple[str, int]], seconds: float, server_pid: int) -> tuple[float, float, int]:
     aarq, get = _requests()
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    p = ctx.Process(target=client_process, args=(port_base, count, seconds, aarq, get, server_pid, child))
+    p = ctx.Process(target=client_process, args=(targets, seconds, aarq, get, server_pid, child))
     p.start()
     n, elapsed, cpu, size = parent.recv()
     p.join()
     return n / elapsed, cpu / n * 1e6, size
 
 
-def _canned(port: int) -> tuple[bytes, bytes]:
+def _canned(target: tuple[str, int]) -> tuple[bytes, bytes]:
     """One real AARE and one real GET response of our meter (so the bare server sends the same sizes)."""
     import socket
 
     aarq, get = _requests()
-    with socket.create_connection(("127.0.0.1", port)) as s:
+    with socket.create_connection(target) as s:
         s.sendall(aarq)
         aare = _recv_frame(s)
         s.sendall(get)
@@ -196,26 +199,33 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--associations", default="16,64")
     ap.add_argument("--port-base", type=int, default=21000)
+    ap.add_argument("--mode", choices=("listen", "address"), default="listen")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.associations.split(",")]
     top = max(counts)
-    print(f"GET clock, wrapper, public client; {args.seconds:.0f} s per run; python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs")
-    options = FleetOptions(meters=top, port_base=args.port_base)
+    print(f"GET clock, wrapper, public client, {args.mode} mode; {args.seconds:.0f} s per run; python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    options = FleetOptions(meters=top, port_base=args.port_base, mode=args.mode, address_base="127.2.0.1")
+    targets = [options.address(i) for i in range(top)]
     proc, _pipe = spawn_worker(options, range(top))
     ctx = multiprocessing.get_context("spawn")
     try:
-        aare, reply = _canned(args.port_base)
-        ours = {c: measure(args.port_base, c, args.seconds, proc.pid) for c in counts}
+        aare, reply = _canned(targets[0])
+        ours = {c: measure(targets[:c], args.seconds, proc.pid) for c in counts}
     finally:
         stop(proc)
-    bare_base = args.port_base + top + 100
+    if args.mode == "address":  # the same addresses, on the next port: one socket on the wildcard address
+        bare_port = args.port_base + 1
+        binds, bare_targets = [("0.0.0.0", bare_port)], [(host, bare_port) for host, _ in targets]
+    else:
+        bare_base = args.port_base + top + 100
+        binds = bare_targets = [("127.0.0.1", bare_base + i) for i in range(top)]
     parent, child = ctx.Pipe()
-    bare = ctx.Process(target=bare_server, args=(bare_base, top, aare, reply, child), daemon=True)
+    bare = ctx.Process(target=bare_server, args=(binds, aare, reply, child), daemon=True)
     bare.start()
     parent.recv()
     try:
-        theirs = {c: measure(bare_base, c, args.seconds, bare.pid) for c in counts}
+        theirs = {c: measure(bare_targets[:c], args.seconds, bare.pid) for c in counts}
     finally:
         stop(bare)
     print(f"{'assocs':>6} {'server':>8} {'req/s':>9} {'CPU us/GET':>11} {'reply bytes':>11}")
