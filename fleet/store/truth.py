@@ -56,6 +56,7 @@ from meter_core.device.clock import IST_S
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
 
 log = logging.getLogger(__name__)
+_monotonic = time.monotonic
 
 # Profiles capture at most every 15 minutes (on IST quarter hours): a pass over the shard runs once a
 # quarter-hour boundary has passed, so every capture is written within one pass of happening and a
@@ -64,8 +65,9 @@ STEP = 900.0
 # Most simulated time one pass over the shard covers (bounds the rows a pass computes at once).
 MAX_WINDOW = 86400.0
 TICK = 0.2
-# Meters a pass computes between two turns of the event loop (about 20-40 ms of work).
-YIELD_EVERY = 64
+# Longest stretch of row computation between two turns of the event loop (seconds): the meters'
+# connections wait that long at most, plus one meter's rows for one window (a few ms for a day's window).
+SLICE = 0.004
 BATCH_ROWS = 5000
 MAX_QUEUE_ROWS = 100_000
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
@@ -380,6 +382,19 @@ class GroundTruthWriter(Writer):
 
     # -- producing ---------------------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Compute one block of rows for one meter of each kind in the shard, at start: the first meter of
+        a kind builds its object model and the load and supply caches (tens of ms that no slice can cut),
+        which a pass must not pay while head-ends wait."""
+        seen = set()
+        now = time.monotonic()
+        t = self.clock.sim(now)
+        for meter_id in self.shard[:1000]:
+            meter = self.meter_for_rows(meter_id)
+            if meter.identity.kind not in seen:
+                seen.add(meter.identity.kind)
+                capture_rows(meter, t - STEP, t, now)
+
     def produce(self) -> int:
         """Advance the cursor towards simulated now while the queue has room; returns rows queued.
 
@@ -396,9 +411,9 @@ class GroundTruthWriter(Writer):
                 return done.value
 
     async def _produce(self) -> int:
-        """`produce`, letting the event loop run between every `YIELD_EVERY` meters: a pass over a shard of
-        thousands of meters takes a good part of a second, which the meters' connections and calls must not
-        wait for."""
+        """`produce`, letting the event loop run after every `SLICE` of computation: a pass over a shard of
+        thousands of meters takes a good part of a second (of a minute at a million meters), which the
+        meters' connections and calls must not wait for."""
         steps = self._producing()
         while True:
             try:
@@ -406,9 +421,14 @@ class GroundTruthWriter(Writer):
             except StopIteration as done:
                 return done.value
             await asyncio.sleep(0)
+            # A window of a large shard is more rows than the queue should hold: what it has handed over
+            # is written between its slices, while the database keeps up. A failing writer does not
+            # (the window then completes in memory and goes to the spool once, with its claim).
+            if self.failing == 0 and self.queued_rows >= self.batch_rows:
+                await self._drain()
 
     def _producing(self):
-        """`produce` as a generator that pauses (yields) every `YIELD_EVERY` meters of a pass."""
+        """`produce` as a generator that pauses (yields) once it has computed for `SLICE` seconds."""
         if not self._resumed:
             return 0
         now = time.monotonic()
@@ -425,10 +445,18 @@ class GroundTruthWriter(Writer):
                 end = min(self.cursor + MAX_WINDOW, sim_now)
                 if batch is None:
                     batch = _Batch(self.cursor)
-                rows, start = batch.rows, self.cursor
-                for i, meter_id in enumerate(self.shard):
-                    if i % YIELD_EVERY == YIELD_EVERY - 1:
+                start = self.cursor
+                deadline = _monotonic() + SLICE
+                for meter_id in self.shard:
+                    if _monotonic() >= deadline:
+                        if batch.n >= self.batch_rows:
+                            # handed over before the window ends: it claims nothing (sim_to = sim_from); the
+                            # window's last batch claims it, and the queue is written in order
+                            queued += self._enqueue(batch)
+                            batch = _Batch(start)
                         yield
+                        deadline = _monotonic() + SLICE
+                    rows = batch.rows
                     for table, r in capture_rows(self.meter_for_rows(meter_id), start, end, now).items():
                         if r:
                             rows[table] += r

@@ -22,8 +22,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleet.runtime.meters import MeterRegistry
+from fleet.settings import FleetOptions
 from fleet.store import truth as fg
 from fleet.store.truth import GroundTruthWriter, failure_reason, resume_point
+from meter_core.device.clock import SimClock
 
 # -- where a writer resumes ---------------------------------------------------------------------------
 
@@ -395,3 +398,92 @@ def test_a_spool_folder_that_cannot_be_made_does_not_hold_up_the_database(fakes,
     asyncio.run(main())
     assert not db.overclaims and writer.restarts == 0
     assert {r for r in db.rows if r[1] <= db.claims[-1]} == db.due(START, db.claims[-1])
+
+
+# -- a large shard: slices, and what a window hands over before it ends (issue 14, point 4) --------------
+
+
+def test_a_window_of_a_large_shard_is_written_between_its_slices_without_over_claiming(fakes, monkeypatch):
+    """Slices short enough that a window is cut many times: its rows are handed over (and written) as
+    they come, claiming nothing until the window's last batch; every row is there, none claimed early."""
+    monkeypatch.setattr(fg, "SLICE", 0.0002)
+    writer, db, _ = fakes(shard=range(0, 400), batch_rows=300)
+    enqueued = []
+    real_enqueue = writer._enqueue
+
+    def spy(batch):
+        enqueued.append((batch.n, batch.sim_to > batch.sim_from))
+        return real_enqueue(batch)
+
+    writer._enqueue = spy
+
+    async def main():
+        writer.start()
+        await until(lambda: writer.captured_until and writer.captured_until > START + 6 * 3600, what="progress")
+        await writer.close(5.0)
+
+    asyncio.run(main())
+    assert any(n >= 300 and not claims for n, claims in enqueued), enqueued[:10]  # handed over mid-window
+    assert not db.overclaims and db.claims == sorted(db.claims)
+    assert {r for r in db.rows if r[1] <= db.claims[-1]} == db.due(START, db.claims[-1])
+
+
+def test_a_pass_over_a_shard_gives_the_event_loop_a_turn_every_slice(monkeypatch, tmp_path):
+    """The real row functions, 300 real meters, a whole day's window in one pass (a fleet at --speed 900
+    catching up). The writer's clock is a counter here (1 ms a reading), so a slice is 4 readings: the
+    loop gets a turn after at most a few meters, whatever the machine's speed. (How long a client waits
+    in real time is bench.pause's business: figures in bench/RESULTS.md.)"""
+    readings = [0.0]
+
+    def fake_monotonic():
+        readings[0] += 0.001
+        return readings[0]
+
+    monkeypatch.setattr(fg, "_monotonic", fake_monotonic)
+    written = Counter()
+
+    async def count_rows(conn, rows):
+        for table, rs in rows.items():
+            written[table] += len(rs)
+        return {t: len(r) for t, r in rows.items()}, []
+
+    monkeypatch.setattr(fg, "write_batch", count_rows)
+    options = FleetOptions(meters=300)
+    registry = MeterRegistry(options.fleet, options, START - 90 * 86400)
+    clock = SimClock(start=START + 86400 + 60, t0=time.monotonic(), speed=1.0)
+    registry.clock = clock
+    db = FakeDb(range(300))
+    db.progress_floor = START
+    log = []
+
+    def meter_for_rows(meter_id):
+        log.append("meter")
+        return registry.for_rows(meter_id)
+
+    writer = GroundTruthWriter("postgresql://unused", shard=range(300), clock=clock, start=START,
+                               meter_for_rows=meter_for_rows, spool_dir=tmp_path / "spool")
+    writer._conn = FakeWriterConnection(db)
+
+    async def ticker():
+        while True:
+            await asyncio.sleep(0)
+            log.append("turn")
+
+    async def main():
+        tick = asyncio.create_task(ticker())
+        writer.start()
+        await until(lambda: writer.captured_until and writer.captured_until >= START + 86400, timeout=120,
+                    what="a day of rows")
+        await writer.close(5.0)
+        tick.cancel()
+
+    asyncio.run(main())
+    assert written["block_load_profile"] >= 300 * 48  # a day of half-hour blocks
+    runs, run = [], 0
+    for what in log:
+        if what == "meter":
+            run += 1
+        else:
+            runs.append(run)
+            run = 0
+    assert max(runs) <= round(fg.SLICE / 0.001) + 1, max(runs)

@@ -8,6 +8,7 @@ start-up time and says so in a comment on its line or the line above ("start-up"
 from __future__ import annotations
 
 import ast
+import logging
 import os
 from pathlib import Path
 
@@ -21,11 +22,21 @@ importlinter_cli = pytest.importorskip("importlinter.cli", reason="import-linter
 
 def _lint(config: Path) -> int:
     cwd = os.getcwd()
+    # import-linter's CLI runs logging.config.dictConfig, which disables every logger that exists then
+    # (ours among them, for the tests after this one): their state is put back afterwards.
+    loggers = {name: (lg.disabled, lg.level, lg.propagate) for name, lg in logging.root.manager.loggerDict.items()
+               if isinstance(lg, logging.Logger)}
+    root = (logging.root.level, list(logging.root.handlers))
     os.chdir(ROOT)  # grimp finds the packages on sys.path; the tree's own come first from its root
     try:
         return importlinter_cli.lint_imports(config_filename=str(config), no_cache=True, no_logo=True)
     finally:
         os.chdir(cwd)
+        for name, (disabled, level, propagate) in loggers.items():
+            lg = logging.getLogger(name)
+            lg.disabled, lg.level, lg.propagate = disabled, level, propagate
+        logging.root.setLevel(root[0])
+        logging.root.handlers[:] = root[1]
 
 
 def test_the_layers_contract_is_kept():
