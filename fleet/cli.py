@@ -414,15 +414,23 @@ def meters() -> None:
               help="Show the keys in force as the fleet's database records them (after key transfers) or "
                    "the keys derived from the fleet secret. Default: the database when one is given or the "
                    "embedded one exists.")
+@click.option("--ids", default=None,
+              help="FIRST-LAST: only these meters (with --shard K/M: those of the shard's part among them).")
 @_database_option
 def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, address_base, shard, hls_mechanism,
-                  security_suite, fmt, output, keys_from_database, database_url, data_dir) -> None:
-    """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter."""
+                  security_suite, fmt, output, keys_from_database, ids, database_url, data_dir) -> None:
+    """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter (or of
+    --ids, or of --shard's part: the meters one pod of a sharded fleet serves)."""
     from fleet.store import pg  # start-up time: loaded by the commands that use it
     from fleet.tools import export  # start-up time: loaded by the commands that use it
 
     options = _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, shard,
                              hls_mechanism, security_suite, address_base=address_base)
+    pod, chosen = options.pod_range(), _parse_ids(ids, options.meters)
+    wanted = range(max(pod.start, chosen.start), min(pod.stop, chosen.stop))
+    if not wanted:
+        raise FleetError(f"--ids {ids} and --shard {shard} have no meter in common (the shard is {pod.start}-"
+                         f"{pod.stop - 1})")
     stored: dict = {}
     data_dir = data_dir or pg.default_data_dir()
     if keys_from_database is None:
@@ -431,20 +439,21 @@ def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, 
     if keys_from_database:
         url, server = pg.resolve_database(database_url, data_dir)
         try:
-            stored = asyncio.run(export.stored_keys(url, range(options.meters)))
+            stored = asyncio.run(export.stored_keys(url, wanted))
         finally:
             if server is not None:
                 server.stop()
-    write = functools.partial(export.write_json if fmt == "json" else export.write_csv, stored=stored)
+    write = functools.partial(export.write_json if fmt == "json" else export.write_csv, stored=stored, ids=wanted)
     if output is None:
         write(options, sys.stdout)
         return
-    step = max(1, options.meters // 100)
-    show = sys.stderr.isatty() or options.meters >= 10_000
+    total = len(wanted)
+    step = max(1, total // 100)
+    show = sys.stderr.isatty() or total >= 10_000
 
     def progress(n: int) -> None:
-        if show and (n % step == 0 or n == options.meters):
-            click.echo(f"\rexported {n}/{options.meters} meters", err=True, nl=n == options.meters)
+        if show and (n % step == 0 or n == total):
+            click.echo(f"\rexported {n}/{total} meters", err=True, nl=n == total)
 
     try:
         with open(output, "w", encoding="utf-8", newline="") as f:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # A worker that dies this many times without ever becoming ready is not restarted again.
 MAX_EARLY_DEATHS = 5
+PROGRESS_EVERY = 5.0  # seconds between two "starting: k of n workers ready" lines while workers boot
 
 
 @dataclass(slots=True)
@@ -95,9 +96,15 @@ class Supervisor:
         self._install_signals()
         for slot in self.slots:
             self.spawn(slot)
+        started = next_progress = time.monotonic()
         stopping = False
         force = False
         while not stopping:
+            now = time.monotonic()
+            if not self._announced and now - next_progress >= PROGRESS_EVERY:
+                next_progress = now
+                log.info("starting: %d of %d workers ready after %.0f s", sum(s.ready for s in self.slots),
+                         len(self.slots), now - started)
             stopping, force = self._handle_signals()
             if stopping:
                 break

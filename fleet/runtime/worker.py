@@ -97,6 +97,7 @@ class Worker:
         self.journal = None  # fleet.store.journal.Journal: what must be durable before a meter answers
         self.commands = None
         self._journal_reported = (0, 0)
+        self.online = 0  # meters it serves, once ready
         self._stop = asyncio.Event()
 
     @property
@@ -156,10 +157,10 @@ class Worker:
         # What the worker built at boot (modules, object models, listening sockets, warm caches) lives as
         # long as it does: out of the collector's full passes, which would walk it each time (tens of ms).
         gc.freeze()
-        online = len(self.shard) if self.options.mode == "address" else len(self.servers)
-        metrics.METERS_ONLINE.inc(online)
+        self.online = len(self.shard) if self.options.mode == "address" else len(self.servers)
+        metrics.METERS_ONLINE.inc(self.online)
         metrics.WORKERS_UP.inc()
-        self._send(("ready", self.slot, os.getpid(), online))
+        self._send(("ready", self.slot, os.getpid(), self.online))
         tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._flush_metrics())]
         if s.database_url:
             self.commands = CommandListener(
@@ -219,17 +220,16 @@ class Worker:
             t.cancel()
         self.dialer.cancel()
         self._flush_metrics_once()
-        metrics.METERS_ONLINE.dec(len(self.servers))
+        metrics.METERS_ONLINE.dec(self.online)
         metrics.WORKERS_UP.dec()
-        await self._close_recorder(self.settings.shutdown_timeout / 2)
+        # the supervisor kills a worker that has not stopped after shutdown_timeout: the writers finish
+        # together well inside it, so what they hold is written or spooled, not lost with the process
+        await self._close_recorder(self.settings.shutdown_timeout * 0.6)
 
     async def _close_recorder(self, timeout: float) -> None:
-        if self.journal is not None:
-            await self.journal.close(timeout)
-        if self.groundtruth is not None:
-            await self.groundtruth.close(timeout)
-        if self.recorder is not None:
-            await self.recorder.close(timeout)
+        """Close the writers at once, each within ``timeout`` seconds."""
+        writers = [w for w in (self.journal, self.groundtruth, self.recorder) if w is not None]
+        await asyncio.gather(*(w.close(timeout) for w in writers))
 
     def _send(self, msg) -> None:
         try:

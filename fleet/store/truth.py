@@ -346,11 +346,14 @@ class GroundTruthWriter(Writer):
         self._gauges: tuple | None = None
 
     async def close(self, timeout: float) -> None:
-        """Produce up to now, write what can be written within ``timeout``, spool the rest."""
+        """Produce up to now and write what can be written within most of ``timeout``, spool the rest.
+        A window cut short claims nothing: the next worker of the shard computes it again from the
+        recorded progress (a shard of hundreds of thousands of meters takes minutes of computation per
+        window, a stop seconds)."""
         self._stop_at = self.clock.sim(time.monotonic())  # the captures up to the stop, no further
         self.closing = True
         self.wake()
-        await finish(self._task, timeout)
+        await finish(self._task, timeout * 0.7)  # the rest is for spooling what is held
         if self.queue:
             try:
                 self._spool_queue()

@@ -94,10 +94,11 @@ def _scalar(private_key, suite: int) -> str:
     return private_key.private_numbers().private_value.to_bytes(32 if suite == 1 else 48, "big").hex()
 
 
-def records(options: FleetOptions, stored: dict | None = None) -> Iterator[dict]:
-    """The entries of every meter; ``stored`` maps meter_id to its `meter_keys` rows (keys in force)."""
+def records(options: FleetOptions, stored: dict | None = None, ids: range | None = None) -> Iterator[dict]:
+    """The entries of the meters ``ids`` (all by default); ``stored`` maps meter_id to its `meter_keys` rows
+    (keys in force)."""
     fleet = options.fleet
-    for meter_id in range(options.meters):
+    for meter_id in range(options.meters) if ids is None else ids:
         rows = stored.get(meter_id) if stored else None
         keys = from_rows(fleet, meter_id, rows) if rows else None
         yield meter_record(options, meter_id, keys)
@@ -111,11 +112,12 @@ async def stored_keys(url: str, meter_ids: range) -> dict[int, list]:
     return out
 
 
-def write_json(options: FleetOptions, out: TextIO, progress=None, stored: dict | None = None) -> int:
-    """One JSON array, one object per meter; returns the number of meters written."""
+def write_json(options: FleetOptions, out: TextIO, progress=None, stored: dict | None = None,
+               ids: range | None = None) -> int:
+    """One JSON array, one object per meter (of ``ids``); returns the number of meters written."""
     n = 0
     out.write("[")
-    for rec in records(options, stored):
+    for rec in records(options, stored, ids):
         out.write(",\n" if n else "\n")
         out.write(json.dumps(rec, separators=(",", ":")))
         n += 1
@@ -125,12 +127,13 @@ def write_json(options: FleetOptions, out: TextIO, progress=None, stored: dict |
     return n
 
 
-def write_csv(options: FleetOptions, out: TextIO, progress=None, stored: dict | None = None) -> int:
-    """One row per meter and client, columns `CSV_COLUMNS`; returns the number of meters written."""
+def write_csv(options: FleetOptions, out: TextIO, progress=None, stored: dict | None = None,
+              ids: range | None = None) -> int:
+    """One row per meter (of ``ids``) and client, columns `CSV_COLUMNS`; returns the number of meters written."""
     w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     n = 0
-    for rec in records(options, stored):
+    for rec in records(options, stored, ids):
         base = {k: v for k, v in rec.items() if k != "clients"}
         for client in rec["clients"]:
             w.writerow({**base, **client})

@@ -154,3 +154,18 @@ def test_meter_port_in_use_stops_the_fleet_with_one_line(database_url, tmp_path)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("fleet: error:") and f"127.0.0.1:{base + 2}" in last and "in use" in last, proc.stderr
     assert list(tmp_path.glob("fleet-metrics-*")) == []  # a stop on an error takes its metrics folder too
+
+
+def test_export_writes_part_of_a_large_fleet_by_ids_or_shard():
+    proc = fleet("meters", "export", "--meters", "1000000", "--mode", "address", "--ids", "999998-999999",
+                 "--derived-keys")
+    assert proc.returncode == 0, proc.stderr
+    entries = json.loads(proc.stdout)
+    assert [(e["meter_id"], e["host"], e["port"]) for e in entries] == [
+        (999998, "127.16.66.63", 4059), (999999, "127.16.66.64", 4059)]
+    assert entries[0]["serial"] == meter_identity(FleetConfig(seed=1), 999998).serial
+    proc = fleet("meters", "export", "--meters", "100", "--shard", "3/4", "--derived-keys", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted({int(r["meter_id"]) for r in csv.DictReader(io.StringIO(proc.stdout))}) == list(range(75, 100))
+    assert_one_line_error(fleet("meters", "export", "--meters", "100", "--shard", "3/4", "--ids", "0-10"),
+                          "--ids", "no meter in common")
