@@ -146,9 +146,10 @@ def running_meters(meters: int = 2, transport: Transport = Transport.WRAPPER,
     while not pipe.ready.wait(0.05):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("worker did not start")
-    if pipe.messages[-1][0] == "boot-error":
+    booted = next(m for m in pipe.messages if m[0] in ("ready", "boot-error"))  # heartbeats come too
+    if booted[0] == "boot-error":
         thread.join(5)
-        raise RuntimeError(pipe.messages[-1][2])
+        raise RuntimeError(booted[2])
     # Dial mode: the meters owe the pushes that fall due once the dial loop has started (it looks for them
     # from its simulated start on, not from sim_start: pushes due while the worker boots are not owed), so
     # a test's "from now on" begins there.

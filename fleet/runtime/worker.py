@@ -118,6 +118,9 @@ class Worker:
             self.loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         s = self.settings
         self.clock = SimClock(start=s.sim_start, t0=s.sim_t0, speed=s.speed, drift_ppm=s.drift_ppm)
+        # Heartbeats from the start: a worker recording a large shard's meters and keys in the database
+        # boots for longer than the heartbeat time-out, and the supervisor must not take that for a hang.
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             if s.database_url:
                 self.recorder = await Recorder.open(
@@ -151,6 +154,7 @@ class Worker:
                 self.servers = await listen(self.options, self.shard,
                                             functools.partial(MeterProtocol, self))
         except FleetError as e:
+            heartbeat.cancel()
             self._send(("boot-error", self.slot, str(e)))
             await self._close_recorder(1.0)
             return WORKER_BOOT_ERROR
@@ -161,7 +165,7 @@ class Worker:
         metrics.METERS_ONLINE.inc(self.online)
         metrics.WORKERS_UP.inc()
         self._send(("ready", self.slot, os.getpid(), self.online))
-        tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._flush_metrics())]
+        tasks = [heartbeat, asyncio.create_task(self._flush_metrics())]
         if s.database_url:
             self.commands = CommandListener(
                 s.database_url, self.shard, lambda row: self.faults.apply(Command.from_row(row)),
