@@ -1,7 +1,7 @@
 """A large fleet across a capture boundary with its ground truth on: rows written, and what a client waits.
 
 Runs the real `fleet run --mode address` (N meters, W workers, --speed 1, the embedded PostgreSQL in a
-folder of its own) from five simulated minutes before a half-hour block boundary. A client associates
+folder of its own) from --lead (five) simulated minutes before a half-hour block boundary. A client associates
 with meter 0 at its address and reads its clock every 5 ms throughout, recording each request's
 latency. Before the boundary is the ceiling (the same client, the same fleet, nothing to compute);
 from the boundary until every meter's block row of it is in the database is the measure. Then SIGTERM,
@@ -88,7 +88,7 @@ class Reader(threading.Thread):
 async def block_rows(url: str, at: dt.datetime) -> int:
     conn = await asyncpg.connect(url)
     try:
-        return await conn.fetchval("SELECT count(*) FROM block_load_profile WHERE captured_at = $1", at)
+        return await conn.fetchval("SELECT count(*) FROM block_load_profile WHERE capture_time = $1", at)
     finally:
         await conn.close()
 
@@ -108,12 +108,13 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=Path("/tmp/fleet-boundary/pgdata"))
     ap.add_argument("--port", type=int, default=16059)
     ap.add_argument("--patience", type=float, default=1800.0, help="seconds to wait for the rows, at most")
+    ap.add_argument("--lead", type=float, default=300.0, help="simulated seconds from the start to the boundary")
     args = ap.parse_args(argv)
     shutil.rmtree(args.data_dir.parent, ignore_errors=True)
     args.data_dir.parent.mkdir(parents=True)
     now = dt.datetime.now(IST)
     boundary = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=(30 - now.minute % 30) % 30 or 30)
-    start = boundary - dt.timedelta(minutes=5)
+    start = boundary - dt.timedelta(seconds=args.lead)
     options = FleetOptions(meters=args.meters, mode="address", address_base=ADDRESS_BASE, port_base=args.port)
     cmd = [sys.executable, "-m", "fleet", "run", "--mode", "address", "--meters", str(args.meters), "--workers",
            str(args.workers), "--address-base", ADDRESS_BASE, "--port-base", str(args.port), "--metrics-port", "0",
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
               f"{boundary:%H:%M} IST", file=sys.stderr)
         reader = Reader(options.address(0))
         reader.start()
-        # simulated time = wall time since start (speed 1): the boundary comes five minutes after "ready"
+        # simulated time = wall time since the start (speed 1): the boundary comes --lead seconds after it
         boundary_wall = time.time() + (boundary - start).total_seconds() - ready_after
         at = boundary.astimezone(dt.UTC)
         deadline = time.monotonic() + args.patience
@@ -143,7 +144,11 @@ def main(argv=None) -> int:
         while time.monotonic() < deadline:
             time.sleep(10)
             if time.time() > boundary_wall:
-                count = asyncio.run(block_rows(url, at))
+                try:
+                    count = asyncio.run(block_rows(url, at))
+                except (OSError, asyncpg.PostgresError) as e:
+                    print(f"  cannot count the rows: {e}", file=sys.stderr)
+                    continue
                 print(f"  {count} block rows of {boundary:%H:%M} written", file=sys.stderr)
                 if count >= args.meters:
                     break
