@@ -4,12 +4,45 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+import struct
 import time
 
 from fleet.settings import FleetOptions, RunSettings
+from meter_core import NEED_DATA
 
 EPOCH = 1767205800.0
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+def recv_frame(s: socket.socket, buf: bytearray) -> bytes:
+    """The next wrapper frame from blocking socket ``s`` (``buf`` keeps what came after it)."""
+    while len(buf) < 8 or len(buf) < 8 + struct.unpack_from(">H", buf, 6)[0]:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    n = 8 + struct.unpack_from(">H", buf, 6)[0]
+    frame = bytes(buf[:n])
+    del buf[:n]
+    return frame
+
+
+def until(client, s: socket.socket, buf: bytearray, kind, record: list | None = None):
+    """Drive sans-I/O ``client`` over ``s`` (wrapper) until its next event, which must be a ``kind``;
+    ``record`` keeps each (request, answer) pair."""
+    while True:
+        out = client.data_to_send()
+        if out:
+            s.sendall(out)
+            reply = recv_frame(s, buf)
+            if record is not None:
+                record.append((out, reply))
+            client.receive_data(reply)
+        ev = client.next_event()
+        if ev is not NEED_DATA:
+            assert isinstance(ev, kind), ev
+            return ev
 
 
 def cpu_seconds(pid: int) -> float:

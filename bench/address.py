@@ -19,15 +19,13 @@ import argparse
 import multiprocessing
 import random
 import socket
-import struct
 import sys
 import time
 
-from bench._common import EPOCH, rss_bytes, stop
+from bench._common import EPOCH, rss_bytes, stop, until
 from fleet.runtime import address
 from fleet.runtime.worker import worker_main
 from fleet.settings import FleetOptions, RunSettings, split_range
-from meter_core import NEED_DATA
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult, Released
 from meter_core.connection import Transport
 from meter_core.device.identity import meter_identity
@@ -63,18 +61,6 @@ def start_workers(options: FleetOptions, workers: int) -> tuple[list, list, floa
     return procs, pipes, elapsed
 
 
-def _recv_frame(s: socket.socket, buf: bytearray) -> bytes:
-    while len(buf) < 8 or len(buf) < 8 + struct.unpack_from(">H", buf, 6)[0]:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    n = 8 + struct.unpack_from(">H", buf, 6)[0]
-    frame = bytes(buf[:n])
-    del buf[:n]
-    return frame
-
-
 def read_one(options: FleetOptions, meter_id: int) -> float:
     """Associate with meter ``meter_id`` at its address, read its logical device name, release; seconds."""
     t0 = time.perf_counter()
@@ -82,25 +68,13 @@ def read_one(options: FleetOptions, meter_id: int) -> float:
     buf = bytearray()
     with socket.create_connection(options.address(meter_id), timeout=10) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def until(kind):
-            while True:
-                out = client.data_to_send()
-                if out:
-                    s.sendall(out)
-                    client.receive_data(_recv_frame(s, buf))
-                ev = client.next_event()
-                if ev is not NEED_DATA:
-                    assert isinstance(ev, kind), ev
-                    return ev
-
         client.associate()
-        until(Associated)
+        until(client, s, buf, Associated)
         client.get(1, "0.0.42.0.0.255", 2)
-        name = bytes(until(GetResult).value.value).decode()
+        name = bytes(until(client, s, buf, GetResult).value.value).decode()
         assert name == meter_identity(options.fleet, meter_id).logical_device_name, (meter_id, name)
         client.release()
-        until(Released)
+        until(client, s, buf, Released)
     return time.perf_counter() - t0
 
 

@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -28,9 +27,9 @@ from pathlib import Path
 
 import asyncpg
 
+from bench._common import until
 from fleet.settings import FleetOptions
 from fleet.store import pg
-from meter_core import NEED_DATA
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 from meter_core.connection import Transport
 from meter_core.device.clock import IST
@@ -59,28 +58,12 @@ class Reader(threading.Thread):
         buf = bytearray()
         with socket.create_connection(self.address, timeout=30) as s:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def until(kind):
-                while True:
-                    out = client.data_to_send()
-                    if out:
-                        s.sendall(out)
-                        while len(buf) < 8 or len(buf) < 8 + struct.unpack_from(">H", buf, 6)[0]:
-                            buf.extend(s.recv(65536))
-                        n = 8 + struct.unpack_from(">H", buf, 6)[0]
-                        client.receive_data(bytes(buf[:n]))
-                        del buf[:n]
-                    ev = client.next_event()
-                    if ev is not NEED_DATA:
-                        assert isinstance(ev, kind), ev
-                        return ev
-
             client.associate()
-            until(Associated)
+            until(client, s, buf, Associated)
             while not self.stop.is_set():
                 t0 = time.perf_counter()
                 client.get(8, "0.0.1.0.0.255", 2)
-                until(GetResult)
+                until(client, s, buf, GetResult)
                 self.samples.append((time.time(), time.perf_counter() - t0))
                 time.sleep(0.005)
 

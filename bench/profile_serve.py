@@ -22,9 +22,8 @@ import struct
 import sys
 import time
 
-from bench._common import cpu_seconds, spawn_worker, stop
+from bench._common import cpu_seconds, spawn_worker, stop, until
 from fleet.settings import FleetOptions
-from meter_core import NEED_DATA
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 from meter_core.codec.apdu import SelectiveAccess
 from meter_core.codec.axdr import CosemDateTime, Data, DataType, encode_value
@@ -32,18 +31,6 @@ from meter_core.codec.obis import ln
 from meter_core.connection import Transport
 from meter_core.device.clock import IST
 from meter_core.device.identity import FleetConfig, meter_identity
-
-
-def _recv_frame(s: socket.socket, buf: bytearray) -> bytes:
-    while len(buf) < 8 or len(buf) < 8 + struct.unpack_from(">H", buf, 6)[0]:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    n = 8 + struct.unpack_from(">H", buf, 6)[0]
-    frame = bytes(buf[:n])
-    del buf[:n]
-    return frame
 
 
 def _selection() -> SelectiveAccess:
@@ -67,25 +54,10 @@ def read_once(port: int, password: bytes, pdu: int, selection, record: list | No
     buf = bytearray()
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def until(kind):
-            while True:
-                out = client.data_to_send()
-                if out:
-                    s.sendall(out)
-                    reply = _recv_frame(s, buf)
-                    if record is not None:
-                        record.append((out, reply))
-                    client.receive_data(reply)
-                ev = client.next_event()
-                if ev is not NEED_DATA:
-                    assert isinstance(ev, kind), ev
-                    return ev
-
         client.associate()
-        until(Associated)
+        until(client, s, buf, Associated, record)
         client.get(7, "1.0.99.1.0.255", 2, selection)
-        ev = until(GetResult)
+        ev = until(client, s, buf, GetResult, record)
         return len(ev.value.value)
 
 
