@@ -34,6 +34,11 @@ def ephemeral_ports(path: str = EPHEMERAL_PORT_RANGE_FILE) -> tuple[int, int]:
 
 
 @functools.cache
+def _address_int(address: str) -> int:
+    return int(ipaddress.IPv4Address(address))
+
+
+@functools.cache
 def port_runs(port_base: int, ephemeral: tuple[int, int]) -> tuple[range, ...]:
     """The ports a meter may listen on, from ``port_base`` up, in order: below the ephemeral range, then
     above it (empty if ``port_base`` is inside it: `FleetOptions` refuses that)."""
@@ -129,7 +134,7 @@ class FleetOptions:
     @property
     def base_address(self) -> int:
         """Address mode: meter 0's address as an integer."""
-        return int(ipaddress.IPv4Address(self.address_base))
+        return _address_int(self.address_base)
 
     @property
     def listen_host(self) -> str:

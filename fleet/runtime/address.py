@@ -103,7 +103,7 @@ def _listener(options: FleetOptions, *, reuse_port: bool) -> socket.socket:
 def meter_of(options: FleetOptions, sockname) -> int | None:
     """The meter a connection reached, from its local address (None: not one of the fleet's)."""
     try:
-        meter_id = int(ipaddress.IPv4Address(sockname[0])) - options.base_address
-    except (ValueError, TypeError, IndexError):
+        meter_id = int.from_bytes(socket.inet_aton(sockname[0]), "big") - options.base_address
+    except (OSError, TypeError, IndexError):
         return None
     return meter_id if 0 <= meter_id < options.meters else None

@@ -103,11 +103,6 @@ class Journal(Writer):
     def urgent(self) -> bool:
         return bool(self._rows or self._keys)
 
-    def failed(self, e: BaseException) -> None:
-        self.errors += 1
-        if self.failing == 1:
-            log.warning("journal: cannot write (%s); the meters' answers wait, retrying", pg.one_line(e))
-
     async def write_due(self, conn: WriterConnection) -> None:
         if not (self._rows or self._keys):
             return

@@ -98,7 +98,7 @@ class Recorder(Writer):
                  transport: str, clock, security_of: Callable[[int], object | None],
                  take_dirty: Callable[[], set[int]], batch_size: int = BATCH_SIZE,
                  flush_interval: float = FLUSH_INTERVAL, max_queue: int = MAX_QUEUE) -> None:
-        super().__init__("database writer", url, sql.CREATE_STAGING, interval=flush_interval,
+        super().__init__("connection recorder", url, sql.CREATE_STAGING, interval=flush_interval,
                          command_timeout=COMMAND_TIMEOUT)
         self._conn.conn = conn
         self.url = url
@@ -289,14 +289,6 @@ class Recorder(Writer):
                                                 _dt.datetime.now(_dt.UTC))
 
     # -- the writer's passes ---------------------------------------------------------------------------
-
-    def failed(self, e: BaseException) -> None:
-        self.errors += 1
-        if self.failing == 1:
-            log.warning("database write failed, retrying: %s", pg.one_line(e))
-
-    def recovered(self) -> None:
-        log.info("database writes resumed")
 
     async def write_due(self, conn: WriterConnection) -> None:
         if self.closing or time.monotonic() >= self._keys_due:
