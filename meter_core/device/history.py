@@ -28,7 +28,11 @@ captured twice or recomputed, and every joule lands in exactly one block.
 
 Billing closes at each scheduled billing date the clock reaches (same rule, with the dates of the
 billing schedule in force), and at each MD reset a head-end asks for (stamped with the meter clock
-at the reset, to the hundredth of a second a date-time carries).
+at the reset, to the hundredth of a second a date-time carries). An MD reset while a clock set back
+still shows a time before the last close is stamped a hundredth after that close instead: billing
+stamps only grow too, so a billing row is never stamped before one captured earlier, and no two
+share a stamp (the billing table is keyed by it). UNCONFIRMED likewise: a meter may instead refuse
+the reset or stamp it with its clock out of order; the event log's MD-reset entry keeps the clock.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import math
 from meter_core.device.clock import IST_S
 
 INF = math.inf
+_HUNDREDTH = 0.01
 
 # A timeline: ((since, value), ...) with ``since`` ascending, the first -inf (the factory value).
 
@@ -337,9 +342,9 @@ class BillingClosures:
                 closes.append((before, b))
                 last = before
             if b in reset_times:
-                stamp = hundredths(c0)
+                stamp = max(hundredths(c0), hundredths(last + _HUNDREDTH))  # never before the last close
                 closes.append((stamp, b))
-                last = max(last, stamp)
+                last = stamp
             m_lo = month_of(c0)
             while scheduled_billing(m_lo, day, hour, minute) < c0 or scheduled_billing(m_lo, day, hour, minute) <= last:
                 m_lo += 1
