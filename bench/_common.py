@@ -47,9 +47,14 @@ def until(client, s: socket.socket, buf: bytearray, kind, record: list | None = 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` (from /proc/<pid>/stat)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of process ``pid`` (from /proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
 
 def rss_bytes(pid: int) -> int:

@@ -6,10 +6,11 @@
    against a bare uvloop server on one wildcard socket that answers every frame with the meters' own
    canned bytes.
 2. Churn: connection after connection (K in flight): connect, AARQ, GET clock, RLRQ, close, for S
-   seconds: associations per second per second of server CPU, against the bare server doing accept,
-   canned answers, close for the same client (aim: at least 0.5 of it).
+   seconds: associations per second per second of server CPU (user and system shown apart), against a
+   bare server doing accept, the meter's own three answers, close (after the RLRE, as the meter does) for
+   the same client (aim: at least 0.5 of it). R rounds, fleet and bare in turn; medians compared.
 
-    python -m bench.connections [--concurrent 20000] [--workers 2] [--seconds 10]
+    python -m bench.connections [--concurrent 20000] [--workers 2] [--seconds 10] [--rounds 3]
 
 Clients run in their own processes (C / 10 000 of them, a process may hold 20 000 descriptors).
 """
@@ -21,13 +22,15 @@ import asyncio
 import functools
 import multiprocessing
 import os
+import socket
+import statistics
 import struct
 import sys
 import time
 
 import uvloop
 
-from bench._common import cpu_seconds, stop
+from bench._common import cpu_split, recv_frame, stop
 from bench.address import start_workers
 from bench.get_cost import _Bare, _canned
 from fleet.settings import FleetOptions
@@ -160,7 +163,7 @@ async def _churn(targets, seconds, in_flight, server_pids, out) -> None:
     loop = asyncio.get_running_loop()
     done = [0]
     stop_at = time.monotonic() + seconds
-    cpu0 = sum(cpu_seconds(p) for p in server_pids)
+    cpu0 = [cpu_split(p) for p in server_pids]
     t0 = time.monotonic()
 
     async def one_after_another(i):
@@ -177,7 +180,10 @@ async def _churn(targets, seconds, in_flight, server_pids, out) -> None:
                 pass
 
     await asyncio.gather(*(one_after_another(i) for i in range(in_flight)))
-    out.send((done[0], time.monotonic() - t0, sum(cpu_seconds(p) for p in server_pids) - cpu0))
+    cpu1 = [cpu_split(p) for p in server_pids]
+    user = sum(b[0] - a[0] for a, b in zip(cpu0, cpu1))
+    system = sum(b[1] - a[1] for a, b in zip(cpu0, cpu1))
+    out.send((done[0], time.monotonic() - t0, (user, system)))
 
 
 def _run(coro_fn, *args) -> None:
@@ -199,10 +205,49 @@ def _in_clients(targets, fn, *args) -> list:
     return results
 
 
-def _bare(port: int, aare: bytes, reply: bytes, ready) -> None:
+class _BareChurn(asyncio.Protocol):
+    """The churn ceiling: answers a connection's three requests with the meter's own AARE, GET response
+    and RLRE, and closes after the RLRE as the meter does (accept, canned answers, close)."""
+
+    def __init__(self, answers: tuple[bytes, bytes, bytes]) -> None:
+        self.answers, self.buf, self.step = answers, b"", 0
+
+    def connection_made(self, transport):
+        self.t = transport
+
+    def data_received(self, data):
+        buf = self.buf + data if self.buf else data
+        n = 0
+        while len(buf) - n >= 8 and self.step < 3:
+            end = n + 8 + struct.unpack_from(">H", buf, n + 6)[0]
+            if len(buf) < end:
+                break
+            n = end
+            self.t.write(self.answers[self.step])
+            self.step += 1
+            if self.step == 3:
+                self.t.close()
+        self.buf = buf[n:]
+
+
+def _canned_churn(target: tuple[str, int]) -> tuple[bytes, bytes, bytes]:
+    """The meter's own AARE, GET response and RLRE to the churn client's three requests."""
+    buf = bytearray()
+    with socket.create_connection(target) as s:
+        answers = []
+        for frame in _frames():
+            s.sendall(frame)
+            answers.append(recv_frame(s, buf))
+    return tuple(answers)
+
+
+def _bare(port: int, aare: bytes, reply: bytes, answers: tuple[bytes, bytes, bytes], ready) -> None:
+    """One wildcard socket: the concurrent clients get `_Bare` (``port``), the churn clients `_BareChurn`
+    (``port`` + 1)."""
     async def main():
         loop = asyncio.get_running_loop()
         await loop.create_server(lambda: _Bare(aare, reply), "0.0.0.0", port, backlog=4096)
+        await loop.create_server(lambda: _BareChurn(answers), "0.0.0.0", port + 1, backlog=4096)
         ready.send("ready")
         await asyncio.Event().wait()
 
@@ -230,6 +275,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--in-flight", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3, help="churn rounds, fleet and bare in turn")
     ap.add_argument("--port", type=int, default=15059)
     args = ap.parse_args(argv)
     n = args.concurrent
@@ -238,30 +284,36 @@ def main(argv=None) -> int:
     print(f"address mode, {n} meters on {args.workers} workers, {args.seconds:.0f} s per run; python "
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs")
     procs, _pipes, _ = start_workers(options, args.workers)
+    bare = None
     try:
         aare, reply = _canned(targets[0])
+        answers = _canned_churn(targets[0])
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        bare_port = args.port + 1
+        bare = ctx.Process(target=_bare, args=(bare_port, aare, reply, answers, child), daemon=True)
+        bare.start()
+        parent.recv()
         print("concurrent, fleet ...", file=sys.stderr)
         conc = _in_clients(targets, _concurrent, args.seconds)
-        print("churn, fleet ...", file=sys.stderr)
-        churn = _in_clients(targets[:args.in_flight * 10], _churn, args.seconds, args.in_flight,
-                            [p.pid for p in procs])
+        print("concurrent, bare ...", file=sys.stderr)
+        bare_conc = _in_clients([(host, bare_port) for host, _ in targets], _concurrent, args.seconds)
+        # Churn in turns (fleet, bare, fleet, ...) so that a slower or busier moment of the machine falls on
+        # both; the ratio is that of the medians.
+        fleet_pids = [p.pid for p in procs]
+        churn_targets = targets[:args.in_flight * 10]
+        bare_churn_targets = [(host, bare_port + 1) for host, _ in churn_targets]
+        churn: dict[str, list] = {"fleet": [], "bare": []}
+        for r in range(args.rounds):
+            print(f"churn round {r + 1}/{args.rounds} ...", file=sys.stderr)
+            churn["fleet"].append(_in_clients(churn_targets, _churn, args.seconds, args.in_flight, fleet_pids)[0])
+            churn["bare"].append(_in_clients(bare_churn_targets, _churn, args.seconds, args.in_flight,
+                                             [bare.pid])[0])
     finally:
         for p in procs:
             stop(p)
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    bare_port = args.port + 1
-    bare = ctx.Process(target=_bare, args=(bare_port, aare, reply, child), daemon=True)
-    bare.start()
-    parent.recv()
-    bare_targets = [(host, bare_port) for host, _ in targets]
-    try:
-        print("concurrent, bare ...", file=sys.stderr)
-        bare_conc = _in_clients(bare_targets, _concurrent, args.seconds)
-        print("churn, bare ...", file=sys.stderr)
-        bare_churn = _in_clients(bare_targets[:args.in_flight * 10], _churn, args.seconds, args.in_flight, [bare.pid])
-    finally:
-        stop(bare)
+        if bare is not None:
+            stop(bare)
 
     for name, res in (("fleet", conc), ("bare", bare_conc)):
         associated = sum(r[0] for r in res)
@@ -271,12 +323,16 @@ def main(argv=None) -> int:
         print(f"concurrent {name:>5}: {associated} associated, {rejected} rejected, {failed} not connected; "
               f"{_quantiles(lat)}")
     rates = {}
-    for name, res in (("fleet", churn), ("bare", bare_churn)):
-        count, elapsed, cpu = res[0]
-        rates[name] = count / cpu if cpu else float("nan")
-        print(f"churn {name:>5}: {count} associations in {elapsed:.1f} s ({count / elapsed:.0f}/s), server CPU "
-              f"{cpu:.1f} s: {rates[name]:.0f} associations per CPU second")
-    print(f"churn ratio fleet / bare (associations per CPU second): {rates['fleet'] / rates['bare']:.2f} (aim >= 0.5)")
+    for name, rounds in churn.items():
+        per_round = []
+        for count, elapsed, (user, system) in rounds:
+            per_round.append(count / (user + system) if user + system else float("nan"))
+            print(f"churn {name:>5}: {count} associations in {elapsed:.1f} s ({count / elapsed:.0f}/s); server CPU "
+                  f"per association {user / count * 1e6:.0f} us user + {system / count * 1e6:.0f} us system")
+        rates[name] = statistics.median(per_round)
+        print(f"churn {name:>5}: median {rates[name]:.0f} associations per CPU second")
+    print(f"churn ratio fleet / bare (associations per CPU second, medians): {rates['fleet'] / rates['bare']:.2f} "
+          f"(aim >= 0.5)")
     return 0
 
 

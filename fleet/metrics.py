@@ -182,7 +182,7 @@ class WorkerMetrics:
 
     __slots__ = ("latency_counts", "latency_sum", "bytes_in", "bytes_out", "_last_requests", "refused",
                  "violations", "internal_errors", "associations", "releases", "security_failures", "pushes",
-                 "push_latency", "dials", "push_failures")
+                 "push_latency", "dials", "push_failures", "associations_open", "_open_shown")
 
     def __init__(self) -> None:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -201,13 +201,24 @@ class WorkerMetrics:
         self.push_latency: list[float] = []
         self.dials: dict[str, int] = {}
         self.push_failures: dict[tuple[str, str], int] = {}
+        # associations open now, by client label: shown as gauges at each flush (a gauge in the multiprocess
+        # files costs a locked write per change: two per association)
+        self.associations_open: dict[str, int] = {}
+        self._open_shown: dict[str, int] = {}
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
 
-    def flush(self, request_counts) -> None:
-        """Add what happened since the last flush; ``request_counts`` is the worker's ServiceStats."""
+    def flush(self, request_counts, connections_open: int) -> None:
+        """Add what happened since the last flush; ``request_counts`` is the worker's ServiceStats,
+        ``connections_open`` the connections the worker holds now."""
+        CONNECTIONS_OPEN.set(connections_open)
+        shown = self._open_shown
+        for client, n in self.associations_open.items():
+            if shown.get(client) != n:
+                ASSOCIATIONS_OPEN.labels(client).set(n)
+                shown[client] = n
         last = self._last_requests
         for key, n in list(request_counts.items()):
             delta = n - last.get(key, 0)

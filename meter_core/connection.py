@@ -133,6 +133,15 @@ class MeterConnection:
             return self._events.popleft()
         return NEED_DATA
 
+    def events(self) -> list | tuple:
+        """Every event waiting, oldest first, in one call (what `next_event` gives one at a time)."""
+        waiting = self._events
+        if not waiting:
+            return ()
+        taken = list(waiting)
+        waiting.clear()
+        return taken
+
     def data_to_send(self) -> bytes:
         """Bytes to write to the peer now."""
         if self._hdlc is not None:

@@ -14,7 +14,7 @@ import uuid
 from fleet.metrics import client_label
 from fleet.runtime import address
 from fleet.store.journal import programmed_row
-from meter_core import NEED_DATA, notification
+from meter_core import notification
 from meter_core.connection import MeterConnection
 from meter_core.device import keys
 from meter_core.device import pushes as pushes
@@ -37,13 +37,16 @@ _monotonic = time.monotonic
 # SETs and ACTIONs on these classes change keys, secrets or certificates (security setup 64, association
 # LN 15): they are made durable (meter_keys) before the answer goes out.
 _KEY_CLASSES = (15, 64)
-_NO_EVENTS: tuple = ()
+# A new connection's inactivity timer is armed by the worker's once-a-second round (`Worker.arm_timers`)
+# instead of at once, unless it falls due within two rounds: a timer handle per connection cost about 4 %
+# of a short connection's CPU (associate, read, release), and the deadline does not move by arming later.
+TIMER_DEFER = 1.0
 
 
 class MeterProtocol(asyncio.Protocol):
     """One TCP connection to one meter."""
 
-    __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "connection_id", "peer", "_seq", "_closing",
+    __slots__ = ("worker", "meter_id", "transport", "conn", "timer", "_connection_id", "_peer", "_seq", "_closing",
                  "push", "sent", "push_id", "push_at", "destination", "_holding", "_write_paused")
 
     def __init__(self, worker, meter_id: int | None, push: str | None = None, push_id: int = 0,
@@ -61,12 +64,30 @@ class MeterProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.conn: MeterConnection | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.connection_id: uuid.UUID | None = None
-        self.peer = ""
+        self._connection_id: uuid.UUID | None = None
+        self._peer: str | None = None
         self._seq = 0
         self._closing = False
         self._holding = False  # an answer waits for the journal
         self._write_paused = False
+
+    # -- what the recorder keeps of the connection (made when first asked: most runs keep no records) --
+
+    @property
+    def connection_id(self) -> uuid.UUID:
+        cid = self._connection_id
+        if cid is None:
+            cid = self._connection_id = uuid.uuid4()
+        return cid
+
+    @property
+    def peer(self) -> str:
+        """The head-end's address and port ("" once the transport is gone without anyone asking)."""
+        peer = self._peer
+        if peer is None:
+            name = self.transport.get_extra_info("peername") if self.transport is not None else None
+            peer = self._peer = f"{name[0]}:{name[1]}" if name else ""
+        return peer
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
 
@@ -89,18 +110,20 @@ class MeterProtocol(asyncio.Protocol):
                 w.meters.release(self.meter_id)
             return
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
         now = _monotonic()
         meter = w.meters.meter(self.meter_id)
         idle = w.settings.dial_idle if self.push is not None else None
         self.conn = MeterConnection(meter, w.transport_kind, now=now, stats=w.stats, inactivity_timeout=idle)
-        self.connection_id = uuid.uuid4()
         w.connection_opened(self)
         if self.push is not None:  # a meter that dialled in speaks first: its push
             self.send_push(self.push, self.push_id, self.push_at)
             self.sent = True
-        self._arm(now)
+        deadline = self.conn.next_deadline()
+        if deadline is not None:
+            if deadline - now < TIMER_DEFER * 2:
+                self.timer = w.loop.call_later(max(0.0, deadline - now), self._on_timer)
+            else:  # most connections end long before: the worker arms the ones still open a second later
+                w.unarmed.append(self)
 
     def send_push(self, push_ln: str, push_id: int | None = None, at: float | None = None) -> None:
         """Write push ``push_ln`` (ciphered with the push setup's keys) on this connection, with the
@@ -122,13 +145,7 @@ class MeterProtocol(asyncio.Protocol):
         now = _monotonic()
         conn.receive_data(data, now)
         out = conn.data_to_send()
-        ev = conn.next_event()
-        if ev is NEED_DATA:
-            events = _NO_EVENTS
-        else:
-            events = [ev]
-            while (ev := conn.next_event()) is not NEED_DATA:
-                events.append(ev)
+        events = conn.events()
         w = self.worker
         w.metrics.bytes_in += len(data)
         sec = conn.meter.state.security
@@ -225,6 +242,11 @@ class MeterProtocol(asyncio.Protocol):
 
     # -- timer ------------------------------------------------------------------------------------
 
+    def arm_timer(self, now: float) -> None:
+        """Arm the inactivity (and HDLC) timer if the connection is open and has none."""
+        if self.conn is not None and self.timer is None:
+            self._arm(now)
+
     def _arm(self, now: float) -> None:
         deadline = self.conn.next_deadline()
         if deadline is not None:
@@ -283,10 +305,7 @@ class MeterProtocol(asyncio.Protocol):
                 w.dialer.push_confirmed(self.meter_id, ev.invoke_id)
 
     def _drain_events(self) -> None:
-        conn = self.conn
-        events = []
-        while (ev := conn.next_event()) is not NEED_DATA:
-            events.append(ev)
+        events = self.conn.events()
         if events:
             self._handle_events(events)
 

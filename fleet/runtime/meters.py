@@ -47,8 +47,12 @@ class MeterRegistry:
         self.link_down: dict[int, float] = {}
 
     def _build(self, meter_id: int, state: MeterState | None) -> Meter:
-        return Meter(self.fleet, meter_id, epoch_start=self.epoch_start, clock=self.clock,
-                     state=state or MeterState(), port=self.options.address(meter_id)[1], config=self.config)
+        m = Meter(self.fleet, meter_id, epoch_start=self.epoch_start, clock=self.clock,
+                  state=state or MeterState(), port=self.options.address(meter_id)[1], config=self.config)
+        # The floor of the counters it sends if its keys are derived in this process: any moment of this
+        # process is past every counter an earlier one could have sent (`counter_floor`).
+        m.tx_floor = counter_floor()
+        return m
 
     def _known(self, meter_id: int) -> Meter | None:
         return self.active.get(meter_id) or self.cache.get(meter_id)
@@ -61,7 +65,6 @@ class MeterRegistry:
         m = self.cache.pop(meter_id, None)
         if m is None:
             m = self._build(meter_id, self.states.get(meter_id))
-        m.tx_floor = counter_floor()
         self.active[meter_id] = m
         return m
 

@@ -30,7 +30,7 @@ from fleet import metrics
 from fleet.errors import FleetError
 from fleet.metrics import WorkerMetrics
 from fleet.runtime import address
-from fleet.runtime.actor import MeterProtocol
+from fleet.runtime.actor import TIMER_DEFER, MeterProtocol
 from fleet.runtime.budget import budget, listeners
 from fleet.runtime.dial import Dialer
 from fleet.runtime.faults import Command
@@ -86,6 +86,7 @@ class Worker:
         self.servers: list[asyncio.AbstractServer] = []
         self.connections: dict[int, list] = {}  # meter -> its open connections (MeterProtocol)
         self.protocols: set = set()
+        self.unarmed: list = []  # connections whose timer the next round arms (`arm_timers`)
         # connections this worker admits at most (its descriptor budget, fleet.runtime.budget)
         self.max_open = (budget(settings.fd_limit, listeners(self.options.mode, shard)).connections
                          if settings.fd_limit else math.inf)
@@ -249,11 +250,19 @@ class Worker:
 
     async def _flush_metrics(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(TIMER_DEFER)
+            self.arm_timers()
             self._flush_metrics_once()
 
+    def arm_timers(self) -> None:
+        """Arm the timers of the connections opened since the last round that are still open."""
+        waiting, self.unarmed = self.unarmed, []
+        now = time.monotonic()
+        for proto in waiting:
+            proto.arm_timer(now)
+
     def _flush_metrics_once(self) -> None:
-        self.metrics.flush(self.stats.counts)
+        self.metrics.flush(self.stats.counts, len(self.protocols))
         if self.recorder is not None:
             self.recorder.flush_metrics(metrics)
         if self.groundtruth is not None:
@@ -298,7 +307,6 @@ class Worker:
     def connection_opened(self, proto) -> None:
         self.connections.setdefault(proto.meter_id, []).append(proto)
         self.protocols.add(proto)
-        metrics.CONNECTIONS_OPEN.inc()
         self.recorder.connection_opened(proto)
 
     def connection_closed(self, proto) -> None:
@@ -312,14 +320,14 @@ class Worker:
                 del self.connections[proto.meter_id]
                 self.meters.release(proto.meter_id)
         self.protocols.discard(proto)
-        metrics.CONNECTIONS_OPEN.dec()
         self.recorder.connection_closed(proto)
 
     def association_established(self, proto, ev) -> None:
         client = metrics.client_label(ev.client_sap)
         key = (client, "accepted")
         self.metrics.associations[key] = self.metrics.associations.get(key, 0) + 1
-        metrics.ASSOCIATIONS_OPEN.labels(client).inc()
+        opened = self.metrics.associations_open
+        opened[client] = opened.get(client, 0) + 1
         self.recorder.association_established(proto, ev)
 
     def association_rejected(self, proto, ev) -> None:
@@ -331,7 +339,8 @@ class Worker:
         client = metrics.client_label(ev.client_sap)
         key = (client, ev.reason.value)
         self.metrics.releases[key] = self.metrics.releases.get(key, 0) + 1
-        metrics.ASSOCIATIONS_OPEN.labels(client).dec()
+        opened = self.metrics.associations_open
+        opened[client] = opened.get(client, 0) - 1
         self.recorder.association_released(proto, ev)
 
     def connection_terminated(self, proto, ev) -> None:

@@ -224,6 +224,9 @@ class AssociationView:
     # GET fast path: class_id (2) + logical name (6) + attribute id (1) -> attribute, when readable.
     readable: dict[bytes, Attribute] = field(default_factory=dict)
     object_list: bytes = b""
+    # the association's accepted AARQs without authentication or ciphering, by their bytes (kept by
+    # `meter_core.session.association`; bounded there)
+    accepted: dict[bytes, tuple] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         w = Writer()

@@ -98,9 +98,13 @@ class AssociationState(Enum):
     AUTHENTICATING = "authenticating"  # HLS: AARE sent, the client's reply_to_HLS_authentication awaited
     ASSOCIATED = "associated"
 
+    __hash__ = object.__hash__  # members are singletons; Enum's hash of the name costs a Python call
+
 
 class Input(Enum):
     """What happened to an association."""
+
+    __hash__ = object.__hash__
 
     AARQ_ACCEPTED = "aarq-accepted"
     AARQ_HLS = "aarq-hls"  # accepted pending HLS pass 3
@@ -191,6 +195,18 @@ _GET_NORMAL_OK = bytes((ApduTag.GET_RESPONSE, GetResponseChoice.NORMAL))
 _RESULT_DATA = b"\x00"  # Get-Data-Result CHOICE: data [0]
 _GET_REQUEST, _GET_NORMAL = int(ApduTag.GET_REQUEST), int(GetRequestChoice.NORMAL)
 _AARQ_TAG = bytes((ApduTag.AARQ,))
+_NO_CONFORMANCE = Conformance(0)
+
+# Accepted AARQs of an association without authentication or ciphering (`AssociationView.accepted`, by
+# AARQ bytes): what the answer depends on is all in the key and the view (its spec is frozen and shared by
+# every meter of a kind), so a head-end that opens association after association with the same AARQ gets
+# the same AARE without decoding and encoding BER each time. Bounded: emptied when full (a client varying
+# its AARQ gets the uncached path, never more memory).
+_ACCEPTED_MAX = 256
+# RLRQs that decoded before (the release is answered whatever the RLRQ carries): bounded the same way
+_RELEASES: set[bytes] = set()
+_RLRQ_TAG = bytes((ApduTag.RLRQ,))
+_RELEASED: dict[int, AssociationReleased] = {}  # the (frozen) event of a release by RLRQ, by client SAP
 _PLAIN_OF_GLO = ciphered.PLAIN_OF_GLO
 _SHORT_LENGTH = 0x80  # A-XDR lengths below this take one byte
 _AUTHENTICATED_AND_ENCRYPTED = sec.AUTHENTICATED_AND_ENCRYPTED
@@ -278,7 +294,7 @@ class Association:
         self.stats = stats if stats is not None else ServiceStats()
         self.state = AssociationState.IDLE
         self.context: int | None = None
-        self.conformance = Conformance(0)
+        self.conformance = _NO_CONFORMANCE
         self._get_ok = False  # GET negotiated (a plain bool for the fast path; IntFlag & is slow)
         self.max_send_pdu_size = view.spec.server_max_receive_pdu_size
         self.max_receive_pdu_size = view.spec.server_max_receive_pdu_size
@@ -354,6 +370,12 @@ class Association:
                         self._long_get = None
                         self.stats.counts[("get", _OK)] += 1
                         return _GET_NORMAL_OK + apdu[2:3] + _RESULT_DATA + value
+            if apdu[:1] == _RLRQ_TAG and type(apdu) is bytes and apdu in _RELEASES:
+                return self._on_rlrq(None, now)
+        elif apdu[:1] == _AARQ_TAG and type(apdu) is bytes and self.state is AssociationState.IDLE:
+            accepted = self.view.accepted.get(apdu)
+            if accepted is not None:
+                return self._accept(*accepted)
         try:
             request = decode_apdu(apdu)
         except DecodeError as e:
@@ -366,7 +388,21 @@ class Association:
         if handler is None:
             self.stats.counts[("other", "unexpected-apdu")] += 1
             return _EXCEPTION_NOT_NEGOTIATED
-        return handler(self, request, now)
+        answer = handler(self, request, now)
+        if type(request) is RLRQ and type(apdu) is bytes:
+            if len(_RELEASES) >= _ACCEPTED_MAX:
+                _RELEASES.clear()
+            _RELEASES.add(apdu)
+        elif (type(request) is AARQ and self.state is AssociationState.ASSOCIATED and type(apdu) is bytes
+                and self.spec.mechanism is AuthenticationMechanism.NONE and not self.spec.setup):
+            accepted = self.view.accepted
+            if len(accepted) >= _ACCEPTED_MAX:
+                accepted.clear()
+            spec = self.spec  # events are frozen: one instance serves every association it describes
+            established = AssociationEstablished(spec.client_sap, spec.name, spec.mechanism, self.context)
+            accepted[apdu] = (self.context, self.conformance, self._get_ok, self.max_send_pdu_size, answer,
+                              established)
+        return answer
 
     # -- protected APDUs -------------------------------------------------------------------------
 
@@ -655,6 +691,22 @@ class Association:
                                       sec.protect(resp_sc, ks.next_tx(), title, ks.ek, ks.ak, response)),
         ))
 
+    def _accept(self, context: int, conformance: Conformance, get_ok: bool, max_send: int, aare: bytes,
+                established: AssociationEstablished) -> bytes:
+        """Accept an AARQ accepted before with the same bytes (no authentication, no ciphering): the
+        same negotiation as `_on_aarq`'s, the same AARE."""
+        spec = self.spec
+        self.context = context
+        self.conformance = conformance
+        self._get_ok = get_ok
+        self.max_send_pdu_size = self.send_limit = max_send
+        self.max_receive_pdu_size = spec.server_max_receive_pdu_size
+        self._long_get = self._long_set = None
+        self.stats.counts[("aarq", _OK)] += 1
+        self._transition(Input.AARQ_ACCEPTED)
+        self.events.append(established)
+        return aare
+
     def _ecdsa_passes(self, value: bytes, title: bytes) -> bytes | None:
         """Mechanism 7: the client signed client title || server title || StoC || CtoS; the meter
         answers with its signature of server title || client title || CtoS || StoC (IEC 62056-5-3 HLS)."""
@@ -723,9 +775,13 @@ class Association:
         )
         return self._reject(AcseServiceUser.NO_REASON_GIVEN, reason, user_information=encode_apdu(cse))
 
-    def _on_rlrq(self, rlrq: RLRQ, now: float) -> bytes:
+    def _on_rlrq(self, rlrq: RLRQ | None, now: float) -> bytes:
         if self.state is AssociationState.ASSOCIATED:
-            self.events.append(AssociationReleased(self.spec.client_sap, ReleaseReason.RELEASED))
+            client = self.spec.client_sap
+            released = _RELEASED.get(client)
+            if released is None:
+                released = _RELEASED[client] = AssociationReleased(client, ReleaseReason.RELEASED)
+            self.events.append(released)
         self._long_get = self._long_set = None
         self._sec = None
         self._transition(Input.RLRQ)

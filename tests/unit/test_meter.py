@@ -330,3 +330,46 @@ def test_utility_settings_changes_the_meter_reader_password():
     # the meter reader cannot change its own password
     new.client.set(15, "0.0.40.0.2.255", 7, Data(DataType.OCTET_STRING, b"MINE"))
     assert new.exchange().result is DataAccessResult.READ_WRITE_DENIED
+
+
+def test_an_aarq_accepted_again_gets_the_same_answer_and_negotiation_from_the_cache():
+    """The accepted-AARQ cache (public client, no authentication) gives what decoding gives: the same
+    AARE bytes, the same negotiated conformance and PDU sizes, the same events; a released association
+    answers nothing more; another client PDU size is another AARQ, negotiated on its own."""
+    from meter_core.cosem.build import model_of
+    from meter_core.session import association as assoc_mod
+
+    view = model_of(Meter(FLEET, 3, epoch_start=EPOCH)).associations[16]
+    view.accepted.clear()
+    assoc_mod._RELEASES.clear()
+    runs = []
+    for max_pdu in (512, 512, 1024):
+        p = Pair(Transport.WRAPPER, max_pdu=max_pdu)
+        first = p.client.associate() or p.client.data_to_send()
+        p.conn.receive_data(first, p.now)
+        aare = p.conn.data_to_send()
+        p.client.receive_data(aare, p.now)
+        assert isinstance(p.client.next_event(), Associated)
+        a = p.conn.associations[16]
+        assert a.view is view
+        runs.append((first, aare, a.conformance, a.max_send_pdu_size, a.send_limit, a._get_ok))
+        assert isinstance(p.get(8, "0.0.1.0.0.255", 2), GetResult)
+        p.client.release()
+        assert isinstance(p.exchange(), Released)
+        p.client.get(8, "0.0.1.0.0.255", 2)
+        assert isinstance(p.exchange(), ExceptionReceived)
+        kinds = [type(e) for e in p.meter_events]
+        assert kinds.count(AssociationEstablished) == 1 and kinds.count(AssociationReleased) == 1
+    assert runs[0] == runs[1]  # the second came from the cache
+    assert runs[0][3] == 512 and runs[2][3] == 1024 and runs[2][0] != runs[0][0]
+    assert len(view.accepted) == 2 and len(assoc_mod._RELEASES) == 1
+
+
+def test_an_lls_aarq_is_never_answered_from_the_cache():
+    from meter_core.cosem.build import model_of
+
+    view = model_of(Meter(FLEET, 3, epoch_start=EPOCH)).associations[32]
+    for password, expected in ((mr_password(), Associated), (b"wrong", AssociationFailed), (mr_password(), Associated)):
+        p = Pair(Transport.WRAPPER, client_sap=32, password=password)
+        assert isinstance(p.associate(), expected)
+    assert not view.accepted

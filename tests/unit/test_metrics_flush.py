@@ -44,8 +44,12 @@ def test_flush_adds_the_tallies_once():
         "push_le_30": value("fleet_push_latency_seconds_bucket", le="30.0"),
         "push_sum": value("fleet_push_latency_seconds_sum"),
     }
-    m.flush({})
-    m.flush({})  # nothing new: adds nothing
+    m.associations_open["16"] = 3
+    m.flush({}, 7)
+    m.associations_open["16"] -= 1
+    m.flush({}, 5)  # nothing new counted: adds nothing; the open gauges show what is open now
+    assert value("fleet_connections_open") == 5
+    assert value("fleet_associations_open", client="16") == 2
     assert value("fleet_associations_total", client="16", result="accepted") - before["assoc"] == 2
     assert value("fleet_connections_refused_total", reason="no-supply") - before["refused"] == 3
     assert value("fleet_pushes_total", push="0.0.25.9.0.255", outcome="sent") - before["pushes"] == 5
@@ -69,7 +73,7 @@ m = metrics.WorkerMetrics()
 for x in json.loads(sys.argv[1]):
     m.observe_latency(x)
 m.push_latency += [0.7]
-m.flush({})
+m.flush({}, 0)
 if len(sys.argv) > 2:
     sys.stdout.write(generate_latest(metrics.registry()).decode())
 """
