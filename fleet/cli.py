@@ -164,7 +164,9 @@ def cli() -> None:
 @click.option("--start", "start", default=None,
               help="Simulated time at start, ISO 8601 (default: now), e.g. 2026-06-01T00:00:00+05:30.")
 @click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535),
-              help="Port of the Prometheus /metrics endpoint (0 turns it off).")
+              help="Port of the Prometheus /metrics endpoint and /health (0 turns both off).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, envvar="FLEET_METRICS_HOST",
+              help="Address /metrics and /health listen on (env FLEET_METRICS_HOST; 0.0.0.0 in a container).")
 @click.option("--hes", default=None, help="HOST:PORT of the head-end the meters push to (--mode dial).")
 @click.option("--dial-idle", default=30.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True),
               help="Dial mode: seconds a meter's call stays open without a request from the head-end (pushes due "
@@ -177,8 +179,8 @@ def cli() -> None:
                                  "(env FLEET_SPOOL_DIR; default: next to the embedded data folder).")
 @_database_option
 def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, address_base, shard, hls_mechanism, security_suite,
-        workers, speed, start, metrics_port, hes, dial_idle, source_base, drift_ppm, spool_dir, database_url,
-        data_dir) -> None:
+        workers, speed, start, metrics_port, metrics_host, hes, dial_idle, source_base, drift_ppm, spool_dir,
+        database_url, data_dir) -> None:
     """Start the fleet and serve until stopped (Ctrl-C or SIGTERM)."""
     from fleet.store import pg  # start-up time: loaded by the commands that use it
 
@@ -206,7 +208,7 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
     budget.plan(worker_shards(options, workers), options.mode, fd_limit)  # before anything starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fleet: %(message)s", stream=sys.stderr)
     if metrics_port:
-        _check_port_free(metrics_port)
+        _check_port_free(metrics_host, metrics_port)
     data_dir = data_dir or pg.default_data_dir()
     url, server = pg.resolve_database(database_url, data_dir)
     multiproc: Path | None = None
@@ -238,13 +240,11 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
             dial_idle=dial_idle,
             fd_limit=fd_limit,
         )
-        if metrics_port:
-            http = metrics.serve(metrics_port)
         from fleet.runtime.supervisor import Supervisor  # start-up: it imports fleet.metrics (as above)
 
         pod = options.pod_range()
 
-        def ready(sup) -> None:
+        def ready_line(sup) -> None:
             if options.mode == "dial":
                 log.info("%d meters ready (%s, ids %d-%d) to push to %s:%d with %d worker(s); database %s",
                          len(pod), options.transport.value, pod.start, pod.stop - 1, *hes_address, len(sup.slots),
@@ -254,18 +254,20 @@ def run(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base,
             log.info(
                 "%d meters ready (%s, ids %d-%d) on %s:%d .. %s:%d with %d worker(s); metrics %s; database %s",
                 len(pod), options.transport.value, pod.start, pod.stop - 1, *first, *last, len(sup.slots),
-                f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "off",
+                f"http://{metrics_host}:{metrics_port}/metrics" if metrics_port else "off",
                 "embedded" if server is not None else pg.redact(url),
             )
 
-        watch = pg.EmbeddedWatch(server) if server is not None else None
-        Supervisor(settings, on_ready=ready, database=watch).run()
+        supervisor = Supervisor(settings, on_ready=ready_line, database=(
+            pg.EmbeddedWatch(server) if server is not None else None))
+        if metrics_port:
+            http = metrics.serve(metrics_port, metrics_host, health=supervisor.health)
+        supervisor.run()
         log.info("stopped")
     finally:
         if http is not None:
-            httpd, _ = http
-            httpd.shutdown()
-            httpd.server_close()
+            http.shutdown()
+            http.server_close()
         if multiproc is not None:
             shutil.rmtree(multiproc, ignore_errors=True)
         if server is not None:
@@ -284,13 +286,13 @@ def _parse_start(text: str | None) -> float:
     return t.timestamp()
 
 
-def _check_port_free(port: int) -> None:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _check_port_free(host: str, port: int) -> None:
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
-    except OSError as e:
-        raise FleetError(f"metrics port {port} is not free: {e.strerror}") from None
+        s.bind((host, port))
+    except (OSError, OverflowError) as e:
+        raise FleetError(f"cannot serve metrics on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
     finally:
         s.close()
 

@@ -12,9 +12,13 @@ once a second.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
@@ -167,9 +171,38 @@ def registry(source: Collector | None = None) -> CollectorRegistry:
     return reg
 
 
-def serve(port: int, host: str = "0.0.0.0"):
-    """Serve /metrics for all processes on ``port`` (a thread in the supervisor)."""
-    return start_http_server(port, addr=host, registry=registry())
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format, *args) -> None:  # a scrape a second is not news
+        pass
+
+
+def serve(port: int, host: str = "127.0.0.1", health: Callable[[], tuple[bool, str]] | None = None):
+    """Serve /metrics of all processes, and /health, on ``host``:``port`` (a thread in the supervisor);
+    returns the server (``shutdown()`` and ``server_close()`` stop it).
+
+    ``GET /health`` answers 200 with ``health()``'s text when it says ready, 503 otherwise (or while
+    ``health`` is None: nothing to ask yet). Every other path is the metrics, as prometheus-client serves
+    them."""
+    metrics_app = make_wsgi_app(registry())
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/health":
+            ok, text = health() if health is not None else (False, "starting")
+            start_response("200 OK" if ok else "503 Service Unavailable",
+                           [("Content-Type", "text/plain; charset=utf-8")])
+            return [text.encode() + b"\n"]
+        return metrics_app(environ, start_response)
+
+    server_class = _Server
+    if ":" in host:
+        server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+    httpd = make_server(host, port, app, server_class, handler_class=_Quiet)
+    threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
+    return httpd
 
 
 def process_dead(pid: int) -> None:

@@ -64,7 +64,16 @@ class Supervisor:
         self.signals: list[int] = []
         self.on_ready = on_ready
         self._announced = False
+        self._stopping = False
         self.error: str | None = None
+
+    def health(self) -> tuple[bool, str]:
+        """(ready, why): ready while every worker is ready and the fleet is not stopping (the /health
+        endpoint; a Kubernetes readiness probe takes a pod out of its Service otherwise)."""
+        ready = sum(s.ready for s in self.slots)
+        if self._stopping:
+            return False, "stopping"
+        return ready == len(self.slots), f"{ready} of {len(self.slots)} workers ready"
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -118,6 +127,7 @@ class Supervisor:
             if self.error is not None:
                 break
             self._check_heartbeats()
+        self._stopping = True
         self._shutdown(force=force)
         if self.error is not None:
             raise FleetError(self.error)

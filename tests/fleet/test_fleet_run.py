@@ -7,11 +7,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -105,6 +107,15 @@ async def _query(url: str, sql: str):
         await conn.close()
 
 
+def health(port: int) -> tuple[int, str]:
+    """(status, text) of GET /health."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            return r.status, r.read().decode().strip()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode().strip()
+
+
 def query(url: str, sql: str):
     import asyncio
 
@@ -158,12 +169,18 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url, tmp_
         assert 'fleet_associations_total{client="16",result="accepted"} 3.0' in metrics, metrics
         assert 'fleet_associations_total{client="32",result="accepted"} 3.0' in metrics, metrics
 
+        # /health next to /metrics: ready (every worker is); both only on 127.0.0.1 by default.
+        assert health(metrics_port) == (200, f"{WORKERS} of {WORKERS} workers ready")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.2", metrics_port), timeout=2).close()
+
         # Kill the worker of meters 10-19: the others keep serving, and it is back within seconds.
         killed_at = time.monotonic()
         os.kill(pids[1], signal.SIGKILL)
         read_serial(base + 0, 0, fleet_cfg)
         read_serial(base + 25, 25, fleet_cfg)
         f.wait_for(r"worker 1 \(meters 10-19\) back", timeout=20)
+        assert health(metrics_port) == (200, f"{WORKERS} of {WORKERS} workers ready")
         scrape(metrics_port, r"^fleet_worker_restarts_total 1\.0$")
         while True:
             try:
