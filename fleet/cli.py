@@ -66,8 +66,9 @@ def _fleet_options(f):
                                              "dial (each meter calls --hes to push, then serves it) or address "
                                              "(each meter at its own IP address, all on --port-base)."),
         click.option("--address-base", default=DEFAULT_ADDRESS_BASE, show_default=True,
-                     help="--mode address: meter i is at this IPv4 address + i (127.0.0.0/8 is local on Linux; "
-                          "another range with: ip route add local PREFIX dev lo)."),
+                     help="--mode address: meter i is at this IPv4 or IPv6 address + i (127.0.0.0/8 is local on "
+                          "Linux; another range with: ip route add local PREFIX dev lo, or ip -6 route add local "
+                          "PREFIX/64 dev lo)."),
         click.option("--host", default="127.0.0.1", show_default=True,
                      help="Address(es) the meters listen on, comma separated; more addresses give more ports."),
         click.option("--port-base", default=4059, show_default=True, type=click.IntRange(1, 65535),

@@ -35,7 +35,7 @@ def ephemeral_ports(path: str = EPHEMERAL_PORT_RANGE_FILE) -> tuple[int, int]:
 
 @functools.cache
 def _address_int(address: str) -> int:
-    return int(ipaddress.IPv4Address(address))
+    return int(ipaddress.ip_address(address))
 
 
 @functools.cache
@@ -121,9 +121,19 @@ class FleetOptions:
 
     def _check_addresses(self) -> None:
         try:
-            first = ipaddress.IPv4Address(self.address_base)
+            first = ipaddress.ip_address(self.address_base)
         except ValueError:
-            raise FleetError(f"--address-base {self.address_base!r} is not an IPv4 address") from None
+            raise FleetError(f"--address-base {self.address_base!r} is not an IPv4 or IPv6 address") from None
+        if first.version == 6:
+            # The steering program reads the last 32 bits of the destination address: the meters' addresses
+            # must not carry into the bits above them.
+            if (int(first) & 0xFFFFFFFF) + self.meters - 1 > 0xFFFFFFFF:
+                raise FleetError(f"--address-base {first}: {self.meters} addresses after it cross a /96 boundary; "
+                                 f"give a base with lower last 32 bits")
+            if first.is_loopback and self.meters > 1:
+                raise FleetError("IPv6 has one loopback address (::1): route a prefix to this host first "
+                                 "(ip -6 route add local PREFIX/64 dev lo) and give --address-base in it")
+            return
         if int(first) + self.meters - 1 > int(ipaddress.IPv4Address("255.255.255.254")):
             raise FleetError(f"--address-base {first}: no room for {self.meters} addresses after it")
         last = first + (self.meters - 1)
@@ -137,9 +147,14 @@ class FleetOptions:
         return _address_int(self.address_base)
 
     @property
+    def ipv6(self) -> bool:
+        """Address mode: the meters' addresses are IPv6."""
+        return ":" in self.address_base
+
+    @property
     def listen_host(self) -> str:
         """Address mode: where a worker listens, the wildcard (a socket bound to one address hears only it)."""
-        return "0.0.0.0"
+        return "::" if self.ipv6 else "0.0.0.0"
 
     @property
     def ports_per_host(self) -> int:
@@ -156,7 +171,7 @@ class FleetOptions:
         an address's ports run out, the next --host address from port-base again. In address mode meter i
         is at address-base + i, port-base."""
         if self.mode == "address":
-            return str(ipaddress.IPv4Address(self.base_address + meter_id)), self.port_base
+            return str(ipaddress.ip_address(self.base_address + meter_id)), self.port_base
         runs = port_runs(self.port_base, self.ephemeral)
         host, offset = divmod(meter_id, sum(len(r) for r in runs))
         for r in runs:

@@ -2,7 +2,8 @@
 head-end sees cellular meters (DESIGN.md, "Transports").
 
 Meter i is at ``--address-base`` + i. 127.0.0.0/8 is local on Linux without any set-up; any other range
-is made local with one AnyIP route (``ip route add local 10.200.0.0/16 dev lo``). A worker holds one
+is made local with one AnyIP route (``ip route add local 10.200.0.0/16 dev lo``; for IPv6, which has a
+single loopback address, ``ip -6 route add local fd00:cf::/64 dev lo``). A worker holds one
 listening socket, not one per meter: it listens on the wildcard address, and the local address of a
 connection it accepts names the meter.
 
@@ -18,7 +19,6 @@ the connections that came meanwhile wait in its backlog.
 from __future__ import annotations
 
 import ctypes
-import ipaddress
 import socket
 import struct
 
@@ -33,19 +33,23 @@ _BPF_LD, _BPF_ALU, _BPF_JMP, _BPF_RET = 0x00, 0x04, 0x05, 0x06
 _BPF_W, _BPF_ABS = 0x00, 0x20
 _BPF_SUB, _BPF_JGE, _BPF_K, _BPF_A = 0x10, 0x30, 0x00, 0x10
 # Loads at SKF_NET_OFF + k read the network header: in a reuseport program the packet data starts after
-# the TCP header. The IPv4 destination address is at offset 16 of the IPv4 header.
+# the TCP header. The IPv4 destination address is at offset 16 of the IPv4 header; the IPv6 one at offset
+# 24 of the IPv6 header, its last 32 bits at 36 (`FleetOptions` keeps the meters' addresses within them).
 _SKF_NET_OFF = -0x100000
 _IPV4_DESTINATION = 16
+_IPV6_DESTINATION_LOW = 36
 _INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 
 
-def steering_program(base: int, starts: list[int]) -> bytes:
+def steering_program(base: int, starts: list[int], *, ipv6: bool = False) -> bytes:
     """The classic BPF program that picks, for a connection to address A, the index of the worker whose
     shard holds meter A - base; ``starts`` are the shards' first meter ids (the first is 0). Addresses
-    below ``base`` wrap to large numbers and go to the last worker, which closes them (not a meter)."""
+    below ``base`` wrap to large numbers and go to the last worker, which closes them (not a meter). For
+    IPv6 it compares the last 32 bits of the addresses."""
+    offset = _IPV6_DESTINATION_LOW if ipv6 else _IPV4_DESTINATION
     insns = [
-        (_BPF_LD | _BPF_W | _BPF_ABS, 0, 0, (_SKF_NET_OFF + _IPV4_DESTINATION) & 0xFFFFFFFF),  # A = destination
-        (_BPF_ALU | _BPF_SUB | _BPF_K, 0, 0, base),  # A = meter id
+        (_BPF_LD | _BPF_W | _BPF_ABS, 0, 0, (_SKF_NET_OFF + offset) & 0xFFFFFFFF),  # A = destination
+        (_BPF_ALU | _BPF_SUB | _BPF_K, 0, 0, base & 0xFFFFFFFF),  # A = meter id
     ]
     # From the last shard down: if A >= its first id, return its index; else try the next one down.
     for index in range(len(starts) - 1, 0, -1):
@@ -70,8 +74,8 @@ def open_listeners(options: FleetOptions, shards: list[range]) -> list[socket.so
         for _ in shards:
             socks.append(_listener(options, reuse_port=len(shards) > 1))
         if len(shards) > 1:
-            base = int(ipaddress.IPv4Address(options.address_base))
-            attach_steering(socks[0], steering_program(base, [s.start for s in shards]))
+            attach_steering(socks[0], steering_program(options.base_address, [s.start for s in shards],
+                                                       ipv6=options.ipv6))
     except BaseException:
         for s in socks:
             s.close()
@@ -85,8 +89,10 @@ def listener(options: FleetOptions) -> socket.socket:
 
 
 def _listener(options: FleetOptions, *, reuse_port: bool) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if options.ipv6 else socket.AF_INET, socket.SOCK_STREAM)
     try:
+        if options.ipv6:  # IPv6 only: an IPv4 connection would reach it as ::ffff:a.b.c.d, not a meter
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -103,7 +109,9 @@ def _listener(options: FleetOptions, *, reuse_port: bool) -> socket.socket:
 def meter_of(options: FleetOptions, sockname) -> int | None:
     """The meter a connection reached, from its local address (None: not one of the fleet's)."""
     try:
-        meter_id = int.from_bytes(socket.inet_aton(sockname[0]), "big") - options.base_address
+        host = sockname[0]
+        packed = socket.inet_pton(socket.AF_INET6, host) if ":" in host else socket.inet_aton(host)
+        meter_id = int.from_bytes(packed, "big") - options.base_address
     except (OSError, TypeError, IndexError):
         return None
     return meter_id if 0 <= meter_id < options.meters else None

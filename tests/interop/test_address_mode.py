@@ -65,10 +65,36 @@ def test_an_address_that_is_no_meter_is_closed_without_a_byte(fleet):
     assert fleet.worker.metrics.refused.get("not-a-meter", 0) - before == 2
 
 
-def test_the_kernel_steers_each_connection_to_the_socket_of_the_meter_s_worker():
+IPV6_PREFIX = "fd00:cf::/64"  # unique local addresses, routed to this host for the tests below
+
+
+@pytest.fixture(scope="module")
+def ipv6_range():
+    """An IPv6 prefix local to this host (AnyIP: ``ip -6 route add local PREFIX dev lo``, the one command the
+    README gives), removed afterwards. Needs root (CAP_NET_ADMIN) and IPv6 on lo: skipped without."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ip") is None:
+        pytest.skip("no ip command (iproute2): cannot route an IPv6 prefix locally")
+    add = subprocess.run(["ip", "-6", "route", "replace", "local", IPV6_PREFIX, "dev", "lo"], capture_output=True,
+                         text=True)
+    if add.returncode != 0:
+        pytest.skip(f"cannot route {IPV6_PREFIX} to lo here (needs root and IPv6): {add.stderr.strip()}")
+    try:
+        yield "fd00:cf::1"
+    finally:
+        subprocess.run(["ip", "-6", "route", "del", "local", IPV6_PREFIX, "dev", "lo"], capture_output=True)
+
+
+@pytest.mark.parametrize("base", ["127.9.0.1", "fd00:cf::10"], ids=["ipv4", "ipv6"])
+def test_the_kernel_steers_each_connection_to_the_socket_of_the_meter_s_worker(base, request):
     """Three workers' sockets in one reuseport group with the destination-address program: a connection
-    to any meter lands on its worker's socket, at the shard boundaries too."""
-    options = FleetOptions(meters=1000, mode="address", port_base=free_port_base(1), address_base="127.9.0.1")
+    to any meter lands on its worker's socket, at the shard boundaries too (IPv4, and IPv6 in a prefix
+    routed locally)."""
+    if ":" in base:
+        request.getfixturevalue("ipv6_range")
+    options = FleetOptions(meters=1000, mode="address", port_base=free_port_base(1), address_base=base)
     shards = split_range(range(1000), 3)
     socks = address.open_listeners(options, shards)
     try:
@@ -89,3 +115,29 @@ def test_the_kernel_steers_each_connection_to_the_socket_of_the_meter_s_worker()
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_gurux_reads_meters_at_their_ipv6_addresses(ipv6_range):
+    with running_meters(20, Transport.WRAPPER, address_base=ipv6_range) as running:
+        for meter_id in (0, 19):
+            host, port = running.address(meter_id)
+            assert host == f"fd00:cf::{1 + meter_id:x}"
+            ident = running.identity(meter_id)
+            with GuruxSession(port, Transport.WRAPPER, host=host) as s:
+                s.open()
+                serial = GXDLMSData("0.0.96.1.0.255")
+                s.read(serial, 2)
+                assert bytes(serial.value).decode() == ident.serial
+        # an IPv4 connection to the port is not a meter of an IPv6 fleet: nobody listens for it
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", running.address(0)[1]), timeout=2).close()
+
+
+def test_ipv6_address_base_is_checked():
+    from fleet.errors import FleetError
+
+    with pytest.raises(FleetError, match="one loopback address"):
+        FleetOptions(meters=2, mode="address", address_base="::1")
+    with pytest.raises(FleetError, match="/96"):
+        FleetOptions(meters=10, mode="address", address_base="fd00:cf::ffff:fffe")
+    assert FleetOptions(meters=3, mode="address", address_base="fd00::1").address(2) == ("fd00::3", 4059)
