@@ -94,6 +94,11 @@ class _Reader(_Framed):
         super().connection_made(transport)
         self.t.write(self.aarq)
 
+    def connection_lost(self, exc):
+        super().connection_lost(exc)
+        if not self.associated:  # closed before any answer: a clean refusal (or a failure)
+            self.state["closed"] += 1
+
     def on_frame(self, frame):
         now = time.perf_counter()
         if not self.associated:  # the reads start once every connection is associated (`read`)
@@ -114,7 +119,7 @@ async def _concurrent(targets, seconds, out) -> None:
     aarq, get, _ = _frames()
     loop = asyncio.get_running_loop()
     lat: list[float] = []
-    state = {"associated": 0, "rejected": 0}
+    state = {"associated": 0, "rejected": 0, "closed": 0}
     stop_at = [0.0]
     protos, failed = [], 0
     for host, port in targets:
@@ -125,7 +130,7 @@ async def _concurrent(targets, seconds, out) -> None:
         except (OSError, TimeoutError):
             failed += 1
     deadline = time.monotonic() + 60
-    while state["associated"] + state["rejected"] < len(protos) and time.monotonic() < deadline:
+    while state["associated"] + state["rejected"] + state["closed"] < len(protos) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     stop_at[0] = time.monotonic() + seconds
     for p in protos:
@@ -134,7 +139,7 @@ async def _concurrent(targets, seconds, out) -> None:
     await asyncio.sleep(seconds + 0.5)
     for p in protos:
         p.t.close()
-    out.send((state["associated"], state["rejected"], failed, lat))
+    out.send((state["associated"], state["rejected"], failed, lat, state["closed"]))
 
 
 class _Churn(_Framed):
@@ -319,9 +324,10 @@ def main(argv=None) -> int:
         associated = sum(r[0] for r in res)
         rejected = sum(r[1] for r in res)
         failed = sum(r[2] for r in res)
+        closed = sum(r[4] for r in res)
         lat = [x for r in res for x in r[3]]
-        print(f"concurrent {name:>5}: {associated} associated, {rejected} rejected, {failed} not connected; "
-              f"{_quantiles(lat)}")
+        print(f"concurrent {name:>5}: {associated} associated, {rejected} rejected, {closed} closed unanswered, "
+              f"{failed} not connected; {_quantiles(lat)}")
     rates = {}
     for name, rounds in churn.items():
         per_round = []
