@@ -127,6 +127,27 @@ class MeterConnection:
         else:
             self._receive_hdlc(data, now)
 
+    def exchange(self, data: bytes, now: float) -> tuple[bytes, list | tuple]:
+        """`receive_data`, then `data_to_send` and `events`, in one call: (bytes to write, events).
+
+        The common case (the wrapper, one whole frame for the meter's logical device, nothing
+        buffered) is answered here directly: the per-request path of every association."""
+        wrapper = self._wrapper
+        if wrapper is not None and data and not self._closed and not self._out:
+            got = wrapper.whole_frame(data)
+            if got is not None and got[1] == MANAGEMENT_LOGICAL_DEVICE:
+                self._last_activity = now
+                response = self._serve(got[0], got[2], now)
+                out = b"" if response is None else wrap(MANAGEMENT_LOGICAL_DEVICE, got[0], response)
+                waiting = self._events
+                if not waiting:
+                    return out, ()
+                events = list(waiting)
+                waiting.clear()
+                return out, events
+        self.receive_data(data, now)
+        return self.data_to_send(), self.events()
+
     def next_event(self):
         """The next event, or NEED_DATA."""
         if self._events:

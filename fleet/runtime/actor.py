@@ -143,9 +143,7 @@ class MeterProtocol(asyncio.Protocol):
         if conn is None:
             return
         now = _monotonic()
-        conn.receive_data(data, now)
-        out = conn.data_to_send()
-        events = conn.events()
+        out, events = conn.exchange(data, now)
         w = self.worker
         w.metrics.bytes_in += len(data)
         sec = conn.meter.state.security
