@@ -134,7 +134,7 @@ DB_ROWS = Counter("fleet_db_rows_written", "Rows written to PostgreSQL, by table
 DB_QUEUE = Gauge("fleet_db_writer_queue_depth", "Connection and association events waiting in the recorders' "
                  "queues", multiprocess_mode="livesum")
 DB_LAG = Gauge("fleet_db_writer_lag_seconds", "Age of the oldest connection or association event not yet written",
-               multiprocess_mode="max")
+               multiprocess_mode="livemax")  # a dead worker's last lag goes with it
 DB_BACKPRESSURE = Counter("fleet_db_writer_backpressure", "Recorder events that found its queue full, and "
                           "ground-truth passes held back by a full queue")
 DB_ERRORS = Counter("fleet_db_writer_errors", "Failed steps of the writers, all reasons (retried)")
