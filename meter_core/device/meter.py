@@ -37,6 +37,9 @@ def default_load_limit(kind: MeterKind) -> int:
     return DEFAULT_LOAD_LIMIT.get(kind, 0)
 
 
+CAPTURED_KEPT = 16  # closed-period entries a meter object keeps (`Meter.captured`): a billing profile's, twice
+
+
 @dataclass(slots=True)
 class _DemandCache:
     """Running maximum of the demands of the integration periods that ended in a billing period.
@@ -70,7 +73,7 @@ class Meter:
     __slots__ = (
         "identity", "load", "state", "port", "sim", "_inst_key", "_inst", "_energy_key", "_energy",
         "_demand", "_install_time", "_clock_second", "_clock_head", "energy_divisor", "drift", "_epoch_start",
-        "_pq", "outage_cache", "tod_cache", "fleet", "tx_floor", "_hist", "config",
+        "_pq", "outage_cache", "tod_cache", "fleet", "tx_floor", "_hist", "config", "_captured",
     )
 
     def __init__(
@@ -100,6 +103,7 @@ class Meter:
         self._energy_key = -1
         self._energy = None
         self._demand = _DemandCache()
+        self._captured: dict | None = None  # `captured`: entries of closed periods, once computed
         self._clock_second = -1
         self._clock_head = b""
         # Cumulative registers count in Wh (whole current) or kWh (CT/PT): the register's resolution.
@@ -127,6 +131,22 @@ class Meter:
         return sec
 
     # -- history: the clock and the captures, from what was in force when -----------------------------
+
+    def captured(self, key: tuple, build):
+        """The entry of a closed period (a billing row: its energies, maximum demands, power-on time),
+        computed by ``build`` the first time and kept while this object lives: what a meter captured never
+        changes (its history only grows, issue 12), and computing a month's maximum demand from the load
+        model takes tens of milliseconds. At most `CAPTURED_KEPT` entries (a billing profile's)."""
+        kept = self._captured
+        if kept is None:
+            kept = self._captured = {}
+        value = kept.get(key)
+        if value is None:
+            value = build()
+            if len(kept) >= CAPTURED_KEPT:
+                kept.clear()
+            kept[key] = value
+        return value
 
     def _derived(self, name: str, key: tuple, build):
         """A structure derived from the state's timelines, rebuilt when one of them changed (timelines

@@ -236,7 +236,12 @@ class Billing:
 
 
 def billing_row(meter: Meter, start: float, close: tuple[float, float]) -> BillingRow:
-    """The billing entry of the period from true time ``start`` to ``close`` ((stamp, true time))."""
+    """The billing entry of the period from true time ``start`` to ``close`` ((stamp, true time)):
+    computed once per meter object (`Meter.captured`)."""
+    return meter.captured(("billing", start, close), lambda: _billing_row(meter, start, close))
+
+
+def _billing_row(meter: Meter, start: float, close: tuple[float, float]) -> BillingRow:
     stamp, end = close
     start = max(start, meter.install_time)
     r0, r1 = meter.readings(start), meter.readings(end)

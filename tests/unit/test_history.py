@@ -397,3 +397,26 @@ def test_a_demand_period_change_leaves_the_past_billing_maximum_demand_as_it_was
     m.state.demand_periods = changed(m.state.demand_periods, t, 900)
     m.reset_demand_cache()
     assert served(m, t)[BILLING] == before
+
+
+def test_a_billing_row_is_computed_once_per_meter_object_and_served_the_same():
+    """Billing rows of closed periods are kept by the meter object (`Meter.captured`): a second read
+    computes no maximum demand again and serves the same bytes; an MD reset adds a row, the others stay."""
+    from meter_core.device import meter as meter_mod
+
+    m = programmed(MeterKind.THREE_PHASE)
+    t = T0 + 40 * 86400
+    first = served(m, t)[BILLING]
+    assert m._captured and len(m._captured) == len(first)
+    calls = []
+    original = meter_mod.Meter.demand_between
+    meter_mod.Meter.demand_between = lambda self, *a: calls.append(a) or original(self, *a)
+    try:
+        assert served(m, t)[BILLING] == first and not calls
+        m.md_reset(t)
+        after = served(m, t + 1)[BILLING]
+        assert len(calls) == 1  # the new row only
+    finally:
+        meter_mod.Meter.demand_between = original
+    kept = first[1:] if len(after) == len(first) else first  # a full buffer drops its oldest row
+    assert after[:-1] == kept and after[-1] not in first
