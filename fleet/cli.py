@@ -73,8 +73,9 @@ def _fleet_options(f):
                      help="Address(es) the meters listen on, comma separated; more addresses give more ports."),
         click.option("--port-base", default=4059, show_default=True, type=click.IntRange(1, 65535),
                      help="Meter i listens on port-base + i, skipping the ephemeral port range (then the next --host)."),
-        click.option("--shard", default="0/1", show_default=True,
-                     help="K/M: serve the K-th of M equal parts of the fleet (one Kubernetes pod each)."),
+        click.option("--shard", default="0/1", show_default=True, envvar="FLEET_SHARD",
+                     help="K/M: serve the K-th of M equal parts of the fleet (one Kubernetes pod each; env "
+                          "FLEET_SHARD, which deploy/kustomize sets from the pod's ordinal)."),
         click.option("--hls-mechanism", type=click.Choice(["high", "high-gmac", "high-ecdsa"]), default="high",
                      show_default=True,
                      help="How clients 48, 64 and 80 authenticate: HLS mechanism 2 (AES of the challenge, as "
@@ -97,6 +98,9 @@ def _build_options(meters, seed, fleet_secret, kind, mix, transport, mode, host,
             socket.inet_aton(h)
         except OSError:
             raise FleetError(f"--host {h!r} is not an IPv4 address") from None
+    if shard.startswith("/"):  # deploy/kustomize: FLEET_SHARD=$(FLEET_SHARD_INDEX)/$(FLEET_SHARDS), no index
+        raise FleetError(f"--shard {shard!r} has no K: a pod takes it from its label apps.kubernetes.io/pod-index "
+                         "(FLEET_SHARD_INDEX), which Kubernetes sets from 1.28 on")
     return FleetOptions(
         meters=meters,
         seed=seed,
@@ -419,9 +423,16 @@ def meters() -> None:
                    "embedded one exists.")
 @click.option("--ids", default=None,
               help="FIRST-LAST: only these meters (with --shard K/M: those of the shard's part among them).")
+@click.option("--pod-dns", default=None, metavar="TEMPLATE",
+              help="Each meter's host is the DNS name of the pod serving it: TEMPLATE with {k} the pod ordinal, "
+                   "e.g. 'cosem-fleet-{k}.cosem-fleet.NAMESPACE.svc.cluster.local' (listen mode; the port stays "
+                   "the meter's port in its pod). See deploy/kustomize.")
+@click.option("--pods", default=None, type=click.IntRange(min=1), envvar="FLEET_SHARDS",
+              help="--pod-dns: how many pods serve the fleet, pod k with --shard k/PODS (env FLEET_SHARDS; "
+                   "default: M of --shard).")
 @_database_option
 def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, address_base, shard, hls_mechanism,
-                  security_suite, fmt, output, keys_from_database, ids, database_url, data_dir) -> None:
+                  security_suite, fmt, output, keys_from_database, ids, pod_dns, pods, database_url, data_dir) -> None:
     """Write the HES onboarding file: addresses, client SAPs, passwords and keys of every meter (or of
     --ids, or of --shard's part: the meters one pod of a sharded fleet serves)."""
     from fleet.store import pg  # start-up time: loaded by the commands that use it
@@ -434,6 +445,7 @@ def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, 
     if not wanted:
         raise FleetError(f"--ids {ids} and --shard {shard} have no meter in common (the shard is {pod.start}-"
                          f"{pod.stop - 1})")
+    pod_host = None if pod_dns is None else export.pod_dns(options, pod_dns, pods or options.shard[1])
     stored: dict = {}
     data_dir = data_dir or pg.default_data_dir()
     if keys_from_database is None:
@@ -446,7 +458,8 @@ def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, 
         finally:
             if server is not None:
                 server.stop()
-    write = functools.partial(export.write_json if fmt == "json" else export.write_csv, stored=stored, ids=wanted)
+    write = functools.partial(export.write_json if fmt == "json" else export.write_csv, stored=stored, ids=wanted,
+                              host=pod_host)
     if output is None:
         write(options, sys.stdout)
         return

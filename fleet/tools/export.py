@@ -6,12 +6,14 @@ time and written as they come, so exporting a million meters needs no more memor
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from fleet.settings import FleetOptions
+from fleet.errors import FleetError
+from fleet.settings import FleetOptions, split_range
 from fleet.store import pg, sql
 from meter_core.codec.apdu.codes import AuthenticationMechanism
 from meter_core.codec.crypto import public_bytes
@@ -42,12 +44,34 @@ CSV_COLUMNS = (
 )
 
 
-def meter_record(options: FleetOptions, meter_id: int, keys=None) -> dict:
+def pod_dns(options: FleetOptions, template: str, pods: int) -> Callable[[int], str]:
+    """Meter id -> the DNS name of the pod that serves it when the fleet runs as ``pods`` pods, pod k with
+    ``--shard k/pods`` (deploy/kustomize: a StatefulSet behind a headless Service): ``template`` with
+    ``{k}`` the pod's ordinal, e.g. ``cosem-fleet-{k}.cosem-fleet.meters.svc.cluster.local``. Listen mode
+    only: there a meter's port is the same in whichever pod serves it."""
+    if options.mode != "listen":
+        raise FleetError(f"--pod-dns is for --mode listen (each meter on its port in its pod), not {options.mode}")
+    if pods < 1:
+        raise FleetError(f"--pods {pods}: need at least one pod")
+    try:
+        names = {template.format(k=k) for k in (0, 1)}
+    except (KeyError, IndexError, ValueError) as e:
+        raise FleetError(f"--pod-dns {template!r}: a host name with {{k}} for the pod ordinal ({e})") from None
+    if len(names) != 2:
+        raise FleetError(f"--pod-dns {template!r} has no {{k}}: every pod would get the same name")
+    # pod k serves the k-th of the split the supervisor makes (FleetOptions.pod_range with shard k/pods)
+    starts = [r.start for r in split_range(range(options.meters), pods)]
+    return lambda meter_id: template.format(k=bisect.bisect_right(starts, meter_id) - 1)
+
+
+def meter_record(options: FleetOptions, meter_id: int, keys=None, host: str | None = None) -> dict:
     """The onboarding entry of one meter; ``keys`` (a `MeterSecurity`) are the keys in force when a
-    head-end changed them, else the ones derived from the fleet secret."""
+    head-end changed them, else the ones derived from the fleet secret; ``host`` replaces the address the
+    meter listens on (its pod's DNS name, `pod_dns`)."""
     fleet = options.fleet
     ident = meter_identity(fleet, meter_id)
-    host, port = options.address(meter_id)
+    listen_host, port = options.address(meter_id)
+    host = listen_host if host is None else host
     keys = keys if keys is not None else derived_keys(fleet, meter_id, fleet.security_suite)
     clients = []
     for a in ASSOCIATIONS:
@@ -94,14 +118,15 @@ def _scalar(private_key, suite: int) -> str:
     return private_key.private_numbers().private_value.to_bytes(32 if suite == 1 else 48, "big").hex()
 
 
-def records(options: FleetOptions, stored: dict | None = None, ids: range | None = None) -> Iterator[dict]:
+def records(options: FleetOptions, stored: dict | None = None, ids: range | None = None,
+            host: Callable[[int], str] | None = None) -> Iterator[dict]:
     """The entries of the meters ``ids`` (all by default); ``stored`` maps meter_id to its `meter_keys` rows
-    (keys in force)."""
+    (keys in force); ``host`` gives a meter's host instead of its listen address (`pod_dns`)."""
     fleet = options.fleet
     for meter_id in range(options.meters) if ids is None else ids:
         rows = stored.get(meter_id) if stored else None
         keys = from_rows(fleet, meter_id, rows) if rows else None
-        yield meter_record(options, meter_id, keys)
+        yield meter_record(options, meter_id, keys, None if host is None else host(meter_id))
 
 
 async def stored_keys(url: str, meter_ids: range) -> dict[int, list]:
@@ -113,11 +138,11 @@ async def stored_keys(url: str, meter_ids: range) -> dict[int, list]:
 
 
 def write_json(options: FleetOptions, out: TextIO, progress=None, stored: dict | None = None,
-               ids: range | None = None) -> int:
+               ids: range | None = None, host: Callable[[int], str] | None = None) -> int:
     """One JSON array, one object per meter (of ``ids``); returns the number of meters written."""
     n = 0
     out.write("[")
-    for rec in records(options, stored, ids):
+    for rec in records(options, stored, ids, host):
         out.write(",\n" if n else "\n")
         out.write(json.dumps(rec, separators=(",", ":")))
         n += 1
@@ -128,12 +153,12 @@ def write_json(options: FleetOptions, out: TextIO, progress=None, stored: dict |
 
 
 def write_csv(options: FleetOptions, out: TextIO, progress=None, stored: dict | None = None,
-              ids: range | None = None) -> int:
+              ids: range | None = None, host: Callable[[int], str] | None = None) -> int:
     """One row per meter (of ``ids``) and client, columns `CSV_COLUMNS`; returns the number of meters written."""
     w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     n = 0
-    for rec in records(options, stored, ids):
+    for rec in records(options, stored, ids, host):
         base = {k: v for k, v in rec.items() if k != "clients"}
         for client in rec["clients"]:
             w.writerow({**base, **client})
