@@ -107,7 +107,8 @@ ASSOCIATIONS_OPEN = Gauge("fleet_associations_open", "Application associations o
 ASSOCIATIONS = Counter("fleet_associations", "AARQs answered, by client SAP and result", ["client", "result"])
 RELEASES = Counter("fleet_association_releases", "Associations ended, by client SAP and reason",
                    ["client", "reason"])
-REQUESTS = Counter("fleet_requests", "xDLMS requests served, by service and result", ["service", "result"])
+REQUESTS = Counter("fleet_requests", "xDLMS requests served, by client SAP, service and result",
+                   ["client", "service", "result"])
 LATENCY = BatchedHistogram("fleet_request_latency_seconds", "Time a meter takes to answer one chunk of requests",
                            LATENCY_BUCKETS)
 BYTES_IN = Counter("fleet_bytes_received", "Bytes received from head-ends")
@@ -116,8 +117,9 @@ CONNECTIONS_REFUSED = Counter("fleet_connections_refused", "Connections accepted
                               "fd-budget (the worker holds all it may), max-connections, no-supply, link-down",
                               ["reason"])
 PROTOCOL_VIOLATIONS = Counter("fleet_protocol_violations", "Bad input answered or dropped, by layer", ["layer"])
-PUSHES = Counter("fleet_pushes", "Pushes by push setup and outcome: due, attempted, sent, retried, failed, "
-                 "no-supply (due while the meter had no supply: not owed)", ["push", "outcome"])
+PUSHES = Counter("fleet_pushes", "Pushes by push setup, meter group (its kind: 1ph, 3ph, ctpt) and outcome: due, "
+                 "attempted, sent, retried, failed, no-supply (due while the meter had no supply: not owed)",
+                 ["push", "group", "outcome"])
 PUSH_FAILURES = Counter("fleet_push_failures", "Pushes failed for good, by push setup and the last attempt's "
                         "reason: refused, timeout, link-down, unconfirmed, queue-full", ["push", "reason"])
 PUSH_LATENCY_BUCKETS = (0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0)
@@ -222,7 +224,7 @@ class WorkerMetrics:
         self.latency_sum = 0.0
         self.bytes_in = 0
         self.bytes_out = 0
-        self._last_requests: dict[tuple[str, str], int] = {}
+        self._last_requests: dict[tuple[str, str, str], int] = {}
         self.refused: dict[str, int] = {}
         self.violations: dict[str, int] = {}
         self.internal_errors = 0
@@ -243,9 +245,9 @@ class WorkerMetrics:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
 
-    def flush(self, request_counts, connections_open: int) -> None:
-        """Add what happened since the last flush; ``request_counts`` is the worker's ServiceStats,
-        ``connections_open`` the connections the worker holds now."""
+    def flush(self, stats, connections_open: int) -> None:
+        """Add what happened since the last flush; ``stats`` is the worker's ServiceStats (its clients'
+        apart), ``connections_open`` the connections the worker holds now."""
         CONNECTIONS_OPEN.set(connections_open)
         shown = self._open_shown
         for client, n in self.associations_open.items():
@@ -253,11 +255,13 @@ class WorkerMetrics:
                 ASSOCIATIONS_OPEN.labels(client).set(n)
                 shown[client] = n
         last = self._last_requests
-        for key, n in list(request_counts.items()):
-            delta = n - last.get(key, 0)
-            if delta:
-                REQUESTS.labels(*key).inc(delta)
-                last[key] = n
+        for client, counts in _by_client(stats):
+            for (service, result), n in list(counts.items()):
+                key = (client, service, result)
+                delta = n - last.get(key, 0)
+                if delta:
+                    REQUESTS.labels(*key).inc(delta)
+                    last[key] = n
         counts = self.latency_counts
         if any(counts):
             LATENCY.add(counts, self.latency_sum)
@@ -283,6 +287,14 @@ class WorkerMetrics:
                 counts[bisect.bisect_left(PUSH_LATENCY_BUCKETS, x)] += 1
             PUSH_LATENCY.add(counts, sum(self.push_latency))
             self.push_latency.clear()
+
+
+def _by_client(stats) -> Iterator[tuple[str, dict]]:
+    """(client label, request counts) of a worker's `ServiceStats`: each client's, then what no association
+    served ("other")."""
+    for client_sap, client_stats in list(stats.clients.items()):
+        yield client_label(client_sap), client_stats.counts
+    yield "other", stats.counts
 
 
 def _add_counts(counter: Counter, counts: dict) -> None:

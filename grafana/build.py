@@ -184,9 +184,10 @@ def overview() -> Dashboard:
                 "(fleet_association_releases)", prom(f"sum by (client, reason) "
                                                      f"({rate('fleet_association_releases_total')})",
                                                      "client {{client}} {{reason}}"), unit="ops"), 12, 8),
-        (series("Requests by service and result", "xDLMS requests served per second (fleet_requests; the metric "
-                "has no client label)", prom(f"sum by (service, result) ({rate('fleet_requests_total')})",
-                                             "{{service}} {{result}}"), unit="reqps"), 12, 8),
+        (series("Requests by client, service and result", "xDLMS requests served per second (fleet_requests; "
+                "client other: requests no association of the meter took)",
+                prom(f"sum by (client, service, result) ({rate('fleet_requests_total')})",
+                     "client {{client}} {{service}} {{result}}"), unit="reqps"), 12, 8),
         (series("Connections open", "TCP connections open to meters, per fleet process (fleet_connections_open)",
                 prom(f"sum by (instance) ({sel('fleet_connections_open')})", "{{instance}}")), 12, 8),
         (series("Connections refused by reason", "Connections accepted and closed at once "
@@ -312,6 +313,9 @@ def pushes() -> Dashboard:
                 prom(f"sum by (push, outcome) ({rate(pushes_total)})", "{{push}} {{outcome}}"), unit="ops"), 12, 8),
         (series("Push success per push setup", "Sent over settled (sent + failed) per push setup (fleet_pushes)",
                 prom(settled_ratio(" by (push)", "$__rate_interval"), "{{push}}"), unit="percentunit"), 12, 8),
+        (series("Push success per meter group", "Sent over settled (sent + failed) per meter group, the meters' "
+                "kind: 1ph, 3ph, ctpt (fleet_pushes)",
+                prom(settled_ratio(" by (group)", "$__rate_interval"), "{{group}}"), unit="percentunit"), 12, 8),
         (series("Push failures by push setup and reason", "Pushes failed for good per second, by the last "
                 "attempt's reason (fleet_push_failures: refused, timeout, link-down, unconfirmed, queue-full)",
                 prom(f"sum by (push, reason) ({rate('fleet_push_failures_total')})", "{{push}} {{reason}}"),
@@ -321,7 +325,7 @@ def pushes() -> Dashboard:
                 prom(quantile(0.99, "fleet_push_latency_seconds"), "p99"), unit="s"), 12, 8),
         (series("Calls by outcome", "Calls the meters placed to the head-end per second (fleet_dials: connected, "
                 "refused, timeout, link-down)", prom(f"sum by (outcome) ({rate('fleet_dials_total')})", "{{outcome}}"),
-                unit="ops", stack=True), 24, 8),
+                unit="ops", stack=True), 12, 8),
     ]
     head_end = [
         (stat("Push success rate (push_success)", "Pushes the head-end received over pushes the meters owed, "

@@ -293,7 +293,7 @@ class MeterConnection:
             view = model_of(self.meter).associations.get(client_sap)
             if view is None:
                 return self._unknown_client(client_sap, apdu)
-            assoc = self._assocs[client_sap] = Association(self.meter, view, self.stats)
+            assoc = self._assocs[client_sap] = Association(self.meter, view, self.stats.of_client(client_sap))
         if not apdu:
             self._events.append(ProtocolViolation("apdu", "empty APDU"))
             return None

@@ -24,7 +24,7 @@ from meter_core import notification
 from meter_core.device import config as device_config
 from meter_core.device import pushes as push
 from meter_core.device.config import DeviceConfig
-from meter_core.device.identity import stable_hash
+from meter_core.device.identity import kind_of, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,12 @@ class Dialer:
         for t in list(self._dials):
             t.cancel()
 
-    def _count_push(self, name: str, outcome: str) -> None:
+    def _count_push(self, meter_id: int, name: str, outcome: str) -> None:
         key = (name, outcome)
-        pushes = self.worker.metrics.pushes
-        pushes[key] = pushes.get(key, 0) + 1  # flushed to prometheus, then cleared
         self.push_counts[key] += 1  # the worker's running totals
+        shown = (name, kind_of(self.worker.fleet, meter_id).value, outcome)  # by meter group: its kind
+        pushes = self.worker.metrics.pushes
+        pushes[shown] = pushes.get(shown, 0) + 1  # flushed to prometheus, then cleared
 
     async def run(self) -> None:
         """Dial mode: each meter of the shard calls the head-end when one of its scheduled pushes is due
@@ -177,12 +178,12 @@ class Dialer:
                 meter = self.meters.meter(meter_id)
                 try:
                     if 85 not in bits and meter.supply_off(due):
-                        self._count_push(push_ln, "no-supply")
+                        self._count_push(meter_id, push_ln, "no-supply")
                         return
                 finally:
                     if meter_id not in w.connections:
                         self.meters.release(meter_id)
-                self._count_push(push_ln, "due")
+                self._count_push(meter_id, push_ln, "due")
             else:
                 message_id = _message_id(push_ln, due)
                 self.queued[meter_id] += 1
@@ -192,10 +193,10 @@ class Dialer:
             reason = "refused"
             while attempts < tries:
                 if attempts:
-                    self._count_push(push_ln, "retried")
+                    self._count_push(meter_id, push_ln, "retried")
                     jitter = stable_hash("push-retry", w.fleet.seed, meter_id, due, attempts) % 1000 / 1e4 * delay
                     await asyncio.sleep((delay + jitter) / clock.speed)
-                self._count_push(push_ln, "attempted")
+                self._count_push(meter_id, push_ln, "attempted")
                 attempts += 1
                 # Already connected to this push's head-end (an earlier call still open): the push goes on
                 # that line, as a modem-connected meter sends it, instead of a second call.
@@ -237,7 +238,7 @@ class Dialer:
                     gate = None
                 if message_id is None and attempts < tries:  # first failure: the push waits in the queue
                     if self.queued[meter_id] >= MESSAGE_QUEUE_DEPTH:
-                        self._count_push(push_ln, "queue-full")
+                        self._count_push(meter_id, push_ln, "queue-full")
                         reason = "queue-full"
                         break
                     message_id = _message_id(push_ln, due)
@@ -246,7 +247,7 @@ class Dialer:
                     w.recorder.push_queued(meter_id, message_id, push_ln, due, payload, attempts, "PENDING")
                 elif message_id is not None:
                     w.recorder.push_queued(meter_id, message_id, push_ln, due, b"", attempts, "PENDING")
-            self._count_push(push_ln, "failed")
+            self._count_push(meter_id, push_ln, "failed")
             key = (push_ln, reason)
             w.metrics.push_failures[key] = w.metrics.push_failures.get(key, 0) + 1
             w.recorder.push_settled(meter_id, push_ln, due, push_id, "FAILED", attempts, bits,
@@ -308,10 +309,10 @@ class Dialer:
             return True
         try:
             await asyncio.wait_for(asyncio.shield(fut), max(1.0, self._push_plan(meter_id, push_ln)[2] / self.worker.clock.speed))
-            self._count_push(push_ln, "confirmed")
+            self._count_push(meter_id, push_ln, "confirmed")
             return True
         except TimeoutError:
-            self._count_push(push_ln, "unconfirmed")
+            self._count_push(meter_id, push_ln, "unconfirmed")
             return False
         finally:
             self._forget(meter_id, push_id, fut)
@@ -343,7 +344,7 @@ class Dialer:
     def _sent(self, meter_id: int, push_ln: str, due: float, push_id: int, attempts: int, bits: tuple,
               message_id: int | None = None, config=None) -> None:
         w = self.worker
-        self._count_push(push_ln, "sent")
+        self._count_push(meter_id, push_ln, "sent")
         w.metrics.push_latency.append(max(0.0, w.clock.sim(time.monotonic()) - due))
         w.recorder.push_settled(meter_id, push_ln, due, push_id, "SENT", attempts, bits,
                                 self._raised(meter_id, push_ln, due),

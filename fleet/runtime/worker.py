@@ -262,7 +262,7 @@ class Worker:
             proto.arm_timer(now)
 
     def _flush_metrics_once(self) -> None:
-        self.metrics.flush(self.stats.counts, len(self.protocols))
+        self.metrics.flush(self.stats, len(self.protocols))
         if self.recorder is not None:
             self.recorder.flush_metrics(metrics)
         if self.groundtruth is not None:

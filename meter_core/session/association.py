@@ -140,13 +140,39 @@ TRANSITIONS: dict[tuple[AssociationState, Input], AssociationState] = {
 
 class ServiceStats:
     """Requests served, by (service, result), and protected exchanges refused, by reason; shared by the
-    connections of a worker and read by metrics."""
+    connections of a worker and read by metrics. Each client SAP the meter has an association for counts
+    in a `ServiceStats` of its own (`of_client`), so metrics can show requests by client; what no
+    association served (an unknown client) counts here."""
 
-    __slots__ = ("counts", "security_failures")
+    __slots__ = ("counts", "security_failures", "clients")
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.security_failures: Counter[str] = Counter()
+        self.clients: dict[int, ServiceStats] = {}
+
+    def of_client(self, client_sap: int) -> ServiceStats:
+        """The stats of ``client_sap``'s associations (a client the meter has an association for)."""
+        stats = self.clients.get(client_sap)
+        if stats is None:
+            stats = self.clients[client_sap] = ServiceStats()
+        return stats
+
+    @property
+    def all_counts(self) -> Counter[tuple[str, str]]:
+        """Requests served by every client, added up."""
+        total = Counter(self.counts)
+        for stats in self.clients.values():
+            total.update(stats.counts)
+        return total
+
+    @property
+    def all_security_failures(self) -> Counter[str]:
+        """Protected exchanges refused, every client added up."""
+        total = Counter(self.security_failures)
+        for stats in self.clients.values():
+            total.update(stats.security_failures)
+        return total
 
 
 class SecurityContext:

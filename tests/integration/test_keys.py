@@ -88,10 +88,10 @@ def test_key_transfer_takes_effect_and_the_database_and_export_show_the_new_key(
         assert s.read(GXDLMSData("0.0.96.11.3.255"), 2) == 164
         s.close()
         # the old keys fail: the meter cannot decipher the AARQ and refuses it
-        before = m.worker.stats.security_failures["deciphering"]
+        before = m.worker.stats.all_security_failures["deciphering"]
         with pytest.raises(Exception):  # noqa: B017 - gurux raises its own error types for a refused AARE
             session(m, old)
-        assert m.worker.stats.security_failures["deciphering"] == before + 1
+        assert m.worker.stats.all_security_failures["deciphering"] == before + 1
         row = wait_for_row(database_url, lambda r: bytes(r["block_key"]) == new_ek)
         assert bytes(row["auth_key"]) == new_ak and row["keys_changed_at"] is not None
         assert row["rx_invocation_counter"] >= 2
@@ -127,7 +127,7 @@ def test_a_restarted_worker_keeps_the_counters_and_the_keys(database_url):
         with pytest.raises(Exception):  # noqa: B017 - the AARQ under a used counter is refused
             s.open()
         s.sock.close()
-        assert m.worker.stats.security_failures["invocation-counter"] == 1
+        assert m.worker.stats.all_security_failures["invocation-counter"] == 1
         s = session(m, c)
         s.read(GXDLMSClock("0.0.1.0.0.255"), 2)
         s.close()
@@ -157,7 +157,7 @@ def test_change_hls_secret_takes_effect_and_is_recorded(database_url):
         s.close()
         with pytest.raises(Exception):  # noqa: B017 - the old secret fails pass 3
             session(m, old)
-        assert m.worker.stats.security_failures["authentication"] == 1
+        assert m.worker.stats.all_security_failures["authentication"] == 1
         row = wait_for_row(database_url, lambda r: bytes(r["hls_secret"] or b"") == new_secret)
         assert row["keys_changed_at"] is not None
     stored = asyncio.run(stored_keys(database_url, range(1)))

@@ -142,7 +142,7 @@ def exception(service: ExceptionServiceError) -> ExceptionResponse:
 
 
 def failures(meters) -> dict:
-    return dict(meters.worker.stats.security_failures)
+    return dict(meters.worker.stats.all_security_failures)
 
 
 def test_a_wrong_key_in_the_aarq_is_refused_and_the_next_aarq_works(meters):

@@ -47,8 +47,10 @@ def metrics(port: int) -> Counter:
 
 
 def delta(after: Counter, before: Counter, name: str, **labels: str) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    return after[key] - before[key]
+    """How much ``name`` grew over the samples whose labels include ``labels`` (others added up)."""
+    def total(counts: Counter) -> float:
+        return sum(v for (n, ls), v in counts.items() if n == name and labels.items() <= dict(ls).items())
+    return total(after) - total(before)
 
 
 def locust_stats(prefix: Path) -> list[dict]:
@@ -113,8 +115,15 @@ def test_locust_counts_match_the_fleet_metrics(database_url, tmp_path):
             assert delta(after, before, "fleet_associations_total", client=client, result="accepted") == \
                 per_client[client], client
             assert delta(after, before, "fleet_associations_total", client=client, result="rejected") == 0
-        served = {(dict(labels)["service"], dict(labels)["result"]): after[(name, labels)] - before[(name, labels)]
-                  for name, labels in after if name == "fleet_requests_total"}
+        served: Counter = Counter()
+        for name, labels in after:
+            if name == "fleet_requests_total":
+                ls = dict(labels)
+                served[(ls["service"], ls["result"])] += after[(name, labels)] - before[(name, labels)]
+        # by client too: each client's associations and releases are its own
+        for client in ("32", "48"):
+            assert delta(after, before, "fleet_requests_total", client=client, service="aarq", result="ok") == \
+                per_client[client], client
         assert {k: n for k, n in served.items() if k[1] != "ok" and n} == {}, served
         assert served.get(("aarq", "ok"), 0) == count["AARQ"]
         assert served.get(("rlrq", "ok"), 0) == count["RLRQ"]

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import metrics
 from fleet.metrics import WorkerMetrics
+from meter_core.session.association import ServiceStats
 
 
 def value(name: str, **labels) -> float:
@@ -25,7 +26,7 @@ def test_flush_adds_the_tallies_once():
     m = WorkerMetrics()
     m.associations[(16, "accepted")] = 2
     m.refused["no-supply"] = 3
-    m.pushes[("0.0.25.9.0.255", "sent")] = 5
+    m.pushes[("0.0.25.9.0.255", "3ph", "sent")] = 5
     m.dials["connected"] = 4
     m.observe_latency(0.0003)
     m.observe_latency(0.0003)
@@ -34,7 +35,7 @@ def test_flush_adds_the_tallies_once():
     before = {
         "assoc": value("fleet_associations_total", client="16", result="accepted"),
         "refused": value("fleet_connections_refused_total", reason="no-supply"),
-        "pushes": value("fleet_pushes_total", push="0.0.25.9.0.255", outcome="sent"),
+        "pushes": value("fleet_pushes_total", push="0.0.25.9.0.255", group="3ph", outcome="sent"),
         "dials": value("fleet_dials_total", outcome="connected"),
         "lat_le_0005": value("fleet_request_latency_seconds_bucket", le="0.0005"),
         "lat_inf": value("fleet_request_latency_seconds_bucket", le="+Inf"),
@@ -45,14 +46,22 @@ def test_flush_adds_the_tallies_once():
         "push_sum": value("fleet_push_latency_seconds_sum"),
     }
     m.associations_open["16"] = 3
-    m.flush({}, 7)
+    stats = ServiceStats()
+    stats.of_client(16).counts[("get", "ok")] += 4
+    stats.counts[("aarq", "unknown-client")] += 1
+    before["get16"] = value("fleet_requests_total", client="16", service="get", result="ok")
+    before["unknown"] = value("fleet_requests_total", client="other", service="aarq", result="unknown-client")
+    m.flush(stats, 7)
     m.associations_open["16"] -= 1
-    m.flush({}, 5)  # nothing new counted: adds nothing; the open gauges show what is open now
+    m.flush(stats, 5)  # nothing new counted: adds nothing; the open gauges show what is open now
+    assert value("fleet_requests_total", client="16", service="get", result="ok") - before["get16"] == 4
+    assert value("fleet_requests_total", client="other", service="aarq", result="unknown-client") - before[
+        "unknown"] == 1
     assert value("fleet_connections_open") == 5
     assert value("fleet_associations_open", client="16") == 2
     assert value("fleet_associations_total", client="16", result="accepted") - before["assoc"] == 2
     assert value("fleet_connections_refused_total", reason="no-supply") - before["refused"] == 3
-    assert value("fleet_pushes_total", push="0.0.25.9.0.255", outcome="sent") - before["pushes"] == 5
+    assert value("fleet_pushes_total", push="0.0.25.9.0.255", group="3ph", outcome="sent") - before["pushes"] == 5
     assert value("fleet_dials_total", outcome="connected") - before["dials"] == 4
     assert value("fleet_request_latency_seconds_bucket", le="0.0005") - before["lat_le_0005"] == 2
     assert value("fleet_request_latency_seconds_bucket", le="+Inf") - before["lat_inf"] == 3
@@ -73,7 +82,8 @@ m = metrics.WorkerMetrics()
 for x in json.loads(sys.argv[1]):
     m.observe_latency(x)
 m.push_latency += [0.7]
-m.flush({}, 0)
+from meter_core.session.association import ServiceStats
+m.flush(ServiceStats(), 0)
 if len(sys.argv) > 2:
     sys.stdout.write(generate_latest(metrics.registry()).decode())
 """
