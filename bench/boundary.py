@@ -7,7 +7,7 @@ latency. Before the boundary is the ceiling (the same client, the same fleet, no
 from the boundary until every meter's block row of it is in the database is the measure. Then SIGTERM,
 timed, and the rows counted.
 
-    python -m bench.boundary [--meters 1000000] [--workers 2] [--data-dir /tmp/fleet-boundary]
+    python -m bench.boundary [--meters 1000000] [--workers 2] [--lead 600] [--after 600] [--data-dir /tmp/fleet-boundary]
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=16059)
     ap.add_argument("--patience", type=float, default=1800.0, help="seconds to wait for the rows, at most")
     ap.add_argument("--lead", type=float, default=300.0, help="simulated seconds from the start to the boundary")
+    ap.add_argument("--after", type=float, default=0.0,
+                    help="simulated seconds to run on after the boundary, at least (--lead 600 --after 600: 20 minutes)")
     args = ap.parse_args(argv)
     shutil.rmtree(args.data_dir.parent, ignore_errors=True)
     args.data_dir.parent.mkdir(parents=True)
@@ -124,6 +126,7 @@ def main(argv=None) -> int:
         at = boundary.astimezone(dt.UTC)
         deadline = time.monotonic() + args.patience
         count = 0
+        done_wall = 0.0  # when the boundary's last row was in
         while time.monotonic() < deadline:
             time.sleep(10)
             if time.time() > boundary_wall:
@@ -132,10 +135,14 @@ def main(argv=None) -> int:
                 except (OSError, asyncpg.PostgresError) as e:
                     print(f"  cannot count the rows: {e}", file=sys.stderr)
                     continue
-                print(f"  {count} block rows of {boundary:%H:%M} written", file=sys.stderr)
+                if count < args.meters or not done_wall:
+                    print(f"  {count} block rows of {boundary:%H:%M} written", file=sys.stderr)
                 if count >= args.meters:
-                    break
-        done_wall = time.time()
+                    done_wall = done_wall or time.time()
+                    if time.time() >= boundary_wall + args.after:
+                        break
+        done_wall = done_wall or time.time()
+        end_wall = time.time()
         reader.stop.set()
         reader.join(10)
         t_stop = time.monotonic()
@@ -148,6 +155,7 @@ def main(argv=None) -> int:
         server.stop()
     before = [lat for t, lat in reader.samples if t < boundary_wall]
     during = [lat for t, lat in reader.samples if boundary_wall <= t <= done_wall]
+    after = [lat for t, lat in reader.samples if done_wall < t <= end_wall]
     print(f"{args.meters} meters in address mode, {args.workers} workers, --speed 1, ground truth on "
           f"(embedded PostgreSQL); python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     print(f"start: {ready_after:.1f} s to ready; stop (SIGTERM): {stop_s:.1f} s, exit {code}")
@@ -155,6 +163,9 @@ def main(argv=None) -> int:
           f"{done_wall - boundary_wall:.0f} s after the boundary")
     print(f"client before the boundary (ceiling): {_stats(before)}")
     print(f"client from the boundary to the last row: {_stats(during)}")
+    if after:
+        print(f"client after that, to the end ({end_wall - boundary_wall:.0f} s after the boundary; "
+              f"{(end_wall - boundary_wall + args.lead) / 60:.1f} simulated minutes in all): {_stats(after)}")
     if reader.error:
         print(f"client error: {reader.error}")
     return 0

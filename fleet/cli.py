@@ -481,9 +481,13 @@ def meters_export(meters, seed, fleet_secret, kind, mix, transport, mode, host, 
 @cli.command("hes-sink")
 @_fleet_options
 @click.option("--listen", default="127.0.0.1:4063", show_default=True, help="HOST:PORT the meters push to.")
+@click.option("--metrics-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the sink's Prometheus /metrics (pushes received by push setup, recorded, refused; 0: off).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, envvar="FLEET_METRICS_HOST",
+              help="Address the sink's /metrics listens on (env FLEET_METRICS_HOST).")
 @_database_option
 def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_base, address_base, shard, hls_mechanism,
-             security_suite, listen, database_url, data_dir) -> None:
+             security_suite, listen, metrics_port, metrics_host, database_url, data_dir) -> None:
     """Receive the meters' pushes, decipher them and record each in push_received (until Ctrl-C)."""
     from fleet.store import pg  # start-up time: loaded by the commands that use it
     from fleet.tools import export, sink  # start-up time: loaded by the commands that use it
@@ -493,18 +497,30 @@ def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
     listen_host, _, listen_port = listen.rpartition(":")
     if not listen_host or not listen_port.isdigit() or not 0 < int(listen_port) < 65536:
         raise FleetError(f"--listen {listen!r}: expected HOST:PORT")
+    if metrics_port:
+        _check_port_free(metrics_host, metrics_port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fleet: %(message)s", stream=sys.stderr)
     url, server = pg.resolve_database(database_url, data_dir or pg.default_data_dir())
+    http = None
     try:
         asyncio.run(_migrate(url))
 
         async def serve() -> None:
+            nonlocal http
             directory = sink.Directory(options, await export.stored_keys(url, range(options.meters)))
             receiver = sink.PushSink(url, directory)
             try:
                 await receiver.start(listen_host, int(listen_port))
             except OSError as e:
                 raise FleetError(f"--listen {listen}: {e.strerror}") from None
+            if metrics_port:
+                from prometheus_client import CollectorRegistry  # start-up time: only with --metrics-port
+
+                from fleet import metrics  # start-up time: only with --metrics-port
+
+                source = CollectorRegistry()
+                source.register(sink.SinkCollector(receiver))
+                http = metrics.serve(metrics_port, metrics_host, health=lambda: (True, "listening"), source=source)
             log.info("hes-sink listening on %s for %d meters", listen, options.meters)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -524,6 +540,9 @@ def hes_sink(meters, seed, fleet_secret, kind, mix, transport, mode, host, port_
 
         asyncio.run(serve())
     finally:
+        if http is not None:
+            http.shutdown()
+            http.server_close()
         if server is not None:
             server.stop()
 

@@ -182,14 +182,15 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def serve(port: int, host: str = "127.0.0.1", health: Callable[[], tuple[bool, str]] | None = None):
+def serve(port: int, host: str = "127.0.0.1", health: Callable[[], tuple[bool, str]] | None = None,
+          source: CollectorRegistry | None = None):
     """Serve /metrics of all processes, and /health, on ``host``:``port`` (a thread in the supervisor);
     returns the server (``shutdown()`` and ``server_close()`` stop it).
 
     ``GET /health`` answers 200 with ``health()``'s text when it says ready, 503 otherwise (or while
     ``health`` is None: nothing to ask yet). Every other path is the metrics, as prometheus-client serves
-    them."""
-    metrics_app = make_wsgi_app(registry())
+    them: every process's (`registry`), or ``source``'s."""
+    metrics_app = make_wsgi_app(source if source is not None else registry())
 
     def app(environ, start_response):
         if environ.get("PATH_INFO") == "/health":

@@ -313,6 +313,12 @@ def pushes() -> Dashboard:
                 prom(f"sum by (push, outcome) ({rate(pushes_total)})", "{{push}} {{outcome}}"), unit="ops"), 12, 8),
         (series("Push success per push setup", "Sent over settled (sent + failed) per push setup (fleet_pushes)",
                 prom(settled_ratio(" by (push)", "$__rate_interval"), "{{push}}"), unit="percentunit"), 12, 8),
+        (series("Pushes the head-end sink received", "Per second, by push setup, as fleet hes-sink took them "
+                "(fleet_sink_pushes_received; hes-sink --metrics-port), with those written to push_received and "
+                "those it dropped", prom(f"sum by (push) ({rate('fleet_sink_pushes_received_total')})", "{{push}}"),
+                prom(f"sum({rate('fleet_sink_pushes_recorded_total')})", "recorded"),
+                prom(f"sum by (reason) ({rate('fleet_sink_pushes_refused_total')})", "refused {{reason}}"),
+                unit="ops"), 12, 8),
         (series("Push success per meter group", "Sent over settled (sent + failed) per meter group, the meters' "
                 "kind: 1ph, 3ph, ctpt (fleet_pushes)",
                 prom(settled_ratio(" by (group)", "$__rate_interval"), "{{group}}"), unit="percentunit"), 12, 8),

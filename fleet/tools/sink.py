@@ -16,6 +16,8 @@ import logging
 import time
 from collections import Counter
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from fleet.runtime.listen import raise_fd_limit
 from fleet.settings import counter_floor
 from fleet.store import sql
@@ -188,6 +190,7 @@ class PushSink:
         self.confirmed = 0
         self._counters: dict[int, int] = {}  # invocation counters of the confirms sent, per meter
         self.refused: Counter[str] = Counter()
+        self.by_push: Counter[str] = Counter()  # pushes received, by push setup (logical name)
         self.connections = 0
         self._server = None
         self._conns: set = set()
@@ -212,6 +215,7 @@ class PushSink:
             log.debug("%s: %s", peer, e)
             return None
         self.received += 1
+        self.by_push[push_ln] += 1
         self.writer.pending.append((meter_id, push_ln, stamp, invoke, ciphered, len(apdu), peer, body))
         if not confirm or not ciphered:
             return None
@@ -246,4 +250,32 @@ class PushSink:
         await self.writer.close(5.0)
 
 
-__all__ = ["Directory", "PushSink", "receive"]
+class SinkCollector:
+    """The sink's counters as Prometheus metrics, read at each scrape (nothing is written per push):
+    pushes received by push setup, recorded, refused by reason, confirms sent, connections open, pushes
+    waiting to be written."""
+
+    def __init__(self, sink: PushSink) -> None:
+        self.sink = sink
+
+    def collect(self):
+        s = self.sink
+        received = CounterMetricFamily("fleet_sink_pushes_received", "Pushes the head-end sink took, by push setup",
+                                       labels=["push"])
+        for push, n in list(s.by_push.items()):
+            received.add_metric([push], n)
+        yield received
+        yield CounterMetricFamily("fleet_sink_pushes_recorded", "Pushes written to push_received", value=s.recorded)
+        refused = CounterMetricFamily("fleet_sink_pushes_refused", "Pushes dropped, by reason (undecodable, framing)",
+                                      labels=["reason"])
+        for reason in ("undecodable", "framing"):  # both always shown: a first refusal is an increase
+            refused.add_metric([reason], s.refused.get(reason, 0))
+        yield refused
+        yield CounterMetricFamily("fleet_sink_confirms_sent", "Data-Notification-Confirms sent for confirmed pushes",
+                                  value=s.confirmed)
+        yield GaugeMetricFamily("fleet_sink_connections_open", "Meters' calls open to the sink", value=s.connections)
+        yield GaugeMetricFamily("fleet_sink_pushes_waiting", "Pushes taken and not yet written",
+                                value=len(s.pending))
+
+
+__all__ = ["Directory", "PushSink", "SinkCollector", "receive"]

@@ -114,9 +114,17 @@ def test_every_metric_a_query_reads_is_one_the_fleet_defines():
             family = m.describe()[0]
             defined.add(family.name + "_total" if family.type == "counter" else family.name)
     assert {"fleet_pushes_total", "fleet_workers_up", "fleet_request_latency_seconds_bucket"} <= defined
+    # the hes-sink's own metrics (fleet/tools/sink.py: SinkCollector), read from a sink at scrape time
+    from fleet.settings import FleetOptions
+    from fleet.tools.sink import Directory, PushSink, SinkCollector
+
+    sink = SinkCollector(PushSink("postgresql://unused@127.0.0.1:1/none", Directory(FleetOptions(meters=1))))
+    for family in sink.collect():
+        defined.add(family.name + "_total" if family.type == "counter" else family.name)
+    assert "fleet_sink_pushes_received_total" in defined
     for q in queries(PROMETHEUS_TYPE):
         for metric in re.findall(r"\b([a-z_:]+)\{", q.text):
-            assert metric in defined, f"{q.name}: {metric} is no metric of fleet/metrics.py"
+            assert metric in defined, f"{q.name}: {metric} is no metric of fleet/metrics.py or the sink"
 
 
 def test_the_provisioning_examples_match_the_dashboards():

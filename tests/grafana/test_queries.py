@@ -51,7 +51,7 @@ SPEED = 600.0  # an instant push every 1.5 s, a block load push every 3 s
 START = "2026-03-31T23:00:00+05:30"
 MIX = "1ph=0.5,3ph=0.3,ctpt=0.2"
 PATIENCE = 30.0  # seconds a query may take to show what the fleet did (scrapes once a second)
-PORTS = 16  # our block of ports in 21000-21999: the listening meters, the sink, two metrics ports, Prometheus
+PORTS = 17  # our block of ports in 21000-21999: the listening meters, the sink, three metrics ports, Prometheus
 
 
 def _get(url: str, timeout: float = 5.0) -> dict:
@@ -251,7 +251,8 @@ def stack(request, tmp_path_factory):
     url = with_database(postgres_url, name)
     base = free_port_base(PORTS, low=21000, high=22000)
     port_base = base - LISTEN[0]  # meter 12 on our first port
-    sink_port, dial_metrics, listen_metrics, prometheus_port = (base + len(LISTEN) + i for i in range(4))
+    sink_port, dial_metrics, listen_metrics, prometheus_port, sink_metrics = (base + len(LISTEN) + i
+                                                                              for i in range(5))
     env = {**os.environ, "TMPDIR": str(folder)}
     fleet = ("--meters", str(METERS), "--mix", MIX)
     pod = (*fleet, "--workers", "1", "--speed", str(SPEED), "--start", START, "--port-base", str(port_base),
@@ -259,7 +260,8 @@ def stack(request, tmp_path_factory):
     processes: list[FleetProcess] = []
     prometheus = head_end = None
     try:
-        sink = FleetProcess("hes-sink", *fleet, "--listen", f"127.0.0.1:{sink_port}", "--database-url", url, env=env)
+        sink = FleetProcess("hes-sink", *fleet, "--listen", f"127.0.0.1:{sink_port}", "--metrics-port",
+                            str(sink_metrics), "--database-url", url, env=env)
         processes.append(sink)
         sink.wait_for("hes-sink listening")
         dial = FleetProcess("run", *pod, "--mode", "dial", "--shard", "0/2", "--hes", f"127.0.0.1:{sink_port}",
@@ -272,12 +274,13 @@ def stack(request, tmp_path_factory):
         dial.wait_for(rf"{len(DIAL)} meters ready", timeout=90)
         listen.wait_for(rf"{len(LISTEN)} meters ready", timeout=90)
         prometheus = Prometheus(prometheus_binary, folder, prometheus_port,
-                                [f"127.0.0.1:{dial_metrics}", f"127.0.0.1:{listen_metrics}"])
+                                [f"127.0.0.1:{dial_metrics}", f"127.0.0.1:{listen_metrics}",
+                                 f"127.0.0.1:{sink_metrics}"])
         head_end = HeadEnd(port_base)
         head_end.start()
         _issue_link_down(url)
         head_end.link_down.set()
-        prometheus.wait_ready(targets=2)
+        prometheus.wait_ready(targets=3)
         yield Stack(prometheus, url, head_end)
         assert head_end.rounds > 0 and not head_end.errors, head_end.errors[:5]
     finally:
