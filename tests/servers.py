@@ -51,17 +51,18 @@ class _Pipe:
             self.ready.set()
 
 
-def free_port_base(count: int, low: int = 20000, high: int = 30000) -> int:
-    """A base port with ``count`` free ports after it (below the ephemeral range)."""
+def free_port_base(count: int, low: int = 20000, high: int = 30000, hosts: tuple[str, ...] = ("127.0.0.1",)) -> int:
+    """A base port with ``count`` free ports after it on every one of ``hosts`` (below the ephemeral range)."""
     for _ in range(200):
         base = random.randrange(low, high - count)
         socks = []
         try:
-            for p in range(base, base + count):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
+            for host in hosts:
+                for p in range(base, base + count):
+                    s = socket.socket()
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    socks.append(s)
+                    s.bind((host, p))
             return base
         except OSError:
             continue

@@ -23,7 +23,7 @@ from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
 from meter_core.connection import Transport
 from meter_core.device.identity import FleetConfig, meter_identity
 from tests.fleet.test_fleet_run import FleetProcess, query
-from tests.servers import wait_for
+from tests.servers import free_port_base, wait_for
 
 pytestmark = [pytest.mark.fleet, pytest.mark.integration]
 
@@ -31,25 +31,6 @@ SHARDS, METERS = 3, 300
 START = "2026-06-01T00:00:00+05:30"
 HOSTS = [f"127.0.0.{k + 1}" for k in range(SHARDS)]
 PORTS = range(23000, 24000)  # the ports these tests may use
-
-
-def free_ports(count: int, start: int = PORTS.start) -> int:
-    """A base from ``start`` on with ``count`` ports free on every shard address, in `PORTS`."""
-    for base in range(start, PORTS.stop - count + 1, 50 if count > 1 else 1):
-        socks = []
-        try:
-            for host in HOSTS:
-                for port in range(base, base + count):
-                    s = socket.socket()
-                    socks.append(s)
-                    s.bind((host, port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {count} free ports in {PORTS.start}-{PORTS.stop - 1}")
 
 
 def _until(client: DlmsClient, sock: socket.socket, kind):
@@ -89,8 +70,9 @@ def health(host: str, port: int) -> tuple[int, str]:
 
 
 def test_three_shards_serve_and_record_every_meter_once(database_url, tmp_path):
-    base = free_ports(METERS)
-    metrics_port = free_ports(1, base + METERS)  # the same on every shard's address, as on every pod's
+    base = free_port_base(METERS, PORTS.start, PORTS.stop, hosts=tuple(HOSTS))
+    # the same on every shard's address, as on every pod's
+    metrics_port = free_port_base(1, base + METERS, PORTS.stop, hosts=tuple(HOSTS))
     fleet_cfg = FleetConfig(seed=1)
     pods = [FleetOptions(meters=METERS, shard=(k, SHARDS)).pod_range() for k in range(SHARDS)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
