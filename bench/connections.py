@@ -191,6 +191,13 @@ async def _churn(targets, seconds, in_flight, server_pids, out) -> None:
     out.send((done[0], time.monotonic() - t0, (user, system)))
 
 
+def tally(results: list) -> tuple[int, int, int, int, list[float]]:
+    """(associated, rejected by AARE, closed without an answer, not connected, latencies) over the client
+    processes' `_concurrent` results."""
+    return (sum(r[0] for r in results), sum(r[1] for r in results), sum(r[4] for r in results),
+            sum(r[2] for r in results), [x for r in results for x in r[3]])
+
+
 def _run(coro_fn, *args) -> None:
     _run_plain(lambda: coro_fn(*args))
 
@@ -210,31 +217,6 @@ def _in_clients(targets, fn, *args) -> list:
     return results
 
 
-class _BareChurn(asyncio.Protocol):
-    """The churn ceiling: answers a connection's three requests with the meter's own AARE, GET response
-    and RLRE, and closes after the RLRE as the meter does (accept, canned answers, close)."""
-
-    def __init__(self, answers: tuple[bytes, bytes, bytes]) -> None:
-        self.answers, self.buf, self.step = answers, b"", 0
-
-    def connection_made(self, transport):
-        self.t = transport
-
-    def data_received(self, data):
-        buf = self.buf + data if self.buf else data
-        n = 0
-        while len(buf) - n >= 8 and self.step < 3:
-            end = n + 8 + struct.unpack_from(">H", buf, n + 6)[0]
-            if len(buf) < end:
-                break
-            n = end
-            self.t.write(self.answers[self.step])
-            self.step += 1
-            if self.step == 3:
-                self.t.close()
-        self.buf = buf[n:]
-
-
 def _canned_churn(target: tuple[str, int]) -> tuple[bytes, bytes, bytes]:
     """The meter's own AARE, GET response and RLRE to the churn client's three requests."""
     buf = bytearray()
@@ -247,12 +229,12 @@ def _canned_churn(target: tuple[str, int]) -> tuple[bytes, bytes, bytes]:
 
 
 def _bare(port: int, aare: bytes, reply: bytes, answers: tuple[bytes, bytes, bytes], ready) -> None:
-    """One wildcard socket: the concurrent clients get `_Bare` (``port``), the churn clients `_BareChurn`
-    (``port`` + 1)."""
+    """The ceilings: the concurrent clients get the AARE then the GET answer for ever (``port``), the churn
+    clients the meter's AARE, GET answer and RLRE, then the close (``port`` + 1)."""
     async def main():
         loop = asyncio.get_running_loop()
         await loop.create_server(lambda: _Bare(aare, reply), "0.0.0.0", port, backlog=4096)
-        await loop.create_server(lambda: _BareChurn(answers), "0.0.0.0", port + 1, backlog=4096)
+        await loop.create_server(lambda: _Bare(*answers, close=True), "0.0.0.0", port + 1, backlog=4096)
         ready.send("ready")
         await asyncio.Event().wait()
 
@@ -321,11 +303,7 @@ def main(argv=None) -> int:
             stop(bare)
 
     for name, res in (("fleet", conc), ("bare", bare_conc)):
-        associated = sum(r[0] for r in res)
-        rejected = sum(r[1] for r in res)
-        failed = sum(r[2] for r in res)
-        closed = sum(r[4] for r in res)
-        lat = [x for r in res for x in r[3]]
+        associated, rejected, closed, failed, lat = tally(res)
         print(f"concurrent {name:>5}: {associated} associated, {rejected} rejected, {closed} closed unanswered, "
               f"{failed} not connected; {_quantiles(lat)}")
     rates = {}

@@ -49,8 +49,11 @@ def _requests() -> tuple[bytes, bytes]:
 # -- the bare server: parses wrapper headers, answers each frame with canned bytes ------------------
 
 class _Bare(asyncio.Protocol):
-    def __init__(self, aare: bytes, reply: bytes) -> None:
-        self.aare, self.reply, self.buf, self.first = aare, reply, b"", True
+    """Answers the k-th whole frame with ``answers[k]`` (the last one again for every later frame); with
+    ``close``, closes after the last answer, as the meter does after its RLRE."""
+
+    def __init__(self, *answers: bytes, close: bool = False) -> None:
+        self.answers, self.last, self.close, self.buf, self.step = answers, len(answers) - 1, close, b"", 0
 
     def connection_made(self, transport):
         self.t = transport
@@ -63,8 +66,12 @@ class _Bare(asyncio.Protocol):
             if len(buf) - n < 8 + length:
                 break
             n += 8 + length
-            self.t.write(self.aare if self.first else self.reply)
-            self.first = False
+            step = self.step
+            self.t.write(self.answers[step if step < self.last else self.last])
+            self.step = step + 1
+            if self.close and step == self.last:
+                self.t.close()
+                break
         self.buf = buf[n:]
 
 

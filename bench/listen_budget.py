@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench._common import EPOCH, spawn_worker_settings, stop
-from bench.connections import _concurrent, _in_clients, _quantiles
+from bench.connections import _concurrent, _in_clients, _quantiles, tally
 from fleet.runtime import budget
 from fleet.settings import FleetOptions, RunSettings, ephemeral_ports, split_range
 
@@ -54,11 +54,7 @@ def main(argv=None) -> int:
     finally:
         for p in procs:
             stop(p)
-    associated = sum(r[0] for r in res)
-    rejected = sum(r[1] for r in res)
-    failed = sum(r[2] for r in res)
-    closed = sum(r[4] for r in res)
-    lat = [x for r in res for x in r[3]]
+    associated, rejected, closed, failed, lat = tally(res)
     print(f"{associated} associated, {closed} closed without an answer (refused), {rejected} AARE rejections, "
           f"{failed} not connected; admitted ones: {_quantiles(lat)}")
     ok = associated == expected and closed == n - expected and not rejected and not failed
