@@ -118,12 +118,7 @@ class MeterProtocol(asyncio.Protocol):
         if self.push is not None:  # a meter that dialled in speaks first: its push
             self.send_push(self.push, self.push_id, self.push_at)
             self.sent = True
-        deadline = self.conn.next_deadline()
-        if deadline is not None:
-            if deadline - now < TIMER_DEFER * 2:
-                self.timer = w.loop.call_later(max(0.0, deadline - now), self._on_timer)
-            else:  # most connections end long before: the worker arms the ones still open a second later
-                w.unarmed.append(self)
+        self._arm(now, defer=True)
 
     def send_push(self, push_ln: str, push_id: int | None = None, at: float | None = None) -> None:
         """Write push ``push_ln`` (ciphered with the push setup's keys) on this connection, with the
@@ -245,10 +240,14 @@ class MeterProtocol(asyncio.Protocol):
         if self.conn is not None and self.timer is None:
             self._arm(now)
 
-    def _arm(self, now: float) -> None:
+    def _arm(self, now: float, *, defer: bool = False) -> None:
         deadline = self.conn.next_deadline()
-        if deadline is not None:
-            self.timer = self.worker.loop.call_later(max(0.0, deadline - now), self._on_timer)
+        if deadline is None:
+            return
+        if defer and deadline - now >= TIMER_DEFER * 2:
+            self.worker.unarmed.append(self)  # most connections end long before: armed a round later if open
+            return
+        self.timer = self.worker.loop.call_later(max(0.0, deadline - now), self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
