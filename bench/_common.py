@@ -57,6 +57,32 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
 
+def conntrack() -> tuple[int, int] | None:
+    """(entries, maximum) of the kernel's connection-tracking table, or None where it is not loaded."""
+    try:
+        with open("/proc/sys/net/netfilter/nf_conntrack_count") as f:
+            count = int(f.read())
+        with open("/proc/sys/net/netfilter/nf_conntrack_max") as f:
+            return count, int(f.read())
+    except OSError:
+        return None
+
+
+def conntrack_warning(before: tuple[int, int] | None) -> str | None:
+    """What to say of connection tracking since ``before`` (a `conntrack()`), or None if it did not track.
+
+    Rules that need tracking (podman's port publishing: netavark's nat table) make the kernel track every
+    loopback connection: each costs kernel time, and at thousands of connections a second the table fills
+    within seconds, after which SYNs are dropped and clients wait out their retransmissions; the figures
+    of such a run are void."""
+    after = conntrack()
+    if before is None or after is None or after[0] < before[0] + 1000 and after[0] < after[1] * 0.9:
+        return None  # a few entries come and go with the machine's own traffic
+    full = "FULL, SYNs dropped: the figures are void" if after[0] >= after[1] * 0.9 else "growing"
+    return (f"WARNING: the kernel tracked these connections (nf_conntrack {after[0]} of {after[1]}, {full}); "
+            f"`nft list tables` shows the rules that turned tracking on (podman's port publishing leaves them)")
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

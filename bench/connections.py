@@ -30,7 +30,7 @@ import time
 
 import uvloop
 
-from bench._common import cpu_split, recv_frame, stop
+from bench._common import conntrack, conntrack_warning, cpu_split, recv_frame, stop
 from bench.address import start_workers
 from bench.get_cost import _Bare, _canned
 from fleet.settings import FleetOptions
@@ -272,6 +272,7 @@ def main(argv=None) -> int:
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs")
     procs, _pipes, _ = start_workers(options, args.workers)
     bare = None
+    warning = conntrack_warning(conntrack())  # a table already full
     try:
         aare, reply = _canned(targets[0])
         answers = _canned_churn(targets[0])
@@ -293,9 +294,11 @@ def main(argv=None) -> int:
         churn: dict[str, list] = {"fleet": [], "bare": []}
         for r in range(args.rounds):
             print(f"churn round {r + 1}/{args.rounds} ...", file=sys.stderr)
+            tracked = conntrack()
             churn["fleet"].append(_in_clients(churn_targets, _churn, args.seconds, args.in_flight, fleet_pids)[0])
             churn["bare"].append(_in_clients(bare_churn_targets, _churn, args.seconds, args.in_flight,
                                              [bare.pid])[0])
+            warning = conntrack_warning(tracked) or warning
     finally:
         for p in procs:
             stop(p)
@@ -311,12 +314,16 @@ def main(argv=None) -> int:
         per_round = []
         for count, elapsed, (user, system) in rounds:
             per_round.append(count / (user + system) if user + system else float("nan"))
+            each = max(count, 1)
             print(f"churn {name:>5}: {count} associations in {elapsed:.1f} s ({count / elapsed:.0f}/s); server CPU "
-                  f"per association {user / count * 1e6:.0f} us user + {system / count * 1e6:.0f} us system")
+                  f"per association {user / each * 1e6:.0f} us user + {system / each * 1e6:.0f} us system")
         rates[name] = statistics.median(per_round)
         print(f"churn {name:>5}: median {rates[name]:.0f} associations per CPU second")
     print(f"churn ratio fleet / bare (associations per CPU second, medians): {rates['fleet'] / rates['bare']:.2f} "
           f"(aim >= 0.5)")
+    if warning:
+        print(warning)
+        return 1
     return 0
 
 
