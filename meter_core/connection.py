@@ -264,8 +264,6 @@ class MeterConnection:
                 assoc = self._assocs.get(ev.client_address)
                 if assoc is not None:
                     assoc.abort(ReleaseReason.LINK_DISCONNECTED)
-                    self._events.extend(assoc.events)
-                    assoc.events.clear()
             elif type(ev) is FrameRejected:
                 self._events.append(ProtocolViolation("hdlc", f"FRMR: {ev.reason}"))
             elif type(ev) is LinkConnected:
@@ -273,8 +271,6 @@ class MeterConnection:
                 assoc = self._assocs.get(ev.client_address)
                 if assoc is not None and assoc.associated:
                     assoc.abort(ReleaseReason.LINK_DISCONNECTED)
-                    self._events.extend(assoc.events)
-                    assoc.events.clear()
 
     # -- APDUs ------------------------------------------------------------------------------------
 
@@ -293,7 +289,8 @@ class MeterConnection:
             view = model_of(self.meter).associations.get(client_sap)
             if view is None:
                 return self._unknown_client(client_sap, apdu)
-            assoc = self._assocs[client_sap] = Association(self.meter, view, self.stats.of_client(client_sap))
+            assoc = self._assocs[client_sap] = Association(self.meter, view, self.stats.of_client(client_sap),
+                                                          self._events)  # its events are the connection's
         if not apdu:
             self._events.append(ProtocolViolation("apdu", "empty APDU"))
             return None
@@ -302,9 +299,6 @@ class MeterConnection:
         except Exception as e:  # a fault of ours must cost one answer, never the connection or worker
             self._events.append(InternalError(f"{type(e).__name__}: {e} serving {apdu[:16].hex()}"))
             response = _INTERNAL_FAULT
-        if assoc.events:
-            self._events.extend(assoc.events)
-            assoc.events.clear()
         return response
 
     def _unknown_client(self, client_sap: int, apdu: bytes) -> bytes | None:
@@ -322,9 +316,6 @@ class MeterConnection:
     def _release_all(self, reason: ReleaseReason) -> None:
         for assoc in self._assocs.values():
             assoc.abort(reason)
-            if assoc.events:
-                self._events.extend(assoc.events)
-                assoc.events.clear()
 
 
 def release_events_only(events) -> list[AssociationReleased]:

@@ -337,7 +337,7 @@ class Worker:
 
     def association_released(self, proto, ev) -> None:
         client = metrics.client_label(ev.client_sap)
-        key = (client, ev.reason.value)
+        key = (client, ev.reason._value_)  # the member's value without the enum property's two calls
         self.metrics.releases[key] = self.metrics.releases.get(key, 0) + 1
         opened = self.metrics.associations_open
         opened[client] = opened.get(client, 0) - 1

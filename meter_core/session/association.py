@@ -313,7 +313,7 @@ class Association:
         "_expected_sc",
     )
 
-    def __init__(self, meter, view: AssociationView, stats: ServiceStats | None = None) -> None:
+    def __init__(self, meter, view: AssociationView, stats: ServiceStats | None = None, events=None) -> None:
         self.meter = meter
         self.view = view
         self.spec = view.spec
@@ -333,7 +333,8 @@ class Association:
         self._long_get: _LongGet | None = None
         # long SET in progress: [request, collected raw bytes, last block number]
         self._long_set: _LongSet | _LongAction | None = None
-        self.events: list = []
+        # what happened, oldest first: the caller's queue if it gives one (a connection's), else a list
+        self.events = [] if events is None else events
 
     # -- state table ---------------------------------------------------------------------------------
 
