@@ -102,18 +102,17 @@ class MeterProtocol(asyncio.Protocol):
                 transport.close()
                 return
             self.meter_id = meter_id
-        refused = w.admit(self.meter_id, self.push is not None)
-        if refused is not None:
+        meter = w.admit(self.meter_id, self.push is not None)
+        if type(meter) is str:
             # TCP-UDP setup maximum_simultaneous_connections reached, or the meter is dark (no supply, no
             # link: an injected fault): refuse this one cleanly.
-            w.metrics.refused[refused] = w.metrics.refused.get(refused, 0) + 1
+            w.metrics.refused[meter] = w.metrics.refused.get(meter, 0) + 1
             transport.close()
             if not w.connections.get(self.meter_id):
                 w.meters.release(self.meter_id)
             return
         self.transport = transport
         now = _monotonic()
-        meter = w.meters.meter(self.meter_id)
         idle = w.settings.dial_idle if self.push is not None else None
         self.conn = MeterConnection(meter, w.transport_kind, now=now, stats=w.stats, inactivity_timeout=idle)
         w.connection_opened(self)

@@ -45,6 +45,7 @@ from fleet.store.journal import Journal
 from fleet.store.recorder import NullRecorder, Recorder
 from fleet.store.truth import GroundTruthWriter
 from meter_core.device.clock import SimClock
+from meter_core.device.meter import Meter
 from meter_core.session.association import ServiceStats
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class Worker:
         self.dialer = Dialer(self)
         self.faults = Injector(self)
         self.recorder = None
+        self.recording = False  # a Recorder keeps connections and associations (not the NullRecorder)
         self.groundtruth = None
         self.journal = None  # fleet.store.journal.Journal: what must be durable before a meter answers
         self.commands = None
@@ -141,6 +143,7 @@ class Worker:
                     self.groundtruth.start()
             else:
                 self.recorder = NullRecorder()
+            self.recording = type(self.recorder) is not NullRecorder
             if self.options.mode == "dial":
                 if s.hes is None:
                     raise FleetError("dial mode needs the head-end's address (--hes HOST:PORT)")
@@ -279,10 +282,10 @@ class Worker:
 
     # -- connections ----------------------------------------------------------------------------------
 
-    def admit(self, meter_id: int, dialling: bool = False) -> str | None:
-        """Take a connection slot of ``meter_id``: None if it may have one more, else why not (the worker's
-        descriptor budget, the meter's TCP-UDP setup's maximum, no supply, no link). A meter dialling out for its last gasp has no
-        supply and still sends it."""
+    def admit(self, meter_id: int, dialling: bool = False) -> Meter | str:
+        """Take a connection slot of ``meter_id``: its `Meter` (taken into use) if it may have one more, else
+        why not (the worker's descriptor budget, the meter's TCP-UDP setup's maximum, no supply, no link). A
+        meter dialling out for its last gasp has no supply and still sends it."""
         if len(self.protocols) >= self.max_open:
             return "fd-budget"  # its reserve stays for the database, the spool and the metrics
         meter = self.meters.meter(meter_id)
@@ -295,7 +298,7 @@ class Worker:
                 return "link-down"
             if not dialling and meter.supply_factor(t) == 0.0:
                 return "no-supply"
-        return None
+        return meter
 
     def drop(self, meter_id: int) -> None:
         """The meter went dark (no supply, no link): its open connections end without a goodbye."""
@@ -307,7 +310,8 @@ class Worker:
     def connection_opened(self, proto) -> None:
         self.connections.setdefault(proto.meter_id, []).append(proto)
         self.protocols.add(proto)
-        self.recorder.connection_opened(proto)
+        if self.recording:
+            self.recorder.connection_opened(proto)
 
     def connection_closed(self, proto) -> None:
         conns = self.connections.get(proto.meter_id)
@@ -320,7 +324,8 @@ class Worker:
                 del self.connections[proto.meter_id]
                 self.meters.release(proto.meter_id)
         self.protocols.discard(proto)
-        self.recorder.connection_closed(proto)
+        if self.recording:
+            self.recorder.connection_closed(proto)
 
     def association_established(self, proto, ev) -> None:
         client = metrics.client_label(ev.client_sap)
@@ -328,7 +333,8 @@ class Worker:
         self.metrics.associations[key] = self.metrics.associations.get(key, 0) + 1
         opened = self.metrics.associations_open
         opened[client] = opened.get(client, 0) + 1
-        self.recorder.association_established(proto, ev)
+        if self.recording:
+            self.recorder.association_established(proto, ev)
 
     def association_rejected(self, proto, ev) -> None:
         key = (metrics.client_label(ev.client_sap), "rejected")
@@ -341,7 +347,8 @@ class Worker:
         self.metrics.releases[key] = self.metrics.releases.get(key, 0) + 1
         opened = self.metrics.associations_open
         opened[client] = opened.get(client, 0) - 1
-        self.recorder.association_released(proto, ev)
+        if self.recording:
+            self.recorder.association_released(proto, ev)
 
     def connection_terminated(self, proto, ev) -> None:
         self.recorder.connection_terminated(proto, ev)
