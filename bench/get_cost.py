@@ -49,8 +49,10 @@ def _requests() -> tuple[bytes, bytes]:
 # -- the bare server: parses wrapper headers, answers each frame with canned bytes ------------------
 
 class _Bare(asyncio.Protocol):
-    """Answers the k-th whole frame with ``answers[k]`` (the last one again for every later frame); with
-    ``close``, closes after the last answer, as the meter does after its RLRE."""
+    """Answers the k-th whole frame with ``answers[k]`` (the last one again for every later frame), and
+    closes when the client does; with ``close``, closes itself after the last answer (which the meter
+    does not do after its RLRE: releasing an association leaves the TCP connection open, IEC 62056-4-7's
+    connection manager closes it when the client does or at the inactivity time-out)."""
 
     def __init__(self, *answers: bytes, close: bool = False) -> None:
         self.answers, self.last, self.close, self.buf, self.step = answers, len(answers) - 1, close, b"", 0
