@@ -49,7 +49,13 @@ from meter_core.events import (
     SecurityFailure,
 )
 from meter_core.notification import take_confirm
-from meter_core.session.association import Association, ServiceStats, exception_response, reject_aarq
+from meter_core.session.association import (
+    Association,
+    AssociationState,
+    ServiceStats,
+    exception_response,
+    reject_aarq,
+)
 
 # The management logical device: the only server SAP an IS 15959 meter has (Gurux's India.txt and a
 # Wirepas DLMS NIC firmware for IS 15959 meters).
@@ -315,7 +321,8 @@ class MeterConnection:
 
     def _release_all(self, reason: ReleaseReason) -> None:
         for assoc in self._assocs.values():
-            assoc.abort(reason)
+            if assoc.state is not AssociationState.IDLE:  # one released already has nothing to abort
+                assoc.abort(reason)
 
 
 def release_events_only(events) -> list[AssociationReleased]:

@@ -141,8 +141,29 @@ class MeterProtocol(asyncio.Protocol):
         now = _monotonic()
         out, events = conn.exchange(data, now)
         w = self.worker
-        w.metrics.bytes_in += len(data)
+        m = w.metrics
+        m.bytes_in += len(data)
         sec = conn.meter.state.security
+        if sec is not None or events and w.journal is not None:
+            if self._held(w, out, events, now, sec):
+                return
+        # `_deliver`, inline: the path of every plain request
+        if out:
+            self.transport.write(out)
+            m.bytes_out += len(out)
+        took = _monotonic() - now  # `WorkerMetrics.observe_latency`, inline
+        m.latency_counts[_bucket(LATENCY_BUCKETS, took)] += 1
+        m.latency_sum += took
+        if events:  # the meter closes a connection only with an event that says why
+            self._handle_events(events)
+            conn = self.conn  # None if an event ended the connection meanwhile
+            if conn is not None and conn.closed and not self._closing:
+                self._closing = True
+                self.transport.close()
+
+    def _held(self, w, out: bytes, events, now: float, sec) -> bool:
+        """A ciphered client's counters moved, or a request changed the meter: note the keys to write, and
+        hold the answer if what changed must be durable first (True: `_release` delivers it later)."""
         if sec is not None:  # counters (or keys) of a ciphered client moved
             w.meters.security_dirty.add(self.meter_id)
         journal = w.journal
@@ -155,8 +176,8 @@ class MeterProtocol(asyncio.Protocol):
                 self.transport.pause_reading()
                 fut = journal.persist(urgent, (self.meter_id,) if keys_too else ())
                 fut.add_done_callback(lambda f: self._release(f, out, events, now))
-                return
-        self._deliver(out, events, now)
+                return True
+        return False
 
     def _journal(self, journal, events, sec) -> tuple[list, bool]:
         """Journal rows of ``events``: those that changed the meter (returned: the answer waits for them)
@@ -194,13 +215,12 @@ class MeterProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _deliver(self, out: bytes, events: list, now: float) -> None:
+        """Send a held answer (`data_received` does the same inline for the others)."""
         if out:
             self.transport.write(out)
         m = self.worker.metrics
         m.bytes_out += len(out)
-        took = _monotonic() - now  # `WorkerMetrics.observe_latency`, inline: three times per association
-        m.latency_counts[_bucket(LATENCY_BUCKETS, took)] += 1
-        m.latency_sum += took
+        m.observe_latency(_monotonic() - now)
         if events:
             self._handle_events(events)
         conn = self.conn
