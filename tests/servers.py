@@ -172,10 +172,16 @@ class Head:
     """A head-end on one TCP connection to a meter (wrapper), our sans-I/O client underneath; keeps every byte
     it sends."""
 
-    def __init__(self, port: int, settings) -> None:
+    def __init__(self, port: int, settings, host: str = "127.0.0.1") -> None:
         self.client = DlmsClient(settings)
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+        self.sock = socket.create_connection((host, port), timeout=PATIENCE)
         self.sent: list[bytes] = []
+
+    def __enter__(self) -> Head:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def until(self, *kinds):
         """Send what the client has, read until it reports an event (of ``kinds``); None if the meter closed."""

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import urllib.error
 import urllib.request
 
 import pytest
 
 from fleet.settings import FleetOptions
-from meter_core import NEED_DATA
-from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
+from meter_core.client import Associated, ClientSettings, GetResult
 from meter_core.connection import Transport
 from meter_core.device.identity import FleetConfig, meter_identity
 from tests.fleet.test_fleet_run import FleetProcess, query
-from tests.servers import free_port_base, wait_for
+from tests.servers import Head, free_port_base, wait_for
 
 pytestmark = [pytest.mark.fleet, pytest.mark.integration]
 
@@ -33,32 +31,17 @@ HOSTS = [f"127.0.0.{k + 1}" for k in range(SHARDS)]
 PORTS = range(23000, 24000)  # the ports these tests may use
 
 
-def _until(client: DlmsClient, sock: socket.socket, kind):
-    while True:
-        out = client.data_to_send()
-        if out:
-            sock.sendall(out)
-        ev = client.next_event()
-        if ev is not NEED_DATA:
-            assert isinstance(ev, kind), ev
-            return ev
-        chunk = sock.recv(65536)
-        assert chunk, "the meter closed the connection"
-        client.receive_data(chunk)
-
-
 def logical_device_name(host: str, port: int) -> str | None:
     """What the meter at host:port answers for 0.0.42.0.0.255 to the public client; None if nothing listens."""
     try:
-        sock = socket.create_connection((host, port), timeout=10)
+        head = Head(port, ClientSettings(client_sap=16, transport=Transport.WRAPPER), host)
     except ConnectionRefusedError:
         return None
-    with sock:
-        client = DlmsClient(ClientSettings(client_sap=16, transport=Transport.WRAPPER))
-        client.associate()
-        _until(client, sock, Associated)
-        client.get(1, "0.0.42.0.0.255", 2)
-        return bytes(_until(client, sock, GetResult).value.value).decode()
+    with head:
+        head.client.associate()
+        head.until(Associated)
+        head.client.get(1, "0.0.42.0.0.255", 2)
+        return bytes(head.until(GetResult).value.value).decode()
 
 
 def health(host: str, port: int) -> tuple[int, str]:

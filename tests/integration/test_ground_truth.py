@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import socket
 import time
 
 import asyncpg
 import pytest
 
-from meter_core import NEED_DATA
-from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
+from meter_core.client import Associated, ClientSettings, GetResult
 from meter_core.codec.axdr import CosemDateTime
 from meter_core.connection import Transport
 from meter_core.device.clock import SimClock, day_of
@@ -26,7 +24,7 @@ from meter_core.device.groundtruth import block_records
 from meter_core.device.identity import MeterKind
 from meter_core.device.meter import Meter
 from tests.database import fetch
-from tests.servers import EPOCH, running_meters
+from tests.servers import EPOCH, Head, running_meters
 from tests.unit.test_profiles import by_range
 
 pytestmark = pytest.mark.integration
@@ -36,28 +34,13 @@ SPEED = 28800.0
 
 
 def read_profile(port: int, password: str, obis: str, selection) -> list:
-    client = DlmsClient(ClientSettings(client_sap=32, password=password.encode(), transport=Transport.WRAPPER))
-    buf = bytearray()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        def until(kind):
-            while True:
-                out = client.data_to_send()
-                if out:
-                    s.sendall(out)
-                ev = client.next_event()
-                if ev is not NEED_DATA:
-                    assert isinstance(ev, kind), ev
-                    return ev
-                chunk = s.recv(65536)
-                assert chunk, "meter closed the connection"
-                buf.extend(chunk)
-                client.receive_data(bytes(buf))
-                buf.clear()
-
-        client.associate()
-        until(Associated)
-        client.get(7, obis, 2, selection)
-        ev = until(GetResult)
+    settings = ClientSettings(client_sap=32, password=password.encode(), transport=Transport.WRAPPER)
+    with Head(port, settings) as head:
+        head.client.associate()
+        head.until(Associated)
+        head.client.get(7, obis, 2, selection)
+        ev = head.until(GetResult)
+    assert ev is not None, "the meter closed the connection"
     return [tuple(c.value for c in r.value) for r in ev.value.value]
 
 
