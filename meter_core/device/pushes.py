@@ -109,14 +109,22 @@ def next_due(config: DeviceConfig, seed: int, meter_id: int, push: str, after: f
     return k * period - IST_S + delay
 
 
+_LAST_GASP = frozenset((85,))
+
+
 def alerts_between(meter, t0: float, t1: float) -> list[tuple[float, frozenset[int]]]:
     """The alert pushes the meter owes in (t0, t1]: each time ESW bits that the ESW filter enables are
-    raised (a bit that clears raises nothing), with those bits."""
+    raised (a bit that clears raises nothing), with those bits. A meter without supply detects nothing and
+    raises nothing but its last gasp (bit 85): a condition that began while it was off is in the ESW the
+    first breath's push carries, not an alert of its own."""
     filters = meter.state.eswf
     out = []
     for t, before, after in eventprofiles.esw_changes(meter, t0, t1):
         mask = value_at(filters, t) or b"\xff" * 16  # the filter in force when the bits rose
-        raised = frozenset(b for b in after - before if mask[b // 8] & (0x80 >> (b % 8)))
+        rose = after - before
+        if rose - _LAST_GASP and meter.supply_off(t):
+            rose &= _LAST_GASP
+        raised = frozenset(b for b in rose if mask[b // 8] & (0x80 >> (b % 8)))
         if raised:
             out.append((t, raised))
     return out

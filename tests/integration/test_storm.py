@@ -73,15 +73,21 @@ def _alert_pushes(url: str, since: float) -> list:
                             device_config.ALERT_PUSH, _dt.datetime.fromtimestamp(since - 1, _dt.UTC)))
 
 
-def _first_with(rows: list, bit: int, since: float) -> dict[int, float]:
-    """Each meter's first alert push with ESW ``bit`` notified from ``since`` (less a second) on: when it was
-    notified (a meter may send more alerts later, for its own supply events)."""
-    first: dict[int, float] = {}
+def _each_with(rows: list, bit: int, since: float) -> dict[int, list[float]]:
+    """Each meter's alert pushes with ESW ``bit`` notified from ``since`` (less a second) on: when each was
+    notified, in time order."""
+    each: dict[int, list[float]] = {}
     for r in rows:  # (in time order)
         at = r["notified_at"].timestamp()
         if at >= since - 1 and bit in _esw_bits(r["body"]):
-            first.setdefault(r["meter_id"], at)
-    return first
+            each.setdefault(r["meter_id"], []).append(at)
+    return each
+
+
+def _first_with(rows: list, bit: int, since: float) -> dict[int, float]:
+    """Each meter's first alert push with ESW ``bit`` notified from ``since`` (less a second) on: when it was
+    notified (a meter may send more alerts later, for its own supply events)."""
+    return {mid: times[0] for mid, times in _each_with(rows, bit, since).items()}
 
 
 def _raises(worker, mid: int, t: float, bit: int) -> bool:
@@ -207,9 +213,14 @@ def test_a_power_failure_storm_sends_spread_last_gasps_then_first_breaths(databa
         drop_generated(breaths, 86)
         assert set(breaths) == {mid for mid in failed if _raises(worker, mid, t_restore, 86)}
         assert len(breaths) > 0.9 * len(failed)
-        for mid, at in breaths.items():
+        # (an alert a meter raises for a supply event of its own soon after the restore carries bit 86 too,
+        # and may come first: the first breath is the one at the meter's delay)
+        carrying = _each_with(rows, 86, t_restore)
+        for mid in breaths:
             delay = push.randomisation(DEFAULT_DEVICE, 1, mid, device_config.ALERT_PUSH)
-            assert delay - 0.01 <= at - t_restore <= delay + 0.01, (mid, delay, at - t_restore)
+            at = [a for a in carrying[mid] if delay - 0.01 <= a - t_restore <= delay + 0.01]
+            assert at, (mid, delay, [a - t_restore for a in carrying[mid]])
+            breaths[mid] = at[0]
         early = {mid: round(at - arrival(mid, at), 3) for mid, at in breaths.items() if arrival(mid, at) < at}
         assert not early, f"first breaths that arrived before they were due (simulated s early): {early}"
         # the meters' own record of the alarms: bit 85 and bit 86 settled as SENT

@@ -127,3 +127,21 @@ def test_a_restore_before_the_duration_ends_logs_the_end_once():
     assert dict(m.state.event_counts) == counts  # one end each, moved, not added
     assert 85 not in eventprofiles.esw_bits(m, t + HOUR + 1) and 81 not in eventprofiles.esw_bits(m, t + HOUR + 1)
     assert m.restore_tampers(now=t + 2 * HOUR) is False
+
+
+def test_a_meter_without_supply_raises_no_alert_but_its_last_gasp():
+    """A magnet held on while the supply is off: the meter detects nothing until the supply returns, so
+    no alert push is owed for it then; its bit (81) is in the ESW the first breath's push carries. With
+    the supply on, the same tamper raises an alert at once."""
+    from meter_core.device import pushes
+
+    m, midnight = quiet_meter()
+    t = midnight + 8 * HOUR
+    m.change_supply(0.0, now=t)
+    m.inject_tamper(201, now=t + 600)
+    m.change_supply(None, now=t + HOUR)
+    alerts = [(at, set(bits)) for at, bits in pushes.alerts_between(m, t - 1, t + 2 * HOUR)]
+    assert alerts == [(t, {85}), (t + HOUR, {86})]
+    assert {81, 86} <= eventprofiles.esw_bits(m, t + HOUR + 60)
+    m.inject_tamper(203, now=t + 3 * HOUR)  # (neutral disturbance, with the supply on)
+    assert pushes.alerts_between(m, t + 2 * HOUR, t + 4 * HOUR) == [(t + 3 * HOUR, frozenset({82}))]
