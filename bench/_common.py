@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import socket
 import struct
+import subprocess
+import sys
+import tempfile
 import time
 
 from fleet.settings import FleetOptions, RunSettings
@@ -131,3 +135,14 @@ def stop(proc) -> None:
     if proc.is_alive():
         proc.kill()
         proc.join()
+
+
+def callgrind(module: str, *args: str) -> int:
+    """Instructions valgrind's callgrind counts for the whole process ``python -m module args``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out", sys.executable,
+                              "-m", module, *args], capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", run.stderr)
+    if run.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind failed ({module} {' '.join(args)}): {run.stderr.strip().splitlines()[-1:]}")
+    return int(found.group(1))

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
+
+from bench._common import callgrind
 
 METERS = 640
 WARM_UP = 700
@@ -126,15 +125,7 @@ def _inner(which: str, count: int) -> None:
 
 def _instructions(which: str, count: int) -> int:
     """Instructions callgrind counts for the whole process with ``count`` measured connections."""
-    with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out", sys.executable, "-m",
-             "bench.instructions", "--inner", which, "--connections", str(count)],
-            capture_output=True, text=True, check=False)
-    found = re.search(r"Collected : (\d+)", run.stderr)
-    if run.returncode != 0 or found is None:
-        raise SystemExit(f"valgrind failed ({which}, {count}): {run.stderr.strip().splitlines()[-1:]}")
-    return int(found.group(1))
+    return callgrind("bench.instructions", "--inner", which, "--connections", str(count))
 
 
 def main(argv=None) -> int:
