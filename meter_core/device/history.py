@@ -268,7 +268,7 @@ class Captures:
         n = n0
         while n < n1:
             run = self._run_of(n)
-            inverse, piece, period = self.clock.inverse, run.piece, run.period
+            piece, period = run.piece, run.period
             i = n - run.first
             if n == run.first and run.restart:
                 prev = run.begin
@@ -279,9 +279,13 @@ class Captures:
                 i += 1
             k = run.k_lo + (i - (0 if run.jump is None else 1))
             end = n1 if run.k_hi is None else min(n1, run.first + int(run.size()))
+            # `MeterClock.inverse(piece, stamp)`, its terms that do not change along the run computed once
+            clock = self.clock
+            d = clock.drift
+            offset, d_ref, scale = clock.offsets[piece], d * clock.refs[piece], 1.0 + d
             while n < end:
                 stamp = k * period - IST_S
-                t = inverse(piece, stamp)
+                t = (stamp - offset + d_ref) / scale
                 yield n, stamp, t, prev, period
                 prev = t
                 n += 1

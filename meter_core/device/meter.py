@@ -420,8 +420,14 @@ class Meter:
         cache = self._pq
         kept = cache.days.get(day) if cache is not None else None
         if kept is None:
+            held = cache is not None and cache.held
+            if held and day in cache.quiet:
+                return False
             p = self.load.params
-            return pq.has_interruption(p.seed, p.meter_id, self.identity.kind, day, self.config.power_quality)
+            found = pq.has_interruption(p.seed, p.meter_id, self.identity.kind, day, self.config.power_quality)
+            if held and not found:
+                cache.quiet.add(day)
+            return found
         return bool(kept[0]) and self._outages(day)[0] is not None
 
     def _outage_adjustment(self, t: float) -> float:
@@ -710,33 +716,64 @@ class Meter:
         start = d.period_start
         first = max(entries[0][3], start)
         times = [first, *(e[2] for e in entries)]
-        readings = self.readings_many(times)
         # each period starts where the one before ended, unless the integration restarted in between
         regular = all(entries[i][3] == entries[i - 1][2] for i in range(1, len(entries)))
-        if not regular:  # the readings where each period started, too
-            starts = sorted({max(e[3], start) for e in entries} - set(times))
-            extra = dict(zip(starts, self.readings_many(starts))) if starts else {}
-            at = dict(zip(times, readings))
-            at.update(extra)
+        with self.load.batch():  # (each day template's interval weights computed once, not once a day)
+            act, app = self._demand_registers(times)
+            if not regular:  # the registers where each period started, too
+                starts = sorted({max(e[3], start) for e in entries} - set(times))
+                at = dict(zip(times, zip(act, app)))
+                if starts:
+                    at.update(zip(starts, zip(*self._demand_registers(starts))))
         scale = 3600.0 * self.energy_divisor
         max_active, max_apparent = d.max_active, d.max_apparent
-        prev_t, prev_r = first, readings[0]
-        for (_n, stamp, t, t0, period), r1 in zip(entries, readings[1:]):
+        prev_t, prev_a, prev_s = first, act[0], app[0]
+        for (_n, stamp, t, t0, period), a1, s1 in zip(entries, act[1:], app[1:]):
             if not regular:
                 t0 = max(t0, start)
-                prev_t, prev_r = t0, at[t0]
+                prev_t, (prev_a, prev_s) = t0, at[t0]
             length = t - prev_t
             if length < period:
                 length = period
-            active = (r1[0] - prev_r[0]) * scale / length
-            apparent = (r1[2] - prev_r[2]) * scale / length
+            active = (a1 - prev_a) * scale / length
+            apparent = (s1 - prev_s) * scale / length
             if active > max_active:
                 max_active, d.max_active_stamp = active, stamp
             if apparent > max_apparent:
                 max_apparent, d.max_apparent_stamp = apparent, stamp
-            prev_t, prev_r = t, r1
+            prev_t, prev_a, prev_s = t, a1, s1
         d.max_active, d.max_apparent = max_active, max_apparent
         d.next_ordinal = n1
+
+    def _demand_registers(self, ts) -> tuple[list[int], list[int]]:
+        """The active and apparent import registers at each of ``ts`` (in order): `readings_many`'s first
+        and third values, computed alone, the same way (all a maximum demand needs)."""
+        state = self.state
+        if state.limit_since is not None or state.disconnections or state.supply:
+            rs = self.readings_many(ts)
+            return [r[0] for r in rs], [r[2] for r in rs]
+        load = self.load
+        s_over_p, d = load._s_over_p, self.energy_divisor
+        floor, ist, day_s = math.floor, pq.IST_S, pq.DAY
+        act: list[int] = []
+        app: list[int] = []
+        put_a, put_s = act.append, app.append
+        day_now = None
+        interrupted = False
+        for t, a in zip(ts, load.active_energies(ts)):
+            day = floor((t + ist) / day_s)
+            if day != day_now:
+                day_now = day
+                interrupted = self._interrupted(day)
+            s = s_over_p * a
+            if interrupted:  # as `_readings_of`
+                adjust = self._outage_adjustment(t)
+                if adjust != 0.0:
+                    f = max(0.0, a + adjust) / a if a > 0 else 0.0
+                    a, s = a * f, s * f
+            put_a(int(a // d))
+            put_s(int(s // d))
+        return act, app
 
     def demand_between(self, start: float, end: float) -> _DemandCache:
         """Maximum demands over the demand periods that end in (start, end] (simulated time)."""

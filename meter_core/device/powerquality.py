@@ -150,7 +150,7 @@ def has_interruption(seed: int, meter_id: int, kind: MeterKind, day: int,
 class DayCache:
     """A meter's events of the last few IST days in use (a block or a day read spans two; kept small)."""
 
-    __slots__ = ("seed", "meter_id", "kind", "config", "days", "held")
+    __slots__ = ("seed", "meter_id", "kind", "config", "days", "held", "quiet")
 
     def __init__(self, seed: int, meter_id: int, kind: MeterKind,
                  config: tuple[PowerQualityConfig, ...] = DEFAULT_CONFIG) -> None:
@@ -158,6 +158,7 @@ class DayCache:
         # day -> [events, interruptions with their energies (filled by the meter) or None]
         self.days: dict[int, list] = {}
         self.held = False
+        self.quiet: set[int] = set()  # while held: days found to have no interruption (their events not drawn)
 
     def entry(self, day: int) -> list:
         e = self.days.get(day)
@@ -179,6 +180,7 @@ class DayCache:
             yield self
         finally:
             self.held = False
+            self.quiet.clear()
             while len(self.days) > 3:
                 del self.days[next(iter(self.days))]
 

@@ -104,9 +104,13 @@ def _events_in(meter: Meter, t0: float, t1: float) -> tuple:
     for d in range(d0 + 1, d1 + 1):
         events = (*events, *meter.pq_events(d))
     if meter.state.supply:  # injected power failures take the supply off like generated interruptions
-        events = (*events, *(pq.PqEvent("INTERRUPTION", s, math.inf if e is None else e, 0.0, -1)
-                             for s, e, f in meter.state.supply if f == 0.0))
+        events = (*events, *_injected_failures(meter))
     return events
+
+
+def _injected_failures(meter: Meter) -> tuple:
+    return tuple(pq.PqEvent("INTERRUPTION", s, math.inf if e is None else e, 0.0, -1)
+                 for s, e, f in meter.state.supply if f == 0.0)
 
 
 def _event_factors(meter: Meter, t0: float, t1: float) -> tuple[tuple[float, float, float], float]:
@@ -123,7 +127,15 @@ def off_seconds(meter: Meter, t0: float, t1: float) -> float:
     """Seconds of (t0, t1] the meter had no supply (generated interruptions, injected power failures)."""
     if t1 <= t0:
         return 0.0
-    return pq.off_seconds(_events_in(meter, t0, t1), t0, t1)
+    d0, d1 = math.floor((t0 + IST_S) / DAY), math.floor((t1 + IST_S) / DAY)  # pq.day_of
+    if d1 - d0 < 3:
+        return pq.off_seconds(_events_in(meter, t0, t1), t0, t1)
+    # a long span (a billing period): the days with an interruption are found without drawing every
+    # day's events (an interruption starts and ends within its day)
+    events = tuple(e for d in range(d0, d1 + 1) if meter._interrupted(d) for e in meter.pq_events(d))
+    if meter.state.supply:
+        events += _injected_failures(meter)
+    return pq.off_seconds(events, t0, t1)
 
 
 class BlockLoad:
@@ -244,11 +256,13 @@ def billing_row(meter: Meter, start: float, close: tuple[float, float]) -> Billi
 def _billing_row(meter: Meter, start: float, close: tuple[float, float]) -> BillingRow:
     stamp, end = close
     start = max(start, meter.install_time)
-    r0, r1 = meter.readings(start), meter.readings(end)
-    kwh, kvah = r1[0] - r0[0], r1[2] - r0[2]
-    pf = kwh / kvah if kvah > 0 else 1.0
-    on = max(0, int((end - start - off_seconds(meter, start, end)) // 60))
-    return BillingRow(stamp, r1, meter.demand_between(start, end), pf, on, end, start)
+    with meter.batch():  # (the month's days are looked at twice: for its maximum demand and its outages)
+        r0, r1 = meter.readings(start), meter.readings(end)
+        kwh, kvah = r1[0] - r0[0], r1[2] - r0[2]
+        pf = kwh / kvah if kvah > 0 else 1.0
+        on = max(0, int((end - start - off_seconds(meter, start, end)) // 60))
+        demand = meter.demand_between(start, end)
+    return BillingRow(stamp, r1, demand, pf, on, end, start)
 
 
 class Live:

@@ -18,8 +18,9 @@ import pytest
 from fleet.store import truth as fg
 from fleet.store.writer import timestamp
 from meter_core.codec._util import mix64
+from meter_core.device import history
 from meter_core.device import powerquality as pq
-from meter_core.device.clock import SimClock
+from meter_core.device.clock import SimClock, day_of
 from meter_core.device.datagen import _TWO_PI, INTERVAL, LoadModel, meter_params
 from meter_core.device.groundtruth import billing_records, block_records, daily_records
 from meter_core.device.identity import FleetConfig, MeterKind
@@ -196,3 +197,52 @@ def test_has_interruption_agrees_with_day_events(kind):
             assert pq.has_interruption(1, 3, kind, day, config) == has
             seen.add(has)
         assert seen == ({False} if config is configs[3] else {False, True})
+
+
+def _demand_by_definition(meter: Meter, start: float, end: float) -> tuple:
+    """The maximum demands over the demand periods ending in (start, end], from the definition: each
+    period's register difference (`Meter.readings`, one time at a time) over its length, the integration
+    period at least; a period that began before ``start`` counted from ``start``; the first maximum wins."""
+    caps = meter.demand_captures()
+    scale = 3600.0 * meter.energy_divisor
+    best = [0.0, math.nan, 0.0, math.nan]  # (as `_DemandCache` starts)
+    for _n, stamp, t, t0, period in caps.entries(caps.count(start), caps.count(end)):
+        t0 = max(t0, start)
+        r0, r1 = meter.readings(t0), meter.readings(t)
+        length = max(t - t0, period)
+        for i, reg in ((0, 0), (2, 2)):
+            value = (r1[reg] - r0[reg]) * scale / length
+            if value > best[i]:
+                best[i], best[i + 1] = value, stamp
+    return tuple(best)
+
+
+@pytest.mark.parametrize("kind", list(MeterKind))
+def test_the_maximum_demand_is_the_definitions_over_months_with_outages_and_programming(kind):
+    """`demand_between` (registers computed in bulk) equals the definition, for plain meters over two
+    months (days with interruptions among them), and for a meter whose clock was set back, whose demand
+    period changed and whose supply an injected failure cut (the general path)."""
+    fleet = FleetConfig(seed=3, kind=kind)
+    t1 = EPOCH + 200 * 86400
+    for meter_id in range(3):
+        m = Meter(fleet, meter_id, epoch_start=EPOCH)
+        start, end = t1 - 61 * 86400, t1
+        assert any(m._interrupted(day) for day in range(day_of(start), day_of(end) + 1)) or meter_id
+        d = m.demand_between(start, end)
+        assert (d.max_active, d.max_active_stamp, d.max_apparent, d.max_apparent_stamp) == \
+            _demand_by_definition(m, start, end)
+    m = Meter(fleet, 7, epoch_start=EPOCH)
+    m.set_clock(t1 - 20 * 86400 - 5000, now=t1 - 20 * 86400)  # back 83 minutes
+    change = t1 - 10 * 86400 + 1000  # (mid-period: the integration restarts)
+    m.state.demand_periods = history.changed(m.state.demand_periods, change, 900)
+    m.reset_demand_cache()
+    for start, end in ((t1 - 30 * 86400, t1), (change - 3600, change + 3600)):
+        d = m.demand_between(start, end)
+        assert (d.max_active, d.max_active_stamp, d.max_apparent, d.max_apparent_stamp) == \
+            _demand_by_definition(m, start, end)
+    start, end = t1 - 30 * 86400, t1
+    m.change_supply(0.0, now=t1 - 5 * 86400, duration=3600.0)
+    m.reset_demand_cache()
+    d = m.demand_between(start, end)
+    assert (d.max_active, d.max_active_stamp, d.max_apparent, d.max_apparent_stamp) == \
+        _demand_by_definition(m, start, end)
