@@ -24,7 +24,9 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from meter_core.codec.errors import Failure
 from meter_core.cosem.is15959 import ASSOCIATIONS
+from meter_core.events import ReleaseReason
 
 # The client SAPs a label may name: the meter's associations. A head-end (or a stranger) can put any
 # number in the wrapper header or HDLC address before it authenticates; those are all "other", so
@@ -206,6 +208,51 @@ def serve(port: int, host: str = "127.0.0.1", health: Callable[[], tuple[bool, s
     httpd = make_server(host, port, app, server_class, handler_class=_Quiet)
     threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
     return httpd
+
+
+# The label values each counter takes (the help texts list them too): `show_zeros` starts them at 0.
+REFUSAL_REASONS = ("fd-budget", "max-connections", "no-supply", "link-down", "not-a-meter")
+VIOLATION_LAYERS = ("wrapper", "hdlc", "apdu")
+DIAL_OUTCOMES = ("connected", "refused", "timeout", "link-down")
+PUSH_OUTCOMES = ("due", "attempted", "sent", "retried", "failed", "no-supply", "confirmed", "unconfirmed",
+                 "queue-full")
+PUSH_FAILURE_REASONS = ("refused", "timeout", "link-down", "unconfirmed", "queue-full")
+GROUNDTRUTH_ERROR_REASONS = ("database", "too-many-open-files", "spool", "internal")
+
+
+def show_zeros(*, pushes: Iterable[str] = (), groups: Iterable[str] = (), groundtruth: bool = False) -> None:
+    """Write every label set of the fleet's counters that a dashboard or an alert looks for, at 0 (this
+    process's share of it), so each series is there from the start: a counter whose series appears only at
+    its first event is missing from rate() and increase() for that first step, and a ratio of two of them
+    shows "no data" instead of 0 (the Prometheus instrumentation guide's "avoid missing metrics").
+    ``pushes``/``groups``: the push setups a dialling worker can send and the meter groups (kinds) it holds.
+    A worker calls it once, when it is ready; values only come from the known sets, never from a peer."""
+    clients = (*sorted(set(_CLIENT_LABELS.values()), key=int), "other")
+    for client in clients:
+        ASSOCIATIONS_OPEN.labels(client)
+        for result in ("accepted", "rejected"):
+            ASSOCIATIONS.labels(client, result)
+        for reason in ReleaseReason:
+            RELEASES.labels(client, reason.value)
+        for failure in Failure:
+            SECURITY_FAILURES.labels(client, failure.value)
+    for reason in REFUSAL_REASONS:
+        CONNECTIONS_REFUSED.labels(reason)
+    for layer in VIOLATION_LAYERS:
+        PROTOCOL_VIOLATIONS.labels(layer)
+    groups = tuple(groups)
+    for push in pushes:
+        for group in groups:
+            for outcome in PUSH_OUTCOMES:
+                PUSHES.labels(push, group, outcome)
+        for reason in PUSH_FAILURE_REASONS:
+            PUSH_FAILURES.labels(push, reason)
+    if groups:
+        for outcome in DIAL_OUTCOMES:
+            DIALS.labels(outcome)
+    if groundtruth:
+        for reason in GROUNDTRUTH_ERROR_REASONS:
+            GROUNDTRUTH_ERRORS.labels(reason)
 
 
 def process_dead(pid: int) -> None:

@@ -167,6 +167,13 @@ class Worker:
         gc.freeze()
         self.online = len(self.shard) if self.options.mode == "address" else len(self.servers)
         metrics.METERS_ONLINE.inc(self.online)
+        if self.options.mode == "dial":
+            fleet = self.fleet
+            groups = sorted({k.value for k, share in fleet.mix if share > 0} if fleet.mix else {fleet.kind.value})
+            pushes = [c.logical_name for c in self.meters.config.pushes if c.enabled]
+        else:
+            groups, pushes = [], []
+        metrics.show_zeros(pushes=pushes, groups=groups, groundtruth=self.groundtruth is not None)
         metrics.WORKERS_UP.inc()
         self._send(("ready", self.slot, os.getpid(), self.online))
         tasks = [heartbeat, asyncio.create_task(self._flush_metrics())]

@@ -168,6 +168,10 @@ def test_fleet_serves_records_and_brings_a_killed_worker_back(database_url, tmp_
         assert re.search(r"^fleet_meters_online(\{\})? 30\.0$", metrics, re.M), metrics
         assert 'fleet_associations_total{client="16",result="accepted"} 3.0' in metrics, metrics
         assert 'fleet_associations_total{client="32",result="accepted"} 3.0' in metrics, metrics
+        # counters a dashboard rates are there at 0 before their first event (not missing from rate())
+        assert 'fleet_connections_refused_total{reason="no-supply"} 0.0' in metrics, metrics
+        assert 'fleet_security_failures_total{client="48",reason="deciphering"} 0.0' in metrics, metrics
+        assert 'fleet_associations_total{client="other",result="rejected"} 0.0' in metrics, metrics
 
         # /health next to /metrics: ready (every worker is); both only on 127.0.0.1 by default.
         assert health(metrics_port) == (200, f"{WORKERS} of {WORKERS} workers ready")

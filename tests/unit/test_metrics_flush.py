@@ -111,3 +111,25 @@ def test_histograms_from_two_worker_processes_in_multiprocess_mode(tmp_path):
     push = {(s.name, s.labels.get("le")): s.value for s in families["fleet_push_latency_seconds"].samples}
     assert push[("fleet_push_latency_seconds_bucket", "1.0")] == 2
     assert push[("fleet_push_latency_seconds_sum", None)] == pytest.approx(1.4)
+
+
+def test_show_zeros_starts_the_known_label_sets_at_zero_and_no_others():
+    """Each label set a dashboard rates is there before its first event; only the known values (a
+    dialling worker's push setups and meter groups; the ground-truth writer's error reasons)."""
+    push = "0.0.25.9.0.251"  # (a push setup name no other test counts)
+    assert value("fleet_pushes_total", push=push, group="1ph", outcome="failed") == 0.0
+    sample = metrics.registry(REGISTRY).get_sample_value
+    assert sample("fleet_pushes_total", {"push": push, "group": "1ph", "outcome": "failed"}) is None
+    metrics.show_zeros(pushes=[push], groups=["1ph"], groundtruth=True)
+    for outcome in metrics.PUSH_OUTCOMES:
+        assert sample("fleet_pushes_total", {"push": push, "group": "1ph", "outcome": outcome}) == 0.0
+    assert sample("fleet_pushes_total", {"push": push, "group": "3ph", "outcome": "sent"}) is None
+    assert sample("fleet_push_failures_total", {"push": push, "reason": "timeout"}) == 0.0
+    assert sample("fleet_dials_total", {"outcome": "timeout"}) is not None
+    assert sample("fleet_groundtruth_errors_total", {"reason": "spool"}) is not None
+    for client in ("16", "32", "48", "other"):
+        assert sample("fleet_associations_total", {"client": client, "result": "rejected"}) is not None
+        assert sample("fleet_association_releases_total", {"client": client, "reason": "timeout"}) is not None
+        assert sample("fleet_security_failures_total", {"client": client, "reason": "policy"}) is not None
+    assert sample("fleet_connections_refused_total", {"reason": "fd-budget"}) is not None
+    assert sample("fleet_protocol_violations_total", {"layer": "hdlc"}) is not None
