@@ -7,7 +7,12 @@ latency. Before the boundary is the ceiling (the same client, the same fleet, no
 from the boundary until every meter's block row of it is in the database is the measure. Then SIGTERM,
 timed, and the rows counted.
 
+With --billing the boundary is the next billing close (the 1st of the month, 00:00 IST, the meters' default
+billing date): each meter's billing row needs its month's maximum demand, every demand period of the month,
+and the rows counted are the billing profile's.
+
     python -m bench.boundary [--meters 1000000] [--workers 2] [--lead 600] [--after 600] [--data-dir /tmp/fleet-boundary]
+    python -m bench.boundary --billing --meters 20000
 """
 
 from __future__ import annotations
@@ -68,9 +73,12 @@ class Reader(threading.Thread):
                 time.sleep(0.005)
 
 
-async def block_rows(url: str, at: dt.datetime) -> int:
+async def rows_at(url: str, at: dt.datetime, billing: bool) -> int:
+    """The boundary's rows written: block-load rows captured at ``at``, or billing rows closed then."""
     conn = await asyncpg.connect(url)
     try:
+        if billing:
+            return await conn.fetchval("SELECT count(*) FROM billing_profile WHERE billing_time = $1", at)
         return await conn.fetchval("SELECT count(*) FROM block_load_profile WHERE capture_time = $1", at)
     finally:
         await conn.close()
@@ -94,11 +102,16 @@ def main(argv=None) -> int:
     ap.add_argument("--lead", type=float, default=300.0, help="simulated seconds from the start to the boundary")
     ap.add_argument("--after", type=float, default=0.0,
                     help="simulated seconds to run on after the boundary, at least (--lead 600 --after 600: 20 minutes)")
+    ap.add_argument("--billing", action="store_true", help="the boundary is the next billing close (month end)")
     args = ap.parse_args(argv)
     shutil.rmtree(args.data_dir.parent, ignore_errors=True)
     args.data_dir.parent.mkdir(parents=True)
     now = dt.datetime.now(IST)
     boundary = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=(30 - now.minute % 30) % 30 or 30)
+    if args.billing:
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        boundary = (first + dt.timedelta(days=32)).replace(day=1)
+    what = "billing rows" if args.billing else "block rows"
     start = boundary - dt.timedelta(seconds=args.lead)
     options = FleetOptions(meters=args.meters, mode="address", address_base=ADDRESS_BASE, port_base=args.port)
     cmd = [sys.executable, "-m", "fleet", "run", "--mode", "address", "--meters", str(args.meters), "--workers",
@@ -117,8 +130,8 @@ def main(argv=None) -> int:
                 raise RuntimeError("fleet stopped:\n" + "\n".join(lines[-20:]))
             time.sleep(0.2)
         ready_after = time.monotonic() - t0
-        print(f"{args.meters} meters ready after {ready_after:.1f} s; simulated now {start:%H:%M}, boundary "
-              f"{boundary:%H:%M} IST", file=sys.stderr)
+        print(f"{args.meters} meters ready after {ready_after:.1f} s; simulated now {start:%Y-%m-%d %H:%M}, boundary "
+              f"{boundary:%Y-%m-%d %H:%M} IST", file=sys.stderr)
         reader = Reader(options.address(0))
         reader.start()
         # simulated time = wall time since the start (speed 1): the boundary comes --lead seconds after it
@@ -131,12 +144,12 @@ def main(argv=None) -> int:
             time.sleep(10)
             if time.time() > boundary_wall:
                 try:
-                    count = asyncio.run(block_rows(url, at))
+                    count = asyncio.run(rows_at(url, at, args.billing))
                 except (OSError, asyncpg.PostgresError) as e:
                     print(f"  cannot count the rows: {e}", file=sys.stderr)
                     continue
                 if count < args.meters or not done_wall:
-                    print(f"  {count} block rows of {boundary:%H:%M} written", file=sys.stderr)
+                    print(f"  {count} {what} of {boundary:%H:%M} written", file=sys.stderr)
                 if count >= args.meters:
                     done_wall = done_wall or time.time()
                     if time.time() >= boundary_wall + args.after:
@@ -159,7 +172,7 @@ def main(argv=None) -> int:
     print(f"{args.meters} meters in address mode, {args.workers} workers, --speed 1, ground truth on "
           f"(embedded PostgreSQL); python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     print(f"start: {ready_after:.1f} s to ready; stop (SIGTERM): {stop_s:.1f} s, exit {code}")
-    print(f"block rows of the boundary written: {count} of {args.meters}, the last "
+    print(f"{what} of the boundary written: {count} of {args.meters}, the last "
           f"{done_wall - boundary_wall:.0f} s after the boundary")
     print(f"client before the boundary (ceiling): {_stats(before)}")
     print(f"client from the boundary to the last row: {_stats(during)}")
