@@ -13,7 +13,9 @@ frames, in order, with no work at all (the ceiling).
 CPU times on a shared machine move by a third from run to run; ``--instructions`` counts instead, under
 valgrind's callgrind, what computing the billing rows of a meter's first read costs in instructions (fresh
 meter objects as a worker builds them, over ``--meters`` meters, less a run with none), against the bare
-server's protocol answering the same requests (callgrind the same way, without sockets).
+server's protocol answering the same requests (callgrind the same way, without sockets); and what the
+ground-truth writer computes for a meter across a billing close (its billing row needs the month's maximum
+demand).
 
     python -m bench.billing [--meters 20] [--pdu 1024] [--repeat 20]
     python -m bench.billing --instructions [--meters 10]    (needs valgrind)
@@ -41,6 +43,8 @@ from meter_core.device.identity import FleetConfig, meter_identity
 BILLING = "1.0.98.1.0.255"
 EPOCH = 1767205800.0  # 2026-01-01 00:00 IST, as `fleet run` uses
 NOW = 1796644800.0  # 2026-12-07 (fixed: the instruction count does not move with the day it runs)
+BARE_READS = 100  # bare reads per meter counted (one is too few for a stable count)
+CLOSE = 1798741800.0  # 2027-01-01 00:00 IST: a billing close (the default billing date)
 
 
 def _client(password: bytes, pdu: int) -> DlmsClient:
@@ -111,14 +115,22 @@ def _inner(which: str, meters: int) -> None:
     from meter_core.device.meter import Meter
 
     fleet = FleetConfig(seed=1)
+    meters += 1  # the first of them warms up (tables built once per process): counted in both runs
     if which == "fleet":
         source = profiles.Billing()
         for mid in range(meters):
             m = Meter(fleet, mid, epoch_start=EPOCH, clock=SimClock.real_time())
             list(source.rows(m, source.keys(m, NOW), NOW, None))
         return
+    if which == "writer":
+        from fleet.store.truth import capture_rows
+
+        for mid in range(meters):  # a transient meter, as the writer builds for a meter no head-end holds
+            m = Meter(fleet, mid, epoch_start=EPOCH, clock=SimClock.real_time())
+            capture_rows(m, CLOSE - 60, CLOSE + 60, CLOSE + 60)
+        return
     requests = [bytes.fromhex("0001002000010038" + "00" * 0x38), bytes.fromhex("000100200001000d" + "00" * 0x0d)]
-    for _ in range(meters):
+    for _ in range(meters * BARE_READS):
         proto = _Replay([b"aare", b"billing"])
         proto.connection_made(_Sink())
         for r in requests:
@@ -132,10 +144,13 @@ def instructions(meters: int) -> int:
     print(f"callgrind: billing rows of a first read (7 closed billing periods and their maximum demands), "
           f"{meters} meters, 3-phase, as of 2026-12-07; python {sys.version.split()[0]}")
     per = {}
-    for which in ("fleet", "bare"):
+    for which, what in (("fleet", "per first read"), ("bare", "per read"),
+                        ("writer", "per meter: the ground-truth writer's rows of two minutes across a billing close")):
         per[which] = (callgrind("bench.billing", "--inner", which, "--meters", str(meters))
                       - callgrind("bench.billing", "--inner", which, "--meters", "0")) / meters
-        print(f"{which:>5}: {per[which]:,.0f} instructions per read")
+        if which == "bare":
+            per[which] /= BARE_READS
+        print(f"{which:>6}: {per[which]:,.0f} instructions {what}")
     print(f"fleet / bare: {per['fleet'] / per['bare']:,.0f} (the bare protocol only frames and replays the bytes)")
     return 0
 
@@ -147,7 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=20, help="reads of each meter again, and of the bare server")
     ap.add_argument("--port-base", type=int, default=23600)
     ap.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
-    ap.add_argument("--inner", choices=("fleet", "bare"), help=argparse.SUPPRESS)
+    ap.add_argument("--inner", choices=("fleet", "bare", "writer"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:  # a run under callgrind
         _inner(args.inner, args.meters)
