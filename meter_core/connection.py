@@ -47,6 +47,8 @@ from meter_core.events import (
     PushConfirmed,
     ReleaseReason,
     SecurityFailure,
+    WorkNeeded,
+    WorkPending,
 )
 from meter_core.notification import take_confirm
 from meter_core.session.association import (
@@ -78,7 +80,7 @@ class MeterConnection:
 
     __slots__ = (
         "meter", "transport", "stats", "_assocs", "_events", "_out", "_wrapper", "_hdlc", "_last_activity",
-        "_closed", "_timeout",
+        "_closed", "_timeout", "_defer", "_pending",
     )
 
     def __init__(
@@ -90,8 +92,13 @@ class MeterConnection:
         stats: ServiceStats | None = None,
         hdlc_settings: HdlcServerSettings | None = None,
         inactivity_timeout: float | None = None,
+        defer_work: bool = False,
     ) -> None:
         self.meter = meter
+        # An owner that can run long work a slice at a time asks for `WorkPending` events instead of
+        # answers computed inline (the wrapper: HDLC's link timers run on regardless, it answers inline).
+        self._defer = defer_work and transport is Transport.WRAPPER
+        self._pending: tuple[int, bytes] | None = None  # (client SAP, APDU) of a request waiting for its work
         self.transport = transport
         self.stats = stats if stats is not None else ServiceStats()
         self._assocs: dict[int, Association] = {}
@@ -139,7 +146,7 @@ class MeterConnection:
         The common case (the wrapper, one whole frame for the meter's logical device, nothing
         buffered) is answered here directly: the per-request path of every association."""
         wrapper = self._wrapper
-        if wrapper is not None and data and not self._closed and not self._out:
+        if wrapper is not None and data and not self._closed and not self._out and self._pending is None:
             got = wrapper.whole_frame(data)
             if got is not None and got[1] == MANAGEMENT_LOGICAL_DEVICE:
                 self._last_activity = now
@@ -152,6 +159,29 @@ class MeterConnection:
                 waiting.clear()
                 return out, events
         self.receive_data(data, now)
+        return self.data_to_send(), self.events()
+
+    def resume(self, now: float, *, inline: bool = False) -> tuple[bytes, list | tuple]:
+        """After a `WorkPending` event's work is done: answer the request that waited for it, then the
+        requests that came meanwhile (as `exchange` does: bytes to write, events). ``inline``: compute
+        whatever the request still needs now instead of deferring it again (the work failed)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not self._closed:
+            self._last_activity = now
+            client_sap, apdu = pending
+            assoc = self._assocs.get(client_sap)
+            if inline and assoc is not None:
+                assoc.defer_work = False
+                try:
+                    response = self._serve(client_sap, apdu, now)
+                finally:
+                    assoc.defer_work = self._defer
+            else:
+                response = self._serve(client_sap, apdu, now)
+            if response is not None:
+                self._out.append(wrap(MANAGEMENT_LOGICAL_DEVICE, client_sap, response))
+            if self._pending is None:
+                self._drain_wrapper(now)
         return self.data_to_send(), self.events()
 
     def next_event(self):
@@ -219,6 +249,9 @@ class MeterConnection:
 
     def _receive_wrapper(self, data: bytes, now: float) -> None:
         deframer = self._wrapper
+        if self._pending is not None:  # a request waits for its work: the next ones wait behind it
+            deframer.feed(data)
+            return
         got = deframer.whole_frame(data)
         if got is not None and got[1] == MANAGEMENT_LOGICAL_DEVICE:
             response = self._serve(got[0], got[2], now)
@@ -226,8 +259,12 @@ class MeterConnection:
                 self._out.append(wrap(MANAGEMENT_LOGICAL_DEVICE, got[0], response))
             return
         deframer.feed(data)
+        self._drain_wrapper(now)
+
+    def _drain_wrapper(self, now: float) -> None:
+        deframer = self._wrapper
         out = self._out
-        while True:
+        while self._pending is None:
             try:
                 got = deframer.next_payload()
             except DecodeError as e:
@@ -296,12 +333,17 @@ class MeterConnection:
             if view is None:
                 return self._unknown_client(client_sap, apdu)
             assoc = self._assocs[client_sap] = Association(self.meter, view, self.stats.of_client(client_sap),
-                                                          self._events)  # its events are the connection's
+                                                          self._events,  # its events are the connection's
+                                                          defer_work=self._defer)
         if not apdu:
             self._events.append(ProtocolViolation("apdu", "empty APDU"))
             return None
         try:
             response = assoc.handle_apdu(apdu, now)
+        except WorkNeeded as e:  # served again by `resume` once the owner has done the work
+            self._pending = (client_sap, apdu)
+            self._events.append(WorkPending(e.work))
+            return None
         except Exception as e:  # a fault of ours must cost one answer, never the connection or worker
             self._events.append(InternalError(f"{type(e).__name__}: {e} serving {apdu[:16].hex()}"))
             response = _INTERNAL_FAULT

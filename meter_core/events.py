@@ -112,3 +112,24 @@ class Programmed:
     sim_time: float
     meter_time: float
     replay: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkPending:
+    """A request needs long computation before it can be answered (a meter's first read of its billing
+    profile: every demand period of seven months). Offered only to an owner that asked for it
+    (``MeterConnection(defer_work=True)``). ``work`` is an iterator: each ``next()`` does a slice of it (a few
+    milliseconds); once it is exhausted, `MeterConnection.resume` answers the request, and the requests
+    after it. Until then the connection takes no more requests (the owner stops reading)."""
+
+    work: object  # Iterator[None]
+
+
+class WorkNeeded(Exception):
+    """Raised by a getter whose answer needs long computation, when its association defers such work
+    (``Association.defer_work``); ``work`` does it a slice at a time. The connection turns it into a
+    `WorkPending` event and serves the request again once the work is done."""
+
+    def __init__(self, work) -> None:
+        super().__init__("work needed")
+        self.work = work

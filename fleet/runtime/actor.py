@@ -30,6 +30,7 @@ from meter_core.events import (
     PushConfirmed,
     PushRequested,
     SecurityFailure,
+    WorkPending,
 )
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ _KEY_CLASSES = (15, 64)
 # instead of at once, unless it falls due within two rounds: a timer handle per connection cost about 4 %
 # of a short connection's CPU (associate, read, release), and the deadline does not move by arming later.
 TIMER_DEFER = 1.0
+# Long work a request needs (`WorkPending`: a meter's first billing read) runs in slices of this many seconds,
+# the event loop serving the other connections between them.
+WORK_SLICE = 0.002
 
 
 class MeterProtocol(asyncio.Protocol):
@@ -114,7 +118,8 @@ class MeterProtocol(asyncio.Protocol):
         self.transport = transport
         now = _monotonic()
         idle = w.settings.dial_idle if self.push is not None else None
-        self.conn = MeterConnection(meter, w.transport_kind, now=now, stats=w.stats, inactivity_timeout=idle)
+        self.conn = MeterConnection(meter, w.transport_kind, now=now, stats=w.stats, inactivity_timeout=idle,
+                                    defer_work=True)
         w.connection_opened(self)
         if self.push is not None:  # a meter that dialled in speaks first: its push
             self.send_push(self.push, self.push_id, self.push_at)
@@ -198,7 +203,38 @@ class MeterProtocol(asyncio.Protocol):
                     lambda f: self._release(f, out, events, now))
                 return
         self._deliver(out, events, now)
-        if not self._write_paused and not self._closing:
+        if not self._write_paused and not self._closing and not self._holding:
+            self.transport.resume_reading()
+
+    def _work(self, work, since: float) -> None:
+        """Do a slice of a request's long work (`WorkPending`), then let the loop serve others; when it is
+        done, answer the request (and those that came meanwhile) and read again. ``since``: when the request
+        came (its latency counts the wait)."""
+        conn = self.conn
+        if conn is None or self.transport is None or self.transport.is_closing():
+            return  # the connection ended meanwhile: nothing to answer
+        end = _monotonic() + WORK_SLICE
+        failed = False
+        try:
+            while _monotonic() < end:
+                next(work)
+        except StopIteration:
+            pass
+        except Exception as e:  # a fault of ours: the request is served again, computing what is left inline
+            log.error("meter %d: deferred work failed: %s: %s", self.meter_id, type(e).__name__, e)
+            failed = True
+        else:
+            self.worker.loop.call_soon(self._work, work, since)
+            return
+        self._holding = False
+        now = _monotonic()
+        out, events = conn.resume(now, inline=failed)
+        sec = conn.meter.state.security
+        if sec is not None or events and self.worker.journal is not None:
+            if self._held(self.worker, out, events, since, sec):
+                return
+        self._deliver(out, events, since)
+        if not self._write_paused and not self._closing and not self._holding and self.conn is not None:
             self.transport.resume_reading()
 
     def _deliver(self, out: bytes, events: list, now: float) -> None:
@@ -312,6 +348,10 @@ class MeterProtocol(asyncio.Protocol):
                     self.send_push(ev.push)
             elif t is PushConfirmed:
                 w.dialer.push_confirmed(self.meter_id, ev.invoke_id)
+            elif t is WorkPending:  # read nothing more from this head-end until the request is answered
+                self._holding = True
+                self.transport.pause_reading()
+                w.loop.call_soon(self._work, ev.work, _monotonic())
 
     def _drain_events(self) -> None:
         events = self.conn.events()

@@ -132,6 +132,10 @@ class Meter:
 
     # -- history: the clock and the captures, from what was in force when -----------------------------
 
+    def has_captured(self, key: tuple) -> bool:
+        """Whether `captured` holds ``key`` (its entry is served without computing)."""
+        return self._captured is not None and key in self._captured
+
     def captured(self, key: tuple, build):
         """The entry of a closed period (a billing row: its energies, maximum demands, power-on time),
         computed by ``build`` the first time and kept while this object lives: what a meter captured never
@@ -774,6 +778,11 @@ class Meter:
             put_a(int(a // d))
             put_s(int(s // d))
         return act, app
+
+    def extend_demand(self, d: _DemandCache, until: float) -> None:
+        """Extend ``d`` (from `demand_between`) with the demand periods that ended by ``until``: a long
+        scan done a step at a time gives what one call over the whole span gives."""
+        self._scan_demand(d, until)
 
     def demand_between(self, start: float, end: float) -> _DemandCache:
         """Maximum demands over the demand periods that end in (start, end] (simulated time)."""

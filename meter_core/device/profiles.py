@@ -239,12 +239,47 @@ class Billing:
         return recent[key - (count - len(recent) + 1)][0]
 
     def rows(self, meter: Meter, keys: range, now: float, assoc) -> Iterator[BillingRow]:
+        for start, close in self._periods(meter, keys, now):
+            yield billing_row(meter, start, close)
+
+    def _periods(self, meter: Meter, keys: range, now: float) -> list[tuple[float, tuple[float, float]]]:
+        """(true start, (stamp, true close)) of the billing periods ``keys``."""
         count, recent = meter.billing_closures().upto(meter.sim(now), self.depth + 1)
         first = count - len(recent) + 1
+        out = []
         for key in keys:
             i = key - first
-            start = recent[i - 1][1] if i > 0 else meter.install_time
-            yield billing_row(meter, start, recent[i])
+            out.append((recent[i - 1][1] if i > 0 else meter.install_time, recent[i]))
+        return out
+
+    def pending(self, meter: Meter, keys: range, now: float) -> Iterator[None] | None:
+        """The work before rows ``keys`` can be served without a long pause (their maximum demands: every
+        demand period of each month), as an iterator doing a few days of it per step; None if the meter
+        has them already."""
+        todo = [(start, close) for start, close in self._periods(meter, keys, now)
+                if not meter.has_captured(("billing", start, close))]
+        return _computing(meter, todo) if todo else None
+
+
+PENDING_STEP = 2 * DAY  # simulated time of demand periods one step of `Billing.pending` scans (about 2 ms)
+
+
+def _computing(meter: Meter, periods) -> Iterator[None]:
+    for start, close in periods:
+        key = ("billing", start, close)
+        if meter.has_captured(key):
+            continue
+        begin, end = max(start, meter.install_time), close[1]
+        demand = meter.demand_between(begin, begin)  # (nothing scanned yet)
+        until = begin
+        while until < end:
+            until = min(until + PENDING_STEP, end)
+            with meter.batch():
+                meter.extend_demand(demand, until)
+            yield
+        row = _billing_row(meter, start, close, demand)
+        meter.captured(key, lambda row=row: row)
+        yield
 
 
 def billing_row(meter: Meter, start: float, close: tuple[float, float]) -> BillingRow:
@@ -253,7 +288,8 @@ def billing_row(meter: Meter, start: float, close: tuple[float, float]) -> Billi
     return meter.captured(("billing", start, close), lambda: _billing_row(meter, start, close))
 
 
-def _billing_row(meter: Meter, start: float, close: tuple[float, float]) -> BillingRow:
+def _billing_row(meter: Meter, start: float, close: tuple[float, float], demand=None) -> BillingRow:
+    """``demand``: the period's maximum demands if computed already (`Billing.pending`)."""
     stamp, end = close
     start = max(start, meter.install_time)
     with meter.batch():  # (the month's days are looked at twice: for its maximum demand and its outages)
@@ -261,7 +297,8 @@ def _billing_row(meter: Meter, start: float, close: tuple[float, float]) -> Bill
         kwh, kvah = r1[0] - r0[0], r1[2] - r0[2]
         pf = kwh / kvah if kvah > 0 else 1.0
         on = max(0, int((end - start - off_seconds(meter, start, end)) // 60))
-        demand = meter.demand_between(start, end)
+        if demand is None:
+            demand = meter.demand_between(start, end)
     return BillingRow(stamp, r1, demand, pf, on, end, start)
 
 

@@ -83,6 +83,7 @@ from meter_core.events import (
     Programmed,
     ReleaseReason,
     SecurityFailure,
+    WorkNeeded,
 )
 from meter_core.session.journal import replayable
 
@@ -310,11 +311,15 @@ class Association:
     __slots__ = (
         "meter", "view", "spec", "stats", "state", "context", "conformance", "max_send_pdu_size",
         "max_receive_pdu_size", "_long_get", "_long_set", "events", "_get_ok", "send_limit", "_sec",
-        "_expected_sc",
+        "_expected_sc", "defer_work",
     )
 
-    def __init__(self, meter, view: AssociationView, stats: ServiceStats | None = None, events=None) -> None:
+    def __init__(self, meter, view: AssociationView, stats: ServiceStats | None = None, events=None,
+                 defer_work: bool = False) -> None:
         self.meter = meter
+        # Getters whose answer takes long to compute (a first billing read) raise `WorkNeeded` instead of
+        # computing it inline; `handle_apdu` leaves the association as the request found it.
+        self.defer_work = defer_work
         self.view = view
         self.spec = view.spec
         self.stats = stats if stats is not None else ServiceStats()
@@ -367,7 +372,19 @@ class Association:
     # -- entry point -------------------------------------------------------------------------------
 
     def handle_apdu(self, apdu: bytes, now: float) -> bytes | None:
-        """The response APDU to ``apdu`` (None when the standard gives no answer)."""
+        """The response APDU to ``apdu`` (None when the standard gives no answer). With ``defer_work``,
+        may raise `WorkNeeded`: the request's counters are as they were, to serve it again later."""
+        if self.defer_work and self._sec is not None and self.state is not AssociationState.IDLE:
+            ks, ctx = self._keyset(), self._sec
+            counters = ks.rx_ic, ks.tx_ic, ctx.dedicated_rx
+            try:
+                return self._handle_apdu(apdu, now)
+            except WorkNeeded:
+                ks.rx_ic, ks.tx_ic, ctx.dedicated_rx = counters
+                raise
+        return self._handle_apdu(apdu, now)
+
+    def _handle_apdu(self, apdu: bytes, now: float) -> bytes | None:
         if self._sec is not None and self.state is not AssociationState.IDLE and apdu:
             if len(apdu) > self.max_receive_pdu_size:
                 self.stats.counts[("other", "pdu-too-long")] += 1

@@ -35,6 +35,7 @@ from meter_core.device.identity import MeterKind
 from meter_core.device.logbook import CATEGORY_NAMES, DEPTH, LOG_OBIS
 from meter_core.device.meter import Meter
 from meter_core.device.profiles import ENERGY_INDEX, SOURCES, BlockLoad, clock_stamp, set_block_period
+from meter_core.events import WorkNeeded
 
 PROFILE_GENERIC = InterfaceClass(
     7, 1, "Profile generic",
@@ -177,14 +178,21 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
     clock_def = (8, ln(cat.CLOCK), 2, 0)
     time_columns = frozenset({clock_def, columns[0].key}) if spec.rows != "scaler" else frozenset()
 
+    pending = getattr(source, "pending", None)  # rows that take long to compute the first time (billing)
+
     def buffer(m: Meter, assoc, now: float):
-        return Stream(buffer_stream(m, source, source.keys(m, now), columns, now, assoc))
+        keys = source.keys(m, now)
+        if pending is not None and assoc is not None and assoc.defer_work:
+            _defer(pending(m, keys, now))
+        return Stream(buffer_stream(m, source, keys, columns, now, assoc))
 
     def buffer_selected(m: Meter, assoc, now: float, selector: int, params):
         chosen = select(m, source, columns, time_columns, now, selector, params)
         if isinstance(chosen, DataAccessResult):
             return chosen
         assert isinstance(chosen, Selection)
+        if pending is not None and assoc is not None and assoc.defer_work:
+            _defer(pending(m, chosen.keys, now))
         return Stream(buffer_stream(m, source, chosen.keys, chosen.columns, now, assoc))
 
     if spec.rows == "block":
@@ -211,6 +219,12 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
         ),
         (_reset_method(spec.rows), _capture_method(spec.rows)),
     )
+
+
+def _defer(work) -> None:
+    """Hand long work to the association's owner before the rows are served (`WorkNeeded`)."""
+    if work is not None:
+        raise WorkNeeded(work)
 
 
 def _reset_method(rows: str):
