@@ -7,7 +7,7 @@ whole billing profile (1.0.98.1.0.255, attribute 2: the closed billing periods, 
 which the meter computes from every demand period of the month), pulling every GET block; each read is a new
 connection. Then the same meters ``--repeat`` times more (the rows are kept), and then, for the other half of the meters, first reads again
 while a second client reads the clock of one more meter every 5 ms: its longest wait is the pause the billing
-computation puts on the worker's loop. A bare uvloop server then answers the same requests with the recorded
+computation puts on the worker's loop (that client runs in a process of its own). A bare uvloop server then answers the same requests with the recorded
 frames, in order, with no work at all (the ceiling).
 
 CPU times on a shared machine move by a third from run to run; ``--instructions`` counts instead, under
@@ -30,7 +30,6 @@ import shutil
 import socket
 import statistics
 import sys
-import threading
 import time
 
 from bench._common import callgrind, cpu_seconds, spawn_worker, stop, until
@@ -77,29 +76,28 @@ def reads(ports_passwords: list, pdu: int, pid: int | None) -> tuple[float, floa
     return (time.perf_counter() - t0) / n, cpu, rows
 
 
-class Probe(threading.Thread):
-    """Reads one meter's clock every ``every`` seconds on one association; keeps each answer's wait."""
-
-    def __init__(self, port: int, password: bytes, every: float = 0.005) -> None:
-        super().__init__(daemon=True)
-        self.port, self.password, self.every = port, password, every
-        self.waits: list[float] = []
-        self.halt = threading.Event()
-        self.ready = threading.Event()
-
-    def run(self) -> None:
-        client = _client(self.password, 1024)
-        buf = bytearray()
-        with socket.create_connection(("127.0.0.1", self.port)) as s:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client.associate()
-            until(client, s, buf, Associated)
-            self.ready.set()
-            while not self.halt.wait(self.every):
-                t = time.perf_counter()
-                client.get(8, "0.0.1.0.0.255", 2)
-                until(client, s, buf, GetResult)
-                self.waits.append(time.perf_counter() - t)
+def _probe(port: int, password: bytes, every: float, pipe) -> None:
+    """In a process of its own (no lock shared with the reading client): read one meter's clock every
+    ``every`` seconds on one association, and report each answer's wait; until asked, then send them."""
+    client = _client(password, 1024)
+    buf = bytearray()
+    waits: list[float] = []
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.associate()
+        until(client, s, buf, Associated)
+        pipe.send("ready")
+        while True:
+            if pipe.poll(every):
+                if pipe.recv() == "stop":
+                    pipe.send(waits)
+                    return
+                pipe.send(waits)  # ("mark": the waits so far, and a fresh list)
+                waits = []
+            t = time.perf_counter()
+            client.get(8, "0.0.1.0.0.255", 2)
+            until(client, s, buf, GetResult)
+            waits.append(time.perf_counter() - t)
 
 
 class _Sink:
@@ -183,16 +181,20 @@ def main(argv=None) -> int:
         cold = reads(first, args.pdu, proc.pid)
         read_billing(*first[0], args.pdu, record)  # (the frames of one read, for the bare server)
         again = reads(first * args.repeat, args.pdu, proc.pid)
-        probe = Probe(*probe_at)
+        ctx = multiprocessing.get_context("spawn")
+        mine, theirs = ctx.Pipe()
+        probe = ctx.Process(target=_probe, args=(*probe_at, 0.005, theirs), daemon=True)
         probe.start()
-        probe.ready.wait(10)
+        if not mine.poll(30):
+            raise RuntimeError("the probe client did not associate")
+        mine.recv()
         time.sleep(0.5)
-        idle = list(probe.waits)
-        probe.waits.clear()
+        mine.send("mark")
+        idle = mine.recv()
         during = reads(second, args.pdu, proc.pid)
-        probe.halt.set()
+        mine.send("stop")
+        busy = mine.recv()
         probe.join(10)
-        busy = probe.waits
     finally:
         stop(proc)
     frames = [reply for _req, reply in record]
