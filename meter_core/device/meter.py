@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from meter_core.codec.axdr import DATETIME_HEAD, DEVIATION_NOT_SPECIFIED, encode_datetime_at
@@ -697,13 +698,35 @@ class Meter:
         Demands are register-reading differences over each demand integration period, so they agree
         with the block-load profile's energies.
         """
-        now = self.sim(now)
-        start = self.billing_period_start(now)
+        return self._max_demand_at(self.sim(now))
+
+    def _max_demand_at(self, t: float) -> _DemandCache:
+        start = self.billing_period_start(t)
         d = self._demand
         if d.period_start != start:
             self._demand = d = _DemandCache(period_start=start, next_ordinal=self.demand_captures().count(start))
-        self._scan_demand(d, now)
+        self._scan_demand(d, t)
         return d
+
+    def max_demand_pending(self, now: float, step: float) -> Iterator[None] | None:
+        """The work before `max_demand` answers without a long pause, when more than ``step`` simulated
+        seconds of demand periods are not scanned yet (a meter object built late in a billing period), as
+        an iterator scanning ``step`` seconds of them per step; None if there is little to do."""
+        t = self.sim(now)
+        start = self.billing_period_start(t)
+        caps = self.demand_captures()
+        d = self._demand
+        n0 = d.next_ordinal if d.period_start == start else caps.count(start)
+        if n0 >= caps.count(t) or caps.entry(n0)[1] >= t - step:
+            return None
+        return self._max_demand_steps(caps.entry(n0)[1], t, step)
+
+    def _max_demand_steps(self, begin: float, t: float, step: float) -> Iterator[None]:
+        until = begin
+        while until < t:
+            until = min(until + step, t)
+            self._max_demand_at(until)
+            yield
 
     def _scan_demand(self, d: _DemandCache, until: float) -> None:
         """Extend ``d`` with every demand integration period that ended by simulated time ``until``.

@@ -107,3 +107,22 @@ def test_a_connection_closed_while_its_request_waits_answers_nothing():
     assert p.conn.closed
     assert p.conn.resume(T0)[0] == b""
     assert p.conn.next_event() is NEED_DATA
+
+
+def test_the_maximum_demand_of_a_meter_built_late_in_its_billing_period_is_scanned_in_steps():
+    """A meter object built 20 days into a billing period has 20 days of demand periods to scan before its
+    maximum-demand register answers: deferred like a billing read, answered as inline; a second read has
+    nothing left to scan."""
+    late = T0 + 20 * 86400 - (T0 % 86400)  # (a December date, 20 days past T0's midnight)
+    deferring = DeferringPair(Transport.WRAPPER, client_sap=32, password=mr_password(),
+                              meter=Meter(FLEET, 3, epoch_start=EPOCH), now=late)
+    inline = Pair(Transport.WRAPPER, client_sap=32, password=mr_password(), meter=Meter(FLEET, 3, epoch_start=EPOCH),
+                  now=late)
+    for p in (deferring, inline):
+        p.associate()
+    md = "1.0.1.6.0.255"
+    got, expected = deferring.get(4, md, 2), inline.get(4, md, 2)
+    assert isinstance(got, GetResult) and got.value == expected.value and got.value.value > 0
+    assert len(deferring.steps) == 1 and deferring.steps[0] >= 5
+    assert deferring.get(4, md, 5).value == inline.get(4, md, 5).value  # its time: nothing deferred again
+    assert len(deferring.steps) == 1

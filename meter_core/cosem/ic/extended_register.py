@@ -15,6 +15,7 @@ from meter_core.cosem.model import (
 )
 from meter_core.device import profiles
 from meter_core.device.meter import Meter
+from meter_core.events import WorkNeeded
 
 _enc_u8 = int_encoder(DataType.UNSIGNED)
 
@@ -26,6 +27,13 @@ EXTENDED_REGISTER = InterfaceClass(
 )
 
 
+def _defer(work) -> None:
+    """A meter object built late in a billing period scans the period's demand periods first (a month of
+    them: several milliseconds): handed to the association's owner a step at a time (`WorkNeeded`)."""
+    if work is not None:
+        raise WorkNeeded(work)
+
+
 def max_demand_register(spec: cat.RegisterSpec) -> CosemObject:
     encode = int_encoder(spec.type)
     apparent = spec.source == "md_apparent_import"
@@ -35,12 +43,16 @@ def max_demand_register(spec: cat.RegisterSpec) -> CosemObject:
     def value(m: Meter, a, now):
         if export:
             return encode(0)  # the load model exports nothing
+        if a is not None and a.defer_work:
+            _defer(m.max_demand_pending(now, profiles.PENDING_STEP))
         d = m.max_demand(now)
         return encode(round((d.max_apparent if apparent else d.max_active) * factor))
 
     def capture_time(m: Meter, a, now):
         if export:
             return NOT_SPECIFIED_DATETIME
+        if a is not None and a.defer_work:
+            _defer(m.max_demand_pending(now, profiles.PENDING_STEP))
         d = m.max_demand(now)
         return profiles.clock_stamp(d.max_apparent_stamp if apparent else d.max_active_stamp)
 
