@@ -9,6 +9,7 @@ from meter_core import NEED_DATA
 from meter_core.client import GetResult
 from meter_core.codec.wrapper import wrap
 from meter_core.connection import MeterConnection, Transport
+from meter_core.device.identity import FleetConfig, MeterKind, meter_identity
 from meter_core.device.meter import Meter
 from meter_core.events import WorkPending
 from tests.unit.test_meter import EPOCH, FLEET, T0, Pair, mr_password, us_security
@@ -125,4 +126,22 @@ def test_the_maximum_demand_of_a_meter_built_late_in_its_billing_period_is_scann
     assert isinstance(got, GetResult) and got.value == expected.value and got.value.value > 0
     assert len(deferring.steps) == 1 and deferring.steps[0] >= 5
     assert deferring.get(4, md, 5).value == inline.get(4, md, 5).value  # its time: nothing deferred again
+    assert len(deferring.steps) == 1
+
+
+def test_the_instant_profile_defers_its_maximum_demands_scan_and_serves_its_row_in_blocks():
+    """The single-phase instantaneous profile captures the maximum-demand registers: their scan is deferred
+    as the row is produced (a row is one chunk of the buffer's stream, made whole before its first block
+    goes out), and the row, in 48-byte blocks, is what an inline meter serves."""
+    late = T0 + 20 * 86400 - (T0 % 86400)
+    single = FleetConfig(seed=7, kind=MeterKind.SINGLE_PHASE)  # (the single-phase profile captures them)
+    password = meter_identity(single, 3).lls_password.encode()
+    deferring = DeferringPair(Transport.WRAPPER, client_sap=32, password=password,
+                              meter=Meter(single, 3, epoch_start=EPOCH), now=late, max_pdu=48)
+    inline = Pair(Transport.WRAPPER, client_sap=32, password=password, meter=Meter(single, 3, epoch_start=EPOCH),
+                  now=late, max_pdu=48)
+    for p in (deferring, inline):
+        p.associate()
+    got, expected = deferring.get(7, "1.0.94.91.0.255", 2), inline.get(7, "1.0.94.91.0.255", 2)
+    assert isinstance(got, GetResult) and got.value == expected.value
     assert len(deferring.steps) == 1
