@@ -178,12 +178,12 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
     clock_def = (8, ln(cat.CLOCK), 2, 0)
     time_columns = frozenset({clock_def, columns[0].key}) if spec.rows != "scaler" else frozenset()
 
-    pending = getattr(source, "pending", None)  # rows that take long to compute the first time (billing)
+    deferrable = hasattr(source, "pending")  # rows that take long to compute the first time (billing)
 
     def buffer(m: Meter, assoc, now: float):
         keys = source.keys(m, now)
-        if pending is not None and assoc is not None and assoc.defer_work:
-            _defer(pending(m, keys, now))
+        if deferrable and assoc is not None and assoc.defer_work:
+            _defer(source.pending(m, keys, now))
         return Stream(buffer_stream(m, source, keys, columns, now, assoc))
 
     def buffer_selected(m: Meter, assoc, now: float, selector: int, params):
@@ -191,8 +191,8 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
         if isinstance(chosen, DataAccessResult):
             return chosen
         assert isinstance(chosen, Selection)
-        if pending is not None and assoc is not None and assoc.defer_work:
-            _defer(pending(m, chosen.keys, now))
+        if deferrable and assoc is not None and assoc.defer_work:
+            _defer(source.pending(m, chosen.keys, now))
         return Stream(buffer_stream(m, source, chosen.keys, chosen.columns, now, assoc))
 
     if spec.rows == "block":
