@@ -774,7 +774,9 @@ class Meter:
 
     def _demand_registers(self, ts) -> tuple[list[int], list[int]]:
         """The active and apparent import registers at each of ``ts`` (in order): `readings_many`'s first
-        and third values, computed alone, the same way (all a maximum demand needs)."""
+        and third values, computed alone, the same way (all a maximum demand needs; a copy of `_readings_of`'s
+        loop without the reactive register and the 8-tuples, 6 % of a first billing read: the maximum demand
+        is checked against `readings` in tests/unit/test_bulk_values.py)."""
         state = self.state
         if state.limit_since is not None or state.disconnections or state.supply:
             rs = self.readings_many(ts)
