@@ -129,10 +129,10 @@ def test_the_maximum_demand_of_a_meter_built_late_in_its_billing_period_is_scann
     assert len(deferring.steps) == 1
 
 
-def test_the_instant_profile_defers_its_maximum_demands_scan_and_serves_its_row_in_blocks():
+def test_the_instant_profile_defers_its_maximum_demands_scan_before_its_row():
     """The single-phase instantaneous profile captures the maximum-demand registers: their scan is deferred
-    as the row is produced (a row is one chunk of the buffer's stream, made whole before its first block
-    goes out), and the row, in 48-byte blocks, is what an inline meter serves."""
+    before the row's stream starts (the GET counted once), and the row, in 48-byte blocks, is what an inline
+    meter serves."""
     late = T0 + 20 * 86400 - (T0 % 86400)
     single = FleetConfig(seed=7, kind=MeterKind.SINGLE_PHASE)  # (the single-phase profile captures them)
     password = meter_identity(single, 3).lls_password.encode()
@@ -145,3 +145,4 @@ def test_the_instant_profile_defers_its_maximum_demands_scan_and_serves_its_row_
     got, expected = deferring.get(7, "1.0.94.91.0.255", 2), inline.get(7, "1.0.94.91.0.255", 2)
     assert isinstance(got, GetResult) and got.value == expected.value
     assert len(deferring.steps) == 1
+    assert deferring.conn.stats.all_counts == inline.conn.stats.all_counts  # the GET counted once

@@ -34,7 +34,14 @@ from meter_core.device.eventprofiles import log_columns, snapshot_columns
 from meter_core.device.identity import MeterKind
 from meter_core.device.logbook import CATEGORY_NAMES, DEPTH, LOG_OBIS
 from meter_core.device.meter import Meter
-from meter_core.device.profiles import ENERGY_INDEX, SOURCES, BlockLoad, clock_stamp, set_block_period
+from meter_core.device.profiles import (
+    ENERGY_INDEX,
+    PENDING_STEP,
+    SOURCES,
+    BlockLoad,
+    clock_stamp,
+    set_block_period,
+)
 from meter_core.events import WorkNeeded
 
 PROFILE_GENERIC = InterfaceClass(
@@ -178,12 +185,16 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
     clock_def = (8, ln(cat.CLOCK), 2, 0)
     time_columns = frozenset({clock_def, columns[0].key}) if spec.rows != "scaler" else frozenset()
 
-    deferrable = hasattr(source, "pending")  # rows that take long to compute the first time (billing)
+    # what takes long to compute the first time, handed over before the rows' stream starts (from inside it,
+    # the GET would be counted already, and a later block could not be served again): the source's rows
+    # (billing), or the maximum demands a one-entry profile captures
+    waits = _DemandScan if spec.rows == "live" and any(c.class_id == 4 for c in columns) else source
+    deferrable = hasattr(waits, "pending")
 
     def buffer(m: Meter, assoc, now: float):
         keys = source.keys(m, now)
         if deferrable and assoc is not None and assoc.defer_work:
-            _defer(source.pending(m, keys, now))
+            _defer(waits.pending(m, keys, now))
         return Stream(buffer_stream(m, source, keys, columns, now, assoc))
 
     def buffer_selected(m: Meter, assoc, now: float, selector: int, params):
@@ -192,7 +203,7 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
             return chosen
         assert isinstance(chosen, Selection)
         if deferrable and assoc is not None and assoc.defer_work:
-            _defer(source.pending(m, chosen.keys, now))
+            _defer(waits.pending(m, chosen.keys, now))
         return Stream(buffer_stream(m, source, chosen.keys, chosen.columns, now, assoc))
 
     if spec.rows == "block":
@@ -219,6 +230,14 @@ def profile_object(kind: MeterKind, spec: cat.ProfileSpec, objects: dict[tuple[i
         ),
         (_reset_method(spec.rows), _capture_method(spec.rows)),
     )
+
+
+class _DemandScan:
+    """The pending work of a one-entry profile that captures maximum-demand registers: their scan."""
+
+    @staticmethod
+    def pending(m: Meter, keys, now: float):
+        return m.max_demand_pending(now, PENDING_STEP)
 
 
 def _defer(work) -> None:
