@@ -261,7 +261,7 @@ class Billing:
         return _computing(meter, todo) if todo else None
 
 
-PENDING_STEP = 2 * DAY  # simulated time of demand periods one step of `Billing.pending` scans (about 2 ms)
+PENDING_STEP = 2 * DAY  # simulated time of demand periods one step of the deferred work scans (about 0.4 ms)
 
 
 def _computing(meter: Meter, periods) -> Iterator[None]:
