@@ -171,8 +171,7 @@ class Worker:
         self.online = len(self.shard) if self.options.mode == "address" else len(self.servers)
         metrics.METERS_ONLINE.inc(self.online)
         if self.options.mode == "dial":
-            fleet = self.fleet
-            groups = sorted({k.value for k, share in fleet.mix if share > 0} if fleet.mix else {fleet.kind.value})
+            groups = sorted(kind.value for kind in self._kinds())
             pushes = [c.logical_name for c in self.meters.config.pushes if c.enabled]
         else:
             groups, pushes = [], []
@@ -200,8 +199,13 @@ class Worker:
         for category in CATEGORIES:
             config.category_days(category).day(today + 1)
         fleet = self.fleet
-        for kind in ({k for k, share in fleet.mix if share > 0} if fleet.mix else {fleet.kind}):
+        for kind in self._kinds():
             model_for(kind, fleet.hls_mechanism, fleet.security_suite, config)
+
+    def _kinds(self) -> set:
+        """The meter kinds the fleet holds (its mix, or its one kind)."""
+        fleet = self.fleet
+        return {k for k, share in fleet.mix if share > 0} if fleet.mix else {fleet.kind}
 
     async def _load_settings(self, url: str) -> None:
         """Use the load templates and power-quality configuration the database holds (as edited there)."""

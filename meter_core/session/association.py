@@ -373,30 +373,33 @@ class Association:
 
     def handle_apdu(self, apdu: bytes, now: float) -> bytes | None:
         """The response APDU to ``apdu`` (None when the standard gives no answer). With ``defer_work``,
-        may raise `WorkNeeded`: the request's counters are as they were, to serve it again later."""
-        if self.defer_work and self._sec is not None and self.state is not AssociationState.IDLE:
+        may raise `WorkNeeded`: a protected request's invocation counters are then as it found them, so it
+        can be served again later."""
+        if self._sec is not None and self.state is not AssociationState.IDLE and apdu:
+            if not self.defer_work:
+                return self._handle_protected(apdu, now)
             ks, ctx = self._keyset(), self._sec
             counters = ks.rx_ic, ks.tx_ic, ctx.dedicated_rx
             try:
-                return self._handle_apdu(apdu, now)
+                return self._handle_protected(apdu, now)
             except WorkNeeded:
                 ks.rx_ic, ks.tx_ic, ctx.dedicated_rx = counters
                 raise
-        return self._handle_apdu(apdu, now)
+        return self._handle_plain(apdu, now)
 
-    def _handle_apdu(self, apdu: bytes, now: float) -> bytes | None:
-        if self._sec is not None and self.state is not AssociationState.IDLE and apdu:
-            if len(apdu) > self.max_receive_pdu_size:
-                self.stats.counts[("other", "pdu-too-long")] += 1
-                return _EXCEPTION_PDU_TOO_LONG
-            if apdu[0] == ApduTag.GENERAL_CIPHERING:
-                return self._on_general_ciphering(apdu, now)
-            if apdu[0] == ApduTag.GENERAL_SIGNING:
-                return self._on_general_signing(apdu, now)
-            if apdu[0] in ciphered.CIPHERED_TAGS:
-                return self._on_ciphered(apdu, now)
-            if apdu[0] in _PLAIN_REQUESTS:  # the policy demands protected requests
-                return self._security_refusal(sec.Failure.POLICY)
+    def _handle_protected(self, apdu: bytes, now: float) -> bytes | None:
+        """An APDU in an association whose policy protects its requests."""
+        if len(apdu) > self.max_receive_pdu_size:
+            self.stats.counts[("other", "pdu-too-long")] += 1
+            return _EXCEPTION_PDU_TOO_LONG
+        if apdu[0] == ApduTag.GENERAL_CIPHERING:
+            return self._on_general_ciphering(apdu, now)
+        if apdu[0] == ApduTag.GENERAL_SIGNING:
+            return self._on_general_signing(apdu, now)
+        if apdu[0] in ciphered.CIPHERED_TAGS:
+            return self._on_ciphered(apdu, now)
+        if apdu[0] in _PLAIN_REQUESTS:  # the policy demands protected requests
+            return self._security_refusal(sec.Failure.POLICY)
         return self._handle_plain(apdu, now)
 
     def _handle_plain(self, apdu: bytes, now: float) -> bytes | None:
