@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -146,3 +147,17 @@ def callgrind(module: str, *args: str) -> int:
     if run.returncode != 0 or found is None:
         raise SystemExit(f"valgrind failed ({module} {' '.join(args)}): {run.stderr.strip().splitlines()[-1:]}")
     return int(found.group(1))
+
+
+def valgrind_missing(bench: str) -> bool:
+    """Say so (on stderr) when valgrind is not installed: the callgrind benches need it."""
+    if shutil.which("valgrind") is not None:
+        return False
+    print(f"{bench} needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
+    return True
+
+
+def instructions_per(module: str, which: str, flag: str, count: int) -> float:
+    """Instructions of one unit of ``which`` (``python -m module --inner which flag count``): callgrind's count
+    with ``count`` units less its count with none, over ``count``."""
+    return (callgrind(module, "--inner", which, flag, str(count)) - callgrind(module, "--inner", which, flag, "0")) / count

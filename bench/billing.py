@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import shutil
 import socket
 import statistics
 import sys
 import time
 
-from bench._common import callgrind, cpu_seconds, spawn_worker, stop, until
+from bench._common import cpu_seconds, instructions_per, spawn_worker, stop, until, valgrind_missing
 from bench.profile_serve import _Replay, bare_server
 from fleet.settings import FleetOptions
 from meter_core.client import Associated, ClientSettings, DlmsClient, GetResult
@@ -136,16 +135,14 @@ def _inner(which: str, meters: int) -> None:
 
 
 def instructions(meters: int) -> int:
-    if shutil.which("valgrind") is None:
-        print("bench.billing --instructions needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
+    if valgrind_missing("bench.billing --instructions"):
         return 2
     print(f"callgrind: billing rows of a first read (7 closed billing periods and their maximum demands), "
           f"{meters} meters, 3-phase, as of 2026-12-07; python {sys.version.split()[0]}")
     per = {}
     for which, what in (("fleet", "per first read"), ("bare", "per read"),
                         ("writer", "per meter: the ground-truth writer's rows of two minutes across a billing close")):
-        per[which] = (callgrind("bench.billing", "--inner", which, "--meters", str(meters))
-                      - callgrind("bench.billing", "--inner", which, "--meters", "0")) / meters
+        per[which] = instructions_per("bench.billing", which, "--meters", meters)
         if which == "bare":
             per[which] /= BARE_READS
         print(f"{which:>6}: {per[which]:,.0f} instructions {what}")

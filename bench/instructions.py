@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 
-from bench._common import callgrind
+from bench._common import instructions_per, valgrind_missing
 
 METERS = 640
 WARM_UP = 700
@@ -123,11 +122,6 @@ def _inner(which: str, count: int) -> None:
         one(i)
 
 
-def _instructions(which: str, count: int) -> int:
-    """Instructions callgrind counts for the whole process with ``count`` measured connections."""
-    return callgrind("bench.instructions", "--inner", which, "--connections", str(count))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--connections", type=int, default=1000)
@@ -138,15 +132,14 @@ def main(argv=None) -> int:
         return 0
     if args.connections < 1:
         ap.error("--connections must be at least 1")
-    if shutil.which("valgrind") is None:
-        print("bench.instructions needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
+    if valgrind_missing("bench.instructions"):
         return 2
     print(f"callgrind, {args.connections} connections after {WARM_UP} (AARQ, GET clock, RLRQ, close; "
           f"{METERS} meters, address mode); python {sys.version.split()[0]}")
     per = {}
     for which in ("fleet", "bare"):
         print(f"{which} ...", file=sys.stderr)
-        per[which] = (_instructions(which, args.connections) - _instructions(which, 0)) / args.connections
+        per[which] = instructions_per("bench.instructions", which, "--connections", args.connections)
         print(f"{which:>5}: {per[which]:,.0f} instructions per association")
     print(f"fleet / bare: {per['fleet'] / per['bare']:.1f} (the bare protocol's Python is the least a server "
           f"answering these frames can run; the kernel's and uvloop's work, the same for both, is not counted)")
